@@ -1,0 +1,3 @@
+fn main() {
+    println!("dns-agent: not wired yet");
+}

@@ -1,0 +1,210 @@
+//! Layouts shared by the XDP program (`dns-ebpf`) and the agent (`dns-agent`).
+//!
+//! Everything here is plain data: `#[repr(C)]`, `Copy`, fixed-width integers,
+//! no `bool` and no implicit padding, so both sides (and `bpftool`, through BTF)
+//! agree on every byte. The unit tests at the bottom pin sizes and offsets.
+#![no_std]
+
+pub mod counters;
+pub mod hash;
+
+pub use counters::Counter;
+
+/// Longest question name, in wire format including the root label, that the
+/// kernel answers. Longer names are passed to userspace.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest answer body (answer + authority + additional sections, without the
+/// header, the question and OPT) an entry can hold.
+pub const MAX_BODY_LEN: usize = 512;
+/// Most TTL fields an entry's body may carry (one per resource record).
+pub const MAX_TTLS: usize = 32;
+/// Listen addresses of each family the kernel matches.
+pub const MAX_LISTEN_ADDRS: usize = 4;
+/// The UDP payload size the kernel (and the agent) advertise in EDNS answers.
+pub const EDNS_UDP_SIZE: u16 = 1232;
+/// Default capacity of the answers map, in entries.
+pub const DEFAULT_ANSWER_ENTRIES: u32 = 16_384;
+
+/// Map names, as they appear in the object file, in `bpftool map show` and
+/// as pin file names under the agent's bpffs directory.
+pub const MAP_ANSWERS: &str = "NODEDNS_ANSWERS";
+pub const MAP_COUNTERS: &str = "NODEDNS_COUNTERS";
+pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
+pub const MAP_SCRATCH: &str = "NODEDNS_SCRATCH";
+/// The XDP program's function name in the object file.
+pub const PROGRAM_NAME: &str = "nodedns_xdp";
+
+/// Key of the answers map: the question name lower-cased, in wire format, and
+/// the query type. Bytes after `name_len` are zero so equal questions hash
+/// equally.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnswerKey {
+    /// Query type, host byte order (1 = A, 28 = AAAA, ...).
+    pub qtype: u16,
+    /// Length of the wire name in `name`, including the root label's zero.
+    pub name_len: u16,
+    pub name: [u8; MAX_NAME_LEN],
+}
+
+impl AnswerKey {
+    pub const fn zeroed() -> Self {
+        Self { qtype: 0, name_len: 0, name: [0; MAX_NAME_LEN] }
+    }
+}
+
+/// `AnswerEntry::flags` bit: the answer is authoritative (AA=1).
+pub const ENTRY_FLAG_AUTHORITATIVE: u8 = 1;
+
+/// Value of the answers map: a ready-made response body plus what the kernel
+/// needs to finish it (counts, rcode, TTL positions and the checksum of the
+/// body).
+///
+/// The body's names compress to the question with pointer `0xC00C`; the
+/// response is `header | question (echoed) | body | OPT (if the query had one)`.
+/// Every TTL field in `body` is stored as zero; the kernel writes the entry's
+/// remaining lifetime at each offset in `ttl_offsets`.
+///
+/// # Torn reads
+/// The agent may replace or delete an entry while the kernel reads it, and a
+/// preallocated hash map reuses freed elements at once (see DESIGN.md). The
+/// kernel therefore copies the value and answers only when `key_hash` and
+/// `tail_hash` both equal the hash of the question it parsed, `generation`
+/// equals `tail_generation`, and the body sums to `body_sum`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AnswerEntry {
+    /// `hash::key_hash` of the key this entry was written for.
+    pub key_hash: u64,
+    /// Written anew by every update (agent-wide counter).
+    pub generation: u64,
+    /// `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`) after which the
+    /// entry must not be served.
+    pub expires_ns: u64,
+    /// The record TTL: the served TTL is `min(max_ttl, remaining lifetime)`.
+    pub max_ttl: u32,
+    /// Ones' complement sum (`hash::ones_sum`) of `body[..body_len]` with the
+    /// TTL fields zero, as if the body started at an even offset.
+    pub body_sum: u32,
+    /// RCODE of the answer (0 NOERROR, 3 NXDOMAIN).
+    pub rcode: u8,
+    /// `ENTRY_FLAG_*` bits.
+    pub flags: u8,
+    pub ancount: u16,
+    pub nscount: u16,
+    /// Additional records in the body (OPT excluded; the kernel adds it).
+    pub arcount: u16,
+    pub body_len: u16,
+    pub ttl_count: u16,
+    /// Offsets, relative to the body, of each 32-bit TTL field.
+    pub ttl_offsets: [u16; MAX_TTLS],
+    pub body: [u8; MAX_BODY_LEN],
+    /// Must equal `generation`.
+    pub tail_generation: u64,
+    /// Must equal `key_hash`.
+    pub tail_hash: u64,
+}
+
+impl AnswerEntry {
+    pub const fn zeroed() -> Self {
+        Self {
+            key_hash: 0,
+            generation: 0,
+            expires_ns: 0,
+            max_ttl: 0,
+            body_sum: 0,
+            rcode: 0,
+            flags: 0,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+            body_len: 0,
+            ttl_count: 0,
+            ttl_offsets: [0; MAX_TTLS],
+            body: [0; MAX_BODY_LEN],
+            tail_generation: 0,
+            tail_hash: 0,
+        }
+    }
+}
+
+/// Single-element array map set by the agent: where the kernel answers.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Config {
+    /// IPv4 listen addresses, network byte order as they sit in the packet.
+    pub v4_addrs: [u32; MAX_LISTEN_ADDRS],
+    /// IPv6 listen addresses.
+    pub v6_addrs: [[u8; 16]; MAX_LISTEN_ADDRS],
+    pub v4_count: u8,
+    pub v6_count: u8,
+    /// Non-zero: the kernel answers; zero: it passes everything (counted).
+    pub enabled: u8,
+    pub _pad0: u8,
+    /// Listen port, host byte order.
+    pub port: u16,
+    /// UDP payload size advertised in the answer's OPT record.
+    pub edns_udp_size: u16,
+}
+
+impl Config {
+    pub const fn zeroed() -> Self {
+        Self {
+            v4_addrs: [0; MAX_LISTEN_ADDRS],
+            v6_addrs: [[0; 16]; MAX_LISTEN_ADDRS],
+            v4_count: 0,
+            v6_count: 0,
+            enabled: 0,
+            _pad0: 0,
+            port: 0,
+            edns_udp_size: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are repr(C), Copy, built of integers and arrays of
+    // integers with no padding (checked by the layout tests).
+    unsafe impl aya::Pod for super::AnswerKey {}
+    unsafe impl aya::Pod for super::AnswerEntry {}
+    unsafe impl aya::Pod for super::Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn key_layout() {
+        assert_eq!(size_of::<AnswerKey>(), 4 + MAX_NAME_LEN);
+        assert_eq!(offset_of!(AnswerKey, name), 4);
+        assert_eq!(size_of::<AnswerKey>() % 4, 0, "jhash2 fast path wants u32 words");
+    }
+
+    #[test]
+    fn entry_layout_has_no_padding() {
+        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 6 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
+        assert_eq!(size_of::<AnswerEntry>(), fields);
+        assert_eq!(align_of::<AnswerEntry>(), 8);
+        assert_eq!(offset_of!(AnswerEntry, rcode), 32);
+        assert_eq!(offset_of!(AnswerEntry, ttl_offsets), 48);
+        assert_eq!(offset_of!(AnswerEntry, body), 48 + 2 * MAX_TTLS);
+        assert_eq!(offset_of!(AnswerEntry, tail_generation), 48 + 2 * MAX_TTLS + MAX_BODY_LEN);
+    }
+
+    #[test]
+    fn config_layout_has_no_padding() {
+        assert_eq!(size_of::<Config>(), 16 + 64 + 4 + 4);
+        assert_eq!(offset_of!(Config, port), 84);
+    }
+
+    #[test]
+    fn counters_are_dense() {
+        assert_eq!(Counter::ALL.len(), Counter::COUNT as usize);
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}
