@@ -41,3 +41,14 @@ pub trait Zone: Send + Sync + 'static {
     /// True once the first full sync of every source has completed.
     fn is_ready(&self) -> bool;
 }
+
+/// Forwarding settings that cluster configuration can change live (kube-dns
+/// `stubDomains` and `upstreamNameservers` from the ConfigMap or file).
+/// Empty fields mean "use the agent's flags / the node's resolv.conf".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardPolicy {
+    /// Zone suffix to its own servers; the longest matching suffix wins.
+    pub stub_domains: Vec<(hickory_proto::rr::Name, Vec<std::net::SocketAddr>)>,
+    /// Replaces the default upstreams when not empty.
+    pub upstreams: Vec<std::net::SocketAddr>,
+}

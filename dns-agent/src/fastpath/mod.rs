@@ -1,2 +1,3 @@
 //! placeholder: filled by its owner
 pub mod entry;
+pub mod sink;
