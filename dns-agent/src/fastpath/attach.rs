@@ -287,9 +287,7 @@ impl Attacher {
         if current.is_none_or(|mode| !self.modes(iface).contains(&mode)) {
             tracing::info!(interface = %iface.name, current = ?current, wanted = ?self.modes(iface),
                 "pinned XDP link runs in another mode; re-attaching");
-            remove_pin(pin)?;
-            // The pin was the last reference: the kernel detaches now (a
-            // still-running old agent holds it until it exits).
+            detach_and_unpin(pin)?;
             return Ok(Adopt::Released {
                 prog_id: state.prog_id,
             });
@@ -435,14 +433,29 @@ fn release(att: Attachment, how: Release, program_id: Option<u32>) {
             link_info::read_pinned(&pin).map_or(true, |s| s.is_none_or(|s| s.prog_id == id))
         });
         if ours {
-            if let Err(e) = remove_pin(&pin) {
-                tracing::warn!(error = %e, "cannot remove XDP link pin");
+            if let Err(e) = detach_and_unpin(&pin) {
+                tracing::warn!(error = %e, "cannot detach XDP link");
             }
         } else {
             tracing::info!(interface = %status.name, "XDP link belongs to a newer agent; leaving it");
         }
     }
     drop(link);
+}
+
+/// Detaches a pinned link now, then removes its pin.
+pub(crate) fn detach_and_unpin(pin: &std::path::Path) -> Result<(), FastPathError> {
+    match link_info::detach_pinned(pin) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(FastPathError::Link {
+                path: pin.to_path_buf(),
+                reason: format!("detach: {e}"),
+            });
+        }
+    }
+    remove_pin(pin).map(drop)
 }
 
 /// The mode the pinned link runs in, from the interface's XDP programs.

@@ -21,8 +21,9 @@ pub struct CleanupReport {
     /// Map pins removed.
     pub maps: Vec<String>,
     pub removed_dir: bool,
-    /// Interfaces (in this network namespace) still running our program
-    /// after the pins are gone: a running agent holds them.
+    /// Interfaces (in this network namespace) still running a program named
+    /// like ours after the cleanup: attached from another pin directory, or
+    /// not through a pinned link.
     pub still_attached: Vec<String>,
 }
 
@@ -47,7 +48,8 @@ impl fmt::Display for CleanupReport {
         for name in &self.still_attached {
             writeln!(
                 f,
-                "warning: {name} still runs {PROGRAM_NAME}: a running dns-agent holds it; stop the agent"
+                "warning: {name} still runs {PROGRAM_NAME}, not attached from this pin directory: \
+                 is an agent running with another --bpffs-path?"
             )?;
         }
         Ok(())
@@ -66,6 +68,11 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
     let names = netlink::list_interfaces().unwrap_or_default();
     for (ifindex, pin) in layout.pinned_links()? {
         let live = matches!(link_info::read_pinned(&pin), Ok(Some(s)) if s.ifindex == ifindex);
+        if live {
+            // Detach even if a running agent still holds the link: cleanup
+            // means nothing of ours stays attached.
+            link_info::detach_pinned(&pin).map_err(|e| FastPathError::io(&pin, e))?;
+        }
         if remove_pin(&pin)? {
             let name = live
                 .then(|| {
@@ -85,7 +92,7 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
     }
     remove_dir(&layout.links_dir())?;
     report.removed_dir = remove_dir(layout.root())?;
-    report.still_attached = attached_here()?;
+    report.still_attached = wait_detached()?;
     Ok(report)
 }
 
@@ -116,6 +123,23 @@ fn remove_dir(path: &Path) -> Result<bool, FastPathError> {
             Ok(false)
         }
         Err(e) => Err(FastPathError::io(path, e)),
+    }
+}
+
+/// What still runs our program in this namespace. Links are detached
+/// synchronously above, but a netlink attachment or a link not pinned here
+/// (another agent's pin directory) may remain; the kernel may also still be
+/// releasing one, so look again briefly before reporting it.
+fn wait_detached() -> Result<Vec<String>, FastPathError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let attached = attached_here()?;
+        if attached.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(attached);
+        }
+        std::thread::sleep(STEP);
     }
 }
 

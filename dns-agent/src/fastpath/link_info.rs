@@ -1,6 +1,7 @@
-//! What a pinned XDP link is attached to. aya's `LinkInfo` does not expose
-//! the link's interface, so this reads `bpf_link_info` with two raw `bpf(2)`
-//! calls; nothing else in the fast path goes around aya.
+//! What a pinned XDP link is attached to, and detaching it now. aya's
+//! `LinkInfo` does not expose the link's interface and aya has no
+//! `BPF_LINK_DETACH`, so these are raw `bpf(2)` calls; nothing else in the
+//! fast path goes around aya.
 
 use std::ffi::CString;
 use std::io;
@@ -10,6 +11,7 @@ use std::path::Path;
 
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_LINK_TYPE_XDP: u32 = 6;
 /// `struct bpf_link_info`: type, id, prog_id, then an 8-aligned union whose
 /// `xdp` member starts with the ifindex.
@@ -51,6 +53,21 @@ pub fn read_pinned(path: &Path) -> io::Result<Option<XdpLinkState>> {
         prog_id: words[2],
         ifindex: words[4],
     }))
+}
+
+/// Detaches the pinned link at once. Dropping the last reference would
+/// detach too, but from a kernel workqueue a little later; this way the
+/// interface is free when we return. The pin itself stays.
+pub fn detach_pinned(path: &Path) -> io::Result<()> {
+    let fd = obj_get(path)?;
+    let mut attr = [0u64; 4];
+    attr[0] = fd.as_raw_fd() as u64;
+    match bpf(BPF_LINK_DETACH, &mut attr) {
+        Ok(_) => Ok(()),
+        // Already detached (its interface is gone).
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn obj_get(path: &Path) -> io::Result<OwnedFd> {
