@@ -603,6 +603,15 @@ fn inspect_and_metrics() {
         "web.default.svc.cluster.local. A 10.0.0.7"
     );
 
+    // bpftool reads the pins (hex key/value without BTF for the maps).
+    let answers = pins.0.join(MAP_ANSWERS);
+    let show = run("bpftool", &["map", "show", "pinned", answers.to_str().unwrap()]);
+    println!("{show}");
+    assert!(show.contains("NODEDNS_ANSWERS"), "{show}");
+    let dump = run("bpftool", &["-j", "map", "dump", "pinned", answers.to_str().unwrap()]);
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(dump.as_array().unwrap().len(), 2, "{dump}");
+
     let mut registry = dns_agent::metrics::new_registry();
     fp.register_metrics(&mut registry);
     let mut out = String::new();
