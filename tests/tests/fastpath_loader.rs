@@ -605,10 +605,16 @@ fn inspect_and_metrics() {
 
     // bpftool reads the pins (hex key/value without BTF for the maps).
     let answers = pins.0.join(MAP_ANSWERS);
-    let show = run("bpftool", &["map", "show", "pinned", answers.to_str().unwrap()]);
+    let show = run(
+        "bpftool",
+        &["map", "show", "pinned", answers.to_str().unwrap()],
+    );
     println!("{show}");
     assert!(show.contains("NODEDNS_ANSWERS"), "{show}");
-    let dump = run("bpftool", &["-j", "map", "dump", "pinned", answers.to_str().unwrap()]);
+    let dump = run(
+        "bpftool",
+        &["-j", "map", "dump", "pinned", answers.to_str().unwrap()],
+    );
     let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
     assert_eq!(dump.as_array().unwrap().len(), 2, "{dump}");
 
@@ -623,6 +629,7 @@ fn inspect_and_metrics() {
         "nodedns_xdp_map_capacity 16384",
         "nodedns_xdp_map_memory_bytes{map=\"NODEDNS_ANSWERS\"}",
         "nodedns_xdp_interface_info{interface=\"tfa0\",mode=\"skb\"} 1",
+        "nodedns_xdp_attach_skipped_total{reason=\"foreign_program\"} 0",
     ] {
         assert!(out.contains(needle), "metrics lack {needle}:\n{out}");
     }
@@ -667,4 +674,140 @@ fn clear_errors() {
             .is_none()
     );
     assert!(!pins.0.exists(), "--xdp-mode off creates nothing");
+}
+
+/// dig from `pod` to the listen address; the answer's addresses, if any
+/// (comma-separated).
+/// No cookie: the kernel passes EDNS options it does not handle (pass_edns).
+fn dig(pod: &Netns, name: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod.name,
+            "dig",
+            "+short",
+            "+nocookie",
+            "+tries=1",
+            "+time=2",
+            "@169.254.20.10",
+            name,
+            "A",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // +short also prints ";; no servers could be reached" on a timeout.
+    let addrs: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.parse::<IpAddr>().is_ok())
+        .collect();
+    addrs.join(",")
+}
+
+/// The point of --keep-on-exit: with no agent process at all, the kernel
+/// still answers the names in the map (nothing listens on port 53 here).
+#[test]
+fn kernel_answers_while_the_agent_is_gone() {
+    let node = Netns::new();
+    let pod = Netns::new();
+    let pins = PinDir::new();
+    node.add_veth("tfa0", "tfb0");
+    run(
+        "ip",
+        &["-n", &node.name, "link", "set", "tfb0", "netns", &pod.name],
+    );
+    for cmd in [
+        vec!["-n", &node.name, "link", "set", "lo", "up"],
+        vec![
+            "-n",
+            &node.name,
+            "addr",
+            "add",
+            "169.254.20.10/32",
+            "dev",
+            "lo",
+        ],
+        vec![
+            "-n",
+            &node.name,
+            "addr",
+            "add",
+            "10.77.0.1/24",
+            "dev",
+            "tfa0",
+        ],
+        vec!["-n", &pod.name, "link", "set", "lo", "up"],
+        vec!["-n", &pod.name, "link", "set", "tfb0", "up"],
+        vec![
+            "-n",
+            &pod.name,
+            "addr",
+            "add",
+            "10.77.0.2/24",
+            "dev",
+            "tfb0",
+        ],
+        vec![
+            "-n",
+            &pod.name,
+            "route",
+            "add",
+            "169.254.20.10/32",
+            "dev",
+            "tfb0",
+        ],
+    ] {
+        run("ip", &cmd);
+    }
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let fp = start(&node, &a);
+
+    use dns_agent::fastpath::entry::{EntrySpec, boot_time_ns, encode};
+    use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
+    let name = Name::from_ascii("hot.example.com.").unwrap();
+    let answer = Record::from_rdata(name.clone(), 30, RData::A(A::new(192, 0, 2, 53)));
+    let (key, entry) = encode(&EntrySpec {
+        qname: &name,
+        qtype: RecordType::A,
+        rcode: hickory_proto::op::ResponseCode::NoError,
+        authoritative: false,
+        answers: &[answer],
+        authority: &[],
+        additionals: &[],
+        max_ttl: 30,
+        expires_boot_ns: boot_time_ns() + 60_000_000_000,
+        generation: 1,
+    })
+    .unwrap();
+    fp.sink().put(&key, &entry).unwrap();
+    assert_eq!(
+        dig(&pod, "hot.example.com"),
+        "192.0.2.53",
+        "answered by XDP while the agent runs"
+    );
+    fp.shutdown().unwrap();
+
+    assert_eq!(
+        dig(&pod, "HOT.example.com"),
+        "192.0.2.53",
+        "still answered with no agent process"
+    );
+    assert_eq!(
+        dig(&pod, "cold.example.com"),
+        "",
+        "a miss goes to (absent) userspace"
+    );
+    let counters = fastpath::snapshot(&pins.0).unwrap().counters;
+    let hits = counters.iter().find(|(n, _)| n == "hit").unwrap().1;
+    assert!(hits >= 2, "{counters:?}");
+
+    let report = node.enter(|| fastpath::cleanup(&pins.0)).unwrap();
+    assert_eq!(report.links.len(), 1);
+    assert_eq!(
+        dig(&pod, "hot.example.com"),
+        "",
+        "nothing answers after cleanup"
+    );
 }

@@ -64,6 +64,12 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    pub const ALL: [SkipReason; 3] = [
+        Self::ForeignProgram,
+        Self::NativeUnsupported,
+        Self::AttachFailed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::ForeignProgram => "foreign_program",

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use aya::maps::{HashMap, MapData, MapInfo, PerCpuArray};
 use dns_common::{AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAP_ANSWERS, MAP_COUNTERS};
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Record, RecordType};
 use serde::Serialize;
 
+use super::entry;
 use super::error::FastPathError;
 use super::loader::open_pinned;
 use super::pins::{PinLayout, check_bpffs};
@@ -56,7 +57,7 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
     let capacity = MapInfo::from_pin(layout.map(MAP_ANSWERS))
         .map_err(|e| FastPathError::map(MAP_ANSWERS, e))?
         .max_entries();
-    let now = boot_time_ns();
+    let now = entry::boot_time_ns();
     let mut entries: Vec<EntryView> = answers
         .iter()
         .take(MAX_LISTED)
@@ -125,37 +126,29 @@ pub fn inspect(bpffs_path: &Path, json: bool) -> Result<String, FastPathError> {
 }
 
 fn view(key: &AnswerKey, entry: &AnswerEntry, now_ns: u64) -> EntryView {
-    let ttl_remaining = (entry.expires_ns > now_ns)
-        .then(|| (((entry.expires_ns - now_ns) / 1_000_000_000) as u32).min(entry.max_ttl));
     let mut v = EntryView {
         name: String::new(),
         qtype: RecordType::from(key.qtype).to_string(),
         rcode: ResponseCode::from(0, entry.rcode).to_string(),
         authoritative: entry.flags & ENTRY_FLAG_AUTHORITATIVE != 0,
-        ttl_remaining,
+        ttl_remaining: entry::served_ttl(entry, now_ns),
         max_ttl: entry.max_ttl,
         answers: Vec::new(),
         authority: Vec::new(),
         additionals: Vec::new(),
         error: None,
     };
-    match decode(key, entry) {
-        Ok(msg) => {
-            v.name = msg
-                .queries
-                .first()
-                .map(|q| q.name().to_string())
-                .unwrap_or_default();
-            v.answers = msg.answers.iter().map(record).collect();
-            v.authority = msg.authorities.iter().map(record).collect();
-            v.additionals = msg.additionals.iter().map(record).collect();
+    match entry::decode(key, entry) {
+        Ok(decoded) => {
+            v.name = decoded.name.to_string();
+            v.answers = decoded.answers.iter().map(record).collect();
+            v.authority = decoded.authority.iter().map(record).collect();
+            v.additionals = decoded.additionals.iter().map(record).collect();
         }
         Err(e) => {
-            v.name = format!(
-                "{:?}",
-                String::from_utf8_lossy(&key.name[..usize::from(key.name_len).min(key.name.len())])
-            );
-            v.error = Some(e);
+            let len = usize::from(key.name_len).min(key.name.len());
+            v.name = format!("{:?}", String::from_utf8_lossy(&key.name[..len]));
+            v.error = Some(e.to_string());
         }
     }
     v
@@ -163,44 +156,4 @@ fn view(key: &AnswerKey, entry: &AnswerEntry, now_ns: u64) -> EntryView {
 
 fn record(r: &Record) -> String {
     format!("{} {} {}", r.name, r.record_type(), r.data)
-}
-
-/// Rebuilds the response the kernel would send (header, the key's question,
-/// the entry's body) and parses it with hickory-proto.
-// The entry encoder's `entry::decode` does the same once it lands here.
-fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<Message, String> {
-    let name_len = usize::from(key.name_len);
-    let body_len = usize::from(entry.body_len);
-    if name_len == 0 || name_len > key.name.len() || body_len > entry.body.len() {
-        return Err("lengths out of range".into());
-    }
-    if entry.key_hash != dns_common::hash::key_hash(&key.name[..name_len], key.qtype)
-        || entry.tail_hash != entry.key_hash
-        || entry.tail_generation != entry.generation
-    {
-        return Err("hash or generation does not match the key".into());
-    }
-    let mut wire = Vec::with_capacity(12 + name_len + 4 + body_len);
-    let mut flags: u16 = 0x8000 | 0x0080 | u16::from(entry.rcode & 0x0f);
-    if entry.flags & ENTRY_FLAG_AUTHORITATIVE != 0 {
-        flags |= 0x0400;
-    }
-    for word in [0, flags, 1, entry.ancount, entry.nscount, entry.arcount] {
-        wire.extend_from_slice(&word.to_be_bytes());
-    }
-    wire.extend_from_slice(&key.name[..name_len]);
-    wire.extend_from_slice(&key.qtype.to_be_bytes());
-    wire.extend_from_slice(&1u16.to_be_bytes());
-    wire.extend_from_slice(&entry.body[..body_len]);
-    Message::from_vec(&wire).map_err(|e| e.to_string())
-}
-
-fn boot_time_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -9,6 +9,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use super::attach::SkipReason;
 use super::runtime::Shared;
 use super::stats;
 
@@ -102,7 +103,8 @@ impl Collector for XdpCollector {
             None,
             MetricType::Counter,
         )?;
-        for (reason, count) in skipped {
+        for reason in SkipReason::ALL {
+            let count = skipped.get(&reason).copied().unwrap_or(0);
             ConstCounter::new(count)
                 .encode(family.encode_family(&[("reason", reason.label())])?)?;
         }
