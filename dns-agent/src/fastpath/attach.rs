@@ -79,6 +79,9 @@ impl SkipReason {
     }
 }
 
+/// A skip with what the kernel said, logged once by `note_skip`.
+struct Skip(SkipReason, String);
+
 /// One interface the program is attached to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceStatus {
@@ -179,19 +182,23 @@ impl Attacher {
                     self.skipped.remove(&iface.ifindex);
                     self.attached.insert(iface.ifindex, attachment);
                 }
-                Err(reason) => self.note_skip(iface, reason),
+                Err(skip) => self.note_skip(iface, skip),
             }
         }
         self.sweep_pins(&by_index, startup);
     }
 
-    fn note_skip(&mut self, iface: &Interface, reason: SkipReason) {
+    /// Counts and logs a skipped interface once per reason, however often
+    /// later rescans retry it.
+    fn note_skip(&mut self, iface: &Interface, skip: Skip) {
+        let Skip(reason, detail) = skip;
         if self.skipped.insert(iface.ifindex, reason) == Some(reason) {
+            tracing::debug!(interface = %iface.name, reason = reason.label(), %detail, "still skipped");
             return;
         }
         *self.skip_totals.entry(reason).or_default() += 1;
         tracing::warn!(interface = %iface.name, ifindex = iface.ifindex, reason = reason.label(),
-            skb_prog = iface.xdp.skb, drv_prog = iface.xdp.drv,
+            skb_prog = iface.xdp.skb, drv_prog = iface.xdp.drv, %detail,
             "not attaching the XDP fast path to this interface");
     }
 
@@ -244,7 +251,7 @@ impl Attacher {
         program: &mut Xdp,
         program_id: u32,
         iface: &Interface,
-    ) -> Result<Attachment, SkipReason> {
+    ) -> Result<Attachment, Skip> {
         let pin = self.layout.link(iface.ifindex);
         // The program of a pinned link that adopt() just let go of: the
         // netlink snapshot may still show it.
@@ -254,8 +261,10 @@ impl Attacher {
                 Ok(Adopt::Adopted(att)) => return Ok(att),
                 Ok(Adopt::Released { prog_id }) => released = prog_id,
                 Err(e) => {
-                    tracing::error!(interface = %iface.name, error = %e, "cannot adopt pinned XDP link");
-                    return Err(SkipReason::AttachFailed);
+                    return Err(Skip(
+                        SkipReason::AttachFailed,
+                        format!("cannot adopt pinned link: {e}"),
+                    ));
                 }
             }
         }
@@ -264,7 +273,10 @@ impl Attacher {
             .iter()
             .any(|&id| id != 0 && id != program_id && id != released);
         if foreign {
-            return Err(SkipReason::ForeignProgram);
+            return Err(Skip(
+                SkipReason::ForeignProgram,
+                "another XDP program is attached".into(),
+            ));
         }
         self.attach(program, iface, pin)
     }
@@ -331,7 +343,7 @@ impl Attacher {
         program: &mut Xdp,
         iface: &Interface,
         pin: PathBuf,
-    ) -> Result<Attachment, SkipReason> {
+    ) -> Result<Attachment, Skip> {
         let modes = self.modes(iface);
         for (i, &mode) in modes.iter().enumerate() {
             let last = i + 1 == modes.len();
@@ -341,41 +353,37 @@ impl Attacher {
                     let errno = errno_of(&e);
                     if matches!(errno, Some(libc::EBUSY | libc::EEXIST)) {
                         // Raced with another program since the netlink read.
-                        return Err(SkipReason::ForeignProgram);
+                        return Err(Skip(SkipReason::ForeignProgram, e.to_string()));
                     }
                     if !last {
                         tracing::info!(interface = %iface.name, mode = mode.label(), error = %e,
                             "XDP mode unavailable; falling back");
                         continue;
                     }
-                    tracing::error!(interface = %iface.name, mode = mode.label(), error = %e, "XDP attach failed");
                     let native_only = modes == [AttachMode::Native];
                     let unsupported = matches!(errno, Some(libc::EOPNOTSUPP | libc::EINVAL));
-                    return Err(if native_only && unsupported {
+                    let reason = if native_only && unsupported {
                         SkipReason::NativeUnsupported
                     } else {
                         SkipReason::AttachFailed
-                    });
+                    };
+                    return Err(Skip(reason, format!("{mode} attach: {e}")));
                 }
             };
-            let link = program.take_link(id).map_err(|e| {
-                tracing::error!(interface = %iface.name, error = %e, "XDP link lost");
-                SkipReason::AttachFailed
-            })?;
+            let failed = |detail: String| Skip(SkipReason::AttachFailed, detail);
+            let link = program
+                .take_link(id)
+                .map_err(|e| failed(format!("link lost: {e}")))?;
             let Ok(fd_link) = FdLink::try_from(link) else {
                 // Dropping the netlink attachment detached it again.
-                tracing::error!(interface = %iface.name,
-                    "this kernel has no XDP bpf_link (needs Linux 5.9+), so attachments cannot be pinned");
-                return Err(SkipReason::AttachFailed);
+                return Err(failed(
+                    "this kernel has no XDP bpf_link (needs Linux 5.9+): attachments cannot be pinned".into(),
+                ));
             };
             let link = match fd_link.pin(&pin) {
                 Ok(pinned) => FdLink::from(pinned),
-                Err(e) => {
-                    // The unpinned link was dropped, hence detached.
-                    tracing::error!(interface = %iface.name, pin = %pin.display(), error = %e,
-                        "cannot pin XDP link; detached");
-                    return Err(SkipReason::AttachFailed);
-                }
+                // The unpinned link was dropped, hence detached.
+                Err(e) => return Err(failed(format!("cannot pin {}: {e}", pin.display()))),
             };
             tracing::info!(interface = %iface.name, ifindex = iface.ifindex, mode = mode.label(), "XDP attached");
             return Ok(Attachment {
@@ -389,7 +397,7 @@ impl Attacher {
                 pin,
             });
         }
-        Err(SkipReason::AttachFailed)
+        Err(Skip(SkipReason::AttachFailed, "no XDP mode to try".into()))
     }
 
     /// Removes pins of links the kernel already detached (interface gone)

@@ -56,6 +56,12 @@ impl fmt::Display for CleanupReport {
     }
 }
 
+/// `dns-agent cleanup`: cleans up and prints what was removed.
+pub fn run_cleanup(args: &super::args::CleanupArgs) -> Result<(), FastPathError> {
+    print!("{}", cleanup(&args.bpffs_path)?);
+    Ok(())
+}
+
 /// Removes every link pin (detaching it, unless a running agent still holds
 /// the link), the map pins and the pin directory under `bpffs_path`.
 pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {

@@ -77,6 +77,12 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
     })
 }
 
+/// `dns-agent inspect`: prints the snapshot to stdout.
+pub fn run_inspect(args: &super::args::InspectArgs) -> Result<(), FastPathError> {
+    print!("{}", inspect(&args.bpffs_path, args.json)?);
+    Ok(())
+}
+
 /// The snapshot as a table, or as JSON.
 pub fn inspect(bpffs_path: &Path, json: bool) -> Result<String, FastPathError> {
     let snap = snapshot(bpffs_path)?;
