@@ -811,3 +811,73 @@ fn kernel_answers_while_the_agent_is_gone() {
         "nothing answers after cleanup"
     );
 }
+
+/// A rolling update: the new agent starts while the old one still runs.
+/// The new one takes the links over; the old one lets go and, when it
+/// stops (even without --keep-on-exit), leaves them attached.
+#[test]
+fn rolling_update_hands_links_over() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    let a = args(&pins, &["tfa*"]);
+    let old = start(&ns, &a);
+    assert_eq!(old.exit_policy(), ExitPolicy::Detach);
+    let new = start(&ns, &a);
+    assert!(new.interfaces()[0].adopted);
+    assert_eq!(ns.xdp_progs("tfa0"), [u64::from(new.program_id())]);
+
+    old.rescan();
+    wait_for("the old agent to yield tfa0", || {
+        old.interfaces().is_empty()
+    });
+    old.shutdown().unwrap();
+    assert_eq!(
+        ns.xdp_progs("tfa0"),
+        [u64::from(new.program_id())],
+        "the old agent's exit leaves the new agent's link alone"
+    );
+    assert_eq!(link_pins(&pins.0).len(), 1);
+    assert!(pins.0.join(MAP_ANSWERS).exists());
+
+    // The same, when the old agent exits before it noticed the takeover.
+    let newer = start(&ns, &a);
+    let mut new = new;
+    new.set_exit_policy(ExitPolicy::Cleanup);
+    new.shutdown().unwrap();
+    assert_eq!(ns.xdp_progs("tfa0"), [u64::from(newer.program_id())]);
+    assert!(
+        pins.0.join(MAP_ANSWERS).exists(),
+        "cleanup-on-exit keeps pins a newer agent uses"
+    );
+    let mut newer = newer;
+    newer.set_exit_policy(ExitPolicy::Cleanup);
+    newer.shutdown().unwrap();
+    assert!(!pins.0.exists());
+    wait_for("tfa0 detached", || ns.xdp_progs("tfa0").is_empty());
+}
+
+/// `auto` tries native mode off veth and falls back to generic mode where
+/// the driver has none (a bridge); `native` skips such an interface.
+#[test]
+fn auto_falls_back_and_native_skips_without_driver_support() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    run(
+        "ip",
+        &["-n", &ns.name, "link", "add", "tfa0", "type", "bridge"],
+    );
+    run("ip", &["-n", &ns.name, "link", "set", "tfa0", "up"]);
+    let fp = start(&ns, &args(&pins, &["tfa*"]));
+    assert_eq!(fp.interfaces()[0].mode, AttachMode::Skb);
+    assert_eq!(ns.xdp_mode_word("tfa0"), "xdpgeneric");
+    fp.shutdown().unwrap();
+    wait_for("tfa0 detached", || ns.xdp_progs("tfa0").is_empty());
+
+    let mut a = args(&pins, &["tfa*"]);
+    a.xdp_mode = XdpModeArg::Native;
+    let fp = start(&ns, &a);
+    assert!(fp.interfaces().is_empty());
+    assert_eq!(fp.skipped().get(&SkipReason::NativeUnsupported), Some(&1));
+    assert!(ns.xdp_progs("tfa0").is_empty());
+}
