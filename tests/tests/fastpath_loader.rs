@@ -379,6 +379,19 @@ fn attachments_follow_interfaces() {
 
     ns.del_link("tfa1");
     wait_for("tfa1 dropped", || !names(&fp).contains(&"tfa1".to_string()));
+
+    // Detached behind the agent's back: the next rescan attaches again.
+    let ifindex = fp.interfaces()[0].ifindex;
+    let pin = pins.0.join(format!("links/xdp-if{ifindex}"));
+    run(
+        "bpftool",
+        &["link", "detach", "pinned", pin.to_str().unwrap()],
+    );
+    assert!(ns.xdp_progs("tfa0").is_empty());
+    fp.rescan();
+    wait_for("tfa0 re-attached", || {
+        ns.xdp_progs("tfa0") == [u64::from(fp.program_id())]
+    });
     assert_eq!(
         link_pins(&pins.0).len(),
         1,

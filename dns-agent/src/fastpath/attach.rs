@@ -217,6 +217,13 @@ impl Attacher {
                     let att = self.attached.remove(&ifindex).expect("present");
                     release(att, Release::Detach, Some(program_id));
                 }
+                Some(iface) if iface.xdp.is_empty() => {
+                    // Detached from outside (bpftool, a cleanup): forget
+                    // the link; the loop below attaches afresh.
+                    tracing::warn!(interface = %iface.name, ifindex, "XDP link was detached from outside; re-attaching");
+                    let att = self.attached.remove(&ifindex).expect("present");
+                    release(att, Release::Detach, None);
+                }
                 Some(iface) if !iface.xdp.contains(program_id) => {
                     // A newer agent swapped its program into our link (a
                     // rolling update): the link is its now.
