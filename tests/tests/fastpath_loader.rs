@@ -609,6 +609,7 @@ fn inspect_and_metrics() {
         .find(|e| e["name"] == "web.default.svc.cluster.local.")
         .unwrap();
     assert_eq!(live["qtype"], "A");
+    assert!(json["counters"]["hit"].is_u64(), "{json}");
     assert_eq!(live["rcode"], "No Error");
     assert!(live["ttl_remaining"].as_u64().unwrap() <= 30);
     assert_eq!(
