@@ -895,3 +895,73 @@ fn auto_falls_back_and_native_skips_without_driver_support() {
     assert_eq!(fp.skipped().get(&SkipReason::NativeUnsupported), Some(&1));
     assert!(ns.xdp_progs("tfa0").is_empty());
 }
+
+/// Limits the calling thread (and threads it spawns) to `caps`.
+fn restrict_thread_caps(caps: &[u32]) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut data = [Data::default(); 2];
+    for &cap in caps {
+        let d = &mut data[(cap / 32) as usize];
+        d.effective |= 1 << (cap % 32);
+        d.permitted |= 1 << (cap % 32);
+    }
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    // SAFETY: capset with a v3 header and two data words; affects this thread.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// The DaemonSet grants only CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN: load,
+/// pin, adopt, attach, follow links, write the map, read counters, inspect
+/// and detach must all work with exactly those.
+#[test]
+fn least_capabilities_suffice() {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    ns.enter(|| {
+        restrict_thread_caps(&[CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF]);
+        // SAFETY: unshare of a UTS namespace only affects this thread.
+        let unshared = unsafe { libc::unshare(libc::CLONE_NEWUTS) };
+        assert_ne!(unshared, 0, "CAP_SYS_ADMIN must be gone");
+        let first = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
+        let (key, entry) = a_entry("caps.example", [10, 0, 0, 9], 30);
+        first.sink().put(&key, &entry).unwrap();
+        first.shutdown().unwrap();
+        // Adoption (a restart) under the same capabilities.
+        let mut second = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
+        assert!(second.interfaces()[0].adopted);
+        assert_eq!(second.entry_count(), 1);
+        assert!(second.counters().is_ok());
+        assert!(
+            fastpath::inspect(&pins.0, false)
+                .unwrap()
+                .contains("caps.example.")
+        );
+        ns.add_veth("tfa1", "tfb1");
+        wait_for("tfa1 attached", || names(&second).len() == 2);
+        second.set_exit_policy(ExitPolicy::Cleanup);
+        second.shutdown().unwrap();
+    });
+    assert!(!pins.0.exists());
+    wait_for("detached", || ns.xdp_progs("tfa0").is_empty());
+}
