@@ -719,13 +719,11 @@ fn dig(pod: &Netns, name: &str) -> String {
     addrs.join(",")
 }
 
-/// The point of --keep-on-exit: with no agent process at all, the kernel
-/// still answers the names in the map (nothing listens on port 53 here).
-#[test]
-fn kernel_answers_while_the_agent_is_gone() {
+/// A node namespace with the listen address on lo and `tfa0`, wired to a
+/// pod namespace (`tfb0`, 10.77.0.2) that routes the listen address to it.
+fn node_and_pod() -> (Netns, Netns) {
     let node = Netns::new();
     let pod = Netns::new();
-    let pins = PinDir::new();
     node.add_veth("tfa0", "tfb0");
     run(
         "ip",
@@ -774,15 +772,16 @@ fn kernel_answers_while_the_agent_is_gone() {
     ] {
         run("ip", &cmd);
     }
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
-    let fp = start(&node, &a);
+    (node, pod)
+}
 
+/// hot.example.com A 192.0.2.53, served for the next two minutes.
+fn hot_entry() -> (AnswerKey, AnswerEntry) {
     use dns_agent::fastpath::entry::{EntrySpec, boot_time_ns, encode};
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
     let name = Name::from_ascii("hot.example.com.").unwrap();
     let answer = Record::from_rdata(name.clone(), 30, RData::A(A::new(192, 0, 2, 53)));
-    let (key, entry) = encode(&EntrySpec {
+    encode(&EntrySpec {
         qname: &name,
         qtype: RecordType::A,
         rcode: hickory_proto::op::ResponseCode::NoError,
@@ -791,10 +790,23 @@ fn kernel_answers_while_the_agent_is_gone() {
         authority: &[],
         additionals: &[],
         max_ttl: 30,
-        expires_boot_ns: boot_time_ns() + 60_000_000_000,
+        expires_boot_ns: boot_time_ns() + 120_000_000_000,
         generation: 1,
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// The point of --keep-on-exit: with no agent process at all, the kernel
+/// still answers the names in the map (nothing listens on port 53 here).
+#[test]
+fn kernel_answers_while_the_agent_is_gone() {
+    let (node, pod) = node_and_pod();
+    let pins = PinDir::new();
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let fp = start(&node, &a);
+
+    let (key, entry) = hot_entry();
     fp.sink().put(&key, &entry).unwrap();
     assert_eq!(
         dig(&pod, "hot.example.com"),
@@ -964,4 +976,74 @@ fn least_capabilities_suffice() {
     });
     assert!(!pins.0.exists());
     wait_for("detached", || ns.xdp_progs("tfa0").is_empty());
+}
+
+/// Restarts with --keep-on-exit under load: dnsperf asks for a hot name at
+/// a fixed rate from the pod while the fast path is stopped and started
+/// again (each new one adopting the links and maps) five times. Nothing
+/// listens on port 53, so every answer comes from the kernel: a single gap
+/// in the hand-over would show as lost queries.
+#[test]
+fn restarts_lose_no_hot_query() {
+    /// dnsperf's run: long enough to span the restarts, bounded.
+    const SECONDS: &str = "4";
+    const QPS: &str = "2000";
+    const RESTARTS: usize = 5;
+    let (node, pod) = node_and_pod();
+    let pins = PinDir::new();
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let mut fp = start(&node, &a);
+    let (key, entry) = hot_entry();
+    fp.sink().put(&key, &entry).unwrap();
+    let queries = std::env::temp_dir().join(format!(
+        "nodedns-test-{}-{}.q",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::write(&queries, "hot.example.com A\n").unwrap();
+
+    let perf = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod.name,
+            "dnsperf",
+            "-s",
+            "169.254.20.10",
+            "-d",
+        ])
+        .arg(&queries)
+        .args(["-l", SECONDS, "-Q", QPS, "-t", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut programs = vec![fp.program_id()];
+    for _ in 0..RESTARTS {
+        std::thread::sleep(Duration::from_millis(500));
+        fp.shutdown().unwrap();
+        fp = start(&node, &a);
+        assert!(fp.interfaces()[0].adopted);
+        programs.push(fp.program_id());
+    }
+    let out = perf.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&queries);
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("programs {programs:?}\n{report}");
+    let field = |name: &str| -> u64 {
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {report}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let completed = field("Queries completed:");
+    let lost = field("Queries lost:");
+    assert!(completed > 1000, "{report}");
+    assert_eq!(
+        lost, 0,
+        "queries lost across {RESTARTS} restarts:\n{report}"
+    );
+    fp.set_exit_policy(ExitPolicy::Cleanup);
+    fp.shutdown().unwrap();
 }
