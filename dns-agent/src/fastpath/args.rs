@@ -118,3 +118,47 @@ pub struct CleanupArgs {
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
     pub bpffs_path: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: FastPathArgs,
+    }
+
+    #[test]
+    fn defaults_fit_common_cnis() {
+        let args = FastPathArgs::defaults();
+        assert_eq!(args.interfaces, DEFAULT_INTERFACES);
+        assert_eq!(args.xdp_mode, XdpModeArg::Auto);
+        assert_eq!(args.bpffs_path, PathBuf::from(DEFAULT_BPFFS_PATH));
+        assert_eq!(args.map_entries, DEFAULT_ANSWER_ENTRIES);
+        assert!(!args.keep_on_exit && !args.cleanup_on_exit);
+    }
+
+    #[test]
+    fn flags_parse_and_conflict() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--interface",
+            "eth1",
+            "--interface",
+            "cali*",
+            "--xdp-mode",
+            "skb",
+            "--map-entries",
+            "1024",
+            "--keep-on-exit",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.interfaces, ["eth1", "cali*"]);
+        assert_eq!(cli.args.xdp_mode, XdpModeArg::Skb);
+        assert_eq!(cli.args.map_entries, 1024);
+        assert!(Cli::try_parse_from(["x", "--keep-on-exit", "--cleanup-on-exit"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--map-entries", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--map-entries", "300000"]).is_err());
+    }
+}
