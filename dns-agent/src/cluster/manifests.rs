@@ -118,6 +118,11 @@ fn collect(value: serde_yaml::Value, out: &mut FileObjects) -> Result<(), String
                 collect(item, out)?;
             }
         }
+        // Not a Kubernetes object at all (e.g. the custom records file kept
+        // next to the manifests): skip it rather than fail the file.
+        "" if value.get("apiVersion").is_none() => {
+            tracing::warn!("manifests: ignoring a document with neither apiVersion nor kind")
+        }
         "" => return Err("document has no `kind`".into()),
         other => tracing::debug!(kind = other, "manifests: ignoring kind"),
     }
