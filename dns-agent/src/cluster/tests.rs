@@ -488,3 +488,23 @@ metadata: {name: ignored}
     let err = parse_file(std::path::Path::new("ip.yaml"), bad_ip).unwrap_err();
     assert!(err.reason.contains("10.96.1.300"), "{err}");
 }
+
+#[test]
+fn metrics_are_registered_and_move() {
+    let zone = ready_zone();
+    let mut registry = crate::metrics::new_registry();
+    zone.metrics().register(&mut registry);
+    zone.metrics().error("services");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for want in [
+        "nodedns_cluster_services 7",
+        "nodedns_cluster_endpointslices 3",
+        "nodedns_cluster_endpoints 5",
+        "nodedns_cluster_ready 1",
+        "nodedns_cluster_source_errors_total{source=\"services\"} 1",
+    ] {
+        assert!(text.contains(want), "{want} missing in:\n{text}");
+    }
+    assert!(zone.approx_bytes() > 0);
+}
