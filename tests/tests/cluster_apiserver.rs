@@ -81,13 +81,17 @@ async fn start(api: &FakeApi, configmap: Option<&str>) -> Agent {
     Agent { handle, cancel }
 }
 
+fn requests_contain(api: &FakeApi, needle: &str) -> bool {
+    api.requests().iter().any(|r| r.contains(needle))
+}
+
 const WEB: &str = "web.default.svc.cluster.local.";
 
 #[tokio::test]
 async fn initial_sync_then_changes_propagate() {
     let api = FakeApi::start().await.unwrap();
     seed(&api);
-    let agent = start(&api, None).await;
+    let mut agent = start(&api, None).await;
     tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
         .await
         .expect("first sync");
@@ -123,6 +127,7 @@ async fn initial_sync_then_changes_propagate() {
     })
     .await;
     eprintln!("change propagation: {took:?}");
+    assert!(requests_contain(&api, "timeoutSeconds=120"));
     // kube's watcher lists with paging, then watches with bookmarks.
     let requests = api.requests();
     assert!(
@@ -138,6 +143,13 @@ async fn initial_sync_then_changes_propagate() {
                 && r.contains("watch=true")),
         "{requests:?}"
     );
+    // The source tasks stop when cancelled.
+    agent.cancel.cancel();
+    tokio::time::timeout(DEADLINE, async {
+        while agent.handle.tasks.join_next().await.is_some() {}
+    })
+    .await
+    .expect("source tasks stop on cancel");
 }
 
 /// Looks `WEB` up in a loop and counts answers that are not its address.

@@ -23,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 use super::model::{ModelError, ObjectKey, ServiceInfo, SliceInfo};
 use super::store::{Change, ClusterZone, SyncSource};
 
+/// Server-side timeout of each watch call. kube's watcher also treats a
+/// watch that sends nothing for this long (plus a margin) as hung and
+/// reconnects, so this bounds how long a silently stuck connection delays
+/// updates (kube's default is 290 s).
+pub const WATCH_TIMEOUT_SECS: u32 = 120;
+
 /// How one kind of object becomes changes.
 struct Kind<K, T> {
     source: &'static str,
@@ -77,7 +83,8 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let metrics = zone.metrics().clone();
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let stream =
+        watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)).default_backoff();
     let mut stream = std::pin::pin!(stream);
     // The relist in progress. Its size is the cluster's object count: it
     // cannot be bounded lower without giving up the atomic swap.

@@ -246,7 +246,9 @@ pub async fn run_configmap(
     cancel: CancellationToken,
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(super::apiserver::WATCH_TIMEOUT_SECS);
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut seen_in_list = false;
     loop {
