@@ -367,3 +367,28 @@ async fn custom_records_configmap_applies_live() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn demo_manifests_served_by_the_fake_api() {
+    let api = FakeApi::start().await.unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let applied = api.apply_manifests(&examples).unwrap();
+    assert_eq!(applied, 12, "Services + EndpointSlices in deploy/examples");
+    let agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("first sync");
+    let zone = &*agent.handle.zone;
+    assert_eq!(
+        answer(zone, "web.default.svc.cluster.local.", RecordType::AAAA),
+        ["fd00:10:96::20"]
+    );
+    assert_eq!(
+        answer(zone, "db-0.db.default.svc.cluster.local.", RecordType::A),
+        ["10.244.1.20"]
+    );
+    assert_eq!(
+        answer(zone, "search.default.svc.cluster.local.", RecordType::A),
+        ["www.example.com."]
+    );
+}

@@ -172,6 +172,37 @@ fn build_10k_services_50k_endpoints() {
     let per_update = t.elapsed() / UPDATES;
     assert_eq!(zone.snapshot().generation, snap.generation + UPDATES as u64);
 
+    // Lookups from one thread over a mix of names (cluster names are also
+    // cached by the resolver and the XDP map; this is the miss path).
+    let names: Vec<(LowerName, RecordType)> = (0..1000)
+        .map(|i| {
+            let name = match i % 4 {
+                0 => format!("svc-{i}.ns-{}.svc.cluster.local.", i % NAMESPACES),
+                1 => format!("svc-{i}.ns-{}.svc.cluster.local.", (i + 1) % NAMESPACES),
+                2 => format!(
+                    "_http._tcp.svc-{i}.ns-{}.svc.cluster.local.",
+                    i % NAMESPACES
+                ),
+                _ => format!("{}.{}.96.10.in-addr.arpa.", i % 256, i / 256),
+            };
+            let qtype = [
+                RecordType::A,
+                RecordType::AAAA,
+                RecordType::SRV,
+                RecordType::PTR,
+            ][i % 4];
+            (LowerName::from(Name::from_ascii(name).unwrap()), qtype)
+        })
+        .collect();
+    const ROUNDS: u32 = 100;
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        for (name, qtype) in &names {
+            std::hint::black_box(zone.lookup(name, *qtype));
+        }
+    }
+    let per_lookup = t.elapsed() / (ROUNDS * names.len() as u32);
+
     let approx = zone.approx_bytes();
     eprintln!(
         "scale: {SERVICES} services, {} endpoints ({} slices)\n\
@@ -179,6 +210,7 @@ fn build_10k_services_50k_endpoints() {
          full build (replace + index + publish): {build:?}\n\
          no-op relist: {noop_relist:?}\n\
          one-slice update: {per_update:?}\n\
+         lookup (mixed A/AAAA/SRV/PTR, NXDOMAIN included): {per_lookup:?}\n\
          memory metric (approx): {:.1} MiB; live heap held by the zone: {:.1} MiB",
         SERVICES * ENDPOINTS_PER_SERVICE,
         slices.len(),

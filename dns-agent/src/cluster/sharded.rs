@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::sync::Arc;
 
 /// Number of shards: a write clones about 1/SHARDS of the map.
-pub const SHARDS: usize = 64;
+pub const SHARDS: usize = 256;
 
 #[derive(Debug)]
 pub struct ShardedMap<K, V> {

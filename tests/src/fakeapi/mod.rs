@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -117,6 +118,49 @@ impl FakeApi {
     pub fn apply(&self, object: Value) {
         let event = self.state().apply(object);
         let _ = self.shared.events.send(event);
+    }
+
+    /// Applies every Service, EndpointSlice and ConfigMap in a YAML file or
+    /// a folder of them (`List`s expanded, other kinds skipped), e.g. the
+    /// demo cluster in `deploy/examples`. Returns how many were applied.
+    pub fn apply_manifests(&self, path: &Path) -> Result<usize, String> {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut applied = 0;
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(doc)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let value =
+                    serde_json::to_value(value).map_err(|e| format!("{}: {e}", file.display()))?;
+                applied += self.apply_value(value);
+            }
+        }
+        Ok(applied)
+    }
+
+    fn apply_value(&self, value: Value) -> usize {
+        let kind = value["kind"].as_str().unwrap_or_default();
+        if Resource::from_kind(kind).is_some() {
+            self.apply(value);
+            1
+        } else if kind.ends_with("List") {
+            let items = value["items"].as_array().cloned().unwrap_or_default();
+            items.into_iter().map(|item| self.apply_value(item)).sum()
+        } else {
+            0
+        }
     }
 
     /// Deletes an object; watchers get DELETED. Returns whether it existed.
