@@ -56,7 +56,8 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     let mut start = 1;
     let mut current = String::new();
     for (idx, line) in text.lines().enumerate() {
-        if line.starts_with("---") && line[3..].trim().is_empty() {
+        let separator = line.strip_prefix("---").map(str::trim_start);
+        if separator.is_some_and(|rest| rest.is_empty() || rest.starts_with('#')) {
             docs.push((start, std::mem::take(&mut current)));
             start = idx + 2;
             continue;
