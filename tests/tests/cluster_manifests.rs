@@ -9,8 +9,7 @@ use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
 use dns_agent::zone::{Zone, ZoneLookup};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RecordType};
-use nodedns_tests::fakeapi::fixtures::wait_for;
-use nodedns_tests::fakeapi::write_atomic;
+use nodedns_tests::fakeapi::fixtures::{wait_for, write_atomic};
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -1,5 +1,6 @@
 //! Object builders and polling helpers for cluster tests.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -62,4 +63,12 @@ pub async fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     start.elapsed()
+}
+
+/// Writes `text` to `path` atomically (write + rename), so a watcher of the
+/// folder never reads half a file unless a test wants it to.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
 }

@@ -262,11 +262,3 @@ users:
 "
     )
 }
-
-/// Writes `text` to `path` atomically (write + rename), so a watcher of the
-/// folder never reads half a file unless a test wants it to.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
-}
