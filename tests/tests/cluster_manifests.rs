@@ -281,3 +281,50 @@ async fn custom_records_file_reloads_live() {
         ["192.168.10.7"]
     );
 }
+
+#[tokio::test]
+async fn start_errors_say_what_to_fix() {
+    let cancel = CancellationToken::new();
+    let err = |args: ClusterArgs| {
+        let mut registry = dns_agent::metrics::new_registry();
+        let cancel = cancel.clone();
+        async move {
+            match cluster::start(&args, &mut registry, cancel).await {
+                Ok(_) => panic!("start should fail"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let msg = err(ClusterArgs {
+        manifests: Some("/nonexistent/nodedns".into()),
+        ..ClusterArgs::default()
+    })
+    .await;
+    assert!(
+        msg.contains("/nonexistent/nodedns") && msg.contains("--manifests"),
+        "{msg}"
+    );
+    let msg = err(ClusterArgs {
+        manifests: Some(examples()),
+        custom_records: Some("/nonexistent/custom.yaml".into()),
+        ..ClusterArgs::default()
+    })
+    .await;
+    assert!(msg.contains("--custom-records"), "{msg}");
+    let msg = err(ClusterArgs {
+        cluster_domain: "bad..domain".into(),
+        manifests: Some(examples()),
+        ..ClusterArgs::default()
+    })
+    .await;
+    assert!(msg.contains("--cluster-domain"), "{msg}");
+    let msg = err(ClusterArgs {
+        kubeconfig: Some("/nonexistent/kubeconfig".into()),
+        ..ClusterArgs::default()
+    })
+    .await;
+    assert!(
+        msg.contains("/nonexistent/kubeconfig") && msg.contains("--kubeconfig"),
+        "{msg}"
+    );
+}
