@@ -146,6 +146,9 @@ pub struct ClusterHandle {
     pub zone: Arc<ClusterZone>,
     pub forward_policy: watch::Receiver<Arc<ForwardPolicy>>,
     pub tasks: JoinSet<()>,
+    /// Kept when no custom source owns it, so `forward_policy.changed()`
+    /// waits instead of failing at once.
+    _idle_policy: Option<watch::Sender<Arc<ForwardPolicy>>>,
 }
 
 impl ClusterHandle {
@@ -219,6 +222,7 @@ pub async fn start(
         (None, None) => unreachable!("a client is created when there are no manifests"),
     }
 
+    let mut idle_policy = None;
     if let Some(path) = &args.custom_records {
         let source = custom::FileSource::new(path.clone(), zone.clone(), policy_tx)?;
         tasks.spawn(source.run(cancel.clone()));
@@ -238,11 +242,14 @@ pub async fn start(
             policy_tx,
             cancel.clone(),
         ));
+    } else {
+        idle_policy = Some(policy_tx);
     }
 
     Ok(ClusterHandle {
         zone,
         forward_policy,
         tasks,
+        _idle_policy: idle_policy,
     })
 }
