@@ -1,1 +1,2 @@
 //! Test support shared by the integration tests and the benchmark.
+pub mod frames;
