@@ -123,6 +123,21 @@ impl Lab {
         r.duration.as_nanos() as u64
     }
 
+    /// One run, returning the verdict and the kernel-measured ns.
+    pub fn bench_once(&self, frame: &[u8]) -> (u32, u64) {
+        let mut out = vec![0u8; OUT_BUF];
+        let r = self
+            .prog()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        (r.return_value, r.duration.as_nanos() as u64)
+    }
+
     /// Counters summed over CPUs.
     pub fn counters(&self) -> Vec<u64> {
         let map: PerCpuArray<&MapData, u64> =
