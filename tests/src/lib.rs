@@ -1,2 +1,3 @@
 //! Test support shared by the integration tests and the benchmark.
 pub mod fakeapi;
+pub mod frames;
