@@ -13,6 +13,8 @@ mod shell;
 mod test;
 mod workspace;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -42,8 +44,20 @@ enum Command {
     Bench(delegate::DelegateArgs),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without the
+            // backtrace anyhow adds under RUST_BACKTRACE.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Setup => setup::run(),
         Command::BuildEbpf(args) => ebpf::build(&args).map(|_| ()),
         Command::Test(args) => test::run(&args),

@@ -18,7 +18,13 @@ pub fn describe(cmd: &Command) -> String {
             text.push_str(&format!("{}={} ", key.to_string_lossy(), quote(value)));
         }
     }
-    text.push_str(&cmd.get_program().to_string_lossy());
+    let program = cmd.get_program();
+    // The full path of the cargo running xtask is noise in messages.
+    if Some(program) == std::env::var_os("CARGO").as_deref() {
+        text.push_str("cargo");
+    } else {
+        text.push_str(&program.to_string_lossy());
+    }
     for arg in cmd.get_args() {
         text.push(' ');
         text.push_str(&quote(arg));

@@ -131,7 +131,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         });
         report.step("unit tests", || {
             let mut cmd = cargo();
-            cmd.arg("test");
+            cmd.args(["test", "--no-fail-fast"]);
             for package in UNIT_TEST_PACKAGES {
                 cmd.args(["--package", package]);
             }
@@ -141,7 +141,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
             report.step("integration tests (root, real kernel)", || {
                 shell::run(
                     cargo()
-                        .args(["test", "--package", INTEGRATION_PACKAGE, "--"])
+                        .args([
+                            "test",
+                            "--no-fail-fast",
+                            "--package",
+                            INTEGRATION_PACKAGE,
+                            "--",
+                        ])
                         .args(&args.harness_args)
                         .env("PATH", test_path()),
                 )

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum LabError {
     #[error(
         "this test needs root (network namespaces, veth pairs, XDP): run it as root, \
@@ -37,6 +37,14 @@ pub enum LabError {
     Timeout { what: String, after: Duration },
     #[error("{0}")]
     Other(String),
+}
+
+/// Tests `unwrap()` lab results, which prints `Debug`: make that the
+/// readable message ("this test needs root: ...") rather than `NotRoot`.
+impl std::fmt::Debug for LabError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 pub type Result<T, E = LabError> = std::result::Result<T, E>;
