@@ -133,38 +133,47 @@ fn interfaces_resolve_only_inside_their_namespace() {
     );
 }
 
-#[test]
-fn pods_reach_a_resolver_on_the_listen_addresses() {
-    let lab = Lab::new(2).unwrap();
+/// dnsmasq on the node's listen addresses, answering `*.lab.test` with
+/// 10.9.9.9 and nothing else (no upstream).
+fn start_dnsmasq(lab: &Lab) -> Daemon {
     let pid_file = lab.log_dir().join("dnsmasq.pid");
-    let mut dnsmasq = lab
-        .start(
-            "dnsmasq",
-            "dnsmasq",
-            &[
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={LISTEN_V4}"),
-                &format!("--listen-address={LISTEN_V6}"),
-                &format!("--pid-file={}", pid_file.display()),
-                "--address=/lab.test/10.9.9.9",
-                "--log-facility=-",
-            ],
-        )
-        .unwrap();
-    let pod = lab.pod(1);
+    lab.start(
+        "dnsmasq",
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={LISTEN_V4}"),
+            &format!("--listen-address={LISTEN_V6}"),
+            &format!("--pid-file={}", pid_file.display()),
+            "--address=/lab.test/10.9.9.9",
+            "--log-facility=-",
+        ],
+    )
+    .unwrap()
+}
+
+/// Waits until `pod` gets 10.9.9.9 for `name` from dnsmasq over IPv4.
+fn wait_for_answer(pod: &Pod, dnsmasq: &Daemon, name: &str) {
     let answer = wait_for("dnsmasq to answer", READY, || {
         let out = stdout(
-            pod.dig(&[&format!("@{LISTEN_V4}"), "+short", "x.lab.test", "A"])
+            pod.dig(&[&format!("@{LISTEN_V4}"), "+short", name, "A"])
                 .ok()?,
         );
         out.contains("10.9.9.9").then_some(out)
     });
     assert!(answer.is_ok(), "{answer:?}\n{}", dnsmasq.log_tail());
+}
 
+#[test]
+fn pods_reach_a_resolver_on_the_listen_addresses() {
+    let lab = Lab::new(2).unwrap();
+    let mut dnsmasq = start_dnsmasq(&lab);
+    let pod = lab.pod(1);
+    wait_for_answer(pod, &dnsmasq, "x.lab.test");
     let v6 = stdout(
         pod.kdig(&[&format!("@{LISTEN_V6}"), "+short", "y.lab.test", "A"])
             .unwrap(),
@@ -224,4 +233,33 @@ fn bpffs_dir_is_unique_and_removed() {
     let path = a.path().to_path_buf();
     drop(a);
     assert!(!path.exists(), "{} left behind", path.display());
+}
+
+#[test]
+fn pass_program_attaches_natively_to_the_pod_side_and_detaches_on_drop() {
+    let lab = Lab::new(1).unwrap();
+    let pod = lab.pod(0);
+    let xdp_shown = || {
+        stdout(
+            pod.netns()
+                .ip(&["-d", "link", "show", "dev", POD_IFNAME])
+                .unwrap(),
+        )
+    };
+    let mut dnsmasq = start_dnsmasq(&lab);
+    let pass = pod.attach_pass_program().unwrap();
+    let shown = xdp_shown();
+    assert!(
+        shown.contains("xdpdrv") || shown.contains("xdp "),
+        "no native XDP on {POD_IFNAME}: {shown}"
+    );
+    // Replies still reach the client through the pod side's program.
+    wait_for_answer(pod, &dnsmasq, "native.lab.test");
+    dnsmasq.stop(Duration::from_secs(5)).unwrap();
+    drop(pass);
+    assert!(
+        !xdp_shown().contains("prog/xdp"),
+        "XDP still attached after drop: {}",
+        xdp_shown()
+    );
 }

@@ -9,6 +9,7 @@ use std::process::Output;
 use super::error::{LabError, Result};
 use super::names::{short_tag, unique_suffix};
 use super::netns::Netns;
+use super::pass_program::{PassProgram, XdpAttach};
 use super::process::Daemon;
 use super::veth::VethPair;
 use super::{LISTEN_V4, LISTEN_V6, POD_SEARCH, agent_binary};
@@ -215,6 +216,13 @@ impl Pod {
     /// `resolv.conf` (search list, ndots:5).
     pub fn getent(&self, args: &[&str]) -> Result<Output> {
         self.netns.output("getent", args)
+    }
+
+    /// Attaches an XDP_PASS program to the pod's `eth0` in driver mode, so
+    /// that XDP_TX replies from a native-mode program on the node side are
+    /// delivered (veth drops them otherwise). Detached when dropped.
+    pub fn attach_pass_program(&self) -> Result<PassProgram> {
+        PassProgram::attach(&self.netns, POD_IFNAME, XdpAttach::Driver)
     }
 
     /// The pod's kernel SNMP counters (`UdpInCsumErrors`, ...).
