@@ -121,6 +121,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if ready {
         report.step("cargo fmt --check", || {
             shell::run(cargo().args(["fmt", "--all", "--check"]))
+                .map_err(|e| e.context("code is not formatted: run `cargo fmt --all`"))
         });
         report.step("clippy: host crates", || {
             shell::run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
