@@ -12,17 +12,28 @@ use dns_agent::fastpath::object::EBPF_OBJECT;
 use dns_common::{Counter, MAP_COUNTERS, PROGRAM_NAME};
 use nodedns_tests::lab::{LISTEN_V4, Lab, wait_for};
 
-/// Sum of every counter on every CPU. The assertion uses the sum because the
-/// program's classification of a query (pass_not_dns, miss, ...) depends on
-/// its config map, which this test does not fill.
-fn counters_total(ebpf: &Ebpf) -> u64 {
+/// Every counter summed over the CPUs, by name.
+fn counters(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
     let map = ebpf
         .map(MAP_COUNTERS)
         .unwrap_or_else(|| panic!("the object has no {MAP_COUNTERS} map"));
     let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).unwrap();
-    (0..Counter::COUNT)
-        .map(|i| counters.get(&i, 0).unwrap().iter().sum::<u64>())
-        .sum()
+    Counter::ALL
+        .iter()
+        .map(|c| {
+            (
+                c.name(),
+                counters.get(&(*c as u32), 0).unwrap().iter().sum::<u64>(),
+            )
+        })
+        .collect()
+}
+
+/// The assertion uses the sum because the program's classification of a
+/// query (pass_not_dns, miss, ...) depends on its config map, which this test
+/// does not fill.
+fn total(counters: &[(&str, u64)]) -> u64 {
+    counters.iter().map(|(_, n)| n).sum()
 }
 
 fn xdp_on(lab: &Lab, ifname: &str) -> bool {
@@ -76,7 +87,7 @@ fn xdp_program_counts_a_real_dig_query_and_passes_it_to_userspace() {
         "no XDP program on {ifname} after attach"
     );
 
-    let before = counters_total(&ebpf);
+    let before = counters(&ebpf);
     let answer = wait_for(
         "an answer through the XDP-attached veth",
         Duration::from_secs(10),
