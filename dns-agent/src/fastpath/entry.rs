@@ -28,7 +28,10 @@ pub struct EntrySpec<'a> {
 }
 
 pub fn key_for(qname: &Name, qtype: RecordType) -> Result<AnswerKey, EncodeError> {
-    let wire = qname.to_lowercase().to_bytes().map_err(|_| EncodeError::NameTooLong)?;
+    let wire = qname
+        .to_lowercase()
+        .to_bytes()
+        .map_err(|_| EncodeError::NameTooLong)?;
     if wire.len() > MAX_NAME_LEN {
         return Err(EncodeError::NameTooLong);
     }
@@ -53,7 +56,11 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     entry.expires_ns = spec.expires_boot_ns;
     entry.max_ttl = spec.max_ttl;
     entry.rcode = u16::from(spec.rcode) as u8;
-    entry.flags = if spec.authoritative { ENTRY_FLAG_AUTHORITATIVE } else { 0 };
+    entry.flags = if spec.authoritative {
+        ENTRY_FLAG_AUTHORITATIVE
+    } else {
+        0
+    };
     entry.ancount = spec.answers.len() as u16;
     entry.nscount = spec.authority.len() as u16;
     entry.arcount = spec.additionals.len() as u16;
@@ -61,7 +68,10 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
 }
 
 pub fn boot_time_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
