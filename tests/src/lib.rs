@@ -1,1 +1,3 @@
 //! Test support shared by the integration tests and the benchmark.
+
+pub mod hostile;

@@ -156,7 +156,27 @@ pub struct ResolverArgs {
     pub health_addr: SocketAddr,
 }
 
+/// Parses the resolver's flags alone (tests and tools; `dns-agent run`
+/// flattens [`ResolverArgs`] into its own command).
+#[derive(clap::Parser)]
+struct OnlyResolver {
+    #[command(flatten)]
+    args: ResolverArgs,
+}
+
 impl ResolverArgs {
+    /// The flags in `argv` (without a program name), defaults for the rest.
+    pub fn from_flags<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let argv = std::iter::once(std::ffi::OsString::from("resolver"))
+            .chain(argv.into_iter().map(Into::into));
+        Ok(OnlyResolver::try_parse_from(argv)?.args)
+    }
+
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
     }
@@ -214,6 +234,36 @@ mod tests {
             "[fd00::1]:99".parse().unwrap()
         );
         assert!(parse_server("example").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let a = ResolverArgs::from_flags(Vec::<String>::new()).unwrap();
+        assert_eq!(a.listen, vec!["169.254.20.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(a.port, 53);
+        assert_eq!(a.listen_interface, "nodedns0");
+        assert_eq!(
+            (
+                a.cache_max_success_ttl,
+                a.cache_max_denial_ttl,
+                a.cache_servfail_ttl
+            ),
+            (30, 5, 5)
+        );
+        assert!(a.serve_stale && a.prefetch);
+        assert_eq!(a.metrics_addr.port(), 9253);
+        assert_ne!(a.health_addr.port(), 8080);
+        let a = ResolverArgs::from_flags([
+            "--listen",
+            "127.0.0.1",
+            "--listen",
+            "::1",
+            "--serve-stale",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(a.listen.len(), 2);
+        assert!(!a.serve_stale);
     }
 
     #[test]
