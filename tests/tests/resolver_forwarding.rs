@@ -189,6 +189,8 @@ async fn serves_stale_when_the_upstream_stops() {
             "1",
             "--upstream-timeout-ms",
             "500",
+            "--serve-stale-recheck-secs",
+            "3",
         ],
     )
     .await;
@@ -208,9 +210,25 @@ async fn serves_stale_when_the_upstream_stops() {
     );
     assert!(r.metric("nodedns_queries_total", &["path=\"stale\""]).await >= 1.0);
 
+    // Within the recheck timer stale data is served without asking again.
+    let asked = up.queries();
+    let started = std::time::Instant::now();
+    let d = dig(r.addr, "stale.example", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.1"]);
+    assert_eq!(
+        up.queries(),
+        asked,
+        "no upstream query within the recheck timer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered at once"
+    );
+
     // SERVFAIL and REFUSED upstreams also leave the stale data in use.
     for b in [Behavior::ServFail, Behavior::Refused] {
         up.set(b);
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         let d = dig(r.addr, "stale.example", "A", &[]).await;
         assert_eq!(d.addresses(), vec!["192.0.2.1"], "{b:?}: {}", d.raw);
     }

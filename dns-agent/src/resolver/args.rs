@@ -90,6 +90,11 @@ pub struct ResolverArgs {
     #[arg(long, env = "NODEDNS_SERVE_STALE_AFTER_MS", default_value_t = 1800)]
     pub serve_stale_after_ms: u64,
 
+    /// After a failed refresh, answer stale data without asking upstreams
+    /// again for this many seconds (RFC 8767 failure recheck timer).
+    #[arg(long, env = "NODEDNS_SERVE_STALE_RECHECK_SECS", default_value_t = 30)]
+    pub serve_stale_recheck_secs: u64,
+
     /// How long expired data stays available for serve-stale, in seconds.
     #[arg(long, env = "NODEDNS_SERVE_STALE_MAX_AGE", default_value_t = 86_400)]
     pub serve_stale_max_age: u64,

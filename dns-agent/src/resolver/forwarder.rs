@@ -30,6 +30,9 @@ pub struct ForwarderConfig {
     pub serve_stale_after: Option<Duration>,
     /// TTL of a stale answer (RFC 8767 recommends 30 s).
     pub stale_ttl: u32,
+    /// After a failed refresh, stale data is served at once (no upstream
+    /// wait) for this long: RFC 8767's failure recheck timer.
+    pub stale_recheck: Duration,
 }
 
 pub struct Forwarder {
@@ -42,8 +45,14 @@ pub struct Forwarder {
     /// a permit of `outstanding`.
     inflight: Mutex<HashMap<CacheKey, watch::Receiver<Option<Outcome>>>>,
     outstanding: Arc<Semaphore>,
+    /// Questions whose refresh failed recently: serve stale until then.
+    /// Bounded by MAX_STALE_MARKS.
+    stale_marks: Mutex<HashMap<CacheKey, Instant>>,
     metrics: Arc<ResolverMetrics>,
 }
+
+/// Questions remembered as failing (serve-stale recheck timer).
+const MAX_STALE_MARKS: usize = 16_384;
 
 /// What the client gets for a forwarded name.
 pub struct Forwarded {
@@ -70,6 +79,7 @@ impl Forwarder {
             health: UpstreamHealth::default(),
             inflight: Mutex::new(HashMap::new()),
             outstanding,
+            stale_marks: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -92,13 +102,23 @@ impl Forwarder {
                 }
             }
             CacheLookup::Stale(stale) => {
+                let stale_answer = Forwarded {
+                    path: Path::stale,
+                    outcome: Ok(stale),
+                    ttl_cap: self.cfg.stale_ttl,
+                };
+                let marked = self.stale_marks.lock().unwrap().get(&key).copied();
+                if marked.is_some_and(|until| now < until) {
+                    return stale_answer;
+                }
                 let wait = self.cfg.serve_stale_after.unwrap_or(Duration::ZERO);
                 let fresh = match self.fetch(&key) {
                     Ok(rx) => tokio::time::timeout(wait, wait_outcome(rx)).await.ok(),
                     Err(_) => None,
                 };
                 match fresh {
-                    Some(Ok(answer)) if answer.rcode != ResponseCode::ServFail => {
+                    Some(Ok(answer)) => {
+                        self.stale_marks.lock().unwrap().remove(&key);
                         let ttl_cap = answer.ttl;
                         Forwarded {
                             path: Path::forwarded,
@@ -106,13 +126,12 @@ impl Forwarder {
                             ttl_cap,
                         }
                     }
-                    // Upstreams failed or are slow: RFC 8767 answer, refresh
-                    // continues in the background.
-                    _ => Forwarded {
-                        path: Path::stale,
-                        outcome: Ok(stale),
-                        ttl_cap: self.cfg.stale_ttl,
-                    },
+                    // Upstreams failed or are slow: RFC 8767 answer; a
+                    // refresh still in flight continues in the background.
+                    _ => {
+                        self.mark_failing(key);
+                        stale_answer
+                    }
                 }
             }
             CacheLookup::Miss => {
@@ -128,6 +147,19 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Serve `key` stale without asking upstreams until the recheck timer ends.
+    fn mark_failing(&self, key: CacheKey) {
+        let now = Instant::now();
+        let mut marks = self.stale_marks.lock().unwrap();
+        if marks.len() >= MAX_STALE_MARKS {
+            marks.retain(|_, until| *until > now);
+            if marks.len() >= MAX_STALE_MARKS {
+                marks.clear();
+            }
+        }
+        marks.insert(key, now + self.cfg.stale_recheck);
     }
 
     /// Joins the fetch in flight for `key`, or starts one.

@@ -171,6 +171,7 @@ pub async fn start(
             max_outstanding: args.max_outstanding.max(1),
             serve_stale_after: args.serve_stale.then(|| args.serve_stale_after()),
             stale_ttl: args.serve_stale_ttl,
+            stale_recheck: Duration::from_secs(args.serve_stale_recheck_secs),
         },
         policy,
         zone.clone(),
