@@ -125,6 +125,82 @@ async fn forwards_and_caches_real_dnsmasq_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_stale_when_dnsmasq_is_stopped() {
+    let mut dnsmasq = Dnsmasq::start();
+    let r = TestResolver::start(&[dnsmasq.addr], &["--cache-max-success-ttl", "1"]).await;
+    let d = dig(r.addr, "host.test", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.11"], "{}", d.raw);
+    dnsmasq.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let d = dig(r.addr, "host.test", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.11"], "stale answer: {}", d.raw);
+    assert_eq!(d.answers[0].1, 30);
+    assert!(r.metric("nodedns_queries_total", &["path=\"stale\""]).await >= 1.0);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listener_and_upstream() {
+    let up = HostileUpstream::start("[::1]:0".parse().unwrap())
+        .await
+        .expect("hostile on ::1");
+    let r = TestResolver::start(&[up.addr], &["--listen", "::1"]).await;
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, r.addr.port()).into();
+    for server in [v6, r.addr] {
+        let d = dig(server, "six.example", "A", &[]).await;
+        assert_eq!(d.addresses(), vec!["192.0.2.1"], "{server}: {}", d.raw);
+        let d = dig(server, "six.example", "A", &["+tcp"]).await;
+        assert_eq!(d.addresses(), vec!["192.0.2.1"], "{server} tcp: {}", d.raw);
+    }
+    assert_eq!(
+        up.queries(),
+        1,
+        "one upstream query over IPv6, then the cache"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stub_domains_from_flags_and_live_policy() {
+    let dnsmasq = Dnsmasq::start();
+    let default = hostile().await;
+    let other = hostile().await;
+    let stub = format!("test={}", dnsmasq.addr);
+    let r = TestResolver::start(&[default.addr], &["--stub-domain", &stub]).await;
+    // Flag stub domain: .test goes to dnsmasq; everything else to the default.
+    let d = dig(r.addr, "host.test", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.11"], "{}", d.raw);
+    let d = dig(r.addr, "elsewhere.example", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.1"]);
+    assert_eq!(default.queries(), 1);
+
+    // The live policy (kube-dns ConfigMap): a longer stub wins, and the
+    // upstream override replaces the defaults.
+    r.policy
+        .send_replace(std::sync::Arc::new(dns_agent::zone::ForwardPolicy {
+            stub_domains: vec![(name("corp.example."), vec![other.addr])],
+            upstreams: vec![other.addr],
+        }));
+    let d = dig(r.addr, "a.corp.example", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.1"]);
+    let d = dig(r.addr, "new.example", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.1"]);
+    assert_eq!(
+        other.queries(),
+        2,
+        "policy stub domain and upstream override in effect"
+    );
+    assert_eq!(default.queries(), 1);
+    let d = dig(r.addr, "wild.test", "A", &[]).await;
+    assert_eq!(
+        d.addresses(),
+        vec!["192.0.2.10"],
+        "flag stub domain still applies"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_clamps_and_negative_ttl_from_soa() {
     let up = hostile().await;
     let r = TestResolver::start(&[up.addr], &[]).await;

@@ -161,6 +161,26 @@ async fn bad_input_gets_formerr_notimp_badvers_or_is_dropped() {
     r.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_encode_the_whole_shared_registry() {
+    fn registry() -> dns_agent::metrics::Registry {
+        // Stands for another module (the loader's collector) registering on
+        // the shared registry before the resolver starts.
+        let mut r = dns_agent::metrics::new_registry();
+        let _other =
+            dns_agent::resolver::metrics::ResolverMetrics::new(r.sub_registry_with_prefix("other"));
+        r
+    }
+    let r = TestResolver::start_full(StaticZone::new(true), &[], &[], registry).await;
+    let m = r.metrics().await;
+    assert!(m.contains("nodedns_other_cache_hits_total 0"), "{m}");
+    assert!(m.contains("nodedns_cache_entries"), "{m}");
+    // No upstream configured: SERVFAIL, not a hang.
+    let d = dig(r.addr, "nowhere.example", "A", &[]).await;
+    assert_eq!(d.status, "SERVFAIL");
+    r.stop().await;
+}
+
 /// True once the server has closed `s` (read returns 0 or an error).
 async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 512];

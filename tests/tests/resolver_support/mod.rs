@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dns_agent::fastpath::sink::{AnswerSink, MemorySink};
-use dns_agent::metrics::new_registry;
+use dns_agent::metrics::{Registry, new_registry};
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
 use dns_agent::zone::{AuthAnswer, ForwardPolicy, Zone, ZoneLookup};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -152,6 +152,16 @@ impl TestResolver {
         upstreams: &[SocketAddr],
         extra: &[&str],
     ) -> Self {
+        Self::start_full(zone, upstreams, extra, new_registry).await
+    }
+
+    /// As `start_with_zone`, with the registry other modules filled first.
+    pub async fn start_full(
+        zone: Arc<StaticZone>,
+        upstreams: &[SocketAddr],
+        extra: &[&str],
+        registry: fn() -> Registry,
+    ) -> Self {
         let ip = unique_ip();
         let mut last_err = None;
         for attempt in 0..8u16 {
@@ -182,7 +192,7 @@ impl TestResolver {
                 zone: zone.clone(),
                 policy: policy_rx,
                 sink: Some(sink.clone() as Arc<dyn AnswerSink>),
-                registry: new_registry(),
+                registry: registry(),
                 keep_interface_on_exit: false,
             };
             match resolver::start(args, deps, cancel.clone()).await {
