@@ -140,6 +140,44 @@ async fn serves_stale_when_dnsmasq_is_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popular_entries_are_prefetched_before_they_expire() {
+    let up = hostile().await;
+    let flags = [
+        "--cache-max-success-ttl",
+        "2",
+        "--prefetch-hits",
+        "2",
+        "--prefetch-percent",
+        "60",
+    ];
+    let r = TestResolver::start(&[up.addr], &flags).await;
+    for _ in 0..3 {
+        dig(r.addr, "pre.example", "A", &[]).await;
+    }
+    assert_eq!(up.queries(), 1);
+    // Less than 60% of the 2 s TTL left: this hit answers from the cache and
+    // refreshes the entry in the background.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let d = dig(r.addr, "pre.example", "A", &[]).await;
+    assert_eq!(d.addresses(), vec!["192.0.2.1"]);
+    let sent = up.queries();
+    assert_eq!(sent, 2, "one prefetch");
+    assert!(r.metric("nodedns_cache_prefetches_total", &[]).await >= 1.0);
+    // Past the original expiry the refreshed entry answers: a cache hit.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hits = r
+        .metric("nodedns_queries_total", &["path=\"cache_hit\""])
+        .await;
+    dig(r.addr, "pre.example", "A", &[]).await;
+    assert_eq!(
+        r.metric("nodedns_queries_total", &["path=\"cache_hit\""])
+            .await,
+        hits + 1.0
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_listener_and_upstream() {
     let up = HostileUpstream::start("[::1]:0".parse().unwrap())
         .await

@@ -1,8 +1,10 @@
 //! Promotes answers into the kernel map (the `AnswerSink`): every cluster-zone
 //! answer the resolver gives, and upstream answers once they are hot. Keeps
-//! cluster entries in step with the zone and the map within its capacity.
+//! cluster entries in step with the zone and the map within its capacity
+//! (least recently used entries are evicted first).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,17 +35,49 @@ enum Origin {
 struct Installed {
     origin: Origin,
     map_key: AnswerKey,
+    /// Position in `State::lru`.
     last_used: u64,
     expires: Instant,
-    /// For upstream entries: when the cached answer was stored, so the same
-    /// answer is not written twice.
-    stored: Option<Instant>,
+    /// Hash of what the entry says (rcode, records), so an unchanged answer
+    /// is not rewritten on every zone change.
+    content: u64,
 }
 
+#[derive(Default)]
 struct State {
     hot: HashMap<Key, (u32, Instant)>,
     installed: HashMap<Key, Installed>,
+    /// Use order: the smallest tick is the least recently used key.
+    lru: BTreeMap<u64, Key>,
     tick: u64,
+}
+
+impl State {
+    /// Marks `key` used; false when it is not installed.
+    fn touch(&mut self, key: &Key) -> bool {
+        let Some(inst) = self.installed.get_mut(key) else {
+            return false;
+        };
+        self.lru.remove(&inst.last_used);
+        self.tick += 1;
+        inst.last_used = self.tick;
+        self.lru.insert(self.tick, key.clone());
+        true
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Installed> {
+        let inst = self.installed.remove(key)?;
+        self.lru.remove(&inst.last_used);
+        Some(inst)
+    }
+
+    fn insert(&mut self, key: Key, mut inst: Installed) {
+        self.remove(&key);
+        self.tick += 1;
+        inst.last_used = self.tick;
+        self.lru.insert(self.tick, key.clone());
+        self.installed.insert(key, inst);
+    }
 }
 
 pub struct FeederConfig {
@@ -72,6 +106,26 @@ struct Parts<'a> {
     lifetime: Duration,
 }
 
+impl Parts<'_> {
+    fn content(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        u16::from(self.rcode).hash(&mut h);
+        self.max_ttl.hash(&mut h);
+        for (section, records) in [self.answers, self.authority, self.additionals]
+            .iter()
+            .enumerate()
+        {
+            section.hash(&mut h);
+            for r in records.iter() {
+                r.name.hash(&mut h);
+                r.ttl.hash(&mut h);
+                r.data.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
 impl Feeder {
     pub fn new(
         cfg: FeederConfig,
@@ -80,11 +134,6 @@ impl Feeder {
         metrics: Arc<ResolverMetrics>,
     ) -> Self {
         metrics.map_capacity.set(sink.capacity() as i64);
-        let state = State {
-            hot: HashMap::new(),
-            installed: HashMap::new(),
-            tick: 0,
-        };
         // Start generations from the clock so a restarted agent never reuses
         // the generation of an entry its predecessor left in a pinned map.
         let generation = AtomicU64::new(boot_time_ns());
@@ -92,7 +141,7 @@ impl Feeder {
             cfg,
             sink,
             zone,
-            state: Mutex::new(state),
+            state: Mutex::new(State::default()),
             generation,
             metrics,
         }
@@ -100,24 +149,7 @@ impl Feeder {
 
     /// A cluster-zone answer was given: make sure the kernel has it.
     pub fn cluster_answer(&self, qname: &Name, qtype: RecordType, answer: &AuthAnswer) {
-        let key = (LowerName::new(qname), qtype);
-        let now = Instant::now();
-        {
-            let mut state = self.state.lock().unwrap();
-            state.tick += 1;
-            let tick = state.tick;
-            if let Some(inst) = state.installed.get_mut(&key) {
-                // Renewed by the background loop; rewriting on every query
-                // would only churn the map.
-                if inst.origin == Origin::Cluster
-                    && inst.expires > now + self.cfg.cluster_lifetime / 2
-                {
-                    inst.last_used = tick;
-                    return;
-                }
-            }
-        }
-        self.install_cluster(&key, answer);
+        self.install_cluster(&(LowerName::new(qname), qtype), answer);
     }
 
     /// An upstream answer (fresh from cache or upstream) was given: count it
@@ -131,14 +163,6 @@ impl Feeder {
         let key = (LowerName::new(qname), qtype);
         {
             let mut state = self.state.lock().unwrap();
-            state.tick += 1;
-            let tick = state.tick;
-            if let Some(inst) = state.installed.get_mut(&key)
-                && inst.stored == Some(answer.stored)
-            {
-                inst.last_used = tick;
-                return;
-            }
             if state.hot.len() >= MAX_HOT_TRACKED && !state.hot.contains_key(&key) {
                 let window = self.cfg.hot_window;
                 state
@@ -153,7 +177,7 @@ impl Feeder {
                 *count = 0;
                 *start = now;
             }
-            *count += 1;
+            *count = count.saturating_add(1);
             if *count <= self.cfg.hot_threshold {
                 return;
             }
@@ -167,7 +191,7 @@ impl Feeder {
             max_ttl: answer.ttl,
             lifetime: remaining,
         };
-        self.install(&key, Origin::Upstream, Some(answer.stored), &parts);
+        self.install(&key, Origin::Upstream, &parts);
     }
 
     fn install_cluster(&self, key: &Key, answer: &AuthAnswer) {
@@ -180,10 +204,24 @@ impl Feeder {
             max_ttl: min_ttl(answer),
             lifetime: self.cfg.cluster_lifetime,
         };
-        self.install(key, Origin::Cluster, None, &parts);
+        self.install(key, Origin::Cluster, &parts);
     }
 
-    fn install(&self, key: &Key, origin: Origin, stored: Option<Instant>, parts: &Parts<'_>) {
+    /// Writes the entry unless the map already has the same answer with at
+    /// least half of its lifetime left.
+    fn install(&self, key: &Key, origin: Origin, parts: &Parts<'_>) {
+        let now = Instant::now();
+        let content = parts.content();
+        {
+            let mut state = self.state.lock().unwrap();
+            let current = state.installed.get(key).is_some_and(|i| {
+                i.origin == origin && i.content == content && i.expires > now + parts.lifetime / 2
+            });
+            if current {
+                state.touch(key);
+                return;
+            }
+        }
         let qname = Name::from(&key.0);
         let spec = EntrySpec {
             qname: &qname,
@@ -221,15 +259,15 @@ impl Feeder {
         match result {
             Ok(()) => {
                 self.metrics.map_writes.inc();
-                state.tick += 1;
+                let expires = now + parts.lifetime;
                 let inst = Installed {
                     origin,
                     map_key,
-                    last_used: state.tick,
-                    expires: Instant::now() + parts.lifetime,
-                    stored,
+                    last_used: 0,
+                    expires,
+                    content,
                 };
-                state.installed.insert(key.clone(), inst);
+                state.insert(key.clone(), inst);
             }
             Err(e) => {
                 tracing::warn!(name = %qname, error = %e, "could not write the kernel answers map");
@@ -239,19 +277,11 @@ impl Feeder {
         self.metrics.map_entries.set(state.installed.len() as i64);
     }
 
-    /// Drops the least recently used entry (a linear scan: the map holds at
-    /// most a few tens of thousands of entries and eviction is rare).
     fn evict_lru(&self, state: &mut State) {
-        let victim = state
-            .installed
-            .iter()
-            .min_by_key(|(_, i)| i.last_used)
-            .map(|(k, _)| k.clone());
-        if let Some(victim) = victim {
-            let inst = state
-                .installed
-                .remove(&victim)
-                .expect("victim is installed");
+        let Some((_, victim)) = state.lru.pop_first() else {
+            return;
+        };
+        if let Some(inst) = state.installed.remove(&victim) {
             if let Err(e) = self.sink.delete(&inst.map_key) {
                 tracing::warn!(error = %e, "could not delete an evicted kernel map entry");
             }
@@ -261,32 +291,31 @@ impl Feeder {
 
     fn forget(&self, key: &Key) {
         let mut state = self.state.lock().unwrap();
-        if let Some(inst) = state.installed.remove(key) {
+        if let Some(inst) = state.remove(key) {
             let _ = self.sink.delete(&inst.map_key);
         }
         self.metrics.map_entries.set(state.installed.len() as i64);
     }
 
-    /// Re-derives cluster entries from the zone: all of them when `all`,
-    /// else only those due for renewal. Also drops expired upstream entries.
+    /// Re-derives cluster entries from the zone: all of them when `all`
+    /// (unchanged answers are not rewritten), else only those due for
+    /// renewal. Also drops expired upstream entries.
     fn refresh(&self, all: bool) {
         let now = Instant::now();
         let renew_before = now + self.cfg.cluster_lifetime / 2;
         let (cluster, expired): (Vec<Key>, Vec<Key>) = {
             let state = self.state.lock().unwrap();
-            let cluster = state
-                .installed
-                .iter()
-                .filter(|(_, i)| i.origin == Origin::Cluster && (all || i.expires < renew_before))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let expired = state
-                .installed
-                .iter()
-                .filter(|(_, i)| i.origin == Origin::Upstream && i.expires <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            (cluster, expired)
+            let pick = |origin: Origin, f: &dyn Fn(&Installed) -> bool| -> Vec<Key> {
+                let matching = state
+                    .installed
+                    .iter()
+                    .filter(|(_, i)| i.origin == origin && f(i));
+                matching.map(|(k, _)| k.clone()).collect()
+            };
+            (
+                pick(Origin::Cluster, &|i| all || i.expires < renew_before),
+                pick(Origin::Upstream, &|i| i.expires <= now),
+            )
         };
         for key in expired {
             self.forget(&key);
@@ -304,23 +333,28 @@ impl Feeder {
     /// renews entries before they expire, until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut changes = self.zone.changes();
-        let mut renew =
-            tokio::time::interval((self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1)));
+        let period = (self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1));
+        let mut renew = tokio::time::interval(period);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = changes.changed() => {
                     if changed.is_err() {
-                        // The zone went away; keep renewing what we have.
-                        changes = self.zone.changes();
+                        // The zone's sender went away; ask for a new receiver.
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        changes = self.zone.changes();
                         continue;
                     }
                     changes.borrow_and_update();
-                    self.refresh(true);
+                    // Lookups and map writes are synchronous: off the runtime.
+                    let this = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || this.refresh(true)).await;
                 }
-                _ = renew.tick() => self.refresh(false),
+                _ = renew.tick() => {
+                    let this = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || this.refresh(false)).await;
+                }
             }
         }
     }
@@ -340,4 +374,108 @@ fn min_ttl(answer: &AuthAnswer) -> u32 {
         &answer.answers
     };
     records.iter().map(|r| r.ttl).min().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastpath::entry::key_for;
+    use crate::fastpath::sink::MemorySink;
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::A;
+    use prometheus_client::registry::Registry;
+    use std::sync::RwLock;
+    use tokio::sync::watch;
+
+    struct OneName(RwLock<Option<A>>, watch::Sender<u64>);
+
+    impl Zone for OneName {
+        fn lookup(&self, name: &LowerName, _: RecordType) -> ZoneLookup {
+            let mut answer = AuthAnswer {
+                rcode: ResponseCode::NXDomain,
+                answers: vec![],
+                authority: vec![],
+                additionals: vec![],
+            };
+            if let Some(a) = *self.0.read().unwrap() {
+                answer.rcode = ResponseCode::NoError;
+                answer
+                    .answers
+                    .push(Record::from_rdata(name.into(), 30, RData::A(a)));
+            }
+            ZoneLookup::Answer(answer)
+        }
+        fn changes(&self) -> watch::Receiver<u64> {
+            self.1.subscribe()
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+    }
+
+    fn setup(
+        capacity: u32,
+    ) -> (
+        Arc<Feeder>,
+        Arc<MemorySink>,
+        Arc<OneName>,
+        Arc<ResolverMetrics>,
+    ) {
+        let sink = Arc::new(MemorySink::new(capacity));
+        let zone = Arc::new(OneName(
+            RwLock::new(Some(A::new(10, 0, 0, 1))),
+            watch::channel(0).0,
+        ));
+        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
+        let cfg = FeederConfig {
+            hot_threshold: 1,
+            hot_window: Duration::from_secs(10),
+            cluster_lifetime: Duration::from_secs(60),
+        };
+        let feeder = Arc::new(Feeder::new(
+            cfg,
+            sink.clone(),
+            zone.clone(),
+            metrics.clone(),
+        ));
+        (feeder, sink, zone, metrics)
+    }
+
+    fn ask(feeder: &Feeder, zone: &OneName, n: &str) {
+        let name = Name::from_ascii(n).unwrap();
+        let ZoneLookup::Answer(a) = zone.lookup(&LowerName::new(&name), RecordType::A) else {
+            unreachable!()
+        };
+        feeder.cluster_answer(&name, RecordType::A, &a);
+    }
+
+    #[test]
+    fn unchanged_answers_are_not_rewritten() {
+        let (feeder, _sink, zone, metrics) = setup(8);
+        ask(&feeder, &zone, "a.cluster.local.");
+        ask(&feeder, &zone, "a.cluster.local.");
+        feeder.refresh(true);
+        assert_eq!(metrics.map_writes.get(), 1);
+        *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
+        feeder.refresh(true);
+        assert_eq!(metrics.map_writes.get(), 2);
+        *zone.0.write().unwrap() = None;
+        feeder.refresh(true);
+        assert_eq!(metrics.map_writes.get(), 3);
+    }
+
+    #[test]
+    fn lru_entry_is_evicted_when_full() {
+        let (feeder, sink, zone, metrics) = setup(2);
+        ask(&feeder, &zone, "a.cluster.local.");
+        ask(&feeder, &zone, "b.cluster.local.");
+        ask(&feeder, &zone, "a.cluster.local."); // a is now more recent than b
+        ask(&feeder, &zone, "c.cluster.local.");
+        let key = |n: &str| key_for(&Name::from_ascii(n).unwrap(), RecordType::A).unwrap();
+        assert!(sink.get(&key("a.cluster.local.")).is_some());
+        assert!(sink.get(&key("b.cluster.local.")).is_none());
+        assert!(sink.get(&key("c.cluster.local.")).is_some());
+        assert_eq!(metrics.map_evictions.get(), 1);
+        assert_eq!(feeder.installed(), 2);
+    }
 }
