@@ -50,6 +50,10 @@ struct State {
     /// Use order: the smallest tick is the least recently used key.
     lru: BTreeMap<u64, Key>,
     tick: u64,
+    /// The zone generation the last full re-derivation started from. A
+    /// query's answer looked up at an older generation may predate it and
+    /// must not overwrite what the re-derivation wrote.
+    zone_generation: u64,
 }
 
 impl State {
@@ -148,8 +152,15 @@ impl Feeder {
     }
 
     /// A cluster-zone answer was given: make sure the kernel has it.
-    pub fn cluster_answer(&self, qname: &Name, qtype: RecordType, answer: &AuthAnswer) {
-        self.install_cluster(&(LowerName::new(qname), qtype), answer);
+    /// `generation` is the zone's generation read before the lookup.
+    pub fn cluster_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        answer: &AuthAnswer,
+        generation: u64,
+    ) {
+        self.install_cluster(&(LowerName::new(qname), qtype), answer, Some(generation));
     }
 
     /// An upstream answer (fresh from cache or upstream) was given: count it
@@ -191,10 +202,10 @@ impl Feeder {
             max_ttl: answer.ttl,
             lifetime: remaining,
         };
-        self.install(&key, Origin::Upstream, &parts);
+        self.install(&key, Origin::Upstream, &parts, None);
     }
 
-    fn install_cluster(&self, key: &Key, answer: &AuthAnswer) {
+    fn install_cluster(&self, key: &Key, answer: &AuthAnswer, seen_generation: Option<u64>) {
         let parts = Parts {
             rcode: answer.rcode,
             authoritative: true,
@@ -204,12 +215,12 @@ impl Feeder {
             max_ttl: min_ttl(answer),
             lifetime: self.cfg.cluster_lifetime,
         };
-        self.install(key, Origin::Cluster, &parts);
+        self.install(key, Origin::Cluster, &parts, seen_generation);
     }
 
     /// Writes the entry unless the map already has the same answer with at
     /// least half of its lifetime left.
-    fn install(&self, key: &Key, origin: Origin, parts: &Parts<'_>) {
+    fn install(&self, key: &Key, origin: Origin, parts: &Parts<'_>, seen_generation: Option<u64>) {
         let now = Instant::now();
         let content = parts.content();
         {
@@ -246,6 +257,9 @@ impl Feeder {
             }
         };
         let mut state = self.state.lock().unwrap();
+        if seen_generation.is_some_and(|g| g < state.zone_generation) {
+            return; // possibly outdated; the next query installs the current answer
+        }
         if !state.installed.contains_key(key)
             && state.installed.len() >= self.sink.capacity() as usize
         {
@@ -300,8 +314,13 @@ impl Feeder {
     /// Re-derives cluster entries from the zone: all of them when `all`
     /// (unchanged answers are not rewritten), else only those due for
     /// renewal. Also drops expired upstream entries.
-    fn refresh(&self, all: bool) {
+    /// `generation`: the zone generation a full re-derivation starts from.
+    fn refresh(&self, all: bool, generation: Option<u64>) {
         let now = Instant::now();
+        if let Some(g) = generation {
+            let mut state = self.state.lock().unwrap();
+            state.zone_generation = state.zone_generation.max(g);
+        }
         let renew_before = now + self.cfg.cluster_lifetime / 2;
         let (cluster, expired): (Vec<Key>, Vec<Key>) = {
             let state = self.state.lock().unwrap();
@@ -322,7 +341,7 @@ impl Feeder {
         }
         for key in cluster {
             match self.zone.lookup(&key.0, key.1) {
-                ZoneLookup::Answer(answer) => self.install_cluster(&key, &answer),
+                ZoneLookup::Answer(answer) => self.install_cluster(&key, &answer, None),
                 // Left the zone or the zone lost its sync: userspace decides.
                 ZoneLookup::NotOurs | ZoneLookup::NotReady => self.forget(&key),
             }
@@ -346,14 +365,14 @@ impl Feeder {
                         changes = self.zone.changes();
                         continue;
                     }
-                    changes.borrow_and_update();
+                    let generation = *changes.borrow_and_update();
                     // Lookups and map writes are synchronous: off the runtime.
                     let this = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || this.refresh(true)).await;
+                    let _ = tokio::task::spawn_blocking(move || this.refresh(true, Some(generation))).await;
                 }
                 _ = renew.tick() => {
                     let this = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || this.refresh(false)).await;
+                    let _ = tokio::task::spawn_blocking(move || this.refresh(false, None)).await;
                 }
             }
         }
@@ -446,7 +465,7 @@ mod tests {
         let ZoneLookup::Answer(a) = zone.lookup(&LowerName::new(&name), RecordType::A) else {
             unreachable!()
         };
-        feeder.cluster_answer(&name, RecordType::A, &a);
+        feeder.cluster_answer(&name, RecordType::A, &a, 0);
     }
 
     #[test]
@@ -454,14 +473,31 @@ mod tests {
         let (feeder, _sink, zone, metrics) = setup(8);
         ask(&feeder, &zone, "a.cluster.local.");
         ask(&feeder, &zone, "a.cluster.local.");
-        feeder.refresh(true);
+        feeder.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 1);
         *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
-        feeder.refresh(true);
+        feeder.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 2);
         *zone.0.write().unwrap() = None;
-        feeder.refresh(true);
+        feeder.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 3);
+    }
+
+    #[test]
+    fn answers_older_than_the_last_rederivation_are_ignored() {
+        let (feeder, sink, zone, _) = setup(8);
+        feeder.refresh(true, Some(5));
+        let name = Name::from_ascii("a.cluster.local.").unwrap();
+        let ZoneLookup::Answer(a) = zone.lookup(&LowerName::new(&name), RecordType::A) else {
+            unreachable!()
+        };
+        feeder.cluster_answer(&name, RecordType::A, &a, 4);
+        assert!(
+            sink.is_empty(),
+            "looked up before generation 5: not installed"
+        );
+        feeder.cluster_answer(&name, RecordType::A, &a, 5);
+        assert_eq!(sink.len(), 1);
     }
 
     #[test]

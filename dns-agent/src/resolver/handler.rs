@@ -21,6 +21,8 @@ const MAX_TCP_SIZE: usize = u16::MAX as usize;
 
 pub struct Handler {
     pub zone: Arc<dyn Zone>,
+    /// The zone's generation, read before each lookup (for the feeder).
+    pub zone_generation: tokio::sync::watch::Receiver<u64>,
     pub forwarder: Arc<Forwarder>,
     pub feeder: Option<Arc<Feeder>>,
     pub metrics: Arc<ResolverMetrics>,
@@ -119,10 +121,11 @@ impl Handler {
             reply.set_edns(our_edns());
         }
 
+        let generation = *self.zone_generation.borrow();
         let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
             ZoneLookup::Answer(answer) => {
                 if let Some(feeder) = &self.feeder {
-                    feeder.cluster_answer(&q.name, q.query_type, &answer);
+                    feeder.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
                 reply.metadata.authoritative = true;
                 reply.metadata.response_code = answer.rcode;

@@ -191,6 +191,7 @@ pub async fn start(
         ))
     });
     let handler = Arc::new(Handler {
+        zone_generation: zone.changes(),
         zone: zone.clone(),
         forwarder,
         feeder: feeder.clone(),
