@@ -51,6 +51,10 @@ pub struct Forwarder {
     metrics: Arc<ResolverMetrics>,
 }
 
+/// Total time spent on one question across upstreams: below the 5 s a
+/// glibc client waits, so a SERVFAIL arrives before the client gives up.
+const FORWARD_BUDGET: Duration = Duration::from_secs(4);
+
 /// Questions remembered as failing (serve-stale recheck timer).
 const MAX_STALE_MARKS: usize = 16_384;
 
@@ -205,14 +209,18 @@ impl Forwarder {
         let mut question = Query::query(name.clone(), key.1);
         question.query_class = DNSClass::IN;
         let mut last_failure = None;
+        let budget_end = tokio::time::Instant::now() + FORWARD_BUDGET;
         for server in self.health.order(&servers) {
+            if tokio::time::Instant::now() >= budget_end {
+                break;
+            }
             self.metrics
                 .upstream_queries
                 .get_or_create(&super::metrics::UpstreamLabels {
                     upstream: server.to_string(),
                 })
                 .inc();
-            let deadline = deadline_after(self.cfg.attempt_timeout);
+            let deadline = deadline_after(self.cfg.attempt_timeout).min(budget_end);
             match exchange(server, &question, deadline, &self.metrics).await {
                 Ok(reply) => match reply.metadata.response_code {
                     ResponseCode::NoError | ResponseCode::NXDomain => {
