@@ -15,7 +15,11 @@ use dns_agent::zone::Zone;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "dns-agent", version, about = "nodedns: XDP-accelerated node-local DNS cache for Kubernetes")]
+#[command(
+    name = "dns-agent",
+    version,
+    about = "nodedns: XDP-accelerated node-local DNS cache for Kubernetes"
+)]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -90,7 +94,9 @@ fn main() -> ExitCode {
 fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().flatten_event(true).init();
     } else {
