@@ -95,6 +95,38 @@ async fn cluster_zone_is_authoritative_and_never_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
+    let r = TestResolver::start(&[], &[]).await;
+    let ips = (0..300u16)
+        .map(|i| Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8))
+        .collect();
+    r.zone.set_many("headless.default.svc.cluster.local.", ips);
+    let d = dig(
+        r.addr,
+        "headless.default.svc.cluster.local",
+        "A",
+        &["+ignore"],
+    )
+    .await;
+    assert!(d.has_flag("tc") && d.answers.is_empty(), "{}", d.raw);
+    let d = dig(
+        r.addr,
+        "headless.default.svc.cluster.local",
+        "A",
+        &["+ignore", "+noedns"],
+    )
+    .await;
+    assert!(d.has_flag("tc"), "{}", d.raw);
+    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &["+tcp"]).await;
+    assert!(d.has_flag("aa") && !d.has_flag("tc"), "{}", d.raw);
+    assert_eq!(d.addresses().len(), 300);
+    // dig's default: retry over TCP on TC.
+    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &[]).await;
+    assert_eq!(d.addresses().len(), 300);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_data_never_shadows_the_cluster_zone() {
     let up = hostile().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
