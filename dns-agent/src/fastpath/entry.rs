@@ -1,40 +1,83 @@
-//! TEMP stub of the entry encoder (owned by another helper): same API, only
-//! enough real code for the resolver's feeder and its tests. Drop at merge.
+//! Encodes a resolved answer into the kernel's map layout ([`AnswerKey`],
+//! [`AnswerEntry`]) and decodes it back for `dns-agent inspect`.
+//!
+//! The body is encoded as it will sit in the kernel's response: right after
+//! a question equal (up to case) to the key's name at offset 12. Names are
+//! compressed against the question and the earlier records, so pointers
+//! stay valid whatever case the client used: the kernel echoes the
+//! client's question, whose labels have the same lengths.
 
-use dns_common::{AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAX_NAME_LEN};
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncodable;
+use dns_common::hash::{key_hash, ones_sum};
+use dns_common::{
+    AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAX_BODY_LEN, MAX_NAME_LEN, MAX_TTLS,
+};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
-#[derive(Debug, thiserror::Error)]
+/// DNS header length: the question starts right after it.
+const HEADER_LEN: usize = 12;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EncodeError {
-    #[error("question name is longer than {MAX_NAME_LEN} bytes in wire format")]
-    NameTooLong,
-    #[error("answer does not fit an entry")]
-    TooBig,
+    #[error("name {name} is {len} bytes in wire format; the kernel answers names up to {max}")]
+    NameTooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("answer body is {len} bytes; a kernel entry holds at most {max}")]
+    BodyTooLarge { len: usize, max: usize },
+    #[error("answer has {count} records; a kernel entry holds at most {max}")]
+    TooManyRecords { count: usize, max: usize },
+    #[error("response code {0} cannot be served by the kernel (only NOERROR and NXDOMAIN)")]
+    UnsupportedRcode(ResponseCode),
+    #[error("record type {0} cannot go into a kernel entry (the kernel adds OPT itself)")]
+    UnsupportedRecord(RecordType),
+    #[error("entry is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("DNS encoding failed: {0}")]
+    Encode(String),
 }
 
+/// What the resolver wants the kernel to answer for (`qname`, `qtype`).
 pub struct EntrySpec<'a> {
     pub qname: &'a Name,
     pub qtype: RecordType,
+    /// NoError or NXDomain only.
     pub rcode: ResponseCode,
     pub authoritative: bool,
     pub answers: &'a [Record],
     pub authority: &'a [Record],
     pub additionals: &'a [Record],
+    /// Upper bound of every served TTL; the records' own TTLs bound it too.
     pub max_ttl: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds ([`boot_time_ns`]) after which the
+    /// kernel must stop serving the entry.
     pub expires_boot_ns: u64,
+    /// A fresh value per update (torn-read detection).
     pub generation: u64,
 }
 
+/// An entry read back from the map.
+#[derive(Debug, Clone)]
+pub struct DecodedEntry {
+    pub name: Name,
+    pub qtype: RecordType,
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    /// Records with the TTL the kernel would serve now.
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additionals: Vec<Record>,
+    pub max_ttl: u32,
+    pub expires_boot_ns: u64,
+}
+
+/// The map key of a question: lower-cased wire name and type.
 pub fn key_for(qname: &Name, qtype: RecordType) -> Result<AnswerKey, EncodeError> {
-    let wire = qname
-        .to_lowercase()
-        .to_bytes()
-        .map_err(|_| EncodeError::NameTooLong)?;
-    if wire.len() > MAX_NAME_LEN {
-        return Err(EncodeError::NameTooLong);
-    }
+    let wire = lower_wire_name(qname)?;
     let mut key = AnswerKey::zeroed();
     key.qtype = u16::from(qtype);
     key.name_len = wire.len() as u16;
@@ -42,20 +85,105 @@ pub fn key_for(qname: &Name, qtype: RecordType) -> Result<AnswerKey, EncodeError
     Ok(key)
 }
 
-pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
-    let key = key_for(spec.qname, spec.qtype)?;
-    let count = spec.answers.len() + spec.authority.len() + spec.additionals.len();
-    if count > dns_common::MAX_TTLS {
-        return Err(EncodeError::TooBig);
+fn lower_wire_name(qname: &Name) -> Result<Vec<u8>, EncodeError> {
+    let mut lower = qname.to_lowercase();
+    lower.set_fqdn(true);
+    let wire = lower
+        .to_bytes()
+        .map_err(|e| EncodeError::Encode(e.to_string()))?;
+    if wire.len() > MAX_NAME_LEN {
+        return Err(EncodeError::NameTooLong {
+            name: qname.to_string(),
+            len: wire.len(),
+            max: MAX_NAME_LEN,
+        });
     }
+    Ok(wire)
+}
+
+/// Builds the key and the entry for `spec`.
+pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
+    let rcode = match spec.rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(spec.rcode) as u8,
+        other => return Err(EncodeError::UnsupportedRcode(other)),
+    };
+    let key = key_for(spec.qname, spec.qtype)?;
+    let records = spec.answers.len() + spec.authority.len() + spec.additionals.len();
+    if records > MAX_TTLS {
+        return Err(EncodeError::TooManyRecords {
+            count: records,
+            max: MAX_TTLS,
+        });
+    }
+    for r in spec
+        .answers
+        .iter()
+        .chain(spec.authority)
+        .chain(spec.additionals)
+    {
+        if matches!(
+            r.record_type(),
+            RecordType::OPT | RecordType::TSIG | RecordType::SIG
+        ) {
+            return Err(EncodeError::UnsupportedRecord(r.record_type()));
+        }
+    }
+
+    let mut buf = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4 + MAX_BODY_LEN);
+    let mut ttl_offsets = Vec::with_capacity(records);
+    let body_start;
+    {
+        let mut enc = BinEncoder::new(&mut buf);
+        let enc_err = |e: hickory_proto::ProtoError| EncodeError::Encode(e.to_string());
+        enc.emit_vec(&[0; HEADER_LEN]).map_err(enc_err)?;
+        let mut qname = spec.qname.to_lowercase();
+        qname.set_fqdn(true);
+        qname.emit(&mut enc).map_err(enc_err)?;
+        enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
+        enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
+        body_start = enc.offset();
+        for r in spec
+            .answers
+            .iter()
+            .chain(spec.authority)
+            .chain(spec.additionals)
+        {
+            r.name.emit(&mut enc).map_err(enc_err)?;
+            enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
+            enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
+            ttl_offsets.push(enc.offset() - body_start);
+            enc.emit_u32(0).map_err(enc_err)?;
+            let place = enc.place::<u16>().map_err(enc_err)?;
+            r.data.emit(&mut enc).map_err(enc_err)?;
+            let len = enc.len_since_place(&place);
+            place.replace(&mut enc, len as u16).map_err(enc_err)?;
+        }
+    }
+    let body = &buf[body_start..];
+    if body.len() > MAX_BODY_LEN {
+        return Err(EncodeError::BodyTooLarge {
+            len: body.len(),
+            max: MAX_BODY_LEN,
+        });
+    }
+
+    let hash = key_hash(&key.name[..key.name_len as usize], key.qtype);
+    let record_ttl = spec
+        .answers
+        .iter()
+        .chain(spec.authority)
+        .chain(spec.additionals)
+        .map(|r| r.ttl)
+        .min();
     let mut entry = AnswerEntry::zeroed();
-    entry.key_hash = dns_common::hash::key_hash(&key.name[..key.name_len as usize], key.qtype);
-    entry.tail_hash = entry.key_hash;
+    entry.key_hash = hash;
+    entry.tail_hash = hash;
     entry.generation = spec.generation;
     entry.tail_generation = spec.generation;
     entry.expires_ns = spec.expires_boot_ns;
-    entry.max_ttl = spec.max_ttl;
-    entry.rcode = u16::from(spec.rcode) as u8;
+    entry.max_ttl = record_ttl.map_or(spec.max_ttl, |t| t.min(spec.max_ttl));
+    entry.body_sum = u32::from(ones_sum(body));
+    entry.rcode = rcode;
     entry.flags = if spec.authoritative {
         ENTRY_FLAG_AUTHORITATIVE
     } else {
@@ -64,15 +192,277 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     entry.ancount = spec.answers.len() as u16;
     entry.nscount = spec.authority.len() as u16;
     entry.arcount = spec.additionals.len() as u16;
+    entry.body_len = body.len() as u16;
+    entry.ttl_count = ttl_offsets.len() as u16;
+    for (slot, off) in entry.ttl_offsets.iter_mut().zip(&ttl_offsets) {
+        *slot = *off as u16;
+    }
+    entry.body[..body.len()].copy_from_slice(body);
     Ok((key, entry))
 }
 
+/// The TTL the kernel would serve at `now_boot_ns`: the remaining whole
+/// seconds, capped by `max_ttl`; `None` once expired.
+pub fn served_ttl(entry: &AnswerEntry, now_boot_ns: u64) -> Option<u32> {
+    if now_boot_ns >= entry.expires_ns {
+        return None;
+    }
+    let remaining = (entry.expires_ns - now_boot_ns) / NS_PER_SEC;
+    Some(remaining.min(u64::from(entry.max_ttl)) as u32)
+}
+
+/// Decodes an entry, with the TTLs it would be served with now (zero if
+/// expired). Checks the same consistency rules the kernel does.
+pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, EncodeError> {
+    let name_len = key.name_len as usize;
+    let body_len = entry.body_len as usize;
+    let ttl_count = entry.ttl_count as usize;
+    if name_len == 0 || name_len > MAX_NAME_LEN {
+        return Err(EncodeError::Corrupt("key name length out of range"));
+    }
+    if body_len > MAX_BODY_LEN || ttl_count > MAX_TTLS {
+        return Err(EncodeError::Corrupt(
+            "body length or TTL count out of range",
+        ));
+    }
+    let hash = key_hash(&key.name[..name_len], key.qtype);
+    if entry.key_hash != hash
+        || entry.tail_hash != hash
+        || entry.generation != entry.tail_generation
+    {
+        return Err(EncodeError::Corrupt(
+            "hash or generation does not match the key",
+        ));
+    }
+    let body = &entry.body[..body_len];
+    if u32::from(ones_sum(body)) != entry.body_sum {
+        return Err(EncodeError::Corrupt("body checksum mismatch"));
+    }
+    let ttl = served_ttl(entry, boot_time_ns()).unwrap_or(0);
+
+    let mut msg = Vec::with_capacity(HEADER_LEN + name_len + 4 + body_len);
+    let flags: u16 = 0x8000 | u16::from(entry.rcode & 0x0f);
+    let counts = [1, entry.ancount, entry.nscount, entry.arcount];
+    msg.extend_from_slice(&0u16.to_be_bytes());
+    msg.extend_from_slice(&flags.to_be_bytes());
+    for c in counts {
+        msg.extend_from_slice(&c.to_be_bytes());
+    }
+    msg.extend_from_slice(&key.name[..name_len]);
+    msg.extend_from_slice(&key.qtype.to_be_bytes());
+    msg.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+    let body_at = msg.len();
+    msg.extend_from_slice(body);
+    for off in &entry.ttl_offsets[..ttl_count] {
+        let at = body_at + *off as usize;
+        if *off as usize + 4 > body_len {
+            return Err(EncodeError::Corrupt("TTL offset outside the body"));
+        }
+        msg[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+    }
+    let parsed = Message::from_vec(&msg).map_err(|e| EncodeError::Encode(e.to_string()))?;
+    let query = parsed
+        .queries
+        .first()
+        .ok_or(EncodeError::Corrupt("no question"))?;
+    Ok(DecodedEntry {
+        name: query.name().clone(),
+        qtype: query.query_type(),
+        rcode: ResponseCode::from(0, entry.rcode),
+        authoritative: entry.flags & ENTRY_FLAG_AUTHORITATIVE != 0,
+        answers: parsed.answers,
+        authority: parsed.authorities,
+        additionals: parsed.additionals,
+        max_ttl: entry.max_ttl,
+        expires_boot_ns: entry.expires_ns,
+    })
+}
+
+/// Now on `CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads.
 pub fn boot_time_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes into the timespec we own.
+    // SAFETY: ts is a valid, writable timespec; CLOCK_BOOTTIME always exists
+    // on Linux, so the call cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::str::FromStr;
+
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn spec<'a>(
+        qname: &'a Name,
+        qtype: RecordType,
+        answers: &'a [Record],
+        authority: &'a [Record],
+    ) -> EntrySpec<'a> {
+        EntrySpec {
+            qname,
+            qtype,
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            authority,
+            additionals: &[],
+            max_ttl: 30,
+            expires_boot_ns: boot_time_ns() + 60 * NS_PER_SEC,
+            generation: 7,
+        }
+    }
+
+    fn soa() -> Record {
+        let soa = SOA::new(
+            name("ns.dns.cluster.local."),
+            name("hostmaster.cluster.local."),
+            1,
+            7200,
+            1800,
+            86400,
+            5,
+        );
+        Record::from_rdata(name("cluster.local."), 5, RData::SOA(soa))
+    }
+
+    #[test]
+    fn key_is_lower_case_wire_name() {
+        let key = key_for(&name("Web.Default.SVC.cluster.local."), RecordType::A).unwrap();
+        assert_eq!(key.qtype, 1);
+        assert_eq!(
+            &key.name[..key.name_len as usize],
+            b"\x03web\x07default\x03svc\x07cluster\x05local\x00"
+        );
+        assert!(key.name[key.name_len as usize..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn positive_answer_round_trips_with_pointer_to_question() {
+        let q = name("web.default.svc.cluster.local.");
+        let answers = [
+            Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 1)))),
+            Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))),
+        ];
+        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        // Two A records with the owner compressed to 0xC00C: 16 bytes each.
+        assert_eq!(entry.body_len, 32);
+        assert_eq!(&entry.body[..2], &[0xc0, 0x0c]);
+        assert_eq!(entry.ttl_count, 2);
+        assert_eq!(&entry.ttl_offsets[..2], &[6, 22]);
+        assert_eq!(
+            entry.key_hash,
+            key_hash(&key.name[..key.name_len as usize], 1)
+        );
+        let decoded = decode(&key, &entry).unwrap();
+        assert_eq!(decoded.name, q);
+        assert_eq!(decoded.answers.len(), 2);
+        assert_eq!(decoded.answers[1].data, answers[1].data);
+        assert!(decoded.answers.iter().all(|r| r.ttl <= 30 && r.ttl >= 29));
+        assert!(decoded.authoritative);
+    }
+
+    #[test]
+    fn negative_cname_srv_and_aaaa_round_trip() {
+        let q = name("nope.cluster.local.");
+        let auth = [soa()];
+        let mut s = spec(&q, RecordType::A, &[], &auth);
+        s.rcode = ResponseCode::NXDomain;
+        let (key, entry) = encode(&s).unwrap();
+        assert_eq!(entry.max_ttl, 5, "record TTL bounds the served TTL");
+        let d = decode(&key, &entry).unwrap();
+        assert_eq!(d.rcode, ResponseCode::NXDomain);
+        assert_eq!(d.authority[0].data, auth[0].data);
+
+        let q = name("ext.default.svc.cluster.local.");
+        let answers = [
+            Record::from_rdata(q.clone(), 30, RData::CNAME(CNAME(name("example.com.")))),
+            Record::from_rdata(
+                name("example.com."),
+                30,
+                RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+            ),
+        ];
+        let (key, entry) = encode(&spec(&q, RecordType::AAAA, &answers, &[])).unwrap();
+        let d = decode(&key, &entry).unwrap();
+        assert_eq!(d.answers[0].data, answers[0].data);
+        assert_eq!(d.answers[1].name, answers[1].name);
+
+        let q = name("_http._tcp.web.default.svc.cluster.local.");
+        let srv = SRV::new(0, 100, 80, name("web.default.svc.cluster.local."));
+        let answers = [Record::from_rdata(q.clone(), 30, RData::SRV(srv))];
+        let (key, entry) = encode(&spec(&q, RecordType::SRV, &answers, &[])).unwrap();
+        let d = decode(&key, &entry).unwrap();
+        assert_eq!(d.answers[0].data, answers[0].data);
+    }
+
+    #[test]
+    fn errors_are_reported() {
+        let long = Name::from_labels(std::iter::repeat_n("abcdefghijklmnopqrstuvwxyz", 6)).unwrap();
+        assert!(matches!(
+            key_for(&long, RecordType::A),
+            Err(EncodeError::NameTooLong { .. })
+        ));
+
+        let q = name("a.example.");
+        let mut s = spec(&q, RecordType::A, &[], &[]);
+        s.rcode = ResponseCode::ServFail;
+        assert!(matches!(encode(&s), Err(EncodeError::UnsupportedRcode(_))));
+
+        let many: Vec<Record> = (0..=MAX_TTLS as u32)
+            .map(|i| Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::from(i)))))
+            .collect();
+        assert!(matches!(
+            encode(&spec(&q, RecordType::A, &many, &[])),
+            Err(EncodeError::TooManyRecords { .. })
+        ));
+
+        let big: Vec<Record> = (0..MAX_TTLS as u32)
+            .map(|i| {
+                Record::from_rdata(q.clone(), 30, RData::AAAA(AAAA(Ipv6Addr::from(i as u128))))
+            })
+            .collect();
+        assert!(matches!(
+            encode(&spec(&q, RecordType::AAAA, &big, &[])),
+            Err(EncodeError::BodyTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn decode_rejects_torn_entries() {
+        let q = name("web.example.");
+        let answers = [Record::from_rdata(
+            q.clone(),
+            30,
+            RData::A(A(Ipv4Addr::new(1, 2, 3, 4))),
+        )];
+        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        let mut torn = entry;
+        torn.tail_generation += 1;
+        assert!(decode(&key, &torn).is_err());
+        let mut torn = entry;
+        torn.body[15] ^= 1;
+        assert!(decode(&key, &torn).is_err());
+    }
+
+    #[test]
+    fn served_ttl_is_bounded() {
+        let mut e = AnswerEntry::zeroed();
+        e.max_ttl = 30;
+        e.expires_ns = 100 * NS_PER_SEC;
+        assert_eq!(served_ttl(&e, 0), Some(30));
+        assert_eq!(served_ttl(&e, 90 * NS_PER_SEC + 1), Some(9));
+        assert_eq!(served_ttl(&e, 100 * NS_PER_SEC), None);
+    }
 }
