@@ -18,6 +18,8 @@ pub enum InterfaceError {
     CreateLink { name: String, source: io::Error },
     #[error("cannot bring interface {name} up: {source}")]
     LinkUp { name: String, source: io::Error },
+    #[error("cannot remove {what}: {source}")]
+    Remove { what: String, source: io::Error },
     #[error("cannot add address {addr} to {name}: {source}")]
     AddAddress {
         name: String,
@@ -140,6 +142,57 @@ impl ListenInterface {
             }
         }
     }
+}
+
+/// `dns-agent cleanup`: removes what a (kept) agent left, by name. The link
+/// is deleted only if it is a `dummy` (so a mistyped name never takes down
+/// a real interface); otherwise `addrs` are removed from it. `addrs` are
+/// also removed from `lo` (the fallback). Missing pieces are not errors.
+pub fn remove_all(name: &str, addrs: &[IpAddr]) -> Result<(), InterfaceError> {
+    let mut nl = Netlink::open().map_err(InterfaceError::Netlink)?;
+    let absent = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)
+        )
+    };
+    let mut from = Vec::new();
+    if let Some(index) = if_index(name) {
+        let kind = nl
+            .link_kind(index)
+            .map_err(|source| InterfaceError::Remove {
+                what: format!("interface {name}"),
+                source,
+            })?;
+        if kind.as_deref() == Some("dummy") {
+            nl.delete_link(index)
+                .map_err(|source| InterfaceError::Remove {
+                    what: format!("interface {name}"),
+                    source,
+                })?;
+            tracing::info!(interface = name, "removed the listen interface");
+        } else {
+            from.push((name, index));
+        }
+    }
+    if let Some(lo) = if_index("lo") {
+        from.push(("lo", lo));
+    }
+    for (dev, index) in from {
+        for &addr in addrs {
+            match nl.delete_address(index, addr) {
+                Ok(()) => tracing::info!(interface = dev, %addr, "removed listen address"),
+                Err(e) if absent(&e) => {}
+                Err(source) => {
+                    return Err(InterfaceError::Remove {
+                        what: format!("{addr} on {dev}"),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for ListenInterface {
