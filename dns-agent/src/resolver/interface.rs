@@ -57,10 +57,18 @@ impl ListenInterface {
                 (true, true)
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                // Left by a previous agent told to keep it, or made by an
-                // admin: use it, but only ever remove our own addresses.
-                tracing::info!(interface = name, "interface already exists: using it");
-                (true, false)
+                // A dummy of our name was left by a previous agent told to
+                // keep it: it is ours again. Anything else is used but never
+                // deleted; only the addresses we add are removed.
+                let dummy = if_index(name)
+                    .and_then(|i| nl.link_kind(i).ok().flatten())
+                    .is_some_and(|kind| kind == "dummy");
+                tracing::info!(
+                    interface = name,
+                    adopted = dummy,
+                    "interface already exists: using it"
+                );
+                (true, dummy)
             }
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 tracing::warn!(
