@@ -26,14 +26,6 @@ pub enum InterfaceError {
         addr: IpAddr,
         source: io::Error,
     },
-    #[error("cannot remove interface {name}: {source}")]
-    DeleteLink { name: String, source: io::Error },
-    #[error("cannot remove address {addr} from {name}: {source}")]
-    DeleteAddress {
-        name: String,
-        addr: IpAddr,
-        source: io::Error,
-    },
 }
 
 /// What we added, so exactly that is removed.
@@ -215,36 +207,4 @@ impl Drop for ListenInterface {
     fn drop(&mut self) {
         self.cleanup();
     }
-}
-
-/// `dns-agent cleanup`: removes the listen interface `name` (and with it its
-/// addresses), or, where the addresses went on `lo`, those addresses. For an
-/// agent that exited with `--keep-on-exit`, or was killed. Missing pieces
-/// are not errors: cleanup is idempotent.
-pub fn remove_all(name: &str, addrs: &[IpAddr]) -> Result<(), InterfaceError> {
-    let mut nl = Netlink::open().map_err(InterfaceError::Netlink)?;
-    if let Some(index) = if_index(name) {
-        nl.delete_link(index)
-            .map_err(|source| InterfaceError::DeleteLink {
-                name: name.into(),
-                source,
-            })?;
-        tracing::info!(interface = name, "removed the listen interface");
-        return Ok(());
-    }
-    let lo = if_index("lo").unwrap_or(1);
-    for &addr in addrs {
-        match nl.delete_address(lo, addr) {
-            Ok(()) => tracing::info!(%addr, "removed listen address from lo"),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => {}
-            Err(source) => {
-                return Err(InterfaceError::DeleteAddress {
-                    name: "lo".into(),
-                    addr,
-                    source,
-                });
-            }
-        }
-    }
-    Ok(())
 }
