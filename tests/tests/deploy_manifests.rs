@@ -7,8 +7,13 @@ use std::process::Command;
 
 use serde_yaml::Value;
 
-const MANIFESTS: &[&str] =
-    &["namespace.yaml", "rbac.yaml", "configmap.yaml", "daemonset.yaml", "service.yaml"];
+const MANIFESTS: &[&str] = &[
+    "namespace.yaml",
+    "rbac.yaml",
+    "configmap.yaml",
+    "daemonset.yaml",
+    "service.yaml",
+];
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -27,10 +32,11 @@ fn daemonset() -> Value {
 }
 
 fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, key| match key.parse::<usize>() {
-        Ok(i) => &v[i],
-        Err(_) => &v[key],
-    })
+    path.split('.')
+        .fold(v, |v, key| match key.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[key],
+        })
 }
 
 #[test]
@@ -41,16 +47,24 @@ fn manifests_validate_against_kubernetes_schemas() {
         .args(&files)
         .output()
         .expect("kubernetes-validate not found: run `cargo xtask setup` (pip package kubernetes-validate)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    assert!(!text.contains("ERROR"), "kubernetes-validate reported errors:\n{text}");
+    assert!(
+        !text.contains("ERROR"),
+        "kubernetes-validate reported errors:\n{text}"
+    );
 }
 
 #[test]
 fn kustomization_lists_every_manifest() {
     let k = documents("kustomization.yaml").remove(0);
-    let resources: Vec<&str> =
-        k["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let resources: Vec<&str> = k["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
     for m in MANIFESTS {
         assert!(resources.contains(m), "kustomization.yaml misses {m}");
     }
@@ -61,14 +75,26 @@ fn daemonset_runs_on_every_node_with_host_network() {
     let ds = daemonset();
     let pod = get(&ds, "spec.template.spec");
     assert_eq!(pod["hostNetwork"], Value::Bool(true));
-    assert_eq!(pod["dnsPolicy"].as_str(), Some("Default"), "the agent must not resolve through itself");
-    assert_eq!(pod["priorityClassName"].as_str(), Some("system-node-critical"));
+    assert_eq!(
+        pod["dnsPolicy"].as_str(),
+        Some("Default"),
+        "the agent must not resolve through itself"
+    );
+    assert_eq!(
+        pod["priorityClassName"].as_str(),
+        Some("system-node-critical")
+    );
     let tolerations = pod["tolerations"].as_sequence().unwrap();
     assert!(
-        tolerations.iter().any(|t| t["operator"].as_str() == Some("Exists") && t.get("key").is_none()),
+        tolerations
+            .iter()
+            .any(|t| t["operator"].as_str() == Some("Exists") && t.get("key").is_none()),
         "needs a blanket toleration to run on every node"
     );
-    assert_eq!(get(&ds, "spec.updateStrategy.type").as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        get(&ds, "spec.updateStrategy.type").as_str(),
+        Some("RollingUpdate")
+    );
     assert!(get(&ds, "spec.updateStrategy.rollingUpdate.maxUnavailable").is_number());
 }
 
@@ -79,20 +105,30 @@ fn daemonset_grants_least_capabilities() {
     let sc = &c["securityContext"];
     assert_ne!(sc["privileged"], Value::Bool(true));
     assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
-    let drop: Vec<&str> =
-        sc["capabilities"]["drop"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let drop: Vec<&str> = sc["capabilities"]["drop"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(drop, ["ALL"]);
     let allowed = ["BPF", "PERFMON", "NET_ADMIN", "NET_BIND_SERVICE"];
     for cap in sc["capabilities"]["add"].as_sequence().unwrap() {
         let cap = cap.as_str().unwrap();
-        assert!(allowed.contains(&cap), "capability {cap} is not justified in the README");
+        assert!(
+            allowed.contains(&cap),
+            "capability {cap} is not justified in the README"
+        );
     }
     let bpffs = get(&ds, "spec.template.spec.volumes")
         .as_sequence()
         .unwrap()
         .iter()
         .find(|v| v["hostPath"]["path"].as_str() == Some("/sys/fs/bpf"));
-    assert!(bpffs.is_some(), "the /sys/fs/bpf hostPath keeps pins across restarts");
+    assert!(
+        bpffs.is_some(),
+        "the /sys/fs/bpf hostPath keeps pins across restarts"
+    );
     assert!(c["resources"]["requests"].is_mapping() && c["resources"]["limits"].is_mapping());
 }
 
@@ -105,8 +141,14 @@ fn probes_use_the_health_port_not_8080() {
         assert_ne!(port, 8080, "{probe} on 8080 clashes with node services");
         assert_eq!(port, 9254, "{probe} must use --health-addr's port");
     }
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
 }
 
 #[test]
