@@ -1047,3 +1047,28 @@ fn restarts_lose_no_hot_query() {
     fp.set_exit_policy(ExitPolicy::Cleanup);
     fp.shutdown().unwrap();
 }
+
+/// A restart with a narrower --interface selection takes the program off
+/// the interfaces no longer selected and keeps (adopts) the others.
+#[test]
+fn restart_with_narrower_selection_detaches_the_rest() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    ns.add_veth("tfa1", "tfb1");
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let first = start(&ns, &a);
+    assert_eq!(names(&first), ["tfa0", "tfa1"]);
+    first.shutdown().unwrap();
+
+    a.exclude_interfaces = vec!["tfa1".into()];
+    let second = start(&ns, &a);
+    assert_eq!(names(&second), ["tfa0"]);
+    assert!(second.interfaces()[0].adopted);
+    assert!(
+        ns.xdp_progs("tfa1").is_empty(),
+        "no longer selected: detached at once"
+    );
+    assert_eq!(link_pins(&pins.0).len(), 1);
+}

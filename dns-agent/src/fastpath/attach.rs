@@ -427,11 +427,18 @@ impl Attacher {
             let unselected = by_index
                 .get(&ifindex)
                 .is_none_or(|i| !self.selector.matches(&i.name));
-            if defunct || (startup && unselected) {
-                tracing::info!(pin = %pin.display(), defunct, "removing XDP link pin");
-                if let Err(e) = remove_pin(&pin) {
-                    tracing::warn!(error = %e, "cannot remove XDP link pin");
-                }
+            let removed = if defunct {
+                remove_pin(&pin).map(drop)
+            } else if startup && unselected {
+                // Selected by an earlier configuration: take it off now,
+                // even if the old agent still holds it.
+                detach_and_unpin(&pin)
+            } else {
+                continue;
+            };
+            tracing::info!(pin = %pin.display(), defunct, "removed XDP link pin");
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, "cannot remove XDP link pin");
             }
         }
     }
