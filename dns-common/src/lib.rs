@@ -49,7 +49,11 @@ pub struct AnswerKey {
 
 impl AnswerKey {
     pub const fn zeroed() -> Self {
-        Self { qtype: 0, name_len: 0, name: [0; MAX_NAME_LEN] }
+        Self {
+            qtype: 0,
+            name_len: 0,
+            name: [0; MAX_NAME_LEN],
+        }
     }
 }
 
@@ -180,7 +184,11 @@ mod tests {
     fn key_layout() {
         assert_eq!(size_of::<AnswerKey>(), 4 + MAX_NAME_LEN);
         assert_eq!(offset_of!(AnswerKey, name), 4);
-        assert_eq!(size_of::<AnswerKey>() % 4, 0, "jhash2 fast path wants u32 words");
+        assert_eq!(
+            size_of::<AnswerKey>() % 4,
+            0,
+            "jhash2 fast path wants u32 words"
+        );
     }
 
     #[test]
@@ -191,7 +199,10 @@ mod tests {
         assert_eq!(offset_of!(AnswerEntry, rcode), 32);
         assert_eq!(offset_of!(AnswerEntry, ttl_offsets), 48);
         assert_eq!(offset_of!(AnswerEntry, body), 48 + 2 * MAX_TTLS);
-        assert_eq!(offset_of!(AnswerEntry, tail_generation), 48 + 2 * MAX_TTLS + MAX_BODY_LEN);
+        assert_eq!(
+            offset_of!(AnswerEntry, tail_generation),
+            48 + 2 * MAX_TTLS + MAX_BODY_LEN
+        );
     }
 
     #[test]

@@ -1,19 +1,143 @@
-//! Minimal placeholder: counts every frame as not-DNS and passes it.
+//! nodedns XDP program: answers hot DNS queries from the answers map with
+//! XDP_TX and passes everything else, untouched, to the kernel stack.
+//!
+//! Flow: Ethernet → IPv4/IPv6 → UDP to a listen address and port → DNS
+//! query (header, one question, optional OPT) → map lookup → validated copy
+//! of the entry → answer written in place. Any doubt on the way is
+//! XDP_PASS with a counter saying why.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::{map, xdp}, maps::PerCpuArray, programs::XdpContext};
-use dns_common::Counter;
+mod answer;
+mod csum;
+mod dns;
+mod entry;
+mod eth;
+mod ip;
+mod ptr;
+mod udp;
+
+use aya_ebpf::bindings::xdp_action;
+use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
+use aya_ebpf::macros::{map, xdp};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
+use aya_ebpf::programs::XdpContext;
+use dns_common::{
+    AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, MAX_BODY_LEN,
+};
+
+use crate::answer::Reply;
+use crate::entry::Scratch;
+use crate::eth::{ETH_LEN, L3};
+use crate::ip::{IPV4_LEN, IPV6_LEN};
+use crate::udp::UDP_LEN;
+
+/// The answers; the loader sets the real capacity at load time.
+#[map(name = "NODEDNS_ANSWERS")]
+static ANSWERS: HashMap<AnswerKey, AnswerEntry> =
+    HashMap::with_max_entries(DEFAULT_ANSWER_ENTRIES, 0);
 
 #[map(name = "NODEDNS_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
+#[map(name = "NODEDNS_CONFIG")]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map(name = "NODEDNS_SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
 #[xdp]
-pub fn nodedns_xdp(_ctx: XdpContext) -> u32 {
-    if let Some(c) = COUNTERS.get_ptr_mut(Counter::PassNotDns as u32) {
+pub fn nodedns_xdp(ctx: XdpContext) -> u32 {
+    let (action, counter) = match try_nodedns_xdp(&ctx) {
+        Ok(()) => (xdp_action::XDP_TX, Counter::Hit),
+        Err(reason) => (xdp_action::XDP_PASS, reason),
+    };
+    if let Some(c) = COUNTERS.get_ptr_mut(counter as u32) {
         unsafe { *c += 1 };
     }
-    xdp_action::XDP_PASS
+    action
+}
+
+#[inline(always)]
+fn try_nodedns_xdp(ctx: &XdpContext) -> Result<(), Counter> {
+    let l3 = eth::parse(ctx)?;
+    let cfg = CONFIG.get(0).ok_or(Counter::PassDisabled)?;
+    if cfg.enabled == 0 {
+        return Err(Counter::PassDisabled);
+    }
+    match l3 {
+        L3::V4 => try_answer::<false>(ctx, cfg),
+        L3::V6 => try_answer::<true>(ctx, cfg),
+    }
+}
+
+#[inline(always)]
+fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Counter> {
+    let ip = if V6 {
+        ip::parse_v6(ctx, cfg)?
+    } else {
+        ip::parse_v4(ctx, cfg)?
+    };
+    let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
+    let dns_len = udp::parse(ctx, l4, &ip, cfg.port)?;
+
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::PassHelperFailed)?;
+    entry::clear_key(scratch);
+    let scratch = unsafe { &mut *scratch };
+    let query = dns::parse(
+        ctx,
+        l4 + UDP_LEN,
+        dns_len,
+        &mut scratch.key,
+        &mut scratch.label_left,
+    )?;
+
+    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
+    let copy = &mut scratch.entry as *mut AnswerEntry;
+    let body_len = entry::copy_head(copy, value, query.hash)?;
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
+    if now >= expires {
+        return Err(Counter::Expired);
+    }
+    let remaining = (expires - now) / NS_PER_SEC;
+    let ttl = if remaining < max_ttl as u64 {
+        remaining as u32
+    } else {
+        max_ttl
+    };
+    entry::copy_rest(copy, value, body_len, query.hash)?;
+    let e = unsafe { &mut *copy };
+    let body_len = if body_len > MAX_BODY_LEN {
+        MAX_BODY_LEN
+    } else {
+        body_len
+    };
+    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
+
+    let reply = Reply {
+        query: &query,
+        entry: e,
+        body_len,
+        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+        pseudo_sum: ip.pseudo_sum,
+        edns_udp_size: if cfg.edns_udp_size == 0 {
+            EDNS_UDP_SIZE
+        } else {
+            cfg.edns_udp_size
+        },
+    };
+    let limit = if query.max_size > EDNS_UDP_SIZE as usize {
+        EDNS_UDP_SIZE as usize
+    } else {
+        query.max_size
+    };
+    if reply.dns_len() > limit {
+        return Err(Counter::PassTooBig);
+    }
+    answer::write::<V6>(ctx, &reply)
 }
 
 #[cfg(not(test))]

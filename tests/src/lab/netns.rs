@@ -57,6 +57,18 @@ impl Netns {
         cmd
     }
 
+    /// A command that runs `program` in the namespace with only the network
+    /// namespace switched (`nsenter --net`). Unlike `ip netns exec`, it keeps
+    /// the host's `/sys`, so `/sys/fs/bpf` stays the real bpffs: the agent
+    /// needs it to pin and adopt maps. `/etc/netns` files are not applied.
+    pub fn command_net_only(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
     /// Runs `program args` inside the namespace; fails unless it exits 0.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<Output> {
         command::checked(self.command(program).args(args))

@@ -115,9 +115,13 @@ impl Lab {
         Daemon::start(name, cmd, &self.logs.path.join(format!("{name}.log")))
     }
 
-    /// Starts the built dns-agent in the node namespace with `args`.
+    /// Starts the built dns-agent in the node namespace with `args`. It runs
+    /// under `nsenter --net`, not `ip netns exec`, which would mount a fresh
+    /// `/sys` and hide bpffs from it.
     pub fn start_agent(&self, name: &str, args: &[&str]) -> Result<Daemon> {
-        self.start(name, agent_binary()?, args)
+        let mut cmd = self.node.command_net_only(agent_binary()?);
+        cmd.args(args);
+        Daemon::start(name, cmd, &self.logs.path.join(format!("{name}.log")))
     }
 }
 

@@ -1,0 +1,147 @@
+//! Turning the query frame into the answer in place: resize, swap the
+//! addresses, write header, body and OPT, and the checksums.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes};
+use aya_ebpf::programs::XdpContext;
+use dns_common::{AnswerEntry, Counter, ENTRY_FLAG_AUTHORITATIVE};
+
+use crate::csum::{fold, shift_odd, udp_finish};
+use crate::dns::{DNS_HDR_LEN, DnsHdr, OPT_LEN, Query};
+use crate::eth::{ETH_LEN, EthHdr, swap_macs};
+use crate::ip::{IPV4_LEN, IPV6_LEN, Ipv4Hdr, Ipv6Hdr, reply_v4, reply_v6};
+use crate::ptr::ptr_at;
+use crate::udp::{UDP_LEN, UdpHdr};
+
+const FLAG_QR: u16 = 0x8000;
+const FLAG_AA: u16 = 0x0400;
+const FLAG_RA: u16 = 0x0080;
+const RCODE_MASK: u16 = 0x000f;
+const TYPE_OPT_HI: u8 = 0;
+const TYPE_OPT_LO: u8 = 41;
+
+/// Everything the answer needs, computed before the frame is touched.
+pub struct Reply<'a> {
+    pub query: &'a Query,
+    pub entry: &'a AnswerEntry,
+    pub body_len: usize,
+    /// Body checksum with the TTLs filled in, body-relative parity.
+    pub body_sum: u16,
+    /// Pseudo-header sum without the length.
+    pub pseudo_sum: u64,
+    pub edns_udp_size: u16,
+}
+
+impl Reply<'_> {
+    /// DNS message length of the answer.
+    #[inline(always)]
+    pub fn dns_len(&self) -> usize {
+        DNS_HDR_LEN + self.query.qlen() + self.body_len + if self.query.edns { OPT_LEN } else { 0 }
+    }
+}
+
+/// Rewrites the frame into the answer. `V6` picks the IP header; the DNS
+/// message starts at `l4 + UDP_LEN`.
+#[inline(always)]
+pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Counter> {
+    let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
+    let dns_off = l4 + UDP_LEN;
+    let dns_len = r.dns_len();
+    let udp_len = UDP_LEN + dns_len;
+    let frame_len = l4 + udp_len;
+    let cur_len = ctx.data_end() - ctx.data();
+    let delta = frame_len as i32 - cur_len as i32;
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Err(Counter::PassHelperFailed);
+    }
+    // Every packet pointer is re-derived after the resize.
+    let q = r.query;
+    let e = r.entry;
+    let body_off = dns_off + DNS_HDR_LEN + q.qlen();
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Counter::PassHelperFailed)?;
+    swap_macs(eth);
+    if V6 {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN).ok_or(Counter::PassHelperFailed)?;
+        reply_v6(ip, udp_len as u16);
+    } else {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN).ok_or(Counter::PassHelperFailed)?;
+        reply_v4(ip, (IPV4_LEN + udp_len) as u16);
+    }
+    let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
+    crate::udp::reply(udp, udp_len as u16);
+    let (sport, dport) = unsafe { (u16::from_be((*udp).source), u16::from_be((*udp).dest)) };
+
+    let mut flags = FLAG_QR | FLAG_RA | q.rd_cd | (e.rcode as u16 & RCODE_MASK);
+    if e.flags & ENTRY_FLAG_AUTHORITATIVE != 0 {
+        flags |= FLAG_AA;
+    }
+    let arcount = e.arcount + q.edns as u16;
+    let hdr = ptr_at::<DnsHdr>(ctx, dns_off).ok_or(Counter::PassHelperFailed)?;
+    unsafe {
+        (*hdr).flags = flags.to_be();
+        (*hdr).ancount = e.ancount.to_be();
+        (*hdr).nscount = e.nscount.to_be();
+        (*hdr).arcount = arcount.to_be();
+    }
+
+    let body_len = r.body_len;
+    if body_len > 0 && body_len <= dns_common::MAX_BODY_LEN {
+        let rc = unsafe {
+            bpf_xdp_store_bytes(
+                ctx.ctx,
+                body_off as u32,
+                e.body.as_ptr() as *mut c_void,
+                body_len as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(Counter::PassHelperFailed);
+        }
+    }
+    let mut opt_sum = 0u16;
+    if q.edns {
+        let opt =
+            ptr_at::<[u8; OPT_LEN]>(ctx, body_off + body_len).ok_or(Counter::PassHelperFailed)?;
+        let size = r.edns_udp_size.to_be_bytes();
+        let rr = [
+            0,
+            TYPE_OPT_HI,
+            TYPE_OPT_LO,
+            size[0],
+            size[1],
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let p = opt as *mut u8;
+        let mut k = 0;
+        while k < OPT_LEN {
+            // Volatile: plain stores of zeros become a call to a byte-loop memset.
+            unsafe { core::ptr::write_volatile(p.add(k), rr[k]) };
+            k += 1;
+        }
+        let even = fold(((TYPE_OPT_LO as u64) << 8) + size[0] as u64 + ((size[1] as u64) << 8));
+        opt_sum = shift_odd(even, (q.qlen() + body_len) & 1 == 1);
+    }
+
+    let sum = r.pseudo_sum
+        + 2 * udp_len as u64
+        + sport as u64
+        + dport as u64
+        + q.id as u64
+        + flags as u64
+        + 1
+        + e.ancount as u64
+        + e.nscount as u64
+        + arcount as u64
+        + q.qsum as u64
+        + shift_odd(r.body_sum, q.qlen() & 1 == 1) as u64
+        + opt_sum as u64;
+    let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
+    unsafe { (*udp).check = udp_finish(sum).to_be() };
+    Ok(())
+}

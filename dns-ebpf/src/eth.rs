@@ -1,0 +1,46 @@
+//! Ethernet II header.
+
+use aya_ebpf::programs::XdpContext;
+use dns_common::Counter;
+
+use crate::ptr::ptr_at;
+
+pub const ETH_LEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+#[repr(C)]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub ether_type: u16,
+}
+
+pub enum L3 {
+    V4,
+    V6,
+}
+
+/// Which network protocol follows the Ethernet header.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<L3, Counter> {
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Counter::PassNotDns)?;
+    match u16::from_be(unsafe { (*eth).ether_type }) {
+        ETH_P_IP => Ok(L3::V4),
+        ETH_P_IPV6 => Ok(L3::V6),
+        ETH_P_8021Q | ETH_P_8021AD => Err(Counter::PassVlan),
+        _ => Err(Counter::PassNotDns),
+    }
+}
+
+/// Sends the frame back where it came from.
+#[inline(always)]
+pub fn swap_macs(eth: *mut EthHdr) {
+    unsafe {
+        let dst = (*eth).dst;
+        (*eth).dst = (*eth).src;
+        (*eth).src = dst;
+    }
+}

@@ -1,0 +1,24 @@
+//! The one bounds check every packet read goes through.
+
+use aya_ebpf::programs::XdpContext;
+
+/// A pointer to a `T` at `offset` bytes into the frame, or `None` when the
+/// frame is too short. Every packet access uses this, so the verifier sees
+/// one shape of check everywhere.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    // Volatile loads: a fresh packet pointer per access, so no pointer with
+    // a loop-dependent verified range stays live across the label loop and
+    // multiplies the verifier's states.
+    let (start, end) = unsafe {
+        let md = ctx.ctx;
+        (
+            core::ptr::read_volatile(&(*md).data) as usize,
+            core::ptr::read_volatile(&(*md).data_end) as usize,
+        )
+    };
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}

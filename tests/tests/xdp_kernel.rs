@@ -1,0 +1,543 @@
+//! The XDP program through the real kernel (`BPF_PROG_TEST_RUN`): every
+//! kind of answer over IPv4 and IPv6, with and without EDNS, in mixed
+//! case, and every reason to pass. Needs root.
+
+mod xdp_support;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use dns_agent::fastpath::entry::boot_time_ns;
+use dns_common::Counter;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+use hickory_proto::rr::{RData, RecordType};
+use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
+use xdp_support::*;
+
+const ZONE: &str = "cluster.local.";
+
+fn soa() -> hickory_proto::rr::Record {
+    let soa = SOA::new(
+        name("ns.dns.cluster.local."),
+        name("hostmaster.cluster.local."),
+        42,
+        7200,
+        1800,
+        86400,
+        5,
+    );
+    rec(ZONE, 5, RData::SOA(soa))
+}
+
+fn a(owner: &str, last: u8) -> hickory_proto::rr::Record {
+    rec(owner, 30, RData::A(A(Ipv4Addr::new(10, 96, 0, last))))
+}
+
+fn aaaa(owner: &str, last: u16) -> hickory_proto::rr::Record {
+    rec(
+        owner,
+        30,
+        RData::AAAA(AAAA(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0x96, last))),
+    )
+}
+
+/// One entry per kind of answer the kernel serves.
+fn kinds() -> Vec<EntryDef> {
+    let web = "web.default.svc.cluster.local.";
+    let mut v = vec![
+        EntryDef::new(web, RecordType::A, vec![a(web, 10)]),
+        EntryDef::new(web, RecordType::AAAA, vec![aaaa(web, 10)]),
+        EntryDef::new(
+            "db.prod.svc.cluster.local.",
+            RecordType::A,
+            (1..=5)
+                .map(|i| a("db.prod.svc.cluster.local.", i))
+                .collect(),
+        ),
+        EntryDef::new(
+            "ext.default.svc.cluster.local.",
+            RecordType::A,
+            vec![
+                rec(
+                    "ext.default.svc.cluster.local.",
+                    30,
+                    RData::CNAME(CNAME(name("api.example.com."))),
+                ),
+                {
+                    let mut r = a("api.example.com.", 99);
+                    r.ttl = 20;
+                    r
+                },
+            ],
+        ),
+        EntryDef::new(
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+            vec![rec(
+                "_http._tcp.web.default.svc.cluster.local.",
+                30,
+                RData::SRV(SRV::new(0, 100, 80, name(web))),
+            )],
+        ),
+    ];
+    // A non-authoritative (forwarded, cached) answer with an additional.
+    let mut cached = EntryDef::new(
+        "www.example.org.",
+        RecordType::A,
+        vec![a("www.example.org.", 7)],
+    );
+    cached.authoritative = false;
+    cached.additionals = vec![aaaa("ns1.example.org.", 1)];
+    v.push(cached);
+    // NXDOMAIN (the ndots:5 storm) and NODATA, both with the SOA.
+    let mut nx = EntryDef::new(
+        "api.example.com.default.svc.cluster.local.",
+        RecordType::A,
+        vec![],
+    );
+    nx.rcode = ResponseCode::NXDomain;
+    nx.authority = vec![soa()];
+    v.push(nx);
+    let mut nodata = EntryDef::new(
+        "v4only.default.svc.cluster.local.",
+        RecordType::AAAA,
+        vec![],
+    );
+    nodata.authority = vec![soa()];
+    v.push(nodata);
+    v
+}
+
+/// Flips the case of every other letter: what a 0x20-randomising client sends.
+fn mixed_case(s: &str) -> String {
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
+    let mut lab = Lab::new();
+    let defs = kinds();
+    for d in &defs {
+        let (k, e) = d.encode();
+        lab.insert(&k, &e);
+    }
+    let edns_variants = [
+        None,
+        Some(EdnsQ {
+            size: 1232,
+            dnssec_ok: true,
+        }),
+        Some(EdnsQ {
+            size: 4096,
+            dnssec_ok: false,
+        }),
+        Some(EdnsQ {
+            size: 100,
+            dnssec_ok: false,
+        }),
+    ];
+    let mut parities = BTreeSet::new();
+    let mut id = 1u16;
+    for d in &defs {
+        for v6 in [false, true] {
+            for edns in edns_variants {
+                for case in [false, true] {
+                    let qname = d.qname.to_ascii();
+                    let qname = if case { mixed_case(&qname) } else { qname };
+                    id = id.wrapping_mul(31).wrapping_add(7);
+                    let q = query_frame(v6, id, &qname, d.qtype, edns);
+                    let before = lab.counters();
+                    let r = lab.run(&q);
+                    assert_eq!(
+                        r.action,
+                        XDP_TX,
+                        "{qname} {:?} v6={v6} edns={edns:?}: counters {:?}",
+                        d.qtype,
+                        lab.counters()
+                    );
+                    check_answer(&q, &r.out, d);
+                    assert_eq!(
+                        lab.counters()[Counter::Hit as usize],
+                        before[Counter::Hit as usize] + 1
+                    );
+                    parities.insert(qname.len() % 2);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        parities.len(),
+        2,
+        "names of both length parities exercise the odd-offset checksum path"
+    );
+}
+
+#[test]
+fn ttl_never_exceeds_remaining_lifetime() {
+    let mut lab = Lab::new();
+    let mut d = EntryDef::new(
+        "short.cluster.local.",
+        RecordType::A,
+        vec![a("short.cluster.local.", 1)],
+    );
+    d.secs = 4;
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let q = query_frame(false, 9, "short.cluster.local.", RecordType::A, None);
+    let r = lab.run(&q);
+    assert_eq!(r.action, XDP_TX);
+    // check_answer bounds by max_ttl; here the lifetime bounds tighter.
+    d.max_ttl = 4;
+    let msg = check_answer(&q, &r.out, &d);
+    assert!(
+        msg.answers[0].ttl <= 4 && msg.answers[0].ttl >= 2,
+        "ttl {}",
+        msg.answers[0].ttl
+    );
+}
+
+#[test]
+fn expired_and_missing_entries_pass() {
+    let mut lab = Lab::new();
+    let d = EntryDef::new(
+        "old.cluster.local.",
+        RecordType::A,
+        vec![a("old.cluster.local.", 1)],
+    );
+    let (k, mut e) = d.encode();
+    e.expires_ns = boot_time_ns() - 1;
+    lab.insert(&k, &e);
+    lab.expect_pass(
+        &query_frame(false, 1, "old.cluster.local.", RecordType::A, None),
+        Counter::Expired,
+    );
+    lab.expect_pass(
+        &query_frame(true, 1, "old.cluster.local.", RecordType::A, None),
+        Counter::Expired,
+    );
+    lab.expect_pass(
+        &query_frame(false, 1, "new.cluster.local.", RecordType::A, None),
+        Counter::Miss,
+    );
+    lab.expect_pass(
+        &query_frame(false, 1, "old.cluster.local.", RecordType::AAAA, None),
+        Counter::Miss,
+    );
+}
+
+#[test]
+fn torn_or_corrupt_entries_pass() {
+    let mut lab = Lab::new();
+    let d = EntryDef::new(
+        "torn.cluster.local.",
+        RecordType::A,
+        vec![a("torn.cluster.local.", 1), a("torn.cluster.local.", 2)],
+    );
+    let q = query_frame(false, 1, "torn.cluster.local.", RecordType::A, None);
+    let (k, good) = d.encode();
+    let mut bad: Vec<dns_common::AnswerEntry> = Vec::new();
+    let mut e = good;
+    e.tail_generation ^= 1;
+    bad.push(e);
+    let mut e = good;
+    e.tail_hash ^= 1;
+    bad.push(e);
+    let mut e = good;
+    e.key_hash ^= 1;
+    bad.push(e);
+    let mut e = good;
+    e.body[20] ^= 0x40;
+    bad.push(e);
+    let mut e = good;
+    e.body_len = 600;
+    bad.push(e);
+    let mut e = good;
+    e.ttl_offsets[1] = e.body_len - 2;
+    bad.push(e);
+    let mut e = good;
+    e.ttl_count = 40;
+    bad.push(e);
+    for e in bad {
+        lab.insert(&k, &e);
+        lab.expect_pass(&q, Counter::PassInvalidEntry);
+    }
+    lab.insert(&k, &good);
+    assert_eq!(lab.run(&q).action, XDP_TX);
+}
+
+#[test]
+fn answers_that_do_not_fit_pass_as_too_big() {
+    let mut lab = Lab::new();
+    let owner = "big.default.svc.cluster.local.";
+    // 17 AAAA records: 476 bytes of body, over 512 with header and question.
+    let d = EntryDef::new(
+        owner,
+        RecordType::AAAA,
+        (0..17).map(|i| aaaa(owner, i)).collect(),
+    );
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    lab.expect_pass(
+        &query_frame(false, 1, owner, RecordType::AAAA, None),
+        Counter::PassTooBig,
+    );
+    lab.expect_pass(
+        &query_frame(
+            true,
+            1,
+            owner,
+            RecordType::AAAA,
+            Some(EdnsQ {
+                size: 100,
+                dnssec_ok: false,
+            }),
+        ),
+        Counter::PassTooBig,
+    );
+    lab.expect_pass(
+        &query_frame(
+            false,
+            1,
+            owner,
+            RecordType::AAAA,
+            Some(EdnsQ {
+                size: 512,
+                dnssec_ok: false,
+            }),
+        ),
+        Counter::PassTooBig,
+    );
+    let q = query_frame(
+        true,
+        1,
+        owner,
+        RecordType::AAAA,
+        Some(EdnsQ {
+            size: 1232,
+            dnssec_ok: false,
+        }),
+    );
+    let r = lab.run(&q);
+    assert_eq!(r.action, XDP_TX);
+    check_answer(&q, &r.out, &d);
+}
+
+#[test]
+fn disabled_config_passes_everything() {
+    let mut lab = Lab::new();
+    let d = EntryDef::new(
+        "web.cluster.local.",
+        RecordType::A,
+        vec![a("web.cluster.local.", 1)],
+    );
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let mut cfg = default_config();
+    cfg.enabled = 0;
+    lab.set_config(cfg);
+    lab.expect_pass(
+        &query_frame(false, 1, "web.cluster.local.", RecordType::A, None),
+        Counter::PassDisabled,
+    );
+}
+
+/// A valid query's DNS payload for hand-made variations.
+fn payload(qname: &str, qtype: RecordType, edns: Option<EdnsQ>) -> Vec<u8> {
+    query_msg(0x4242, qname, qtype, edns).to_vec().unwrap()
+}
+
+fn frame(v6: bool, payload: &[u8]) -> Vec<u8> {
+    let (c, s) = endpoints(v6);
+    FrameSpec::udp(c, s).build(payload)
+}
+
+#[test]
+fn every_pass_reason() {
+    let mut lab = Lab::new();
+    let qn = "web.default.svc.cluster.local.";
+    let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let good = payload(qn, RecordType::A, None);
+    let good_edns = payload(
+        qn,
+        RecordType::A,
+        Some(EdnsQ {
+            size: 1232,
+            dnssec_ok: false,
+        }),
+    );
+    for v6 in [false, true] {
+        let (c, s) = endpoints(v6);
+        assert_eq!(
+            lab.run(&frame(v6, &good)).action,
+            XDP_TX,
+            "the base query must be answered"
+        );
+
+        // Not DNS for us.
+        let mut spec = FrameSpec::udp(c, s);
+        spec.proto = IPPROTO_TCP;
+        lab.expect_pass(&spec.build(&good), Counter::PassNotDns);
+        let other_port = std::net::SocketAddr::new(s.ip(), 5353);
+        lab.expect_pass(
+            &FrameSpec::udp(c, other_port).build(&good),
+            Counter::PassNotDns,
+        );
+        let other_addr = std::net::SocketAddr::new(c.ip(), 53);
+        lab.expect_pass(
+            &FrameSpec::udp(c, other_addr).build(&good),
+            Counter::PassNotDns,
+        );
+
+        // Link and IP layer features the program does not parse.
+        let mut spec = FrameSpec::udp(c, s);
+        spec.vlan = Some(7);
+        lab.expect_pass(&spec.build(&good), Counter::PassVlan);
+        let mut spec = FrameSpec::udp(c, s);
+        if v6 {
+            spec.hop_by_hop = true;
+        } else {
+            spec.ipv4_options = true;
+        }
+        lab.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
+        if !v6 {
+            let mut spec = FrameSpec::udp(c, s);
+            spec.more_fragments = true;
+            lab.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
+        }
+
+        // Malformed: truncated header and question, trailing bytes, UDP
+        // length that disagrees with IP.
+        lab.expect_pass(&frame(v6, &good[..10]), Counter::PassMalformed);
+        lab.expect_pass(&frame(v6, &good[..good.len() - 3]), Counter::PassMalformed);
+        lab.expect_pass(&frame(v6, &good[..20]), Counter::PassMalformed);
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0, 0]);
+        lab.expect_pass(&frame(v6, &trailing), Counter::PassMalformed);
+        let mut f = frame(v6, &good);
+        let ulen = if v6 { 54 + 4 } else { 34 + 4 };
+        f[ulen + 1] -= 1;
+        lab.expect_pass(&f, Counter::PassMalformed);
+        let mut short_opt = good_edns.clone();
+        short_opt.truncate(short_opt.len() - 2);
+        lab.expect_pass(&frame(v6, &short_opt), Counter::PassMalformed);
+
+        // Not a plain query.
+        let mut p = good.clone();
+        p[2] |= 0x80; // QR
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[2] |= 2 << 3; // opcode STATUS
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[2] |= 0x02; // TC
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[5] = 2; // QDCOUNT 2
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[5] = 0; // QDCOUNT 0
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[7] = 1; // ANCOUNT 1
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        let mut p = good.clone();
+        p[9] = 1; // NSCOUNT 1
+        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+
+        // Class other than IN.
+        let mut p = good.clone();
+        let n = p.len();
+        p[n - 1] = 3; // CH
+        lab.expect_pass(&frame(v6, &p), Counter::PassClass);
+
+        // Names the kernel does not take.
+        let mut p = good[..12].to_vec();
+        p.extend_from_slice(&[3, b'w', b'e', b'b', 0xc0, 12, 0, 1, 0, 1]);
+        lab.expect_pass(&frame(v6, &p), Counter::PassName);
+        let long = format!(
+            "{}.cluster.local.",
+            ["abcdefghijklmnopqrstuvwxyz0123456789"; 4].join(".")
+        );
+        lab.expect_pass(
+            &frame(v6, &payload(&long, RecordType::A, None)),
+            Counter::PassName,
+        );
+        let mut p = good[..12].to_vec();
+        p.extend_from_slice(&[0x41, b'x', 0, 0, 1, 0, 1]); // extended label type
+        lab.expect_pass(&frame(v6, &p), Counter::PassName);
+
+        // EDNS the kernel does not handle.
+        let mut p = good_edns.clone();
+        p[11] = 2; // ARCOUNT 2
+        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        let mut msg = query_msg(
+            0x4242,
+            qn,
+            RecordType::A,
+            Some(EdnsQ {
+                size: 1232,
+                dnssec_ok: false,
+            }),
+        );
+        let mut edns = msg.edns.clone().unwrap();
+        edns.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                10,
+                vec![1, 2, 3, 4, 5, 6, 7, 8],
+            ));
+        msg.set_edns(edns);
+        lab.expect_pass(&frame(v6, &msg.to_vec().unwrap()), Counter::PassEdns);
+        let mut p = good_edns.clone();
+        let n = p.len();
+        p[n - 5] = 1; // EDNS version 1
+        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        let mut p = good_edns.clone();
+        let n = p.len();
+        p[n - 9] = 1; // OPT owner not root: 0x01 then the type's first byte
+        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        let mut p = good.clone();
+        p[11] = 1; // one additional that is an A record, not OPT
+        p.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 1, 2, 3, 4]);
+        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+    }
+    // Not IP at all.
+    let mut arp = frame(false, &good);
+    arp[12] = 0x08;
+    arp[13] = 0x06;
+    lab.expect_pass(&arp, Counter::PassNotDns);
+    // Shorter than an Ethernet header: BPF_PROG_TEST_RUN itself refuses
+    // those, so the program's own check is covered by the fuzz test only.
+}
+
+#[test]
+fn ethernet_padding_is_dropped_from_the_answer() {
+    let mut lab = Lab::new();
+    let d = EntryDef::new(
+        "p.cluster.local.",
+        RecordType::A,
+        vec![a("p.cluster.local.", 1)],
+    );
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let (c, s) = endpoints(false);
+    let mut spec = FrameSpec::udp(c, s);
+    spec.eth_padding = 20;
+    let q = spec.build(&payload("p.cluster.local.", RecordType::A, None));
+    let r = lab.run(&q);
+    assert_eq!(r.action, XDP_TX);
+    let mut unpadded = q.clone();
+    unpadded.truncate(q.len() - 20);
+    check_answer(&unpadded, &r.out, &d);
+}
