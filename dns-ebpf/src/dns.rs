@@ -11,7 +11,7 @@ use dns_common::{Counter, MAX_NAME_LEN};
 
 use crate::entry::{QBUF_LEN, Scratch};
 
-use crate::csum::fold;
+use crate::csum::{fold, shift_odd};
 use crate::ptr::ptr_at;
 
 pub const DNS_HDR_LEN: usize = 12;
@@ -62,6 +62,20 @@ impl Query {
     pub fn qlen(&self) -> usize {
         self.name_len + 4
     }
+}
+
+/// ASCII lower-casing of four bytes at once: adds 0x20 to each byte in
+/// `A..=Z`, leaves every other byte (including >= 0x80) alone.
+#[inline(always)]
+fn ascii_lower4(x: u32) -> u32 {
+    const ONES: u32 = 0x0101_0101;
+    const HIGH: u32 = 0x8080_8080;
+    let low7 = x & !HIGH;
+    // No byte overflows into the next: 0x7f + 0x3f < 0x100.
+    let ge_a = low7 + ONES * (0x80 - b'A' as u32);
+    let gt_z = low7 + ONES * (0x80 - b'Z' as u32 - 1);
+    let upper = ge_a & !gt_z & !x & HIGH;
+    x | (upper >> 2)
 }
 
 /// The name length, read back through memory on purpose. Each loop over
@@ -152,44 +166,44 @@ pub fn parse(
         return Err(Counter::PassMalformed);
     }
 
-    // Lower-case into the key and hash, byte by byte (FNV-1a).
+    // Four bytes at a time: lower-case into the key, sum for the checksum
+    // (as sent, case preserved) and hash (FNV-1a, byte by byte as
+    // `dns_common::hash::key_hash` does). The buffers are 4-aligned.
+    let src = scratch.qbuf.as_ptr() as *const u32;
+    let dst = scratch.key.name.as_mut_ptr() as *mut u32;
     let mut hash = fnv1a_init();
-    let mut i = 0usize;
-    while i < MAX_NAME_LEN {
-        if i >= name_len {
-            break;
-        }
-        let b = scratch.qbuf[i];
-        let lower = if b.wrapping_sub(b'A') < 26 {
-            b | 0x20
-        } else {
-            b
-        };
-        hash = fnv1a_step(hash, lower);
-        scratch.key.name[i] = lower;
-        i += 1;
-    }
-
-    let name_len = reload_name_len(scratch)?;
-
-    // The question's checksum, as sent (case preserved), 16 bits at a time
-    // in native order; an odd last byte belongs to the next word, so it is
-    // taken out again.
-    let qlen = name_len + 4;
-    let words = scratch.qbuf.as_ptr() as *const u16;
     let mut sum: u64 = 0;
     let mut w = 0usize;
-    while w < QBUF_LEN / 2 {
-        if 2 * w >= qlen {
+    while w < MAX_NAME_LEN / 4 {
+        // The length comes fresh from memory in every round: derived from
+        // one register, each partial-word branch would narrow its range and
+        // give the verifier a new state per round.
+        let n = unsafe { core::ptr::read_volatile(&scratch.key.name_len) } as usize;
+        let start = w * 4;
+        if start >= n {
             break;
         }
-        sum += unsafe { *words.add(w) } as u64;
+        let left = n - start;
+        let mut x = unsafe { *src.add(w) };
+        if left < 4 {
+            // Native order is little-endian: the name's bytes are the low ones.
+            x &= (1u32 << (left * 8)) - 1;
+        }
+        sum += x as u64;
+        let lower = ascii_lower4(x);
+        unsafe { *dst.add(w) = lower };
+        hash = fnv1a_step(hash, lower as u8);
+        if left > 1 {
+            hash = fnv1a_step(hash, (lower >> 8) as u8);
+        }
+        if left > 2 {
+            hash = fnv1a_step(hash, (lower >> 16) as u8);
+        }
+        if left > 3 {
+            hash = fnv1a_step(hash, (lower >> 24) as u8);
+        }
         w += 1;
     }
-    if qlen & 1 == 1 {
-        sum -= (scratch.qbuf.get(qlen).copied().unwrap_or(0) as u64) << 8;
-    }
-    let qsum = fold(sum).swap_bytes();
     let name_len = reload_name_len(scratch)?;
 
     let tc = name_len & (MAX_NAME_LEN - 1);
@@ -201,6 +215,10 @@ pub fn parse(
     }
     hash = fnv1a_step(fnv1a_step(hash, (qtype >> 8) as u8), qtype as u8);
     scratch.key.qtype = qtype;
+    // The name's native-order sum, swapped to big-endian space, plus type
+    // and class, which sit at an odd offset when the name length is odd.
+    let tc_sum = fold(qtype as u64 + qclass as u64);
+    let qsum = fold(fold(sum).swap_bytes() as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
 
     let mut end = DNS_HDR_LEN + name_len + 4;
     let mut edns = false;
