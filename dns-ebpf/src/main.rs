@@ -86,6 +86,9 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
     let scratch = unsafe { &mut *scratch };
     let query = dns::parse(ctx, l4 + UDP_LEN, dns_len, scratch)?;
 
+    // By reference on purpose: by value would copy the 132-byte key onto
+    // the BPF stack first.
+    #[allow(clippy::needless_borrows_for_generic_args)]
     let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
     let copy = &mut scratch.entry as *mut AnswerEntry;
     let body_len = entry::copy_head(copy, value, query.hash)?;
