@@ -65,18 +65,21 @@ impl Pod {
         ns(&["link", "set", &peer, "up"]);
         ns(&["addr", "add", "10.244.77.2/24", "dev", &peer]);
         ns(&["route", "add", &format!("{SERVER_V4}/32"), "dev", &peer]);
-        // No ARP: the host side has no address; the program answers.
-        let mac =
-            std::fs::read_to_string(format!("/sys/class/net/{}/address", pod.host_if)).unwrap();
+        ns(&["-6", "addr", "add", "fd00::77:2/64", "dev", &peer, "nodad"]);
         ns(&[
-            "neigh",
+            "-6",
+            "route",
             "add",
-            &SERVER_V4.to_string(),
-            "lladdr",
-            mac.trim(),
+            &format!("{SERVER_V6}/128"),
             "dev",
             &peer,
         ]);
+        // No ARP/ND: the host side has no address; the program answers.
+        let mac =
+            std::fs::read_to_string(format!("/sys/class/net/{}/address", pod.host_if)).unwrap();
+        for server in [SERVER_V4.to_string(), SERVER_V6.to_string()] {
+            ns(&["neigh", "add", &server, "lladdr", mac.trim(), "dev", &peer]);
+        }
         pod
     }
 
@@ -104,7 +107,7 @@ impl Drop for Pod {
 }
 
 #[test]
-fn dig_through_veth_in_generic_mode() {
+fn dig_over_ipv4_and_ipv6_through_veth_in_generic_mode() {
     let mut lab = Lab::new();
     let web = "web.default.svc.cluster.local.";
     let d = EntryDef::new(
@@ -124,29 +127,28 @@ fn dig_through_veth_in_generic_mode() {
     prog.attach(&pod.host_if, XdpMode::Skb)
         .expect("attach in generic mode");
 
-    let server = format!("@{SERVER_V4}");
-    for extra in [&["+noedns"][..], &["+nocookie"][..]] {
-        let mut args = vec![
-            "dig",
-            &server,
-            "WeB.Default.svc.cluster.local",
-            "A",
-            "+tries=1",
-            "+time=2",
-            "+short",
-        ];
-        args.extend_from_slice(extra);
-        let out = pod.exec(&args);
-        assert!(
-            out.status.success(),
-            "dig {extra:?} failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "10.96.0.10",
-            "dig {extra:?}"
-        );
+    let mut asked = 0;
+    for server in [format!("@{SERVER_V4}"), format!("@{SERVER_V6}")] {
+        for extra in ["+noedns", "+nocookie"] {
+            let args = [
+                "dig",
+                &server,
+                "WeB.Default.svc.cluster.local",
+                "A",
+                "+tries=1",
+                "+time=2",
+                "+short",
+                extra,
+            ];
+            let out = pod.exec(&args);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "dig {server} {extra} failed: {stdout}"
+            );
+            assert_eq!(stdout.trim(), "10.96.0.10", "dig {server} {extra}");
+            asked += 1;
+        }
     }
     let nstat = pod.exec(&["nstat", "-az", "UdpInCsumErrors"]);
     let text = String::from_utf8_lossy(&nstat.stdout);
@@ -160,7 +162,7 @@ fn dig_through_veth_in_generic_mode() {
     assert_eq!(errors, 0, "the client kernel rejected answers: {text}");
     assert_eq!(
         lab.counters()[Counter::Hit as usize],
-        2,
+        asked,
         "counters {:?}",
         lab.counters()
     );
