@@ -146,6 +146,15 @@ pub fn patch_ttls(e: &mut AnswerEntry, body_len: usize, ttl: u32) -> Result<u16,
         if off > MAX_BODY_LEN - 4 || off + 4 > body_len {
             return Err(Counter::PassInvalidEntry);
         }
+        // Ascending and apart, or the checksum would count a field twice.
+        let prev = unsafe {
+            *e.ttl_offsets
+                .as_ptr()
+                .add(i.wrapping_sub(1) & (MAX_TTLS - 1))
+        } as usize;
+        if i > 0 && off < prev + 4 {
+            return Err(Counter::PassInvalidEntry);
+        }
         odd += (off & 1) as u64;
         let p = unsafe { e.body.as_mut_ptr().add(off) };
         unsafe {

@@ -267,6 +267,9 @@ fn torn_or_corrupt_entries_pass() {
     let mut e = good;
     e.ttl_count = 40;
     bad.push(e);
+    let mut e = good;
+    e.ttl_offsets[1] = e.ttl_offsets[0] + 2;
+    bad.push(e);
     for e in bad {
         lab.insert(&k, &e);
         lab.expect_pass(&q, Counter::PassInvalidEntry);
