@@ -22,8 +22,12 @@ fn main() {
     if !object.is_file() {
         eprintln!();
         eprintln!("error: the XDP object {} does not exist.", object.display());
-        eprintln!("       Build it first with `cargo xtask build-ebpf` (or `cargo xtask setup` on a");
-        eprintln!("       fresh machine), or point NODEDNS_EBPF_OBJ at a prebuilt dns-ebpf object.");
+        eprintln!(
+            "       Build it first with `cargo xtask build-ebpf` (or `cargo xtask setup` on a"
+        );
+        eprintln!(
+            "       fresh machine), or point NODEDNS_EBPF_OBJ at a prebuilt dns-ebpf object."
+        );
         eprintln!();
         std::process::exit(1);
     }

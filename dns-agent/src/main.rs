@@ -1,3 +1,171 @@
-fn main() {
-    println!("dns-agent: not wired yet");
+//! `dns-agent`: the nodedns node agent.
+//!
+//! `run` loads the XDP fast path, watches cluster state and serves DNS on the
+//! link-local address; `inspect` prints what the kernel answers; `cleanup`
+//! removes everything the agent created on the node.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dns_agent::cluster::{self, ClusterArgs};
+use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
+use dns_agent::zone::Zone;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "dns-agent",
+    version,
+    about = "nodedns: XDP-accelerated node-local DNS cache for Kubernetes"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct LogArgs {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,dns_agent=debug`).
+    #[arg(long, global = true, env = "NODEDNS_LOG", default_value = "info")]
+    log_level: String,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "NODEDNS_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: XDP fast path, cluster watch and resolver.
+    Run(Box<RunArgs>),
+    /// Print the kernel's answers and counters from the pinned maps.
+    Inspect(InspectArgs),
+    /// Remove every XDP attachment, pin, interface and address the agent created.
+    Cleanup(CleanupCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten, next_help_heading = "Resolver")]
+    resolver: ResolverArgs,
+    #[command(flatten, next_help_heading = "Cluster state")]
+    cluster: ClusterArgs,
+    #[command(flatten, next_help_heading = "XDP fast path")]
+    fastpath: FastPathArgs,
+}
+
+#[derive(Args)]
+struct CleanupCommand {
+    #[command(flatten)]
+    fastpath: CleanupArgs,
+    /// The interface `run` created for the listen addresses.
+    #[arg(long, default_value = "nodedns0")]
+    listen_interface: String,
+    /// Listen addresses `run` added (removed from the interface, or from `lo`
+    /// where the kernel has no dummy interfaces). Repeatable.
+    #[arg(long = "listen", default_value = "169.254.20.10")]
+    listen: Vec<std::net::IpAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log) {
+        eprintln!("dns-agent: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Run(args) => run(*args),
+        Command::Inspect(args) => fastpath::run_inspect(&args).map_err(Into::into),
+        Command::Cleanup(args) => cleanup(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("dns-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    // The fast path attaches from this thread's network namespace and before
+    // the runtime starts, so a bad --interface or bpffs path fails at once.
+    let fast_path = FastPath::start(&args.fastpath, &args.resolver.listen, args.resolver.port)
+        .context("starting the XDP fast path")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nodedns")
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(args, fast_path.as_ref()));
+    if let Some(fast_path) = fast_path {
+        fast_path.shutdown().context("stopping the XDP fast path")?;
+    }
+    result
+}
+
+async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let mut registry = dns_agent::metrics::new_registry();
+    if let Some(fp) = fast_path {
+        fp.register_metrics(&mut registry);
+    }
+    let mut cluster = cluster::start(&args.cluster, &mut registry, cancel.clone())
+        .await
+        .context("starting the cluster-state sources")?;
+    let zone: std::sync::Arc<dyn Zone> = cluster.zone.clone();
+    let deps = ResolverDeps {
+        zone,
+        policy: cluster.forward_policy.clone(),
+        sink: fast_path.map(|fp| fp.sink()),
+        registry,
+        keep_interface_on_exit: args.fastpath.keep_on_exit,
+    };
+    let running = resolver::start(args.resolver, deps, cancel.clone())
+        .await
+        .context("starting the resolver")?;
+    tracing::info!("dns-agent running");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    running.wait().await;
+    while cluster.tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn cleanup(args: &CleanupCommand) -> anyhow::Result<()> {
+    fastpath::run_cleanup(&args.fastpath).context("removing XDP attachments and pins")?;
+    resolver::interface::remove_all(&args.listen_interface, &args.listen)
+        .context("removing the listen interface and addresses")?;
+    Ok(())
 }

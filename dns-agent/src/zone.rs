@@ -1,8 +1,8 @@
 //! The contract between cluster state (which fills a zone) and the resolver
 //! (which answers from it and feeds the kernel).
 
-use hickory_proto::rr::{LowerName, Record, RecordType};
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Record, RecordType};
 use tokio::sync::watch;
 
 /// What an authoritative zone says about one question.

@@ -49,7 +49,11 @@ pub struct AnswerKey {
 
 impl AnswerKey {
     pub const fn zeroed() -> Self {
-        Self { qtype: 0, name_len: 0, name: [0; MAX_NAME_LEN] }
+        Self {
+            qtype: 0,
+            name_len: 0,
+            name: [0; MAX_NAME_LEN],
+        }
     }
 }
 
@@ -96,6 +100,9 @@ pub struct AnswerEntry {
     pub arcount: u16,
     pub body_len: u16,
     pub ttl_count: u16,
+    /// Explicit padding (zero) so `ttl_offsets` and the tail stay aligned
+    /// without hidden bytes.
+    pub _pad: u32,
     /// Offsets, relative to the body, of each 32-bit TTL field.
     pub ttl_offsets: [u16; MAX_TTLS],
     pub body: [u8; MAX_BODY_LEN],
@@ -120,6 +127,7 @@ impl AnswerEntry {
             arcount: 0,
             body_len: 0,
             ttl_count: 0,
+            _pad: 0,
             ttl_offsets: [0; MAX_TTLS],
             body: [0; MAX_BODY_LEN],
             tail_generation: 0,
@@ -180,18 +188,25 @@ mod tests {
     fn key_layout() {
         assert_eq!(size_of::<AnswerKey>(), 4 + MAX_NAME_LEN);
         assert_eq!(offset_of!(AnswerKey, name), 4);
-        assert_eq!(size_of::<AnswerKey>() % 4, 0, "jhash2 fast path wants u32 words");
+        assert_eq!(
+            size_of::<AnswerKey>() % 4,
+            0,
+            "jhash2 fast path wants u32 words"
+        );
     }
 
     #[test]
     fn entry_layout_has_no_padding() {
-        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 6 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
+        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 5 + 4 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
         assert_eq!(size_of::<AnswerEntry>(), fields);
         assert_eq!(align_of::<AnswerEntry>(), 8);
         assert_eq!(offset_of!(AnswerEntry, rcode), 32);
         assert_eq!(offset_of!(AnswerEntry, ttl_offsets), 48);
         assert_eq!(offset_of!(AnswerEntry, body), 48 + 2 * MAX_TTLS);
-        assert_eq!(offset_of!(AnswerEntry, tail_generation), 48 + 2 * MAX_TTLS + MAX_BODY_LEN);
+        assert_eq!(
+            offset_of!(AnswerEntry, tail_generation),
+            48 + 2 * MAX_TTLS + MAX_BODY_LEN
+        );
     }
 
     #[test]

@@ -1,2 +1,5 @@
 //! Test support shared by the integration tests and the benchmark.
+pub mod fakeapi;
 pub mod frames;
+pub mod hostile;
+pub mod lab;

@@ -1,1 +1,255 @@
-//! placeholder: filled by its owner
+//! Cluster state: Kubernetes objects in, authoritative DNS answers out.
+//!
+//! Sources (all feed [`ClusterZone::apply`], one code path):
+//! - the API server ([`apiserver`]): a `kube::runtime::watcher` on
+//!   `core/v1` Services and `discovery.k8s.io/v1` EndpointSlices, used unless
+//!   `--manifests` is given;
+//! - a manifests folder ([`manifests`], `--manifests DIR`);
+//! - custom records and forwarding settings ([`custom`]), from
+//!   `--custom-records FILE` or the ConfigMap `--custom-configmap ns/name`.
+//!
+//! The record store ([`store`]) implements [`crate::zone::Zone`]; the answers
+//! follow the Kubernetes DNS schema 1.1.0 ([`lookup`]).
+//!
+//! # Custom records format
+//!
+//! The file and the ConfigMap's `data` use the same keys (the ConfigMap keys
+//! kube-dns users know, plus `hosts`):
+//!
+//! ```yaml
+//! # hosts-style lines: IP name [name...]; the first name is the PTR target
+//! hosts: |
+//!   192.168.10.5 nas.lab.example nas.lab
+//!   fd00:10::5   nas.lab.example
+//! # zone -> servers (IP or IP:port); a JSON string as in kube-dns, or YAML
+//! stubDomains: |
+//!   {"corp.example": ["10.0.0.53", "10.0.0.54:5353"]}
+//! # replaces the node's upstreams when not empty
+//! upstreamNameservers: |
+//!   ["1.1.1.1", "9.9.9.9"]
+//! ```
+//!
+//! Host names are answered authoritatively for exactly those names (A, AAAA,
+//! and PTR for their addresses); every other name is not ours. A change to
+//! the file or the ConfigMap applies within about a second, without a
+//! restart; a broken edit is logged and the last good content stays.
+
+pub mod apiserver;
+pub mod custom;
+pub mod hosts;
+pub mod lookup;
+pub mod manifests;
+pub mod metrics;
+pub mod model;
+pub mod sharded;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Registry;
+use crate::zone::ForwardPolicy;
+pub use model::{ObjectKey, ServiceInfo, SliceInfo};
+pub use store::{Change, ClusterZone, SyncSource, ZoneConfig};
+
+/// Cluster-state flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// The cluster domain served authoritatively.
+    #[arg(long, default_value = "cluster.local", env = "NODEDNS_CLUSTER_DOMAIN")]
+    pub cluster_domain: String,
+
+    /// TTL (seconds) of cluster records; also the negative-caching TTL.
+    #[arg(long, default_value_t = 30)]
+    pub ttl: u32,
+
+    /// Read Services and EndpointSlices from YAML files in this folder
+    /// (watched, changes apply live) instead of the API server.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    /// kubeconfig for the API server (default: $KUBECONFIG, then in-cluster,
+    /// then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// A service or pod CIDR whose reverse zone is answered authoritatively
+    /// (unknown addresses get NXDOMAIN). Repeatable.
+    #[arg(long = "reverse-cidr", value_name = "CIDR")]
+    pub reverse_cidrs: Vec<IpNet>,
+
+    /// Custom host records and forwarding settings file (standalone mode;
+    /// format in the README), reloaded live.
+    #[arg(long, value_name = "FILE")]
+    pub custom_records: Option<PathBuf>,
+
+    /// ConfigMap holding custom records and forwarding settings
+    /// (`namespace/name`), watched.
+    #[arg(long, value_name = "NS/NAME")]
+    pub custom_configmap: Option<String>,
+}
+
+impl Default for ClusterArgs {
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".into(),
+            ttl: 30,
+            manifests: None,
+            kubeconfig: None,
+            reverse_cidrs: Vec::new(),
+            custom_records: None,
+            custom_configmap: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("--cluster-domain {domain:?} is not a valid DNS name: {source}")]
+    BadDomain {
+        domain: String,
+        source: hickory_proto::ProtoError,
+    },
+    #[error("cannot read kubeconfig {path}: {source} (check --kubeconfig)")]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no Kubernetes configuration found: {0} (pass --kubeconfig, set KUBECONFIG, run in a pod, or use --manifests DIR)"
+    )]
+    InferConfig(#[from] kube::config::InferConfigError),
+    #[error("cannot create the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("manifests folder {path}: {source} (check --manifests)")]
+    Manifests {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("custom records file {path}: {reason} (check --custom-records)")]
+    CustomFile { path: PathBuf, reason: String },
+    #[error("--custom-configmap {0:?} must be namespace/name")]
+    BadConfigMapRef(String),
+}
+
+/// What the rest of the agent uses: the zone, the live forwarding policy
+/// and the source tasks (they stop when the cancel token fires).
+pub struct ClusterHandle {
+    pub zone: Arc<ClusterZone>,
+    pub forward_policy: watch::Receiver<Arc<ForwardPolicy>>,
+    pub tasks: JoinSet<()>,
+    /// Kept when no custom source owns it, so `forward_policy.changed()`
+    /// waits instead of failing at once.
+    _idle_policy: Option<watch::Sender<Arc<ForwardPolicy>>>,
+}
+
+impl ClusterHandle {
+    /// Waits until every source finished its first full sync.
+    pub async fn wait_until_ready(&self) {
+        let mut changes = crate::zone::Zone::changes(&*self.zone);
+        while !crate::zone::Zone::is_ready(&*self.zone) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn kube_client(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                ClusterError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|source| ClusterError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Builds the zone, registers its metrics and spawns the source tasks.
+pub async fn start(
+    args: &ClusterArgs,
+    registry: &mut Registry,
+    cancel: CancellationToken,
+) -> Result<ClusterHandle, ClusterError> {
+    let config = ZoneConfig::new(&args.cluster_domain, args.ttl, args.reverse_cidrs.clone())
+        .map_err(|source| ClusterError::BadDomain {
+            domain: args.cluster_domain.clone(),
+            source,
+        })?;
+    let required: &[SyncSource] = match args.manifests {
+        Some(_) => &[SyncSource::Manifests],
+        None => &[SyncSource::Services, SyncSource::EndpointSlices],
+    };
+    let zone = Arc::new(ClusterZone::new(config, required));
+    zone.metrics().register(registry);
+    let (policy_tx, forward_policy) = watch::channel(Arc::new(ForwardPolicy::default()));
+    let mut tasks = JoinSet::new();
+
+    let needs_client = args.manifests.is_none() || args.custom_configmap.is_some();
+    let client = if needs_client {
+        Some(kube_client(args).await?)
+    } else {
+        None
+    };
+
+    match (&args.manifests, &client) {
+        (Some(dir), _) => {
+            let source = manifests::ManifestsSource::new(dir.clone(), zone.clone())?;
+            tasks.spawn(source.run(cancel.clone()));
+        }
+        (None, Some(client)) => {
+            apiserver::spawn(client.clone(), zone.clone(), &mut tasks, cancel.clone())
+        }
+        (None, None) => unreachable!("a client is created when there are no manifests"),
+    }
+
+    let mut idle_policy = None;
+    if let Some(path) = &args.custom_records {
+        let source = custom::FileSource::new(path.clone(), zone.clone(), policy_tx)?;
+        tasks.spawn(source.run(cancel.clone()));
+    } else if let Some(reference) = &args.custom_configmap {
+        let (ns, name) = reference
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            .ok_or_else(|| ClusterError::BadConfigMapRef(reference.clone()))?;
+        let client = client
+            .clone()
+            .expect("client exists with --custom-configmap");
+        tasks.spawn(custom::run_configmap(
+            client,
+            ns.to_string(),
+            name.to_string(),
+            zone.clone(),
+            policy_tx,
+            cancel.clone(),
+        ));
+    } else {
+        idle_policy = Some(policy_tx);
+    }
+
+    Ok(ClusterHandle {
+        zone,
+        forward_policy,
+        tasks,
+        _idle_policy: idle_policy,
+    })
+}

@@ -31,7 +31,10 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn new(capacity: u32) -> Self {
-        Self { capacity, entries: Mutex::new(HashMap::new()) }
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, key: &AnswerKey) -> Option<AnswerEntry> {
@@ -51,7 +54,9 @@ impl AnswerSink for MemorySink {
     fn put(&self, key: &AnswerKey, entry: &AnswerEntry) -> Result<(), SinkError> {
         let mut entries = self.entries.lock().unwrap();
         if !entries.contains_key(key) && entries.len() >= self.capacity as usize {
-            return Err(SinkError::Full { capacity: self.capacity });
+            return Err(SinkError::Full {
+                capacity: self.capacity,
+            });
         }
         entries.insert(*key, *entry);
         Ok(())

@@ -1,1 +1,283 @@
-//! placeholder: filled by its owner
+//! The userspace DNS server: everything the XDP program passes up.
+//!
+//! - [`listen`]: UDP and TCP on every `--listen` address (SO_REUSEPORT,
+//!   bounded work per client), on the interface [`interface`] manages.
+//! - [`handler`]: validation, the authoritative cluster zone ([`crate::zone`]),
+//!   then the [`forwarder`] (cache, coalescing, failover, serve-stale).
+//! - [`feeder`]: promotes cluster answers and hot upstream answers into the
+//!   kernel map and keeps them in step with the zone.
+//! - [`http`]: `/metrics` for the whole shared registry, `/healthz`, `/readyz`.
+//!
+//! Entry points: [`start`] binds everything and returns a [`Running`]
+//! resolver (errors surface before any serving); [`run`] is start + wait.
+
+pub mod args;
+pub mod cache;
+pub mod exchange;
+pub mod feeder;
+pub mod forwarder;
+pub mod handler;
+pub mod http;
+pub mod interface;
+pub mod listen;
+pub mod metrics;
+pub mod netlink;
+pub mod upstreams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use args::ResolverArgs;
+
+use crate::fastpath::sink::AnswerSink;
+use crate::zone::{ForwardPolicy, Zone};
+use cache::{Cache, CacheConfig, Clamps};
+use feeder::{Feeder, FeederConfig};
+use forwarder::{Forwarder, ForwarderConfig};
+use handler::Handler;
+use interface::{InterfaceError, ListenInterface};
+use metrics::ResolverMetrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverError {
+    #[error("no --listen address given")]
+    NoListenAddress,
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
+    #[error(transparent)]
+    Bind(#[from] listen::BindError),
+    #[error(
+        "cannot serve HTTP on {addr} ({what}): {source} (choose another address with --{what}-addr)"
+    )]
+    Http {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What the resolver needs from the rest of the agent.
+pub struct ResolverDeps {
+    /// The authoritative cluster zone.
+    pub zone: Arc<dyn Zone>,
+    /// Live stub domains / upstream override.
+    pub policy: watch::Receiver<Arc<ForwardPolicy>>,
+    /// The kernel answers map; None runs without promotion (XDP off).
+    pub sink: Option<Arc<dyn AnswerSink>>,
+    /// The shared registry, with every other module's metrics (and the
+    /// loader's collector) already registered; `/metrics` encodes all of it.
+    pub registry: Registry,
+    /// Keep the listen interface/addresses on exit (agent-wide
+    /// `--keep-on-exit`, for a seamless restart).
+    pub keep_interface_on_exit: bool,
+}
+
+/// A started resolver.
+pub struct Running {
+    tasks: JoinSet<()>,
+    interface: ListenInterface,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+}
+
+impl Running {
+    /// Waits until the cancel token fires and every task has stopped, then
+    /// removes the interface/addresses (unless kept).
+    pub async fn wait(mut self) {
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "resolver task panicked");
+            }
+        }
+        self.interface.cleanup();
+    }
+}
+
+/// Starts the resolver. Every bind happens here, so a wrong address or a
+/// busy port is an error now, not a log line later.
+pub async fn start(
+    args: ResolverArgs,
+    deps: ResolverDeps,
+    cancel: CancellationToken,
+) -> Result<Running, ResolverError> {
+    if args.listen.is_empty() {
+        return Err(ResolverError::NoListenAddress);
+    }
+    let ResolverDeps {
+        zone,
+        policy,
+        sink,
+        mut registry,
+        keep_interface_on_exit,
+    } = deps;
+    let metrics = Arc::new(ResolverMetrics::new(&mut registry));
+
+    let interface = if args.no_create_interface {
+        ListenInterface::default()
+    } else {
+        ListenInterface::setup(&args.listen_interface, &args.listen, keep_interface_on_exit)?
+    };
+
+    let defaults = if args.upstreams.is_empty() {
+        match std::fs::read_to_string(&args.resolv_conf) {
+            Ok(text) => upstreams::from_resolv_conf(&text, &args.listen),
+            Err(e) => {
+                tracing::warn!(path = %args.resolv_conf.display(), error = %e, "cannot read resolv.conf: no default upstreams");
+                Vec::new()
+            }
+        }
+    } else {
+        args.upstreams.clone()
+    };
+    if defaults.is_empty() {
+        tracing::warn!(
+            "no upstream servers: names outside the cluster zone get SERVFAIL (set --upstream)"
+        );
+    }
+    tracing::info!(upstreams = ?defaults, stub_domains = args.stub_domains.len(), "forwarding configured");
+
+    let cache = Cache::new(
+        CacheConfig {
+            max_entries: args.cache_entries.max(1),
+            max_bytes: args.cache_bytes,
+            clamps: Clamps {
+                max_success: args.cache_max_success_ttl,
+                max_denial: args.cache_max_denial_ttl,
+                servfail: args.cache_servfail_ttl,
+            },
+            stale_max_age: args
+                .serve_stale
+                .then(|| Duration::from_secs(args.serve_stale_max_age)),
+            prefetch: args
+                .prefetch
+                .then_some((args.prefetch_hits, args.prefetch_percent)),
+        },
+        metrics.clone(),
+    );
+    let forwarder = Arc::new(Forwarder::new(
+        ForwarderConfig {
+            defaults,
+            stubs: args.stub_domains.clone(),
+            attempt_timeout: args.upstream_timeout(),
+            max_outstanding: args.max_outstanding.max(1),
+            serve_stale_after: args.serve_stale.then(|| args.serve_stale_after()),
+            stale_ttl: args.serve_stale_ttl,
+            stale_recheck: Duration::from_secs(args.serve_stale_recheck_secs),
+        },
+        policy,
+        zone.clone(),
+        cache,
+        metrics.clone(),
+    ));
+    let feeder = sink.map(|sink| {
+        Arc::new(Feeder::new(
+            FeederConfig {
+                hot_threshold: args.hot_threshold,
+                hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
+                cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
+            },
+            sink,
+            zone.clone(),
+            metrics.clone(),
+        ))
+    });
+    let handler = Arc::new(Handler {
+        zone_generation: zone.changes(),
+        zone: zone.clone(),
+        forwarder,
+        feeder: feeder.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let mut tasks = JoinSet::new();
+    let limits = listen::Limits {
+        queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
+        tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
+        tcp_idle: args.tcp_idle_timeout(),
+    };
+    // Bind everything first, then spawn, so a failure leaves nothing running.
+    let mut sockets = Vec::new();
+    for ip in &args.listen {
+        let addr = SocketAddr::new(*ip, args.port);
+        sockets.push((listen::bind_udp(addr)?, listen::bind_tcp(addr)?));
+    }
+    let metrics_listener =
+        http::bind(args.metrics_addr)
+            .await
+            .map_err(|source| ResolverError::Http {
+                addr: args.metrics_addr,
+                what: "metrics",
+                source,
+            })?;
+    let health_listener =
+        http::bind(args.health_addr)
+            .await
+            .map_err(|source| ResolverError::Http {
+                addr: args.health_addr,
+                what: "health",
+                source,
+            })?;
+    let metrics_addr = metrics_listener.local_addr().unwrap_or(args.metrics_addr);
+    let health_addr = health_listener.local_addr().unwrap_or(args.health_addr);
+
+    for (udp, tcp) in sockets {
+        tasks.spawn(listen::serve_udp(
+            udp,
+            handler.clone(),
+            limits.clone(),
+            cancel.clone(),
+        ));
+        tasks.spawn(listen::serve_tcp(
+            tcp,
+            handler.clone(),
+            limits.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+    }
+    if let Some(feeder) = feeder {
+        tasks.spawn(feeder.run(cancel.clone()));
+    }
+    let health = Arc::new(http::Health {
+        zone,
+        listeners_up: Default::default(),
+    });
+    health.listeners_up.store(true, Ordering::Relaxed);
+    let registry = Arc::new(registry);
+    tasks.spawn(http::serve(
+        metrics_listener,
+        Arc::new(http::Pages::Metrics(registry)),
+        cancel.clone(),
+    ));
+    tasks.spawn(http::serve(
+        health_listener,
+        Arc::new(http::Pages::Health(health)),
+        cancel.clone(),
+    ));
+    tracing::info!(listen = ?args.listen, port = args.port, %metrics_addr, %health_addr, "resolver serving");
+    Ok(Running {
+        tasks,
+        interface,
+        metrics_addr,
+        health_addr,
+    })
+}
+
+/// Runs the resolver until `cancel` fires.
+pub async fn run(
+    args: ResolverArgs,
+    deps: ResolverDeps,
+    cancel: CancellationToken,
+) -> Result<(), ResolverError> {
+    start(args, deps, cancel).await?.wait().await;
+    Ok(())
+}

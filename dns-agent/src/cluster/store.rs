@@ -1,0 +1,423 @@
+//! The record store: cluster objects in, an immutable [`Snapshot`] out.
+//!
+//! Writers (the sources) call [`ClusterZone::apply`] with a batch of
+//! [`Change`]s. Under one mutex the store updates its object tables, rebuilds
+//! the view of every Service the batch touched (and only those), and swaps a
+//! new snapshot in with `arc-swap`. Readers never lock and never see a
+//! half-applied batch; a relist is one `Replace*` change, so it never shows
+//! an empty window.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::mem::size_of;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use ipnet::IpNet;
+use tokio::sync::watch;
+
+use super::hosts::HostsTable;
+use super::metrics::ClusterMetrics;
+use super::model::{ApproxBytes, ObjectKey, ServiceInfo, ServiceKind, SliceInfo};
+use super::sharded::ShardedMap;
+use crate::zone::{Zone, ZoneLookup};
+
+/// Static settings of the cluster zone.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// The cluster domain, lower case and absolute (`cluster.local.`).
+    pub domain: LowerName,
+    /// TTL of every record; also the SOA minimum (negative-caching TTL).
+    pub ttl: u32,
+    /// Reverse zones we are authoritative for (NXDOMAIN for unknown IPs).
+    pub reverse_cidrs: Vec<IpNet>,
+}
+
+impl ZoneConfig {
+    /// `domain` like `cluster.local` (a trailing dot is accepted).
+    pub fn new(
+        domain: &str,
+        ttl: u32,
+        reverse_cidrs: Vec<IpNet>,
+    ) -> Result<Self, hickory_proto::ProtoError> {
+        let mut name = Name::from_ascii(domain)?;
+        name.set_fqdn(true);
+        Ok(Self {
+            domain: LowerName::new(&name),
+            ttl,
+            reverse_cidrs,
+        })
+    }
+}
+
+/// One change to cluster state, from any source.
+#[derive(Debug, Clone)]
+pub enum Change {
+    UpsertService(ServiceInfo),
+    DeleteService(ObjectKey),
+    UpsertSlice(SliceInfo),
+    DeleteSlice(ObjectKey),
+    /// A full list of Services (a relist): anything not in it is deleted.
+    ReplaceServices(Vec<ServiceInfo>),
+    /// A full list of EndpointSlices (a relist).
+    ReplaceSlices(Vec<SliceInfo>),
+}
+
+/// A source whose first full sync the zone waits for before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncSource {
+    Services,
+    EndpointSlices,
+    Manifests,
+}
+
+/// A Service with the EndpointSlices that belong to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub svc: Arc<ServiceInfo>,
+    pub slices: Vec<Arc<SliceInfo>>,
+}
+
+/// A name a reverse (PTR) query answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtrTarget {
+    pub service: ObjectKey,
+    /// Endpoint hostname; `None` for a ClusterIP.
+    pub hostname: Option<Box<str>>,
+}
+
+impl ServiceView {
+    /// Addresses that reverse-resolve to this service or its endpoints.
+    fn ptr_targets(&self) -> Vec<(IpAddr, Option<Box<str>>)> {
+        match &self.svc.kind {
+            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
+            ServiceKind::Headless => self
+                .slices
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.published(&self.svc))
+                .filter_map(|e| e.hostname.as_ref().map(|h| (e, h)))
+                .flat_map(|(e, h)| e.addresses.iter().map(move |ip| (*ip, Some(h.clone()))))
+                .collect(),
+            ServiceKind::ExternalName(_) => Vec::new(),
+        }
+    }
+}
+
+/// What readers see: immutable, swapped as a whole.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub ready: bool,
+    pub services: ShardedMap<ObjectKey, Arc<ServiceView>>,
+    /// Number of services per namespace: `<ns>.svc.<zone>` exists (NODATA)
+    /// while the namespace has at least one.
+    pub namespaces: Arc<HashMap<Box<str>, u32>>,
+    pub reverse: ShardedMap<IpAddr, Vec<PtrTarget>>,
+}
+
+#[derive(Default)]
+struct Writer {
+    services: HashMap<ObjectKey, Arc<ServiceInfo>>,
+    slices: HashMap<ObjectKey, Arc<SliceInfo>>,
+    by_service: HashMap<ObjectKey, BTreeMap<Box<str>, Arc<SliceInfo>>>,
+    working: Snapshot,
+    synced: HashSet<SyncSource>,
+    object_bytes: usize,
+    endpoints: usize,
+    reverse_entries: usize,
+}
+
+/// The Kubernetes zone: implements [`Zone`] for the resolver.
+pub struct ClusterZone {
+    pub(crate) config: ZoneConfig,
+    snapshot: ArcSwap<Snapshot>,
+    pub(crate) hosts: ArcSwap<HostsTable>,
+    writer: Mutex<Writer>,
+    required: Vec<SyncSource>,
+    changes: watch::Sender<u64>,
+    metrics: ClusterMetrics,
+}
+
+impl ClusterZone {
+    /// A zone that answers once every source in `required` has synced.
+    pub fn new(config: ZoneConfig, required: &[SyncSource]) -> Self {
+        let (changes, _) = watch::channel(0);
+        let zone = Self {
+            config,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            hosts: ArcSwap::from_pointee(HostsTable::default()),
+            writer: Mutex::new(Writer::default()),
+            required: required.to_vec(),
+            changes,
+            metrics: ClusterMetrics::default(),
+        };
+        if required.is_empty() {
+            zone.publish(&mut zone.lock_writer(), true);
+        }
+        zone
+    }
+
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.metrics
+    }
+
+    /// The current snapshot (for tests, inspection and the scale figures).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        // A panic while holding the lock leaves the tables as they were
+        // before the batch's rebuild finished; keep serving them.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a batch atomically: readers see all of it or none of it.
+    pub fn apply(&self, batch: impl IntoIterator<Item = Change>) {
+        let mut w = self.lock_writer();
+        let mut dirty = HashSet::new();
+        for change in batch {
+            w.apply_one(change, &mut dirty);
+        }
+        if dirty.is_empty() {
+            return;
+        }
+        for key in &dirty {
+            w.rebuild(key);
+        }
+        self.publish(&mut w, false);
+    }
+
+    /// Records that `source` finished its first full sync.
+    pub fn mark_synced(&self, source: SyncSource) {
+        let mut w = self.lock_writer();
+        if w.synced.insert(source) && !w.working.ready {
+            let ready = self.required.iter().all(|s| w.synced.contains(s));
+            if ready {
+                tracing::info!(?source, "cluster zone ready: first full sync complete");
+            }
+            self.publish(&mut w, ready);
+        }
+    }
+
+    /// Replaces the custom host records (from the file or the ConfigMap).
+    pub fn set_hosts(&self, hosts: HostsTable) {
+        if **self.hosts.load() == hosts {
+            return;
+        }
+        self.metrics.custom_records.set(hosts.len() as i64);
+        self.hosts.store(Arc::new(hosts));
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    fn publish(&self, w: &mut Writer, ready: bool) {
+        w.working.generation += 1;
+        w.working.ready |= ready;
+        let snap = w.working.clone();
+        let m = &self.metrics;
+        m.services.set(w.services.len() as i64);
+        m.endpoint_slices.set(w.slices.len() as i64);
+        m.endpoints.set(w.endpoints as i64);
+        m.memory_bytes.set(w.approx_bytes() as i64);
+        m.ready.set(i64::from(snap.ready));
+        m.generation.set(snap.generation as i64);
+        self.snapshot.store(Arc::new(snap));
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Approximate bytes held for cluster state (what the metric reports).
+    pub fn approx_bytes(&self) -> usize {
+        self.lock_writer().approx_bytes()
+    }
+}
+
+impl Writer {
+    fn approx_bytes(&self) -> usize {
+        // Object tables, the slice index, the views and the reverse index;
+        // hash-table slots are counted as one key + value each.
+        let views = self.working.services.len()
+            * (size_of::<ServiceView>() + size_of::<ObjectKey>() + 2 * size_of::<usize>())
+            + self.slices.len() * size_of::<usize>();
+        let index = (self.services.len() + 2 * self.slices.len())
+            * (size_of::<ObjectKey>() + size_of::<usize>());
+        let reverse = self.reverse_entries
+            * (size_of::<IpAddr>() + size_of::<Vec<PtrTarget>>() + size_of::<PtrTarget>() + 16);
+        self.object_bytes + views + index + reverse
+    }
+
+    fn apply_one(&mut self, change: Change, dirty: &mut HashSet<ObjectKey>) {
+        match change {
+            Change::UpsertService(svc) => self.upsert_service(svc, dirty),
+            Change::DeleteService(key) => {
+                if let Some(old) = self.services.remove(&key) {
+                    self.object_bytes -= old.approx_bytes();
+                    dirty.insert(key);
+                }
+            }
+            Change::UpsertSlice(slice) => self.upsert_slice(slice, dirty),
+            Change::DeleteSlice(key) => self.delete_slice(&key, dirty),
+            Change::ReplaceServices(list) => {
+                let keep: HashSet<ObjectKey> = list.iter().map(|s| s.key.clone()).collect();
+                let gone: Vec<ObjectKey> = self
+                    .services
+                    .keys()
+                    .filter(|k| !keep.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.apply_one(Change::DeleteService(key), dirty);
+                }
+                for svc in list {
+                    self.upsert_service(svc, dirty);
+                }
+            }
+            Change::ReplaceSlices(list) => {
+                let keep: HashSet<ObjectKey> = list.iter().map(|s| s.key.clone()).collect();
+                let gone: Vec<ObjectKey> = self
+                    .slices
+                    .keys()
+                    .filter(|k| !keep.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.delete_slice(&key, dirty);
+                }
+                for slice in list {
+                    self.upsert_slice(slice, dirty);
+                }
+            }
+        }
+    }
+
+    fn upsert_service(&mut self, svc: ServiceInfo, dirty: &mut HashSet<ObjectKey>) {
+        if self.services.get(&svc.key).is_some_and(|old| **old == svc) {
+            return;
+        }
+        self.object_bytes += svc.approx_bytes();
+        let key = svc.key.clone();
+        if let Some(old) = self.services.insert(key.clone(), Arc::new(svc)) {
+            self.object_bytes -= old.approx_bytes();
+        }
+        dirty.insert(key);
+    }
+
+    fn upsert_slice(&mut self, slice: SliceInfo, dirty: &mut HashSet<ObjectKey>) {
+        if self
+            .slices
+            .get(&slice.key)
+            .is_some_and(|old| **old == slice)
+        {
+            return;
+        }
+        // A slice can (in theory) be relabelled to another service.
+        self.delete_slice(&slice.key.clone(), dirty);
+        let slice = Arc::new(slice);
+        self.object_bytes += slice.approx_bytes();
+        self.endpoints += slice.endpoints.len();
+        self.by_service
+            .entry(slice.service.clone())
+            .or_default()
+            .insert(slice.key.name.clone(), slice.clone());
+        dirty.insert(slice.service.clone());
+        self.slices.insert(slice.key.clone(), slice);
+    }
+
+    fn delete_slice(&mut self, key: &ObjectKey, dirty: &mut HashSet<ObjectKey>) {
+        let Some(old) = self.slices.remove(key) else {
+            return;
+        };
+        self.object_bytes -= old.approx_bytes();
+        self.endpoints -= old.endpoints.len();
+        if let Some(set) = self.by_service.get_mut(&old.service) {
+            set.remove(&old.key.name);
+            if set.is_empty() {
+                self.by_service.remove(&old.service);
+            }
+        }
+        dirty.insert(old.service.clone());
+    }
+
+    /// Recomputes the view of one service and the indexes derived from it.
+    fn rebuild(&mut self, key: &ObjectKey) {
+        let new = self.services.get(key).map(|svc| {
+            Arc::new(ServiceView {
+                svc: svc.clone(),
+                slices: self
+                    .by_service
+                    .get(key)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default(),
+            })
+        });
+        let old = self.working.services.get(key).cloned();
+        if old == new {
+            return;
+        }
+        if let Some(old) = &old {
+            for (ip, hostname) in old.ptr_targets() {
+                if let Some(targets) = self.working.reverse.get_mut(&ip) {
+                    let before = targets.len();
+                    targets.retain(|t| !(t.service == *key && t.hostname == hostname));
+                    self.reverse_entries -= before - targets.len();
+                    if targets.is_empty() {
+                        self.working.reverse.remove(&ip);
+                    }
+                }
+            }
+        }
+        if let Some(new) = &new {
+            for (ip, hostname) in new.ptr_targets() {
+                let target = PtrTarget {
+                    service: key.clone(),
+                    hostname,
+                };
+                match self.working.reverse.get_mut(&ip) {
+                    Some(targets) => targets.push(target),
+                    None => {
+                        self.working.reverse.insert(ip, vec![target]);
+                    }
+                }
+                self.reverse_entries += 1;
+            }
+        }
+        let namespaces = Arc::make_mut(&mut self.working.namespaces);
+        match (&old, &new) {
+            (None, Some(_)) => *namespaces.entry(key.namespace.clone()).or_default() += 1,
+            (Some(_), None) => {
+                if let Some(n) = namespaces.get_mut(&key.namespace) {
+                    *n -= 1;
+                    if *n == 0 {
+                        namespaces.remove(&key.namespace);
+                    }
+                }
+            }
+            _ => {}
+        }
+        match new {
+            Some(view) => {
+                self.working.services.insert(key.clone(), view);
+            }
+            None => {
+                self.working.services.remove(key);
+            }
+        }
+    }
+}
+
+impl Zone for ClusterZone {
+    fn lookup(&self, name: &LowerName, qtype: RecordType) -> ZoneLookup {
+        let hosts = self.hosts.load();
+        let snap = self.snapshot.load();
+        super::lookup::lookup(&self.config, &snap, &hosts, name, qtype)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.snapshot.load().ready
+    }
+}

@@ -1,0 +1,168 @@
+//! `dns-agent cleanup` and `--cleanup-on-exit`: remove the attachments and
+//! pins the fast path made, and nothing else.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use dns_common::PROGRAM_NAME;
+
+use super::error::FastPathError;
+use super::link_info;
+use super::netlink;
+use super::pins::{PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
+
+/// What [`cleanup`] removed and what it could not.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Link pins removed, as (ifindex, interface name if it still exists).
+    pub links: Vec<(u32, Option<String>)>,
+    /// Map pins removed.
+    pub maps: Vec<String>,
+    pub removed_dir: bool,
+    /// Interfaces (in this network namespace) still running a program named
+    /// like ours after the cleanup: attached from another pin directory, or
+    /// not through a pinned link.
+    pub still_attached: Vec<String>,
+}
+
+impl fmt::Display for CleanupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (ifindex, name) in &self.links {
+            writeln!(
+                f,
+                "detached XDP link on {} (ifindex {ifindex})",
+                name.as_deref().unwrap_or("<gone>")
+            )?;
+        }
+        for map in &self.maps {
+            writeln!(f, "removed map pin {map}")?;
+        }
+        if self.removed_dir {
+            writeln!(f, "removed the pin directory")?;
+        }
+        if self.links.is_empty() && self.maps.is_empty() && !self.removed_dir {
+            writeln!(f, "nothing to clean up")?;
+        }
+        for name in &self.still_attached {
+            writeln!(
+                f,
+                "warning: {name} still runs {PROGRAM_NAME}, not attached from this pin directory: \
+                 is an agent running with another --bpffs-path?"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `dns-agent cleanup`: cleans up and prints what was removed.
+pub fn run_cleanup(args: &super::args::CleanupArgs) -> Result<(), FastPathError> {
+    print!("{}", cleanup(&args.bpffs_path)?);
+    Ok(())
+}
+
+/// Removes every link pin (detaching it, unless a running agent still holds
+/// the link), the map pins and the pin directory under `bpffs_path`.
+pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
+    let layout = PinLayout::new(bpffs_path);
+    let mut report = CleanupReport::default();
+    if !layout.root().exists() {
+        return Ok(report);
+    }
+    check_bpffs(layout.root())?;
+    let names = netlink::list_interfaces().unwrap_or_default();
+    for (ifindex, pin) in layout.pinned_links()? {
+        let live = matches!(link_info::read_pinned(&pin), Ok(Some(s)) if s.ifindex == ifindex);
+        if live {
+            // Detach even if a running agent still holds the link: cleanup
+            // means nothing of ours stays attached.
+            link_info::detach_pinned(&pin).map_err(|e| FastPathError::io(&pin, e))?;
+        }
+        if remove_pin(&pin)? {
+            let name = live
+                .then(|| {
+                    names
+                        .iter()
+                        .find(|i| i.ifindex == ifindex)
+                        .map(|i| i.name.clone())
+                })
+                .flatten();
+            report.links.push((ifindex, name));
+        }
+    }
+    for map in PINNED_MAPS {
+        if remove_pin(&layout.map(map))? {
+            report.maps.push(map.to_string());
+        }
+    }
+    remove_dir(&layout.links_dir())?;
+    report.removed_dir = remove_dir(layout.root())?;
+    report.still_attached = wait_detached()?;
+    Ok(report)
+}
+
+/// `--cleanup-on-exit`: the same, unless a newer agent still uses the pins.
+pub(crate) fn remove_if_unused(layout: &PinLayout) -> Result<(), FastPathError> {
+    let links = layout.pinned_links()?;
+    if !links.is_empty() {
+        tracing::warn!(links = links.len(), bpffs = %layout.root().display(),
+            "other XDP links are still pinned (a newer agent?); keeping the maps");
+        return Ok(());
+    }
+    for map in PINNED_MAPS {
+        remove_pin(&layout.map(map))?;
+    }
+    remove_dir(&layout.links_dir())?;
+    remove_dir(layout.root())?;
+    tracing::info!(bpffs = %layout.root().display(), "XDP fast path cleaned up");
+    Ok(())
+}
+
+/// Removes an empty directory; leaves one with foreign content, saying so.
+fn remove_dir(path: &Path) -> Result<bool, FastPathError> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+            tracing::warn!(dir = %path.display(), "directory holds pins nodedns did not make; left in place");
+            Ok(false)
+        }
+        Err(e) => Err(FastPathError::io(path, e)),
+    }
+}
+
+/// What still runs our program in this namespace. Links are detached
+/// synchronously above, but a netlink attachment or a link not pinned here
+/// (another agent's pin directory) may remain; the kernel may also still be
+/// releasing one, so look again briefly before reporting it.
+fn wait_detached() -> Result<Vec<String>, FastPathError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let attached = attached_here()?;
+        if attached.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(attached);
+        }
+        std::thread::sleep(STEP);
+    }
+}
+
+/// Interfaces whose XDP program is named like ours.
+fn attached_here() -> Result<Vec<String>, FastPathError> {
+    let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
+        op: "link dump",
+        source,
+    })?;
+    let ours: Vec<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(PROGRAM_NAME))
+        .map(|p| p.id())
+        .collect();
+    Ok(interfaces
+        .into_iter()
+        .filter(|i| ours.iter().any(|&id| i.xdp.contains(id)))
+        .map(|i| i.name)
+        .collect())
+}

@@ -1,0 +1,316 @@
+//! Loads the XDP object: adopts the pinned maps a previous agent left when
+//! they still fit, pins fresh ones otherwise, loads the program and writes
+//! the config map.
+
+use std::fs;
+use std::mem::size_of;
+use std::net::IpAddr;
+use std::path::Path;
+
+use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
+use aya::programs::Xdp;
+use aya::{Ebpf, EbpfLoader};
+use dns_common::{
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
+    MAX_LISTEN_ADDRS, PROGRAM_NAME,
+};
+
+use super::error::FastPathError;
+use super::pins::{PINNED_MAPS, PinLayout, remove_pin};
+
+/// The shape a pinned map must have to be adopted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MapSpec {
+    pub name: &'static str,
+    pub types: &'static [MapType],
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 3] {
+    [
+        MapSpec {
+            name: MAP_ANSWERS,
+            types: &[MapType::Hash, MapType::LruHash],
+            key_size: size_of::<AnswerKey>() as u32,
+            value_size: size_of::<AnswerEntry>() as u32,
+            max_entries: answer_entries,
+        },
+        MapSpec {
+            name: MAP_COUNTERS,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: Counter::COUNT,
+        },
+        MapSpec {
+            name: MAP_CONFIG,
+            types: &[MapType::Array],
+            key_size: 4,
+            value_size: size_of::<Config>() as u32,
+            max_entries: 1,
+        },
+    ]
+}
+
+impl MapSpec {
+    /// Why `info` does not fit this spec, if it does not.
+    pub(crate) fn mismatch(&self, info: &MapInfo) -> Option<(&'static str, u32, u32)> {
+        let map_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+        if !self.types.iter().any(|t| *t as u32 == map_type) {
+            return Some(("type", map_type, self.types[0] as u32));
+        }
+        [
+            ("key size", info.key_size(), self.key_size),
+            ("value size", info.value_size(), self.value_size),
+            ("max_entries", info.max_entries(), self.max_entries),
+        ]
+        .into_iter()
+        .find(|(_, found, expected)| found != expected)
+    }
+}
+
+/// The kernel side after a successful load.
+pub(crate) struct Loaded {
+    pub ebpf: Ebpf,
+    pub program_id: u32,
+    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
+    pub counters: PerCpuArray<MapData, u64>,
+    /// Maps taken over from a previous agent (their entries survive).
+    pub adopted: Vec<&'static str>,
+    /// Kernel memory of each pinned map (`memlock` in fdinfo), in bytes.
+    pub memory: Vec<(&'static str, u64)>,
+}
+
+/// The config map's value for these listen addresses.
+pub fn build_config(addrs: &[IpAddr], port: u16) -> Result<Config, FastPathError> {
+    let mut config = Config::zeroed();
+    let (v4, v6): (Vec<_>, Vec<_>) = addrs.iter().partition(|a| a.is_ipv4());
+    if v4.len() > MAX_LISTEN_ADDRS {
+        return Err(FastPathError::TooManyListenAddrs {
+            family: 4,
+            count: v4.len(),
+        });
+    }
+    if v6.len() > MAX_LISTEN_ADDRS {
+        return Err(FastPathError::TooManyListenAddrs {
+            family: 6,
+            count: v6.len(),
+        });
+    }
+    for (slot, addr) in v4.iter().enumerate() {
+        if let IpAddr::V4(a) = addr {
+            // The kernel compares the address as the packet holds it.
+            config.v4_addrs[slot] = u32::from_ne_bytes(a.octets());
+        }
+    }
+    for (slot, addr) in v6.iter().enumerate() {
+        if let IpAddr::V6(a) = addr {
+            config.v6_addrs[slot] = a.octets();
+        }
+    }
+    config.v4_count = v4.len() as u8;
+    config.v6_count = v6.len() as u8;
+    config.enabled = 1;
+    config.port = port;
+    config.edns_udp_size = EDNS_UDP_SIZE;
+    Ok(config)
+}
+
+/// Loads `object` with its maps pinned under `layout` and writes `config`.
+pub(crate) fn load(
+    object: &[u8],
+    layout: &PinLayout,
+    answer_entries: u32,
+    config: &Config,
+) -> Result<Loaded, FastPathError> {
+    let root_existed = layout.root().exists();
+    layout.ensure()?;
+    let specs = map_specs(answer_entries);
+    let mut adopted = Vec::new();
+    let mut created = Vec::new();
+    for spec in &specs {
+        let path = layout.map(spec.name);
+        if !path.exists() {
+            created.push(spec.name);
+            continue;
+        }
+        match MapInfo::from_pin(&path).map(|info| spec.mismatch(&info)) {
+            Ok(None) => adopted.push(spec.name),
+            Ok(Some((what, found, expected))) => {
+                // Left by an agent with another layout or --map-entries. The
+                // old program keeps its own reference until its links move
+                // to the new program, so unpinning breaks nothing.
+                tracing::warn!(map = spec.name, what, found, expected, path = %path.display(),
+                    "pinned map does not fit; replacing it (its entries are re-synced)");
+                remove_pin(&path)?;
+                created.push(spec.name);
+            }
+            Err(e) => {
+                tracing::warn!(map = spec.name, path = %path.display(), error = %e,
+                    "unreadable pin; replacing it");
+                remove_pin(&path)?;
+                created.push(spec.name);
+            }
+        }
+    }
+
+    let result = load_pinned(object, layout, answer_entries, config);
+    if result.is_err() {
+        // Leave the directory as it was: drop only pins this attempt made.
+        for name in &created {
+            let _ = remove_pin(&layout.map(name));
+        }
+        if !root_existed {
+            let _ = fs::remove_dir(layout.links_dir());
+            let _ = fs::remove_dir(layout.root());
+        }
+    }
+    let (ebpf, program_id, answers, counters) = result?;
+
+    let memory = PINNED_MAPS
+        .iter()
+        .map(|name| (*name, map_memory(&layout.map(name)).unwrap_or(0)))
+        .collect();
+    Ok(Loaded {
+        ebpf,
+        program_id,
+        answers,
+        counters,
+        adopted,
+        memory,
+    })
+}
+
+type LoadParts = (
+    Ebpf,
+    u32,
+    HashMap<MapData, AnswerKey, AnswerEntry>,
+    PerCpuArray<MapData, u64>,
+);
+
+fn load_pinned(
+    object: &[u8],
+    layout: &PinLayout,
+    answer_entries: u32,
+    config: &Config,
+) -> Result<LoadParts, FastPathError> {
+    let paths: Vec<_> = PINNED_MAPS
+        .iter()
+        .map(|name| (*name, layout.map(name)))
+        .collect();
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries(MAP_ANSWERS, answer_entries);
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader
+        .load(object)
+        .map_err(|e| FastPathError::Load(Box::new(e)))?;
+
+    for spec in map_specs(answer_entries) {
+        if ebpf.map(spec.name).is_none() {
+            return Err(FastPathError::MissingMap { name: spec.name });
+        }
+        let info = MapInfo::from_pin(layout.map(spec.name))
+            .map_err(|e| FastPathError::map(spec.name, e))?;
+        if let Some((what, found, expected)) = spec.mismatch(&info) {
+            return Err(FastPathError::MapLayout {
+                name: spec.name,
+                what,
+                found,
+                expected,
+            });
+        }
+    }
+
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(FastPathError::MissingProgram)?
+        .try_into()
+        .map_err(|e| FastPathError::Program(Box::new(e)))?;
+    program
+        .load()
+        .map_err(|e| FastPathError::Program(Box::new(e)))?;
+    let program_id = program
+        .info()
+        .map_err(|e| FastPathError::Program(Box::new(e)))?
+        .id();
+
+    let mut config_map: Array<MapData, Config> = take(&mut ebpf, MAP_CONFIG)?;
+    config_map
+        .set(0, config, 0)
+        .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
+    let answers = take(&mut ebpf, MAP_ANSWERS)?;
+    let counters = take(&mut ebpf, MAP_COUNTERS)?;
+    Ok((ebpf, program_id, answers, counters))
+}
+
+fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(FastPathError::MissingMap { name })?;
+    M::try_from(map).map_err(|e| FastPathError::map(name, e))
+}
+
+/// Opens a pinned map of the given typed kind.
+pub(crate) fn open_pinned<M>(layout: &PinLayout, name: &'static str) -> Result<M, FastPathError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let path = layout.map(name);
+    if !path.exists() {
+        return Err(FastPathError::NothingPinned {
+            path: layout.root().to_path_buf(),
+        });
+    }
+    let data = MapData::from_pin(&path).map_err(|e| FastPathError::map(name, e))?;
+    let map = aya::maps::Map::from_map_data(data).map_err(|e| FastPathError::map(name, e))?;
+    M::try_from(map).map_err(|e| FastPathError::map(name, e))
+}
+
+/// Kernel memory charged to a pinned map, from `memlock:` in its fdinfo
+/// (aya's `MapInfo` does not carry it).
+pub(crate) fn map_memory(path: &Path) -> Option<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let data = MapData::from_pin(path).ok()?;
+    let fd = data.fd().as_fd().as_raw_fd();
+    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keeps_packet_byte_order() {
+        let addrs: Vec<IpAddr> = vec![
+            "169.254.20.10".parse().unwrap(),
+            "fd00::53".parse().unwrap(),
+        ];
+        let config = build_config(&addrs, 53).unwrap();
+        assert_eq!(config.v4_addrs[0].to_ne_bytes(), [169, 254, 20, 10]);
+        assert_eq!(config.v4_count, 1);
+        assert_eq!(config.v6_addrs[0][15], 0x53);
+        assert_eq!(config.v6_count, 1);
+        assert_eq!(
+            (config.enabled, config.port, config.edns_udp_size),
+            (1, 53, EDNS_UDP_SIZE)
+        );
+    }
+
+    #[test]
+    fn too_many_addresses_is_an_error() {
+        let addrs: Vec<IpAddr> = (1..=5).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+        let err = build_config(&addrs, 53).unwrap_err();
+        assert!(err.to_string().contains("at most 4"), "{err}");
+    }
+}

@@ -1,0 +1,62 @@
+//! [`AnswerSink`] over the pinned answers map.
+
+use std::sync::Mutex;
+
+use aya::maps::{HashMap, MapData, MapError};
+use dns_common::{AnswerEntry, AnswerKey};
+
+use super::sink::{AnswerSink, SinkError};
+
+/// `BPF_ANY`: create or replace.
+const BPF_ANY: u64 = 0;
+
+/// The kernel answers map. Updates are single `bpf(2)` calls, atomic per
+/// entry for the XDP reader (which still validates what it copies); the
+/// mutex only serialises this process's writers around aya's `&mut` API.
+pub struct MapSink {
+    map: Mutex<HashMap<MapData, AnswerKey, AnswerEntry>>,
+    capacity: u32,
+}
+
+impl MapSink {
+    pub(crate) fn new(map: HashMap<MapData, AnswerKey, AnswerEntry>, capacity: u32) -> Self {
+        Self {
+            map: Mutex::new(map),
+            capacity,
+        }
+    }
+
+    fn errno(e: &MapError) -> Option<i32> {
+        match e {
+            MapError::SyscallError(s) => s.io_error.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl AnswerSink for MapSink {
+    fn put(&self, key: &AnswerKey, entry: &AnswerEntry) -> Result<(), SinkError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(key, entry, BPF_ANY)
+            .map_err(|e| match Self::errno(&e) {
+                // A full hash map answers E2BIG; a non-preallocated one ENOMEM.
+                Some(libc::E2BIG | libc::ENOMEM) => SinkError::Full {
+                    capacity: self.capacity,
+                },
+                _ => SinkError::Map(e.to_string()),
+            })
+    }
+
+    fn delete(&self, key: &AnswerKey) -> Result<(), SinkError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.remove(key) {
+            Ok(()) => Ok(()),
+            Err(e) if Self::errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(SinkError::Map(e.to_string())),
+        }
+    }
+
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+}

@@ -1,0 +1,113 @@
+//! `nodedns_xdp_*` metrics, read from the kernel on each scrape.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::attach::SkipReason;
+use super::runtime::Shared;
+use super::stats;
+
+pub(crate) struct XdpCollector {
+    shared: Arc<Shared>,
+}
+
+impl XdpCollector {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl fmt::Debug for XdpCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpCollector")
+            .field("program_id", &self.shared.program_id)
+            .finish()
+    }
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for XdpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let shared = &self.shared;
+        if let Ok(counters) = stats::read_counters(&shared.counters) {
+            let mut family = encoder.encode_descriptor(
+                "xdp_packets",
+                "Packets seen by the XDP program, by outcome (hit = answered in the kernel)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (counter, value) in counters {
+                let labels = [("outcome", counter.name())];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let entries = stats::count_entries(&shared.answers, shared.capacity);
+        gauge(
+            &mut encoder,
+            "xdp_map_entries",
+            "Entries in the kernel answers map",
+            entries as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "xdp_map_capacity",
+            "Capacity of the kernel answers map (--map-entries)",
+            shared.capacity as i64,
+        )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "xdp_map_memory_bytes",
+                "Kernel memory charged to each pinned map",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (map, bytes) in &shared.memory {
+                ConstGauge::new(*bytes as i64).encode(family.encode_family(&[("map", *map)])?)?;
+            }
+        }
+        let (interfaces, skipped) = {
+            let state = shared.lock();
+            (
+                state.attacher.status(),
+                state.attacher.skip_totals().clone(),
+            )
+        };
+        {
+            let mut family = encoder.encode_descriptor(
+                "xdp_interface_info",
+                "Interfaces the XDP program is attached to, with the mode",
+                None,
+                MetricType::Gauge,
+            )?;
+            for iface in &interfaces {
+                let labels = [
+                    ("interface", iface.name.as_str()),
+                    ("mode", iface.mode.label()),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "xdp_attach_skipped",
+            "Matching interfaces left without the XDP program, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in SkipReason::ALL {
+            let count = skipped.get(&reason).copied().unwrap_or(0);
+            ConstCounter::new(count)
+                .encode(family.encode_family(&[("reason", reason.label())])?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! What lives under the pin directory, and the bpffs checks.
+//!
+//! ```text
+//! <bpffs-path>/NODEDNS_ANSWERS     hash map, AnswerKey -> AnswerEntry
+//! <bpffs-path>/NODEDNS_COUNTERS    per-CPU array of u64, indexed by Counter
+//! <bpffs-path>/NODEDNS_CONFIG      array of one Config
+//! <bpffs-path>/links/xdp-if<N>     the XDP link on the interface with ifindex N
+//! ```
+//!
+//! bpffs holds nothing but pins and directories, so this directory is the
+//! complete record of what the fast path created on the node; `cleanup`
+//! removes exactly these names. `NODEDNS_SCRATCH` is per-CPU scratch space
+//! with no state worth keeping, so it is not pinned.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use dns_common::{MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
+
+use super::error::FastPathError;
+
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// Sub-directory holding one pinned link per attached interface.
+const LINKS_DIR: &str = "links";
+const LINK_PREFIX: &str = "xdp-if";
+
+/// The maps the fast path pins, by name.
+pub const PINNED_MAPS: [&str; 3] = [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG];
+
+#[derive(Debug, Clone)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join(LINKS_DIR)
+    }
+
+    pub fn link(&self, ifindex: u32) -> PathBuf {
+        self.links_dir().join(format!("{LINK_PREFIX}{ifindex}"))
+    }
+
+    /// Every pinned link, as (ifindex, path). A missing directory is empty.
+    pub fn pinned_links(&self) -> Result<Vec<(u32, PathBuf)>, FastPathError> {
+        let dir = self.links_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FastPathError::io(dir, e)),
+        };
+        let mut links = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| FastPathError::io(&dir, e))?;
+            let name = entry.file_name();
+            let ifindex = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(LINK_PREFIX))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(ifindex) = ifindex {
+                links.push((ifindex, entry.path()));
+            }
+        }
+        links.sort();
+        Ok(links)
+    }
+
+    /// Checks the directory is (or will be) on bpffs and creates it.
+    pub fn ensure(&self) -> Result<(), FastPathError> {
+        check_bpffs(&self.root)?;
+        let dir = self.links_dir();
+        fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))
+    }
+}
+
+/// Fails unless `path`, or its nearest existing ancestor, is on bpffs: pins
+/// anywhere else fail with an obscure EPERM, and a directory made on the
+/// wrong filesystem would be silently useless.
+pub fn check_bpffs(path: &Path) -> Result<(), FastPathError> {
+    let mut probe = path;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(parent) => probe = parent,
+            None => break,
+        }
+    }
+    let fs_type = fs_type(probe).map_err(|e| FastPathError::io(probe, e))?;
+    if fs_type != BPF_FS_MAGIC {
+        return Err(FastPathError::NotBpffs {
+            path: path.to_path_buf(),
+            found: probe.to_path_buf(),
+            fs_type,
+        });
+    }
+    Ok(())
+}
+
+fn fs_type(path: &Path) -> io::Result<i64> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statfs fills the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs
+    Ok(st.f_type as i64)
+}
+
+/// Removes a pin; a pin that is already gone is not an error.
+pub fn remove_pin(path: &Path) -> Result<bool, FastPathError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FastPathError::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_round_trip() {
+        let layout = PinLayout::new("/sys/fs/bpf/x");
+        assert_eq!(layout.link(42), Path::new("/sys/fs/bpf/x/links/xdp-if42"));
+        assert_eq!(
+            layout.map(MAP_ANSWERS),
+            Path::new("/sys/fs/bpf/x/NODEDNS_ANSWERS")
+        );
+    }
+
+    #[test]
+    fn tmp_is_not_bpffs() {
+        let err = check_bpffs(Path::new("/tmp/nodedns-not-bpffs/x")).unwrap_err();
+        assert!(
+            err.to_string().contains("mount -t bpf bpf /sys/fs/bpf"),
+            "{err}"
+        );
+    }
+}

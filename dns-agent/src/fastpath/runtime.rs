@@ -1,0 +1,325 @@
+//! The running fast path: loads the object, keeps the attachments in line
+//! with the interfaces on a follower thread, and hands out the map sink.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::programs::Xdp;
+use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS, PROGRAM_NAME};
+
+use super::args::{FastPathArgs, XdpModeArg};
+use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
+use super::error::FastPathError;
+use super::loader::{self, build_config, open_pinned};
+use super::map_sink::MapSink;
+use super::netlink::{self, LinkEvents, Wake, Waker};
+use super::pins::PinLayout;
+use super::selector::InterfaceSelector;
+use super::sink::AnswerSink;
+use super::{cleanup, stats};
+
+/// What happens to the kernel side when the fast path stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitPolicy {
+    /// Links and maps stay pinned; the kernel keeps answering.
+    Keep,
+    /// Links are removed; maps stay pinned for a warm restart.
+    Detach,
+    /// Links, maps and the pin directory are removed.
+    Cleanup,
+}
+
+impl ExitPolicy {
+    pub fn from_args(args: &FastPathArgs) -> Self {
+        if args.keep_on_exit {
+            Self::Keep
+        } else if args.cleanup_on_exit {
+            Self::Cleanup
+        } else {
+            Self::Detach
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub layout: PinLayout,
+    pub program_id: u32,
+    pub capacity: u32,
+    pub memory: Vec<(&'static str, u64)>,
+    pub counters: PerCpuArray<MapData, u64>,
+    /// A second descriptor of the answers map for reads, so walking it does
+    /// not hold up the sink's writers.
+    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
+    pub state: Mutex<State>,
+}
+
+pub(crate) struct State {
+    pub ebpf: Ebpf,
+    pub attacher: Attacher,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn reconcile(&mut self, program_id: u32, startup: bool) -> Result<(), FastPathError> {
+        let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
+            op: "link dump",
+            source,
+        })?;
+        let program = program(&mut self.ebpf);
+        self.attacher
+            .reconcile(program, program_id, &interfaces, startup);
+        Ok(())
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM_NAME)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("the loader checked the program")
+}
+
+struct Follower {
+    handle: JoinHandle<()>,
+    waker: Waker,
+    stop: Arc<AtomicBool>,
+}
+
+/// The loaded XDP fast path. Dropping it applies its [`ExitPolicy`];
+/// [`FastPath::shutdown`] does the same and reports errors.
+///
+/// Attaching happens in the network namespace of the thread that called
+/// [`FastPath::start`] (the follower thread inherits it).
+pub struct FastPath {
+    shared: Arc<Shared>,
+    sink: Arc<MapSink>,
+    follower: Option<Follower>,
+    exit: ExitPolicy,
+}
+
+impl FastPath {
+    /// Loads and attaches the fast path for queries to `listen` addresses on
+    /// `port`. `Ok(None)` with `--xdp-mode off`: no program, no maps.
+    pub fn start(
+        args: &FastPathArgs,
+        listen: &[IpAddr],
+        port: u16,
+    ) -> Result<Option<Self>, FastPathError> {
+        if args.xdp_mode == XdpModeArg::Off {
+            tracing::info!("XDP fast path off (--xdp-mode off): userspace answers every query");
+            return Ok(None);
+        }
+        let selector = InterfaceSelector::new(&args.interfaces, &args.exclude_interfaces)?;
+        let config = build_config(listen, port)?;
+        let object: Cow<'static, [u8]> = match &args.ebpf_object {
+            Some(path) => Cow::Owned(std::fs::read(path).map_err(|e| FastPathError::io(path, e))?),
+            None => Cow::Borrowed(super::object::EBPF_OBJECT),
+        };
+        let layout = PinLayout::new(&args.bpffs_path);
+
+        // Subscribe before the first listing so no link event falls between.
+        let (events, waker) = LinkEvents::subscribe().map_err(|source| FastPathError::Netlink {
+            op: "subscribe",
+            source,
+        })?;
+        let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
+            op: "link dump",
+            source,
+        })?;
+        for name in selector.literals() {
+            if !interfaces.iter().any(|i| &i.name == name) {
+                return Err(FastPathError::NoSuchInterface { name: name.clone() });
+            }
+        }
+
+        let loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
+        let capacity = args.map_entries;
+        let sink = Arc::new(MapSink::new(loaded.answers, capacity));
+        tracing::info!(
+            bpffs = %layout.root().display(), program_id = loaded.program_id, capacity,
+            adopted_maps = ?loaded.adopted, memory_bytes = ?loaded.memory,
+            "XDP fast path loaded"
+        );
+        let state = State {
+            ebpf: loaded.ebpf,
+            attacher: Attacher::new(layout.clone(), selector, args.xdp_mode),
+        };
+        let shared = Arc::new(Shared {
+            layout,
+            program_id: loaded.program_id,
+            capacity,
+            memory: loaded.memory,
+            counters: loaded.counters,
+            answers: answers_reader,
+            state: Mutex::new(state),
+        });
+        {
+            let mut guard = shared.lock();
+            let state = &mut *guard;
+            let program = program(&mut state.ebpf);
+            state
+                .attacher
+                .reconcile(program, shared.program_id, &interfaces, true);
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let interval = Duration::from_secs(args.rescan_interval);
+        let handle = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("nodedns-xdp-links".into())
+                .spawn(move || follow(&shared, &events, &stop, interval))
+                .map_err(|e| FastPathError::io("thread nodedns-xdp-links", e))?
+        };
+        Ok(Some(Self {
+            shared,
+            sink,
+            follower: Some(Follower {
+                handle,
+                waker,
+                stop,
+            }),
+            exit: ExitPolicy::from_args(args),
+        }))
+    }
+
+    /// The sink the resolver writes kernel answers to.
+    pub fn sink(&self) -> Arc<dyn AnswerSink> {
+        self.sink.clone()
+    }
+
+    pub fn program_id(&self) -> u32 {
+        self.shared.program_id
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.shared.capacity
+    }
+
+    /// Kernel memory of each pinned map, in bytes.
+    pub fn memory(&self) -> &[(&'static str, u64)] {
+        &self.shared.memory
+    }
+
+    pub fn layout(&self) -> &PinLayout {
+        &self.shared.layout
+    }
+
+    /// Interfaces the program is attached to, by ifindex.
+    pub fn interfaces(&self) -> Vec<InterfaceStatus> {
+        self.shared.lock().attacher.status()
+    }
+
+    /// Matching interfaces left alone so far, by reason.
+    pub fn skipped(&self) -> BTreeMap<SkipReason, u64> {
+        self.shared.lock().attacher.skip_totals().clone()
+    }
+
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>, FastPathError> {
+        stats::read_counters(&self.shared.counters)
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        stats::count_entries(&self.shared.answers, self.shared.capacity)
+    }
+
+    /// Asks the follower thread for a rescan now (it runs in the namespace
+    /// the fast path was started in).
+    pub fn rescan(&self) {
+        if let Some(f) = &self.follower {
+            f.waker.wake();
+        }
+    }
+
+    /// Registers the `nodedns_xdp_*` metrics.
+    pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
+        registry.register_collector(Box::new(super::metrics::XdpCollector::new(
+            self.shared.clone(),
+        )));
+    }
+
+    pub fn exit_policy(&self) -> ExitPolicy {
+        self.exit
+    }
+
+    /// Changes what [`FastPath::shutdown`] (or drop) does.
+    pub fn set_exit_policy(&mut self, exit: ExitPolicy) {
+        self.exit = exit;
+    }
+
+    /// Stops following interfaces and applies the exit policy.
+    pub fn shutdown(mut self) -> Result<(), FastPathError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), FastPathError> {
+        let Some(follower) = self.follower.take() else {
+            return Ok(());
+        };
+        follower.stop.store(true, Ordering::SeqCst);
+        follower.waker.wake();
+        if follower.handle.join().is_err() {
+            tracing::error!("the XDP interface follower panicked");
+        }
+        let mut state = self.shared.lock();
+        let program_id = self.shared.program_id;
+        match self.exit {
+            ExitPolicy::Keep => {
+                state.attacher.release_all(Release::Keep, program_id);
+                tracing::info!(bpffs = %self.shared.layout.root().display(),
+                    "leaving XDP attachments and maps pinned (--keep-on-exit)");
+                Ok(())
+            }
+            ExitPolicy::Detach => {
+                state.attacher.release_all(Release::Detach, program_id);
+                tracing::info!("XDP detached; maps stay pinned for the next start");
+                Ok(())
+            }
+            ExitPolicy::Cleanup => {
+                state.attacher.release_all(Release::Detach, program_id);
+                drop(state);
+                cleanup::remove_if_unused(&self.shared.layout)
+            }
+        }
+    }
+}
+
+impl Drop for FastPath {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "stopping the XDP fast path");
+        }
+    }
+}
+
+/// The follower thread: rescan on link events, on wake-ups and on a timer.
+fn follow(shared: &Shared, events: &LinkEvents, stop: &AtomicBool, interval: Duration) {
+    /// Pause after a netlink error, so a broken socket cannot spin.
+    const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+    while !stop.load(Ordering::SeqCst) {
+        match events.wait(interval) {
+            Ok(Wake::Woken) if stop.load(Ordering::SeqCst) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for link events failed; rescanning");
+                std::thread::sleep(ERROR_BACKOFF);
+            }
+        }
+        if let Err(e) = shared.lock().reconcile(shared.program_id, false) {
+            tracing::warn!(error = %e, "interface rescan failed");
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The forwarding cache: positive and negative answers (RFC 2308), clamped
+//! TTLs, a bound in entries and in bytes, and expired data kept for
+//! serve-stale (RFC 8767).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::metrics::ResolverMetrics;
+
+pub type CacheKey = (LowerName, RecordType);
+
+/// Fixed overhead charged per entry on top of its records' wire size.
+const ENTRY_OVERHEAD_BYTES: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Clamps {
+    pub max_success: u32,
+    pub max_denial: u32,
+    pub servfail: u32,
+}
+
+/// A cached upstream answer. `ttl` is the clamped lifetime it was stored with.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additionals: Vec<Record>,
+    pub ttl: u32,
+    pub stored: Instant,
+    pub bytes: usize,
+    pub hits: AtomicU32,
+}
+
+impl CachedAnswer {
+    /// The answer to keep from a validated upstream reply, or None when it
+    /// must not be cached (TTL 0, or an rcode other than NOERROR, NXDOMAIN
+    /// or SERVFAIL).
+    pub fn from_reply(reply: &Message, clamps: &Clamps, now: Instant) -> Option<Self> {
+        let rcode = reply.metadata.response_code;
+        let ttl = match rcode {
+            ResponseCode::NoError if !reply.answers.is_empty() => reply
+                .answers
+                .iter()
+                .map(|r| r.ttl)
+                .min()?
+                .min(clamps.max_success),
+            ResponseCode::NoError | ResponseCode::NXDomain => negative_ttl(&reply.authorities)
+                .unwrap_or(clamps.max_denial)
+                .min(clamps.max_denial),
+            ResponseCode::ServFail => clamps.servfail,
+            _ => return None,
+        };
+        if ttl == 0 {
+            return None;
+        }
+        let answers = reply.answers.clone();
+        let authority = reply.authorities.clone();
+        let additionals: Vec<Record> = reply
+            .additionals
+            .iter()
+            .filter(|r| r.record_type() != RecordType::OPT)
+            .cloned()
+            .collect();
+        let bytes = ENTRY_OVERHEAD_BYTES
+            + answers
+                .iter()
+                .chain(&authority)
+                .chain(&additionals)
+                .map(|r| r.to_bytes().map(|b| b.len()).unwrap_or(256))
+                .sum::<usize>();
+        Some(Self {
+            rcode,
+            answers,
+            authority,
+            additionals,
+            ttl,
+            stored: now,
+            bytes,
+            hits: AtomicU32::new(0),
+        })
+    }
+
+    pub fn expires(&self) -> Instant {
+        self.stored + Duration::from_secs(self.ttl as u64)
+    }
+
+    /// Seconds of life left at `now` (0 once expired).
+    pub fn remaining(&self, now: Instant) -> u32 {
+        self.expires().saturating_duration_since(now).as_secs() as u32
+    }
+}
+
+/// RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM).
+fn negative_ttl(authority: &[Record]) -> Option<u32> {
+    authority.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+        _ => None,
+    })
+}
+
+pub enum CacheLookup {
+    Fresh {
+        answer: Arc<CachedAnswer>,
+        prefetch: bool,
+    },
+    Stale(Arc<CachedAnswer>),
+    Miss,
+}
+
+struct Slot {
+    answer: Arc<CachedAnswer>,
+    seq: u64,
+}
+
+struct Inner {
+    map: HashMap<CacheKey, Slot>,
+    /// Insertion order for eviction (oldest first). A key re-inserted later
+    /// leaves an outdated (key, seq) pair behind that eviction skips.
+    order: VecDeque<(CacheKey, u64)>,
+    seq: u64,
+    bytes: usize,
+}
+
+pub struct CacheConfig {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    pub clamps: Clamps,
+    pub stale_max_age: Option<Duration>,
+    pub prefetch: Option<(u32, u8)>,
+}
+
+pub struct Cache {
+    cfg: CacheConfig,
+    inner: Mutex<Inner>,
+    metrics: Arc<ResolverMetrics>,
+}
+
+impl Cache {
+    pub fn new(cfg: CacheConfig, metrics: Arc<ResolverMetrics>) -> Self {
+        let inner = Inner {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            bytes: 0,
+        };
+        Self {
+            cfg,
+            inner: Mutex::new(inner),
+            metrics,
+        }
+    }
+
+    pub fn clamps(&self) -> &Clamps {
+        &self.cfg.clamps
+    }
+
+    pub fn get(&self, key: &CacheKey, now: Instant) -> CacheLookup {
+        let mut inner = self.inner.lock().unwrap();
+        let Some(slot) = inner.map.get(key) else {
+            self.metrics.cache_misses.inc();
+            return CacheLookup::Miss;
+        };
+        let answer = slot.answer.clone();
+        let expires = answer.expires();
+        if now < expires {
+            self.metrics.cache_hits.inc();
+            let hits = answer.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            let prefetch = self.cfg.prefetch.is_some_and(|(min_hits, percent)| {
+                let left = expires - now;
+                hits >= min_hits
+                    && left.as_millis() * 100 <= answer.ttl as u128 * 1000 * percent as u128
+            });
+            return CacheLookup::Fresh { answer, prefetch };
+        }
+        match self.cfg.stale_max_age {
+            Some(max_age) if now < expires + max_age && answer.rcode != ResponseCode::ServFail => {
+                CacheLookup::Stale(answer)
+            }
+            _ => {
+                self.remove_locked(&mut inner, key);
+                self.metrics.cache_misses.inc();
+                CacheLookup::Miss
+            }
+        }
+    }
+
+    /// Stores `answer`. A SERVFAIL never replaces other data, which stays
+    /// available for serve-stale.
+    pub fn insert(&self, key: CacheKey, answer: CachedAnswer) -> Arc<CachedAnswer> {
+        let answer = Arc::new(answer);
+        let mut inner = self.inner.lock().unwrap();
+        if answer.rcode == ResponseCode::ServFail
+            && inner
+                .map
+                .get(&key)
+                .is_some_and(|s| s.answer.rcode != ResponseCode::ServFail)
+        {
+            return answer;
+        }
+        self.remove_locked(&mut inner, &key);
+        inner.seq += 1;
+        let seq = inner.seq;
+        inner.bytes += answer.bytes;
+        inner.order.push_back((key.clone(), seq));
+        inner.map.insert(
+            key,
+            Slot {
+                answer: answer.clone(),
+                seq,
+            },
+        );
+        while inner.map.len() > self.cfg.max_entries || inner.bytes > self.cfg.max_bytes {
+            let Some((old, old_seq)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.map.get(&old).is_some_and(|s| s.seq == old_seq) {
+                self.remove_locked(&mut inner, &old);
+                self.metrics.cache_evictions.inc();
+            }
+        }
+        // Keep the order queue bounded by the map's size.
+        if inner.order.len() > 2 * inner.map.len() + 64 {
+            let Inner { map, order, .. } = &mut *inner;
+            order.retain(|(k, s)| map.get(k).is_some_and(|slot| slot.seq == *s));
+        }
+        self.publish(&inner);
+        answer
+    }
+
+    fn remove_locked(&self, inner: &mut Inner, key: &CacheKey) {
+        if let Some(slot) = inner.map.remove(key) {
+            inner.bytes -= slot.answer.bytes;
+        }
+        self.publish(inner);
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.metrics.cache_entries.set(inner.map.len() as i64);
+        self.metrics.cache_bytes.set(inner.bytes as i64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use prometheus_client::registry::Registry;
+
+    fn clamps() -> Clamps {
+        Clamps {
+            max_success: 30,
+            max_denial: 5,
+            servfail: 5,
+        }
+    }
+
+    fn cache(entries: usize, stale: bool) -> Cache {
+        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
+        let cfg = CacheConfig {
+            max_entries: entries,
+            max_bytes: 1 << 20,
+            clamps: clamps(),
+            stale_max_age: stale.then_some(Duration::from_secs(3600)),
+            prefetch: Some((2, 10)),
+        };
+        Cache::new(cfg, metrics)
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn reply_a(ttl: u32) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(Record::from_rdata(
+            name("a.example."),
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        m
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let soa = SOA::new(
+            name("ns.example."),
+            name("h.example."),
+            1,
+            60,
+            60,
+            60,
+            minimum,
+        );
+        Record::from_rdata(name("example."), ttl, RData::SOA(soa))
+    }
+
+    fn key(s: &str) -> CacheKey {
+        (LowerName::new(&name(s)), RecordType::A)
+    }
+
+    #[test]
+    fn success_ttl_is_clamped() {
+        let now = Instant::now();
+        assert_eq!(
+            CachedAnswer::from_reply(&reply_a(300), &clamps(), now)
+                .unwrap()
+                .ttl,
+            30
+        );
+        assert_eq!(
+            CachedAnswer::from_reply(&reply_a(7), &clamps(), now)
+                .unwrap()
+                .ttl,
+            7
+        );
+        assert!(CachedAnswer::from_reply(&reply_a(0), &clamps(), now).is_none());
+    }
+
+    #[test]
+    fn negative_ttl_comes_from_soa_and_is_clamped() {
+        let now = Instant::now();
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        m.add_authority(soa(3600, 3));
+        assert_eq!(CachedAnswer::from_reply(&m, &clamps(), now).unwrap().ttl, 3);
+        m.authorities = vec![soa(3600, 900)];
+        assert_eq!(CachedAnswer::from_reply(&m, &clamps(), now).unwrap().ttl, 5);
+        m.metadata.response_code = ResponseCode::Refused;
+        assert!(CachedAnswer::from_reply(&m, &clamps(), now).is_none());
+    }
+
+    #[test]
+    fn expired_entries_are_stale_then_gone() {
+        let c = cache(10, true);
+        let past = Instant::now() - Duration::from_secs(40);
+        c.insert(
+            key("a.example."),
+            CachedAnswer::from_reply(&reply_a(30), &clamps(), past).unwrap(),
+        );
+        assert!(matches!(
+            c.get(&key("a.example."), Instant::now()),
+            CacheLookup::Stale(_)
+        ));
+        let c = cache(10, false);
+        c.insert(
+            key("a.example."),
+            CachedAnswer::from_reply(&reply_a(30), &clamps(), past).unwrap(),
+        );
+        assert!(matches!(
+            c.get(&key("a.example."), Instant::now()),
+            CacheLookup::Miss
+        ));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn capacity_evicts_oldest() {
+        let c = cache(2, true);
+        let now = Instant::now();
+        for n in ["a.example.", "b.example.", "c.example."] {
+            c.insert(
+                key(n),
+                CachedAnswer::from_reply(&reply_a(30), &clamps(), now).unwrap(),
+            );
+        }
+        assert_eq!(c.len(), 2);
+        assert!(matches!(c.get(&key("a.example."), now), CacheLookup::Miss));
+        assert!(matches!(
+            c.get(&key("c.example."), now),
+            CacheLookup::Fresh { .. }
+        ));
+    }
+
+    #[test]
+    fn servfail_does_not_replace_data() {
+        let c = cache(10, true);
+        let now = Instant::now();
+        c.insert(
+            key("a.example."),
+            CachedAnswer::from_reply(&reply_a(30), &clamps(), now).unwrap(),
+        );
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = ResponseCode::ServFail;
+        c.insert(
+            key("a.example."),
+            CachedAnswer::from_reply(&m, &clamps(), now).unwrap(),
+        );
+        match c.get(&key("a.example."), now) {
+            CacheLookup::Fresh { answer, .. } => assert_eq!(answer.rcode, ResponseCode::NoError),
+            _ => panic!("data lost"),
+        }
+    }
+
+    #[test]
+    fn prefetch_when_popular_and_nearly_expired() {
+        let c = cache(10, true);
+        let stored = Instant::now() - Duration::from_secs(28);
+        c.insert(
+            key("a.example."),
+            CachedAnswer::from_reply(&reply_a(30), &clamps(), stored).unwrap(),
+        );
+        let now = Instant::now();
+        assert!(matches!(
+            c.get(&key("a.example."), now),
+            CacheLookup::Fresh {
+                prefetch: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            c.get(&key("a.example."), now),
+            CacheLookup::Fresh { prefetch: true, .. }
+        ));
+    }
+}

@@ -1,0 +1,140 @@
+//! `/metrics` (the whole shared registry, Prometheus text format) and
+//! `/healthz` + `/readyz`, each on its own address.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::zone::Zone;
+
+/// HTTP connections served at once per server (scrapers and probes only).
+const MAX_HTTP_CONNECTIONS: usize = 32;
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this time whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// What `/readyz` and `/healthz` look at.
+pub struct Health {
+    pub zone: Arc<dyn Zone>,
+    pub listeners_up: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.listeners_up.load(Ordering::Relaxed) && self.zone.is_ready()
+    }
+}
+
+pub enum Pages {
+    Metrics(Arc<Registry>),
+    Health(Arc<Health>),
+}
+
+impl Pages {
+    fn answer(&self, path: &str) -> (StatusCode, &'static str, String) {
+        const TEXT: &str = "text/plain; charset=utf-8";
+        match (self, path) {
+            (Pages::Metrics(registry), "/metrics") => {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, registry) {
+                    Ok(()) => (
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        body,
+                    ),
+                    Err(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        TEXT,
+                        "metrics encoding failed\n".into(),
+                    ),
+                }
+            }
+            (Pages::Health(h), "/healthz") => {
+                if h.listeners_up.load(Ordering::Relaxed) {
+                    (StatusCode::OK, TEXT, "ok\n".into())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "listeners are not up\n".into(),
+                    )
+                }
+            }
+            (Pages::Health(h), "/readyz") => {
+                match (h.listeners_up.load(Ordering::Relaxed), h.zone.is_ready()) {
+                    (true, true) => (StatusCode::OK, TEXT, "ready\n".into()),
+                    (false, _) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "listeners are not up\n".into(),
+                    ),
+                    (true, false) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "cluster zone: first sync not done\n".into(),
+                    ),
+                }
+            }
+            _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
+        }
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+pub async fn serve(listener: TcpListener, pages: Arc<Pages>, cancel: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue;
+        };
+        let pages = pages.clone();
+        conns.spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (status, ctype, body) = pages.answer(req.uri().path());
+                let resp = Response::builder()
+                    .status(status)
+                    .header("content-type", ctype)
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("static response parts are valid");
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(permit);
+        });
+    }
+    conns.shutdown().await;
+}

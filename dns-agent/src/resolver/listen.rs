@@ -1,0 +1,228 @@
+//! UDP and TCP listeners on every listen address. Sockets use SO_REUSEPORT
+//! so a new agent can bind next to the old one during a hand-over; every
+//! kind of work a client can cause is bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::{Handler, Transport};
+use super::metrics::ResolverMetrics;
+
+/// Largest UDP query read (larger datagrams are cut and answered FORMERR).
+const UDP_QUERY_BUF: usize = 4096;
+/// Queries one TCP connection may have in progress (RFC 7766 pipelining).
+const TCP_PIPELINE_DEPTH: usize = 16;
+/// Time a client has to send the rest of a message once its length arrived,
+/// and to take a response off our hands.
+const TCP_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pending connections the kernel queues before accept.
+const TCP_BACKLOG: i32 = 1024;
+/// Socket receive buffer asked for the UDP listeners (best effort).
+const UDP_RCVBUF: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot listen on {addr}/{proto}: {source} (is the address configured on this host? see --listen and --no-create-interface)"
+)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub proto: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+    let err = |source| BindError {
+        addr,
+        proto: "udp",
+        source,
+    };
+    let s = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
+    let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+    UdpSocket::from_std(s.into()).map_err(err)
+}
+
+pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let err = |source| BindError {
+        addr,
+        proto: "tcp",
+        source,
+    };
+    let s = socket(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
+    s.listen(TCP_BACKLOG).map_err(err)?;
+    TcpListener::from_std(s.into()).map_err(err)
+}
+
+/// Limits shared by all listeners.
+#[derive(Clone)]
+pub struct Limits {
+    /// Client queries in progress, UDP and TCP together.
+    pub queries: Arc<Semaphore>,
+    pub tcp_connections: Arc<Semaphore>,
+    pub tcp_idle: Duration,
+}
+
+pub async fn serve_udp(
+    socket: UdpSocket,
+    handler: Arc<Handler>,
+    limits: Limits,
+    cancel: CancellationToken,
+) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; UDP_QUERY_BUF];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            },
+        };
+        // Waiting here leaves further queries in the socket buffer, where
+        // the kernel drops the excess: backpressure, not an unbounded queue.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = limits.queries.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let query = buf[..n].to_vec();
+        let (socket, handler) = (socket.clone(), handler.clone());
+        tokio::spawn(async move {
+            if let Some(response) = handler.handle(&query, Transport::Udp).await {
+                let _ = socket.send_to(&response, peer).await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+pub async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    limits: Limits,
+    metrics: Arc<ResolverMetrics>,
+    cancel: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limits.tcp_connections.clone().try_acquire_owned() else {
+            metrics.tcp_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let (handler, limits, metrics, cancel) = (
+            handler.clone(),
+            limits.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        connections.spawn(async move {
+            metrics.tcp_connections.inc();
+            connection(stream, handler, limits, cancel).await;
+            metrics.tcp_connections.dec();
+            drop(permit);
+        });
+    }
+    connections.shutdown().await;
+}
+
+/// One client connection: length-prefixed queries read in a loop, answered
+/// concurrently (up to TCP_PIPELINE_DEPTH), responses written in completion
+/// order. Idle, slow or garbage-sending clients are disconnected.
+async fn connection(
+    stream: TcpStream,
+    handler: Arc<Handler>,
+    limits: Limits,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
+    let writer = tokio::spawn(async move {
+        while let Some(response) = rx.recv().await {
+            let mut framed = Vec::with_capacity(response.len() + 2);
+            framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&response);
+            match tokio::time::timeout(TCP_IO_TIMEOUT, wr.write_all(&framed)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let pipeline = Arc::new(Semaphore::new(TCP_PIPELINE_DEPTH));
+    loop {
+        let len = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = tokio::time::timeout(limits.tcp_idle, rd.read_u16()) => match r {
+                Ok(Ok(len)) => len as usize,
+                _ => break,
+            },
+        };
+        if len < 12 {
+            break; // cannot even hold a header: garbage
+        }
+        let mut query = vec![0u8; len];
+        match tokio::time::timeout(TCP_IO_TIMEOUT, rd.read_exact(&mut query)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        let Ok(slot) = pipeline.clone().acquire_owned().await else {
+            break;
+        };
+        let Ok(permit) = limits.queries.clone().acquire_owned().await else {
+            break;
+        };
+        let (tx, handler) = (tx.clone(), handler.clone());
+        tokio::spawn(async move {
+            if let Some(response) = handler.handle(&query, Transport::Tcp).await {
+                let _ = tx.send(response).await;
+            }
+            drop((slot, permit));
+        });
+    }
+    drop(tx);
+    // Let answers already being prepared go out, within a bound.
+    let mut writer = writer;
+    if tokio::time::timeout(TCP_IO_TIMEOUT * 2, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}

@@ -1,0 +1,300 @@
+//! A hostile upstream DNS server for the resolver's tests: it answers like
+//! a plain authoritative server, or misbehaves on demand (wrong ID, wrong
+//! question, QR=0, garbage, truncation, silence, slowness, SERVFAIL,
+//! REFUSED), and counts every query it receives.
+//!
+//! Data it serves (any name): A -> 192.0.2.1 (TTL [`HostileUpstream::set_ttl`],
+//! default 300); names whose first label starts with `nx` -> NXDOMAIN with
+//! an SOA (TTL 3600, MINIMUM 60); names whose first label starts with `big`
+//! -> 60 A records (too big for 512-byte UDP); names whose first label
+//! starts with `shadow` -> a CNAME to `web.default.svc.cluster.local.` plus
+//! a forged A record for that cluster name; other types -> NODATA + SOA.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// How a bad reply is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bad {
+    WrongId,
+    WrongQuestion,
+    /// QR=0: a query, not a response.
+    NotResponse,
+    Garbage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// Answer correctly.
+    Answer,
+    /// Only ever send a bad reply.
+    Bad(Bad),
+    /// A bad reply first, then the right one (a spoofing attempt that races
+    /// the real server).
+    BadThenGood(Bad),
+    /// UDP replies carry TC=1 and no records; TCP gets the full answer.
+    Truncate,
+    /// Never reply.
+    Silence,
+    /// Answer correctly after this delay.
+    Slow(Duration),
+    ServFail,
+    Refused,
+}
+
+struct Shared {
+    behavior: Mutex<Behavior>,
+    ttl: AtomicU32,
+    udp_queries: AtomicUsize,
+    tcp_queries: AtomicUsize,
+}
+
+/// The server; stops when dropped.
+pub struct HostileUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl HostileUpstream {
+    /// Listens on UDP and TCP `addr` (port 0 picks one for both).
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let udp = UdpSocket::bind(addr).await?;
+        let addr = udp.local_addr()?;
+        let tcp = TcpListener::bind(addr).await?;
+        let shared = Arc::new(Shared {
+            behavior: Mutex::new(Behavior::Answer),
+            ttl: AtomicU32::new(300),
+            udp_queries: AtomicUsize::new(0),
+            tcp_queries: AtomicUsize::new(0),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(serve_udp(udp, shared.clone(), cancel.clone()));
+        tokio::spawn(serve_tcp(tcp, shared.clone(), cancel.clone()));
+        Ok(Self {
+            addr,
+            shared,
+            cancel,
+        })
+    }
+
+    pub fn set(&self, behavior: Behavior) {
+        *self.shared.behavior.lock().unwrap() = behavior;
+    }
+
+    pub fn set_ttl(&self, ttl: u32) {
+        self.shared.ttl.store(ttl, Ordering::Relaxed);
+    }
+
+    pub fn udp_queries(&self) -> usize {
+        self.shared.udp_queries.load(Ordering::Relaxed)
+    }
+
+    pub fn tcp_queries(&self) -> usize {
+        self.shared.tcp_queries.load(Ordering::Relaxed)
+    }
+
+    pub fn queries(&self) -> usize {
+        self.udp_queries() + self.tcp_queries()
+    }
+}
+
+impl Drop for HostileUpstream {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).expect("static name")
+}
+
+fn soa(zone: &Name) -> Record {
+    let soa = SOA::new(
+        name("ns.hostile."),
+        name("hostmaster.hostile."),
+        1,
+        60,
+        60,
+        600,
+        60,
+    );
+    Record::from_rdata(zone.base_name(), 3600, RData::SOA(soa))
+}
+
+/// The correct answer to `query`.
+fn answer(query: &Message, ttl: u32) -> Message {
+    let mut reply = Message::response(query.metadata.id, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_queries(query.queries.iter().cloned());
+    let Some(q) = query.queries.first() else {
+        reply.metadata.response_code = ResponseCode::FormErr;
+        return reply;
+    };
+    let first = q
+        .name
+        .iter()
+        .next()
+        .map(|l| String::from_utf8_lossy(l).to_lowercase())
+        .unwrap_or_default();
+    if first.starts_with("nx") {
+        reply.metadata.response_code = ResponseCode::NXDomain;
+        reply.add_authority(soa(&q.name));
+    } else if first.starts_with("shadow") {
+        let target = name("web.default.svc.cluster.local.");
+        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
+        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
+        reply.add_answer(Record::from_rdata(
+            target,
+            ttl,
+            RData::A(A::new(6, 6, 6, 6)),
+        ));
+    } else if q.query_type == RecordType::A {
+        let count = if first.starts_with("big") { 60 } else { 1 };
+        for i in 0..count {
+            let a = A(Ipv4Addr::new(192, 0, 2, 1 + i as u8));
+            reply.add_answer(Record::from_rdata(q.name.clone(), ttl, RData::A(a)));
+        }
+    } else {
+        reply.add_authority(soa(&q.name));
+    }
+    if query.edns.is_some() {
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_max_payload(1232);
+        reply.set_edns(edns);
+    }
+    reply
+}
+
+fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
+    let mut reply = answer(query, ttl);
+    match how {
+        Bad::WrongId => reply.metadata.id = query.metadata.id.wrapping_add(1),
+        Bad::WrongQuestion => {
+            // Same ID, a different name, and a poisonous answer for it.
+            let other = name("poison.example.");
+            reply.queries[0].name = other.clone();
+            reply.answers = vec![Record::from_rdata(
+                other,
+                86_400,
+                RData::A(A::new(6, 6, 6, 6)),
+            )];
+        }
+        Bad::NotResponse => {
+            reply.metadata.message_type = MessageType::Query;
+            for r in &mut reply.answers {
+                r.data = RData::A(A::new(6, 6, 6, 6));
+            }
+        }
+        Bad::Garbage => {
+            let mut junk = vec![0u8; 64];
+            junk[..2].copy_from_slice(&query.metadata.id.to_be_bytes());
+            for (i, b) in junk.iter_mut().enumerate().skip(2) {
+                *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+            }
+            return junk;
+        }
+    }
+    reply.to_vec().expect("encodable")
+}
+
+/// The datagrams to send (in order, after `delay`) for one UDP query.
+fn udp_replies(query: &Message, shared: &Shared) -> (Duration, Vec<Vec<u8>>) {
+    let behavior = *shared.behavior.lock().unwrap();
+    let ttl = shared.ttl.load(Ordering::Relaxed);
+    let good = || answer(query, ttl).to_vec().expect("encodable");
+    let coded = |rcode| {
+        let mut m = answer(query, ttl);
+        m.metadata.response_code = rcode;
+        m.answers.clear();
+        m.authorities.clear();
+        m.to_vec().expect("encodable")
+    };
+    match behavior {
+        Behavior::Answer => (Duration::ZERO, vec![good()]),
+        Behavior::Bad(how) => (Duration::ZERO, vec![bad(query, how, ttl)]),
+        Behavior::BadThenGood(how) => (Duration::ZERO, vec![bad(query, how, ttl), good()]),
+        Behavior::Truncate => {
+            let mut m = answer(query, ttl);
+            m.metadata.truncation = true;
+            m.answers.clear();
+            m.authorities.clear();
+            (Duration::ZERO, vec![m.to_vec().expect("encodable")])
+        }
+        Behavior::Silence => (Duration::ZERO, vec![]),
+        Behavior::Slow(d) => (d, vec![good()]),
+        Behavior::ServFail => (Duration::ZERO, vec![coded(ResponseCode::ServFail)]),
+        Behavior::Refused => (Duration::ZERO, vec![coded(ResponseCode::Refused)]),
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r { Ok(r) => r, Err(_) => continue },
+        };
+        shared.udp_queries.fetch_add(1, Ordering::Relaxed);
+        let Ok(query) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        let (delay, replies) = udp_replies(&query, &shared);
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            for r in replies {
+                let _ = socket.send_to(&r, peer).await;
+            }
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let mut stream = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let work = async {
+                let len = stream.read_u16().await.ok()? as usize;
+                let mut buf = vec![0u8; len];
+                stream.read_exact(&mut buf).await.ok()?;
+                shared.tcp_queries.fetch_add(1, Ordering::Relaxed);
+                let query = Message::from_vec(&buf).ok()?;
+                let behavior = *shared.behavior.lock().unwrap();
+                let ttl = shared.ttl.load(Ordering::Relaxed);
+                let reply = match behavior {
+                    Behavior::Silence => return None,
+                    Behavior::Slow(d) => {
+                        tokio::time::sleep(d).await;
+                        answer(&query, ttl).to_vec().ok()?
+                    }
+                    Behavior::Bad(how) => bad(&query, how, ttl),
+                    _ => answer(&query, ttl).to_vec().ok()?,
+                };
+                let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&reply);
+                stream.write_all(&framed).await.ok()
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = work => {}
+            }
+        });
+    }
+}

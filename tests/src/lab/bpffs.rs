@@ -1,0 +1,42 @@
+//! A unique bpffs directory for pins, removed with its contents on drop.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{LabError, Result};
+use super::names::unique_suffix;
+
+/// `/sys/fs/bpf` is shared by every network namespace on the machine, so a
+/// test that pins (the agent's `--bpffs-path`) gets its own directory.
+#[derive(Debug)]
+pub struct BpffsDir {
+    path: PathBuf,
+}
+
+impl BpffsDir {
+    pub const ROOT: &'static str = "/sys/fs/bpf";
+
+    /// Creates `/sys/fs/bpf/ndlab-<pid>-<counter>-<random>`.
+    pub fn create() -> Result<Self> {
+        super::require_root()?;
+        let path = Path::new(Self::ROOT).join(format!("ndlab-{}", unique_suffix()));
+        std::fs::create_dir(&path)
+            .map_err(|e| LabError::io(format!("create {}", path.display()), e))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BpffsDir {
+    fn drop(&mut self) {
+        // Unlinking a pin only drops that reference; the kernel frees the
+        // object once nothing else holds it.
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("lab: could not remove {}: {e}", self.path.display());
+        }
+    }
+}

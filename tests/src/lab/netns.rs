@@ -1,0 +1,153 @@
+//! A named network namespace (`ip netns add`), removed on drop.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use super::command::{self, ip};
+use super::error::{LabError, Result};
+use super::names::unique_suffix;
+
+/// A network namespace created by the lab, with `lo` up.
+///
+/// `ip netns exec` bind-mounts `/etc/netns/<name>/*` over `/etc`, which is how
+/// a namespace gets its own `resolv.conf` ([`Netns::set_resolv_conf`]); that
+/// directory is removed on drop as well.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    etc_dir: Option<PathBuf>,
+}
+
+impl Netns {
+    /// Creates `ndlab-<pid>-<counter>-<random>-<role>`.
+    pub fn create(role: &str) -> Result<Self> {
+        super::require_root()?;
+        let name = format!("ndlab-{}-{role}", unique_suffix());
+        ip(&["netns", "add", &name])?;
+        // From here on the guard owns the namespace, so a failure below still
+        // removes it.
+        let netns = Self {
+            name,
+            etc_dir: None,
+        };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n <name> <args>`, which must succeed.
+    pub fn ip(&self, args: &[&str]) -> Result<Output> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// A command that runs `program` inside the namespace (`ip netns exec`),
+    /// with this namespace's `/etc/netns` files in place. `ip netns exec`
+    /// execs the program, so the child's pid is the program's.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// A command that runs `program` in the namespace with only the network
+    /// namespace switched (`nsenter --net`). Unlike `ip netns exec`, it keeps
+    /// the host's `/sys`, so `/sys/fs/bpf` stays the real bpffs: the agent
+    /// needs it to pin and adopt maps. `/etc/netns` files are not applied.
+    pub fn command_net_only(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// Runs `program args` inside the namespace; fails unless it exits 0.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<Output> {
+        command::checked(self.command(program).args(args))
+    }
+
+    /// Runs `program args` inside the namespace and returns its output,
+    /// whatever the exit status (for clients whose failure is the result).
+    pub fn output(&self, program: &str, args: &[&str]) -> Result<Output> {
+        command::output(self.command(program).args(args))
+    }
+
+    /// Writes `/etc/netns/<name>/resolv.conf`, which processes started with
+    /// [`Netns::command`] see as `/etc/resolv.conf`.
+    pub fn set_resolv_conf(&mut self, text: &str) -> Result<()> {
+        let dir = PathBuf::from("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+        self.etc_dir = Some(dir.clone());
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, text)
+            .map_err(|e| LabError::io(format!("write {}", path.display()), e))
+    }
+
+    /// Runs `f` on a thread that has entered this namespace, for code that
+    /// must act inside it in-process: resolving an ifindex, attaching XDP
+    /// (a link's ifindex is looked up in the caller's namespace), opening a
+    /// socket. The calling thread stays where it is.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        let file =
+            File::open(&path).map_err(|e| LabError::io(format!("open {}", path.display()), e))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns on a valid namespace fd only changes this
+                    // thread's network namespace; the thread ends with `f`.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        let e = std::io::Error::last_os_error();
+                        return Err(LabError::io(format!("setns into {}", self.name), e));
+                    }
+                    Ok(f())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// The index of interface `ifname` inside this namespace.
+    pub fn ifindex(&self, ifname: &str) -> Result<u32> {
+        let c_name = std::ffi::CString::new(ifname)
+            .map_err(|_| LabError::Other(format!("bad name {ifname:?}")))?;
+        // SAFETY: if_nametoindex reads a valid NUL-terminated string.
+        let index = self.enter(|| unsafe { libc::if_nametoindex(c_name.as_ptr()) })?;
+        if index == 0 {
+            return Err(LabError::Other(format!(
+                "interface {ifname} does not exist in netns {}",
+                self.name
+            )));
+        }
+        Ok(index)
+    }
+
+    /// Whether `ip netns list` still shows the namespace (for leak checks).
+    pub fn exists(name: &str) -> bool {
+        PathBuf::from("/run/netns").join(name).exists()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Processes still inside keep the namespace alive after this; the
+        // guards that start them (`Daemon`) are dropped before the netns.
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("lab: could not remove netns {}: {e}", self.name);
+        }
+        if let Some(dir) = self.etc_dir.take()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            eprintln!("lab: could not remove {}: {e}", dir.display());
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The API server source against the fake API server, with the real kube
+//! client: initial sync, change propagation, 410 relists, errors, dropped
+//! watches, the API server down or hung at start, and the ConfigMap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
+use dns_agent::zone::{Zone, ZoneLookup};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use nodedns_tests::fakeapi::fixtures::{headless, service, slice, wait_for};
+use nodedns_tests::fakeapi::{FakeApi, Resource};
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn lookup(zone: &dyn Zone, name: &str, qtype: RecordType) -> ZoneLookup {
+    zone.lookup(&LowerName::from(Name::from_ascii(name).unwrap()), qtype)
+}
+
+/// The answer's rdata as strings, or the rcode name for negative answers.
+fn answer(zone: &dyn Zone, name: &str, qtype: RecordType) -> Vec<String> {
+    match lookup(zone, name, qtype) {
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError && !a.answers.is_empty() => {
+            let mut v: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
+            v.sort();
+            v
+        }
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError => vec!["NODATA".into()],
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NXDomain => vec!["NXDOMAIN".into()],
+        ZoneLookup::Answer(a) => vec![format!("{:?}", a.rcode)],
+        other => vec![format!("{other:?}")],
+    }
+}
+
+fn seed(api: &FakeApi) {
+    api.apply(service(
+        "default",
+        "web",
+        &["10.96.0.10", "fd00:96::10"],
+        &[("http", 80)],
+    ));
+    api.apply(headless("default", "db"));
+    api.apply(slice(
+        "default",
+        "db-1",
+        "db",
+        &[
+            ("10.244.1.5", Some("db-0"), true),
+            ("10.244.1.6", None, false),
+        ],
+    ));
+    api.apply(service("other", "api", &["10.96.5.5"], &[]));
+}
+
+struct Agent {
+    handle: ClusterHandle,
+    cancel: CancellationToken,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn start(api: &FakeApi, configmap: Option<&str>) -> Agent {
+    let args = ClusterArgs {
+        kubeconfig: Some(api.kubeconfig()),
+        reverse_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+        custom_configmap: configmap.map(str::to_string),
+        ..ClusterArgs::default()
+    };
+    let cancel = CancellationToken::new();
+    let mut registry = dns_agent::metrics::new_registry();
+    let handle = cluster::start(&args, &mut registry, cancel.clone())
+        .await
+        .expect("cluster start");
+    Agent { handle, cancel }
+}
+
+fn requests_contain(api: &FakeApi, needle: &str) -> bool {
+    api.requests().iter().any(|r| r.contains(needle))
+}
+
+const WEB: &str = "web.default.svc.cluster.local.";
+
+#[tokio::test]
+async fn initial_sync_then_changes_propagate() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    let mut agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("first sync");
+    let zone = agent.handle.zone.clone();
+    assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
+    assert_eq!(answer(&*zone, WEB, RecordType::AAAA), ["fd00:96::10"]);
+    assert_eq!(
+        answer(&*zone, "db.default.svc.cluster.local.", RecordType::A),
+        ["10.244.1.5"]
+    );
+    assert_eq!(
+        answer(&*zone, "api.other.svc.cluster.local.", RecordType::A),
+        ["10.96.5.5"]
+    );
+
+    // A new service, a changed endpoint, a deleted service.
+    api.apply(service("default", "new", &["10.96.0.99"], &[]));
+    api.apply(slice(
+        "default",
+        "db-1",
+        "db",
+        &[
+            ("10.244.1.5", Some("db-0"), true),
+            ("10.244.1.6", None, true),
+        ],
+    ));
+    api.delete(Resource::Services, "other", "api");
+    let took = wait_for("changes to propagate", DEADLINE, || {
+        answer(&*zone, "new.default.svc.cluster.local.", RecordType::A) == ["10.96.0.99"]
+            && answer(&*zone, "db.default.svc.cluster.local.", RecordType::A)
+                == ["10.244.1.5", "10.244.1.6"]
+            && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
+    })
+    .await;
+    eprintln!("change propagation: {took:?}");
+    assert!(requests_contain(&api, "timeoutSeconds=120"));
+    // kube's watcher lists with paging, then watches with bookmarks.
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/api/v1/services?") && r.contains("limit=500")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/apis/discovery.k8s.io/v1/endpointslices?")
+                && r.contains("watch=true")),
+        "{requests:?}"
+    );
+    // The source tasks stop when cancelled.
+    agent.cancel.cancel();
+    tokio::time::timeout(DEADLINE, async {
+        while agent.handle.tasks.join_next().await.is_some() {}
+    })
+    .await
+    .expect("source tasks stop on cancel");
+}
+
+/// Looks `WEB` up in a loop and counts answers that are not its address.
+fn spawn_reader(
+    zone: Arc<cluster::ClusterZone>,
+) -> (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let (s, b, t) = (stop.clone(), bad.clone(), total.clone());
+    std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            if answer(&*zone, WEB, RecordType::A) != ["10.96.0.10"] {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+            t.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (stop, bad, total)
+}
+
+#[tokio::test]
+async fn relist_after_410_never_shows_an_empty_window() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    let agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("first sync");
+    let zone = agent.handle.zone.clone();
+    let (stop, bad, total) = spawn_reader(zone.clone());
+    let lists_before = api
+        .requests()
+        .iter()
+        .filter(|r| !r.contains("watch=true"))
+        .count();
+
+    // Changes made while the watch is gone, then a 410 on resume.
+    api.expire();
+    api.apply(service("default", "during", &["10.96.0.77"], &[]));
+    api.delete(Resource::Services, "other", "api");
+    api.expire();
+    wait_for("relist to apply", DEADLINE, || {
+        answer(&*zone, "during.default.svc.cluster.local.", RecordType::A) == ["10.96.0.77"]
+            && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let lists_after = api
+        .requests()
+        .iter()
+        .filter(|r| !r.contains("watch=true"))
+        .count();
+    assert!(lists_after > lists_before, "410 must cause a relist");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "of {} lookups",
+        total.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test]
+async fn errors_and_dropped_watches_keep_the_last_good_state() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    let agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("first sync");
+    let zone = agent.handle.zone.clone();
+    let (stop, bad, total) = spawn_reader(zone.clone());
+
+    // Dropped watches and 500s on the reconnects.
+    api.fail_next(3);
+    api.drop_watches();
+    api.apply(service("default", "after-drop", &["10.96.0.51"], &[]));
+    wait_for("change after dropped watches", DEADLINE, || {
+        answer(
+            &*zone,
+            "after-drop.default.svc.cluster.local.",
+            RecordType::A,
+        ) == ["10.96.0.51"]
+    })
+    .await;
+
+    // The API server goes down: the names keep answering.
+    api.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        answer(&*zone, "db.default.svc.cluster.local.", RecordType::A),
+        ["10.244.1.5"]
+    );
+    assert!(zone.is_ready());
+    api.set_down(false);
+    api.apply(service("default", "after-down", &["10.96.0.52"], &[]));
+    wait_for(
+        "change after the API server is back",
+        Duration::from_secs(60),
+        || {
+            answer(
+                &*zone,
+                "after-down.default.svc.cluster.local.",
+                RecordType::A,
+            ) == ["10.96.0.52"]
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "of {} lookups",
+        total.load(Ordering::Relaxed)
+    );
+    let errors = agent
+        .handle
+        .zone
+        .metrics()
+        .source_errors
+        .get_or_create(&[("source", "services")])
+        .get();
+    assert!(errors > 0, "errors are counted");
+}
+
+#[tokio::test]
+async fn api_down_at_start_is_not_ready_until_the_first_sync() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    api.set_down(true);
+    let agent = start(&api, None).await;
+    let zone = agent.handle.zone.clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!zone.is_ready());
+    assert_eq!(lookup(&*zone, WEB, RecordType::A), ZoneLookup::NotReady);
+    assert_eq!(
+        lookup(&*zone, "example.com.", RecordType::A),
+        ZoneLookup::NotOurs
+    );
+    api.set_down(false);
+    tokio::time::timeout(Duration::from_secs(60), agent.handle.wait_until_ready())
+        .await
+        .expect("sync once the API server is up");
+    assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
+}
+
+#[tokio::test]
+async fn hung_api_server_at_start_is_not_ready() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    api.set_hang(true);
+    let agent = start(&api, None).await;
+    let zone = agent.handle.zone.clone();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(lookup(&*zone, WEB, RecordType::A), ZoneLookup::NotReady);
+    api.set_hang(false);
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("sync after the hang");
+    assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
+}
+
+#[tokio::test]
+async fn custom_records_configmap_applies_live() {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    let cm = |hosts: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "nodedns", "namespace": "kube-system"},
+            "data": {
+                "hosts": hosts,
+                "stubDomains": "{\"corp.example\": [\"10.0.0.53\"]}",
+                "upstreamNameservers": "[\"1.1.1.1\"]"
+            }
+        })
+    };
+    api.apply(cm("192.168.1.5 nas.lab\n"));
+    // A ConfigMap with the same name elsewhere must be ignored.
+    let mut other = cm("192.168.9.9 nas.lab\n");
+    other["metadata"]["namespace"] = "default".into();
+    api.apply(other);
+    let agent = start(&api, Some("kube-system/nodedns")).await;
+    let zone = agent.handle.zone.clone();
+    wait_for("custom hosts", DEADLINE, || {
+        answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.5"]
+    })
+    .await;
+    let mut policy = agent.handle.forward_policy.clone();
+    wait_for("forward policy", DEADLINE, || {
+        !policy.borrow_and_update().upstreams.is_empty()
+    })
+    .await;
+    assert_eq!(policy.borrow().upstreams[0].to_string(), "1.1.1.1:53");
+    assert_eq!(
+        policy.borrow().stub_domains[0].0.to_string(),
+        "corp.example."
+    );
+
+    api.apply(cm("192.168.1.6 nas.lab\n192.168.1.7 printer.lab\n"));
+    wait_for("custom hosts reload", DEADLINE, || {
+        answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.6"]
+            && answer(&*zone, "printer.lab.", RecordType::A) == ["192.168.1.7"]
+    })
+    .await;
+    // A broken edit keeps the last good records.
+    let mut broken = cm("not-an-ip nas.lab\n");
+    broken["data"]["hosts"] = "not-an-ip nas.lab\n".into();
+    api.apply(broken);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(answer(&*zone, "nas.lab.", RecordType::A), ["192.168.1.6"]);
+    api.delete(Resource::ConfigMaps, "kube-system", "nodedns");
+    wait_for("custom hosts removed", DEADLINE, || {
+        lookup(&*zone, "nas.lab.", RecordType::A) == ZoneLookup::NotOurs
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn demo_manifests_served_by_the_fake_api() {
+    let api = FakeApi::start().await.unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let applied = api.apply_manifests(&examples).unwrap();
+    assert_eq!(applied, 12, "Services + EndpointSlices in deploy/examples");
+    let agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
+        .await
+        .expect("first sync");
+    let zone = &*agent.handle.zone;
+    assert_eq!(
+        answer(zone, "web.default.svc.cluster.local.", RecordType::AAAA),
+        ["fd00:10:96::20"]
+    );
+    assert_eq!(
+        answer(zone, "db-0.db.default.svc.cluster.local.", RecordType::A),
+        ["10.244.1.20"]
+    );
+    assert_eq!(
+        answer(zone, "search.default.svc.cluster.local.", RecordType::A),
+        ["www.example.com."]
+    );
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask demo` and `cargo xtask bench` run binaries of the
+//! `nodedns-tests` crate, which owns the lab. xtask cannot link the lab
+//! itself: the lab's crate depends on dns-agent, whose build needs the object
+//! that `build-ebpf` (an xtask command) produces.
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::shell::{self, cargo};
+use crate::{ebpf, setup, test, workspace};
+
+pub struct Flow {
+    /// The xtask subcommand.
+    pub command: &'static str,
+    /// The binary in tests/src/bin/ that implements it.
+    pub binary: &'static str,
+    pub issue: u32,
+}
+
+pub const DEMO: Flow = Flow {
+    command: "demo",
+    binary: "nodedns-demo",
+    issue: 6,
+};
+pub const BENCH: Flow = Flow {
+    command: "bench",
+    binary: "nodedns-bench",
+    issue: 7,
+};
+
+#[derive(Args)]
+pub struct DelegateArgs {
+    /// Passed on to the binary (`--keep`, `--quick`, ...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+pub fn run(flow: Flow, args: &DelegateArgs) -> Result<()> {
+    let source = workspace::root().join(format!("tests/src/bin/{}.rs", flow.binary));
+    if !source.is_file() {
+        bail!(
+            "`cargo xtask {}` is not implemented yet (issue {}): {} does not exist",
+            flow.command,
+            flow.issue,
+            source.display()
+        );
+    }
+    test::require_root(&format!("cargo xtask {}", flow.command))?;
+    setup::ensure()?;
+    ebpf::build(&Default::default())?;
+    // The lab starts the agent binary, which `cargo run -p nodedns-tests`
+    // does not build on its own.
+    shell::run(cargo().args(["build", "--package", "dns-agent", "--bins"]))?;
+    shell::run(
+        cargo()
+            .args([
+                "run",
+                "--package",
+                "nodedns-tests",
+                "--bin",
+                flow.binary,
+                "--",
+            ])
+            .args(&args.args),
+    )
+}
