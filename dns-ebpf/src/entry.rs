@@ -27,6 +27,17 @@ const HEAD_LEN: usize = offset_of!(AnswerEntry, body);
 const BODY_OFF: usize = offset_of!(AnswerEntry, body);
 const TAIL_OFF: usize = offset_of!(AnswerEntry, tail_generation);
 const TAIL_LEN: usize = core::mem::size_of::<AnswerEntry>() - TAIL_OFF;
+// The copies move whole 64-bit words: a layout change that breaks this
+// must fail the build, not silently drop bytes.
+const _: () = assert!(
+    HEAD_LEN.is_multiple_of(8)
+        && BODY_OFF.is_multiple_of(8)
+        && TAIL_OFF.is_multiple_of(8)
+        && TAIL_LEN.is_multiple_of(8)
+);
+const _: () = assert!(
+    offset_of!(Scratch, qbuf).is_multiple_of(4) && offset_of!(AnswerKey, name).is_multiple_of(4)
+);
 
 /// Zeroes the key so bytes after the name compare and hash equal.
 #[inline(always)]
