@@ -367,3 +367,19 @@ pub fn pin_files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Asks `name`/`qtype` with dig until the kernel answers it (the first
+/// answer comes from userspace, which then puts the entry into the map).
+pub fn warm_kernel(bpffs: &Path, netns: &Netns, server: &str, name: &str, qtype: &str) {
+    nodedns_tests::lab::wait_for(
+        &format!("{name}/{qtype} answered by XDP"),
+        Duration::from_secs(10),
+        || {
+            let before = count(&kernel_counters(bpffs), "hit");
+            let lookup = dig(netns, server, name, qtype, &[]);
+            let after = count(&kernel_counters(bpffs), "hit");
+            (lookup.answered() && after > before).then_some(())
+        },
+    )
+    .unwrap();
+}
