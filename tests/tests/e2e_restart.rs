@@ -170,7 +170,7 @@ impl Load {
     /// Waits for both runs to finish and parses their summaries.
     fn finish(mut self) -> (Perf, Perf) {
         let bound = Duration::from_secs(RUN_SECS + PERF_TIMEOUT_SECS + 10);
-        let mut result = |d: &mut Daemon| {
+        let result = |d: &mut Daemon| {
             let status = d.wait(bound).expect("dnsperf finishes");
             assert!(
                 status.success(),
