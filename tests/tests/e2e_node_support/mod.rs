@@ -127,6 +127,8 @@ pub fn start_upstream(lab: &Lab) -> Daemon {
                 &format!("--pid-file={}", pid_file.display()),
                 &format!("--address=/{UPSTREAM_ZONE}/{UPSTREAM_ANSWER}"),
                 "--cache-size=0",
+                // dnsmasq's own records default to TTL 0: nothing to cache.
+                "--local-ttl=30",
                 "--log-facility=-",
             ],
         )
