@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e_node_support::{
-    AgentSpec, UPSTREAM_ZONE, pin_files, start_upstream, warm_kernel, xdp_attachments,
+    AgentSpec, UPSTREAM_ZONE, metrics, pin_files, start_upstream, warm_kernel, xdp_attachments,
 };
 use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, Lab, Pod};
 
@@ -36,6 +36,9 @@ const COLD_QPS: u64 = 800;
 const PERF_TIMEOUT_SECS: u64 = 2;
 /// Client sockets per dnsperf, so SO_REUSEPORT spreads them over both agents.
 const PERF_CLIENTS: &str = "8";
+/// Queries dnsperf keeps outstanding: enough that it never pauses while no
+/// agent answers (a pause would hide losses from the figures).
+const PERF_OUTSTANDING: &str = "5000";
 
 /// Names the kernel answers: cluster names (positive and NODATA) and the
 /// search-path NXDOMAINs a pod with ndots:5 sends.
@@ -154,6 +157,8 @@ impl Load {
                 &timeout,
                 "-c",
                 PERF_CLIENTS,
+                "-q",
+                PERF_OUTSTANDING,
             ];
             if once {
                 args.extend(["-n", "1"]);
@@ -201,6 +206,15 @@ fn assert_adopted(lab: &Lab, bpffs: &BpffsDir, pins: &[String], after: &str) {
     );
 }
 
+/// Queries an agent's userspace has answered, from its `/metrics`.
+fn answered(lab: &Lab, spec: &AgentSpec) -> f64 {
+    metrics(lab.node(), spec.metrics_port())
+        .lines()
+        .filter(|l| l.starts_with("nodedns_queries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn report(case: &str, hot: &Perf, cold: &Perf) {
     println!(
         "case {case}\n  {}\n  {}",
@@ -237,6 +251,22 @@ fn restarts_keep_hot_names_answered() {
         ..spec.clone()
     };
     let mut second = second_spec.start(&lab, "agent-2");
+    // Steering: once agent 2 has bound, agent 1 gets no new queries.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = answered(&lab, &spec);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = answered(&lab, &spec);
+    assert_eq!(
+        before, after,
+        "agent 1 still receives queries after agent 2 bound (SO_REUSEPORT steering)"
+    );
+    for agent in [&first, &second] {
+        assert!(
+            !agent.log().contains("cannot steer"),
+            "the reuseport steering program attaches:\n{}",
+            agent.log_tail()
+        );
+    }
     let status = first.stop(Duration::from_secs(10)).unwrap();
     assert!(
         status.success(),
@@ -287,9 +317,7 @@ fn restarts_keep_hot_names_answered() {
     assert!(!bpffs.path().exists(), "cleanup removes the pin directory");
 }
 
-/// Cold (userspace) queries the rolling update may lose. The goal is zero,
-/// and most runs reach it; but the old agent's UDP socket still receives its
-/// SO_REUSEPORT share until it closes, and what sits in its queue (or is in
-/// flight to the upstream) when it exits on SIGTERM is dropped: 0-1 queries
-/// at 800 cold qps here.
-const ROLLING_COLD_LOSS: u64 = 5;
+/// Cold (userspace) queries the rolling update may lose: none. The new agent
+/// binds once its zone is synced and steers every new query to its own
+/// socket; the old one answers what it has queued and in flight on SIGTERM.
+const ROLLING_COLD_LOSS: u64 = 0;
