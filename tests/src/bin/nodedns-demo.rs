@@ -170,9 +170,12 @@ fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
         "(no answer)".to_string()
     } else if lookup.answers.is_empty() {
         lookup.status.clone()
-    } else {
+    } else if step.command.iter().any(|a| a == "+search") {
+        // Which search-list name matched is the point of these lookups.
         let owner = lookup.answers[0].split(' ').next().unwrap_or("");
         format!("{} {owner} -> {}", lookup.status, lookup.data().join(", "))
+    } else {
+        format!("{} {}", lookup.status, lookup.data().join(", "))
     };
     let latency = lookup
         .millis
@@ -291,7 +294,7 @@ fn demo(keep: bool) -> Result<(), String> {
     for round in 1..=ROUNDS {
         println!("Round {round}");
         println!(
-            "  {:<4} {:<40} {:<58} {:<10} latency",
+            "  {:<4} {:<40} {:<70} {:<10} latency",
             "pod", "lookup", "answer", "by"
         );
         for step in &steps {
@@ -304,10 +307,10 @@ fn demo(keep: bool) -> Result<(), String> {
                 .join(" ");
             let o = run_step(&lab, bpffs.path(), step);
             println!(
-                "  pod{} {:<40} {:<58} {:<10} {}",
+                "  pod{} {:<40} {:<70} {:<10} {}",
                 step.pod,
                 truncate(&shown, 40),
-                truncate(&o.answer, 58),
+                truncate(&o.answer, 70),
                 o.by,
                 o.latency
             );
@@ -317,6 +320,9 @@ fn demo(keep: bool) -> Result<(), String> {
         println!();
     }
 
+    println!(
+        "latency: dig's and kdig's own query time (dig counts whole ms); getent: the whole process\n"
+    );
     let counters = kernel_counters(bpffs.path());
     println!("Kernel (XDP) counters, all CPUs:");
     for (name, n) in counters.iter().filter(|(_, n)| **n > 0) {
