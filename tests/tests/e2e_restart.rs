@@ -31,6 +31,8 @@ const RESTART_AT: Duration = Duration::from_millis(2500);
 /// How long agent 1 is frozen (SIGSTOP) after agent 2 bound: longer than
 /// dnsperf's timeout.
 const FREEZE: Duration = Duration::from_millis(2500);
+/// Lets agent 1 answer what it received before agent 2 bound, before the freeze.
+const BACKLOG_GRACE: Duration = Duration::from_millis(500);
 /// Time with no agent process at all in the crash case (Kubernetes restarts
 /// a crashed container after a back-off of at least this much).
 const CRASH_GAP: Duration = Duration::from_secs(1);
@@ -254,6 +256,9 @@ fn restarts_keep_hot_names_answered() {
     // Once agent 2 has bound, agent 1 must get no new queries: freeze it for
     // longer than dnsperf waits for an answer, which would lose its hash
     // share of the queries if it still had one.
+    // (It first answers what reached it before agent 2 bound: on a busy
+    // machine that can take a moment.)
+    std::thread::sleep(BACKLOG_GRACE);
     first.signal(Signal::Stop).unwrap();
     std::thread::sleep(FREEZE);
     first.signal(Signal::Cont).unwrap();
