@@ -433,6 +433,12 @@ fn every_pass_reason() {
         short_opt.truncate(short_opt.len() - 2);
         lab.expect_pass(&frame(v6, &short_opt), Counter::PassMalformed);
 
+        if !v6 {
+            let mut f = frame(v6, &good);
+            f[14 + 10] ^= 0x01; // IPv4 header checksum
+            lab.expect_pass(&f, Counter::PassMalformed);
+        }
+
         // Not a plain query.
         let mut p = good.clone();
         p[2] |= 0x80; // QR

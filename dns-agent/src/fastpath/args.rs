@@ -36,14 +36,15 @@ pub enum XdpModeArg {
 /// are pinned and how big they are.
 #[derive(Debug, Clone, Args)]
 pub struct FastPathArgs {
-    /// Interface to attach the XDP program to; repeatable, glob patterns
-    /// allowed. Pod traffic enters the node on the pods' host-side veths.
-    #[arg(long = "interface", value_name = "NAME", default_values = DEFAULT_INTERFACES)]
+    /// Interface to attach the XDP program to; repeatable or
+    /// comma-separated, glob patterns allowed. Pod traffic enters the node
+    /// on the pods' host-side veths.
+    #[arg(long = "interface", value_name = "NAME", value_delimiter = ',', default_values = DEFAULT_INTERFACES)]
     pub interfaces: Vec<String>,
 
     /// Interface never to attach to, even if --interface matches it;
-    /// repeatable, glob patterns allowed.
-    #[arg(long = "exclude-interface", value_name = "NAME")]
+    /// repeatable or comma-separated, glob patterns allowed.
+    #[arg(long = "exclude-interface", value_name = "NAME", value_delimiter = ',')]
     pub exclude_interfaces: Vec<String>,
 
     /// XDP attach mode.
@@ -117,4 +118,50 @@ pub struct CleanupArgs {
     /// bpffs directory the agent pinned its maps and links in.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
     pub bpffs_path: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: FastPathArgs,
+    }
+
+    #[test]
+    fn defaults_fit_common_cnis() {
+        let args = FastPathArgs::defaults();
+        assert_eq!(args.interfaces, DEFAULT_INTERFACES);
+        assert_eq!(args.xdp_mode, XdpModeArg::Auto);
+        assert_eq!(args.bpffs_path, PathBuf::from(DEFAULT_BPFFS_PATH));
+        assert_eq!(args.map_entries, DEFAULT_ANSWER_ENTRIES);
+        assert!(!args.keep_on_exit && !args.cleanup_on_exit);
+    }
+
+    #[test]
+    fn flags_parse_and_conflict() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--interface",
+            "eth1",
+            "--interface",
+            "cali*",
+            "--xdp-mode",
+            "skb",
+            "--map-entries",
+            "1024",
+            "--keep-on-exit",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.interfaces, ["eth1", "cali*"]);
+        assert_eq!(cli.args.xdp_mode, XdpModeArg::Skb);
+        assert_eq!(cli.args.map_entries, 1024);
+        let cli = Cli::try_parse_from(["x", "--interface=veth*,lxc*"]).unwrap();
+        assert_eq!(cli.args.interfaces, ["veth*", "lxc*"]);
+        assert!(Cli::try_parse_from(["x", "--keep-on-exit", "--cleanup-on-exit"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--map-entries", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--map-entries", "300000"]).is_err());
+    }
 }
