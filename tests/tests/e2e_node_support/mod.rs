@@ -143,14 +143,22 @@ pub fn start_upstream(lab: &Lab) -> Daemon {
 /// reads the pinned maps (bpffs is shared by every namespace).
 pub fn kernel_counters(bpffs: &Path) -> BTreeMap<String, u64> {
     let snap = inspect(bpffs);
-    snap["counters"]
+    let counters = &snap["counters"];
+    // An object `{"hit": 3, ...}` (or, from older agents, `[["hit", 3], ...]`).
+    if let Some(object) = counters.as_object() {
+        return object
+            .iter()
+            .map(|(name, n)| (name.clone(), n.as_u64().unwrap_or(0)))
+            .collect();
+    }
+    counters
         .as_array()
-        .expect("inspect --json has a counters array")
+        .unwrap_or_else(|| panic!("inspect --json has no counters: {snap}"))
         .iter()
         .map(|pair| {
             (
-                pair[0].as_str().unwrap().to_string(),
-                pair[1].as_u64().unwrap(),
+                pair[0].as_str().unwrap_or("?").to_string(),
+                pair[1].as_u64().unwrap_or(0),
             )
         })
         .collect()
