@@ -63,9 +63,13 @@ fn ask_counting(
 
 /// Whether the kernel answered a lookup (`what` ends with the counters that
 /// moved, see [`ask_counting`]). Generic mode must answer every hot lookup.
-/// Native mode on veth may not: growing the frame into the answer needs
-/// tailroom the veth driver does not always provide, `bpf_xdp_adjust_tail`
-/// fails, and the program passes the query to userspace, which answers it.
+/// Native mode on veth may not: veth copies a locally sent frame into a
+/// page-pool buffer whose tailroom only reaches the next 64-byte boundary,
+/// so `bpf_xdp_adjust_tail` cannot grow a query into an answer more than
+/// that much longer; the program passes the query (`pass_helper_failed`) and
+/// userspace answers it. Here that leaves 3 of the 8 lookups to the kernel
+/// (A over IPv4 from dig and kdig, A over IPv6 from kdig), exactly the ones
+/// whose growth fits.
 fn by_kernel(native: bool, hits: u64, what: &str) -> bool {
     if hits == 1 {
         return true;
