@@ -1,0 +1,361 @@
+//! End to end, promotion to the kernel (issue 4): the real `dns-agent` with
+//! XDP on a pod's host-side veth (default `--xdp-mode auto`, so SKB mode),
+//! a real upstream (dnsmasq) for external names, and real clients in the
+//! pod: glibc `getent` through the ndots:5 search path, and `dig`.
+//!
+//! `dig` sends an EDNS cookie by default, and the XDP program passes any
+//! query with EDNS options up to userspace; the tests that want the kernel
+//! to answer use `+nocookie`, like glibc, which sends no options.
+
+mod e2e_support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use e2e_support::{
+    Agent, Metrics, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig, measure_until,
+};
+use nodedns_tests::fakeapi::fixtures::write_atomic;
+use nodedns_tests::lab::{LISTEN_V6, Lab, Pod, Signal};
+use nodedns_tests::upstream::Dnsmasq;
+
+/// The external name of the storm, and what the upstream says it is.
+const API: &str = "api.example.test";
+const API_V4: &str = "203.0.113.7";
+const API_V6: &str = "2001:db8::7";
+const WEB: &str = "web.default.svc.cluster.local";
+/// glibc's `getent ahosts` of a name with fewer than 5 dots, in a pod of
+/// namespace `default`: 3 search names and the name itself, A and AAAA each.
+const QUERIES_PER_LOOKUP: u64 = 8;
+/// Lookups of the warm-up loop before the name must be hot.
+const MAX_WARMUP: usize = 10;
+/// `--hot-threshold`: promoted when asked more than once in the window.
+const HOT_THRESHOLD: &str = "1";
+
+/// A lab node with dnsmasq as the upstream and the agent serving the demo
+/// cluster from an editable manifests folder. Field order is drop order:
+/// the agent stops first, the lab goes last.
+struct Setup {
+    agent: Agent,
+    _upstream: Dnsmasq,
+    manifests: PathBuf,
+    lab: Lab,
+}
+
+impl Setup {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
+        let lab = Lab::new(1).unwrap();
+        let manifests = lab.log_dir().join("manifests");
+        copy_demo_manifests(&manifests);
+        // The upstream listens on the node's address toward the pod: a real
+        // address of the node namespace, outside the agent's listen set.
+        let addr = SocketAddr::new(IpAddr::from([10, 201, 0, 1]), 5353);
+        let upstream = Dnsmasq::start(
+            &lab,
+            lab.node(),
+            "dnsmasq",
+            addr,
+            &["example.test"],
+            &[
+                (API, API_V4.parse().unwrap()),
+                (API, API_V6.parse().unwrap()),
+            ],
+        )
+        .unwrap();
+        let mut args = vec!["--hot-threshold", HOT_THRESHOLD, "--hot-window-secs", "60"];
+        args.extend_from_slice(extra);
+        let agent = Agent::start(
+            &lab,
+            Source::Manifests(&manifests),
+            upstream.addr(),
+            &args,
+            true,
+        );
+        Self {
+            agent,
+            _upstream: upstream,
+            manifests,
+            lab,
+        }
+    }
+
+    fn pod(&self) -> &Pod {
+        self.lab.pod(0)
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.agent.metrics(self.lab.node())
+    }
+
+    /// `getent ahosts api.example.test` from the pod, checked.
+    fn lookup_api(&self) {
+        let out = self.pod().getent(&["ahosts", API]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(API_V4) && text.contains(API_V6),
+            "getent ahosts {API} ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Repeats the lookup until one of them is answered without userspace.
+    fn warm_up_api(&self) {
+        for _ in 0..MAX_WARMUP {
+            let before = self.metrics();
+            self.lookup_api();
+            let after = self.metrics();
+            if after.userspace_queries() == before.userspace_queries() {
+                return;
+            }
+        }
+        panic!(
+            "{API} still reaches userspace after {MAX_WARMUP} lookups \
+             (--hot-threshold {HOT_THRESHOLD}); metrics:\n{}\nkernel:\n{}",
+            self.metrics().queries_table(),
+            self.agent.inspect()
+        );
+    }
+
+    /// `dig +nocookie` (a query the kernel may answer).
+    fn dig_kernel(&self, name: &str, qtype: &str) -> Reply {
+        dig(self.pod(), &["+nocookie", name, qtype])
+    }
+
+    /// Asks `name` A once and checks the kernel, not userspace, answered it.
+    fn assert_kernel_answers(&self, name: &str, check: impl Fn(&Reply) -> bool) -> Reply {
+        self.assert_kernel_answers_dig(&["+nocookie", name, "A"], check)
+    }
+
+    /// Runs `dig args` once and checks the kernel, not userspace, answered.
+    fn assert_kernel_answers_dig(&self, args: &[&str], check: impl Fn(&Reply) -> bool) -> Reply {
+        let name = args.join(" ");
+        let before = self.metrics();
+        let reply = dig(self.pod(), args);
+        let after = self.metrics();
+        assert!(check(&reply), "{name}: unexpected reply\n{}", reply.raw);
+        assert_eq!(
+            (
+                after.xdp_hits() - before.xdp_hits(),
+                after.userspace_queries()
+            ),
+            (1, before.userspace_queries()),
+            "{name} was not answered by the kernel; metrics:\n{}",
+            after.queries_table()
+        );
+        reply
+    }
+
+    /// Waits until the kernel map holds `name` A with `what` in its entry
+    /// (an address, or the rcode text).
+    fn wait_kernel_entry(&self, name: &str, what: &str) {
+        self.wait_kernel_entry_type(name, "A", what);
+    }
+
+    fn wait_kernel_entry_type(&self, name: &str, qtype: &str, what: &str) {
+        measure_until(
+            &format!("kernel entry {name} {qtype} with {what}"),
+            Instant::now(),
+            PROPAGATION_BOUND,
+            || self.agent.inspect().entry(name, qtype).cloned(),
+            |entry| entry.as_ref().is_some_and(|e| e.to_string().contains(what)),
+        );
+    }
+}
+
+fn ips(reply: &Reply) -> Vec<String> {
+    reply.rdata("A")
+}
+
+#[test]
+fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
+    let setup = Setup::start();
+    setup.lookup_api();
+    setup.warm_up_api();
+
+    // Every name of the search path is in the kernel: the NXDOMAINs of the
+    // cluster zone and the upstream's answer.
+    let kernel = setup.agent.inspect();
+    for name in [
+        "api.example.test.default.svc.cluster.local",
+        "api.example.test.svc.cluster.local",
+        "api.example.test.cluster.local",
+    ] {
+        for qtype in ["A", "AAAA"] {
+            let entry = kernel
+                .entry(name, qtype)
+                .unwrap_or_else(|| panic!("no kernel entry for {name} {qtype}:\n{kernel}"));
+            assert_eq!(entry["rcode"], "Non-Existent Domain", "{entry}");
+        }
+    }
+    for qtype in ["A", "AAAA"] {
+        assert!(
+            kernel.entry(API, qtype).is_some(),
+            "no kernel entry for {API} {qtype}:\n{kernel}"
+        );
+    }
+
+    const LOOKUPS: u64 = 5;
+    let before = setup.metrics();
+    let misses = setup.agent.inspect().counter("miss");
+    for _ in 0..LOOKUPS {
+        setup.lookup_api();
+    }
+    let after = setup.metrics();
+    println!(
+        "e2e: {LOOKUPS} getent lookups: {} XDP hits, {} userspace queries",
+        after.xdp_hits() - before.xdp_hits(),
+        after.userspace_queries() - before.userspace_queries()
+    );
+    assert_eq!(
+        after.xdp_hits() - before.xdp_hits(),
+        LOOKUPS * QUERIES_PER_LOOKUP,
+        "every query of the storm answered by XDP; metrics after:\n{}",
+        after.queries_table()
+    );
+    assert_eq!(
+        after.userspace_queries(),
+        before.userspace_queries(),
+        "userspace answered part of the storm:\n{}",
+        after.queries_table()
+    );
+    assert_eq!(setup.agent.inspect().counter("miss"), misses);
+    let csum_errors = setup.pod().nstat().unwrap().get("UdpInCsumErrors").copied();
+    assert_eq!(
+        csum_errors,
+        Some(0),
+        "the pod dropped replies with bad checksums"
+    );
+}
+
+#[test]
+fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
+    let mut setup = Setup::start();
+    setup.lookup_api();
+    setup.warm_up_api();
+    let web = setup.dig_kernel(WEB, "A");
+    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
+    setup.wait_kernel_entry(WEB, "10.96.0.20");
+
+    setup.agent.signal(Signal::Stop);
+    // Answered by the kernel alone: glibc's whole search path, and dig.
+    setup.lookup_api();
+    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
+    // Nothing answers a name the kernel does not hold.
+    for cold in ["cold.example.test", "cold.default.svc.cluster.local"] {
+        let reply = dig(setup.pod(), &["+nocookie", "+time=1", cold, "A"]);
+        assert_eq!(
+            reply.status, "TIMEOUT",
+            "{cold} with the agent stopped:\n{}",
+            reply.raw
+        );
+    }
+    setup.agent.signal(Signal::Cont);
+
+    let cold = dig(
+        setup.pod(),
+        &["+nocookie", "cold.default.svc.cluster.local", "A"],
+    );
+    assert_eq!(cold.status, "NXDOMAIN", "after SIGCONT:\n{}", cold.raw);
+    assert!(setup.agent.is_running());
+}
+
+#[test]
+fn service_change_reaches_the_kernel_answer() {
+    let setup = Setup::start();
+    let web = setup.dig_kernel(WEB, "A");
+    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
+    setup.wait_kernel_entry(WEB, "10.96.0.20");
+    setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.20"]);
+
+    let file = setup.manifests.join("demo-default.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = Instant::now();
+    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
+    measure_until(
+        "kernel: changed ClusterIP answered",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(WEB, "A"),
+        |r| ips(r) == ["10.96.0.21"],
+    );
+    setup.wait_kernel_entry(WEB, "10.96.0.21");
+    setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
+}
+
+#[test]
+fn kernel_nxdomain_resolves_once_the_service_appears() {
+    let setup = Setup::start();
+    const LATE: &str = "late.default.svc.cluster.local";
+    let nx = setup.dig_kernel(LATE, "A");
+    assert_eq!(nx.status, "NXDOMAIN", "{}", nx.raw);
+    setup.wait_kernel_entry(LATE, "Non-Existent Domain");
+    setup.assert_kernel_answers(LATE, |r| r.status == "NXDOMAIN");
+
+    let added = setup.manifests.join("late.yaml");
+    let start = Instant::now();
+    write_atomic(
+        &added,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: late, namespace: default}\n\
+         spec:\n  clusterIP: 10.96.0.77\n  clusterIPs: [10.96.0.77]\n",
+    )
+    .unwrap();
+    measure_until(
+        "kernel: NXDOMAIN replaced by the new Service",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(LATE, "A"),
+        |r| ips(r) == ["10.96.0.77"],
+    );
+    setup.wait_kernel_entry(LATE, "10.96.0.77");
+    setup.assert_kernel_answers(LATE, |r| ips(r) == ["10.96.0.77"]);
+
+    // And back: a deleted Service is NXDOMAIN in the kernel again.
+    let start = Instant::now();
+    std::fs::remove_file(&added).unwrap();
+    measure_until(
+        "kernel: deleted Service NXDOMAIN",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(LATE, "A"),
+        |r| r.status == "NXDOMAIN",
+    );
+    setup.assert_kernel_answers(LATE, |r| r.status == "NXDOMAIN");
+}
+
+#[test]
+fn kernel_answers_ipv6_clients_and_any_name_case() {
+    let listen_v6 = LISTEN_V6.to_string();
+    let setup = Setup::start_with(&["--listen", "169.254.20.10", "--listen", &listen_v6]);
+    let server = format!("@{LISTEN_V6}");
+    for qtype in ["AAAA", "A"] {
+        let args = ["+nocookie", server.as_str(), WEB, qtype];
+        let first = dig(setup.pod(), &args);
+        assert_eq!(first.status, "NOERROR", "{}", first.raw);
+        let want = if qtype == "A" {
+            "10.96.0.20"
+        } else {
+            "fd00:10:96::20"
+        };
+        setup.wait_kernel_entry_type(WEB, qtype, want);
+        setup.assert_kernel_answers_dig(&args, |r| r.rdata(qtype) == [want]);
+    }
+    // Names match case-insensitively, and the reply echoes the question.
+    let mixed = "WeB.DEFAULT.svc.Cluster.Local";
+    let reply =
+        setup.assert_kernel_answers_dig(&["+nocookie", mixed, "A"], |r| ips(r) == ["10.96.0.20"]);
+    assert!(
+        reply.raw.contains(&format!(";{mixed}.")),
+        "question not echoed as asked:\n{}",
+        reply.raw
+    );
+    let csum_errors = setup.pod().nstat().unwrap();
+    assert_eq!(csum_errors.get("UdpInCsumErrors").copied(), Some(0));
+    assert_eq!(csum_errors.get("Udp6InCsumErrors").copied(), Some(0));
+}
