@@ -2,8 +2,9 @@
 //! serving the demo cluster from a manifests folder and from the fake API
 //! server, queried from a pod namespace with a Kubernetes `resolv.conf` by
 //! `dig +search` and `kdig` over UDP and TCP; changes propagating to
-//! clients; and the API server's faults (500s, dropped watches, 410 Gone,
-//! down at start) never turning existing names into NXDOMAIN.
+//! clients, from userspace and through the kernel's map; and the API
+//! server's faults (500s, dropped watches, 410 Gone, hung, down, down at
+//! start) never turning existing names into NXDOMAIN.
 
 mod e2e_support;
 
@@ -184,20 +185,28 @@ fn a_of(pod: &Pod, name: &str) -> Reply {
     dig(pod, &[name, "A"])
 }
 
-/// Waits until `name` answers exactly `ips` (or `NXDOMAIN` when empty).
+/// `name` A without an EDNS cookie: a query the XDP program may answer
+/// from the kernel map (dig's cookie option sends every other query up).
+fn a_of_kernel(pod: &Pod, name: &str) -> Reply {
+    dig(pod, &["+nocookie", name, "A"])
+}
+
+/// Waits until `name` answers exactly `ips` (or `NXDOMAIN` when empty),
+/// both from userspace and through the kernel's map.
 fn wait_answer(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) -> Duration {
+    let matches = |r: &Reply| {
+        if ips.is_empty() {
+            r.status == "NXDOMAIN"
+        } else {
+            r.status == "NOERROR" && sorted(r.rdata("A")) == ips
+        }
+    };
     measure_until(
         what,
         start,
         PROPAGATION_BOUND,
-        || a_of(pod, name),
-        |r| {
-            if ips.is_empty() {
-                r.status == "NXDOMAIN"
-            } else {
-                r.status == "NOERROR" && sorted(r.rdata("A")) == ips
-            }
-        },
+        || (a_of(pod, name), a_of_kernel(pod, name)),
+        |(user, kernel)| matches(user) && matches(kernel),
     )
 }
 
@@ -339,6 +348,8 @@ fn assert_keeps_answering(pod: &Pod, what: &str, period: Duration, ips: &[&str])
     while start.elapsed() < period {
         let reply = a_of(pod, WEB);
         assert_rdata(&reply, "A", ips, &format!("{what} (query {asked})"));
+        let reply = a_of_kernel(pod, WEB);
+        assert_rdata(&reply, "A", ips, &format!("{what} (kernel query {asked})"));
         asked += 1;
     }
     assert!(asked > 0);
@@ -352,7 +363,7 @@ fn assert_recovers(pod: &Pod, api: &NodeApi, what: &str, ip: &str) {
         &format!("{what}: change after the fault answered"),
         start,
         RECOVERY_BOUND,
-        || a_of(pod, "fresh.default.svc.cluster.local"),
+        || a_of_kernel(pod, "fresh.default.svc.cluster.local"),
         |r| r.rdata("A") == [ip],
     );
 }
@@ -390,6 +401,13 @@ fn api_server_faults_never_turn_names_into_nxdomain() {
     assert_keeps_answering(pod, "410 relist", Duration::from_secs(2), &web);
     assert_recovers(pod, &api, "410 Gone", "10.96.0.102");
 
+    // Hung: the resumed watches get no answer at all until it is released.
+    api.set_hang(true);
+    api.drop_watches();
+    assert_keeps_answering(pod, "API server hung", Duration::from_secs(2), &web);
+    api.set_hang(false);
+    assert_recovers(pod, &api, "API server released", "10.96.0.104");
+
     // Down for a while (503 to everything, watches ended).
     api.set_down(true);
     assert_keeps_answering(pod, "API server down", Duration::from_secs(3), &web);
@@ -415,9 +433,13 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
     let pod = lab.pod(0);
     // Existing and unknown cluster names alike: SERVFAIL, never NXDOMAIN
     // (a negative answer would be cached by clients).
+    // Asked twice each way: a SERVFAIL must not be promoted to the kernel.
     for name in [WEB, "nope.default.svc.cluster.local"] {
-        for _ in 0..3 {
-            let reply = a_of(pod, name);
+        for reply in [
+            a_of(pod, name),
+            a_of_kernel(pod, name),
+            a_of_kernel(pod, name),
+        ] {
             assert_eq!(
                 reply.status, "SERVFAIL",
                 "{name} before the first sync:\n{}",
@@ -436,9 +458,11 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
         "api down at start: first answer after it came up",
         start,
         RECOVERY_BOUND,
-        || a_of(pod, WEB),
+        || a_of_kernel(pod, WEB),
         |r| r.status == "NOERROR" && r.rdata("A") == ["10.96.0.20"],
     );
-    let nx = a_of(pod, "nope.default.svc.cluster.local");
+    let nx = a_of_kernel(pod, "nope.default.svc.cluster.local");
     assert_negative(&nx, "NXDOMAIN", "unknown name after the first sync");
+    let (status, body) = http_get(lab.node(), HEALTH_ADDR, "/readyz").expect("/readyz answers");
+    assert_eq!(status, 200, "/readyz after the first sync: {body}");
 }

@@ -274,6 +274,20 @@ fn service_change_reaches_the_kernel_answer() {
     setup.wait_kernel_entry(WEB, "10.96.0.20");
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.20"]);
 
+    // Records derived from the Service are in the kernel too: the SRV (with
+    // the address in ADDITIONAL) and the PTR of the old address.
+    let srv_args = [
+        "+nocookie",
+        "_http._tcp.web.default.svc.cluster.local",
+        "SRV",
+    ];
+    let ptr_args = ["+nocookie", "-x", "10.96.0.20"];
+    for args in [&srv_args[..], &ptr_args[..]] {
+        let first = dig(setup.pod(), args);
+        assert_eq!(first.status, "NOERROR", "{}", first.raw);
+        setup.assert_kernel_answers_dig(args, |r| r.status == "NOERROR");
+    }
+
     let file = setup.manifests.join("demo-default.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
     let start = Instant::now();
@@ -287,6 +301,30 @@ fn service_change_reaches_the_kernel_answer() {
     );
     setup.wait_kernel_entry(WEB, "10.96.0.21");
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
+
+    // What depends on the address follows it: no answer, from the kernel or
+    // userspace, still carries the old one.
+    measure_until(
+        "kernel: SRV additional follows the new ClusterIP",
+        start,
+        PROPAGATION_BOUND,
+        || dig(setup.pod(), &srv_args),
+        |r| r.raw.contains("10.96.0.21") && !r.raw.contains("10.96.0.20"),
+    );
+    measure_until(
+        "kernel: PTR of the old ClusterIP gone",
+        start,
+        PROPAGATION_BOUND,
+        || dig(setup.pod(), &ptr_args),
+        |r| r.rdata("PTR").is_empty() && r.status != "TIMEOUT",
+    );
+    let new_ptr = dig(setup.pod(), &["+nocookie", "-x", "10.96.0.21"]);
+    assert_eq!(
+        new_ptr.rdata("PTR"),
+        ["web.default.svc.cluster.local."],
+        "{}",
+        new_ptr.raw
+    );
 }
 
 #[test]
