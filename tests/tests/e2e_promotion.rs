@@ -256,14 +256,52 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
             reply.raw
         );
     }
+    // A change made while the agent is stopped: the kernel keeps the old
+    // answer (nothing can update it), and catches up once it runs again.
+    let file = setup.manifests.join("demo-default.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
+    let start = Instant::now();
     setup.agent.signal(Signal::Cont);
-
+    measure_until(
+        "kernel: change made while stopped answered after SIGCONT",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(WEB, "A"),
+        |r| ips(r) == ["10.96.0.21"],
+    );
     let cold = dig(
         setup.pod(),
         &["+nocookie", "cold.default.svc.cluster.local", "A"],
     );
     assert_eq!(cold.status, "NXDOMAIN", "after SIGCONT:\n{}", cold.raw);
-    assert!(setup.agent.is_running());
+
+    // It still shuts down cleanly: XDP detached, pins removed
+    // (--cleanup-on-exit).
+    let status = setup.agent.stop();
+    assert!(
+        status.success(),
+        "the agent exited with {status}:\n{}",
+        setup.agent.log()
+    );
+    assert!(
+        !setup.agent.bpffs().exists(),
+        "{} left behind",
+        setup.agent.bpffs().display()
+    );
+    let ifname = setup.pod().node_ifname();
+    let link = setup
+        .lab
+        .node()
+        .ip(&["-d", "link", "show", "dev", ifname])
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("prog/xdp"),
+        "XDP still attached to {ifname} after the agent exited"
+    );
 }
 
 #[test]

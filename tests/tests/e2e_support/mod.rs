@@ -127,6 +127,13 @@ impl Agent {
             .unwrap_or_else(|e| panic!("signal the agent: {e}"));
     }
 
+    /// Stops the agent (SIGTERM, SIGCONT, SIGKILL after a grace period).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.daemon
+            .stop(STOP_GRACE)
+            .unwrap_or_else(|e| panic!("stop the agent: {e}"))
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.daemon.is_running()
     }
