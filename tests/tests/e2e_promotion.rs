@@ -24,6 +24,10 @@ use nodedns_tests::upstream::Dnsmasq;
 const API: &str = "api.example.test";
 const API_V4: &str = "203.0.113.7";
 const API_V6: &str = "2001:db8::7";
+/// An external name with no AAAA: the upstream answers NODATA (without a
+/// SOA, as dnsmasq does for local data), which is promoted too.
+const V4_ONLY: &str = "v4only.example.test";
+const V4_ONLY_A: &str = "203.0.113.9";
 const WEB: &str = "web.default.svc.cluster.local";
 /// glibc's `getent ahosts` of a name with fewer than 5 dots, in a pod of
 /// namespace `default`: 3 search names and the name itself, A and AAAA each.
@@ -64,6 +68,7 @@ impl Setup {
             &[
                 (API, API_V4.parse().unwrap()),
                 (API, API_V6.parse().unwrap()),
+                (V4_ONLY, V4_ONLY_A.parse().unwrap()),
             ],
         )
         .unwrap();
@@ -94,28 +99,45 @@ impl Setup {
 
     /// `getent ahosts api.example.test` from the pod, checked.
     fn lookup_api(&self) {
-        let out = self.pod().getent(&["ahosts", API]).unwrap();
+        self.lookup(API, &[API_V4, API_V6]);
+    }
+
+    /// `getent ahosts name` from the pod: glibc through the search path.
+    fn lookup(&self, name: &str, want: &[&str]) {
+        let out = self.pod().getent(&["ahosts", name]).unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
+        let mut got: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        got.sort();
+        got.dedup();
+        let mut want = want.to_vec();
+        want.sort();
         assert!(
-            out.status.success() && text.contains(API_V4) && text.contains(API_V6),
-            "getent ahosts {API} ({}): {text}{}",
+            out.status.success() && got == want,
+            "getent ahosts {name} ({}): {text}{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }
 
-    /// Repeats the lookup until one of them is answered without userspace.
     fn warm_up_api(&self) {
+        self.warm_up(API, &[API_V4, API_V6]);
+    }
+
+    /// Repeats the lookup until one of them is answered without userspace.
+    fn warm_up(&self, name: &str, want: &[&str]) {
         for _ in 0..MAX_WARMUP {
             let before = self.metrics();
-            self.lookup_api();
+            self.lookup(name, want);
             let after = self.metrics();
             if after.userspace_queries() == before.userspace_queries() {
                 return;
             }
         }
         panic!(
-            "{API} still reaches userspace after {MAX_WARMUP} lookups \
+            "{name} still reaches userspace after {MAX_WARMUP} lookups \
              (--hot-threshold {HOT_THRESHOLD}); metrics:\n{}\nkernel:\n{}",
             self.metrics().queries_table(),
             self.agent.inspect()
@@ -200,21 +222,26 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
         );
     }
 
+    // A name with only an IPv4 address: the AAAA NODATA goes in too.
+    setup.warm_up(V4_ONLY, &[V4_ONLY_A]);
+
     const LOOKUPS: u64 = 5;
     let before = setup.metrics();
     let misses = setup.agent.inspect().counter("miss");
     for _ in 0..LOOKUPS {
         setup.lookup_api();
+        setup.lookup(V4_ONLY, &[V4_ONLY_A]);
     }
     let after = setup.metrics();
     println!(
-        "e2e: {LOOKUPS} getent lookups: {} XDP hits, {} userspace queries",
+        "e2e: {} getent lookups: {} XDP hits, {} userspace queries",
+        2 * LOOKUPS,
         after.xdp_hits() - before.xdp_hits(),
         after.userspace_queries() - before.userspace_queries()
     );
     assert_eq!(
         after.xdp_hits() - before.xdp_hits(),
-        LOOKUPS * QUERIES_PER_LOOKUP,
+        2 * LOOKUPS * QUERIES_PER_LOOKUP,
         "every query of the storm answered by XDP; metrics after:\n{}",
         after.queries_table()
     );
@@ -434,4 +461,49 @@ fn kernel_answers_ipv6_clients_and_any_name_case() {
     let csum_errors = setup.pod().nstat().unwrap();
     assert_eq!(csum_errors.get("UdpInCsumErrors").copied(), Some(0));
     assert_eq!(csum_errors.get("Udp6InCsumErrors").copied(), Some(0));
+}
+
+#[test]
+fn full_kernel_map_evicts_and_never_fails_a_query() {
+    const CAPACITY: u64 = 32;
+    const NAMES: usize = 120;
+    const PER_DIG: usize = 20;
+    let capacity = CAPACITY.to_string();
+    let setup = Setup::start_with(&["--map-entries", &capacity]);
+    let names: Vec<String> = (0..NAMES)
+        .map(|i| format!("n{i}.default.svc.cluster.local"))
+        .collect();
+    for batch in names.chunks(PER_DIG) {
+        // One dig, many queries: each gets its own reply in the output.
+        let mut args = vec!["+nocookie"];
+        for name in batch {
+            args.extend([name.as_str(), "A"]);
+        }
+        let out = setup.pod().dig(&args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.matches("status: NXDOMAIN").count(),
+            batch.len(),
+            "every query answered NXDOMAIN with the map full:\n{text}"
+        );
+    }
+    let metrics = setup.metrics();
+    let evictions = metrics.sum("nodedns_map_evictions_total", &[]);
+    let entries = metrics.sum("nodedns_xdp_map_entries", &[]);
+    println!(
+        "e2e: {NAMES} names into a map of {CAPACITY}: {evictions} evictions, {entries} entries"
+    );
+    assert!(
+        evictions > 0,
+        "no evictions counted:\n{}",
+        metrics.queries_table()
+    );
+    assert!(
+        entries <= CAPACITY,
+        "{entries} entries in a map of {CAPACITY}"
+    );
+    assert_eq!(metrics.sum("nodedns_map_write_errors_total", &[]), 0);
+
+    // The most recent names are still answered by the kernel.
+    setup.assert_kernel_answers(&names[NAMES - 1], |r| r.status == "NXDOMAIN");
 }
