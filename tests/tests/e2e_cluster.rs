@@ -17,7 +17,7 @@ use e2e_support::{
     http_get, kdig, measure_until,
 };
 use nodedns_tests::fakeapi::Resource;
-use nodedns_tests::fakeapi::fixtures::{service, write_atomic};
+use nodedns_tests::fakeapi::fixtures::{service, slice, write_atomic};
 use nodedns_tests::lab::{Lab, Pod};
 
 /// Nothing listens there: these tests ask only cluster names, which must
@@ -465,4 +465,139 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
     assert_negative(&nx, "NXDOMAIN", "unknown name after the first sync");
     let (status, body) = http_get(lab.node(), HEALTH_ADDR, "/readyz").expect("/readyz answers");
     assert_eq!(status, 200, "/readyz after the first sync: {body}");
+}
+
+/// Waits until `name` answers `ips` (NXDOMAIN when empty), from userspace
+/// and the kernel, within the recovery bound.
+fn wait_recovered(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) {
+    measure_until(
+        what,
+        start,
+        RECOVERY_BOUND,
+        || (a_of(pod, name), a_of_kernel(pod, name)),
+        |(user, kernel)| {
+            [user, kernel].iter().all(|r| {
+                if ips.is_empty() {
+                    r.status == "NXDOMAIN"
+                } else {
+                    sorted(r.rdata("A")) == ips
+                }
+            })
+        },
+    );
+}
+
+#[test]
+fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
+    let lab = Lab::new(1).unwrap();
+    let (api, _) = start_with_api(&lab);
+    let kubeconfig = api.kubeconfig();
+    let agent = Agent::start(
+        &lab,
+        Source::Kubeconfig(&kubeconfig),
+        no_upstream(),
+        &[],
+        true,
+    );
+    let pod = lab.pod(0);
+    const DB: &str = "db.default.svc.cluster.local";
+    // db-1 has an IPv4 address only (db-0 is in the IPv6 slice as well).
+    const DB1: &str = "db-1.db.default.svc.cluster.local";
+    const KUBERNETES: &str = "kubernetes.default.svc.cluster.local";
+    // Put the names in the kernel map, and check it answers them.
+    for name in [DB, DB1, KUBERNETES, WEB] {
+        let first = a_of_kernel(pod, name);
+        assert_eq!(first.status, "NOERROR", "{name}:\n{}", first.raw);
+    }
+    let before = agent.metrics(lab.node());
+    for name in [DB, DB1, KUBERNETES, WEB] {
+        a_of_kernel(pod, name);
+    }
+    let after = agent.metrics(lab.node());
+    assert_eq!(
+        after.xdp_hits() - before.xdp_hits(),
+        4,
+        "the kernel answers the promoted names:\n{}",
+        after.queries_table()
+    );
+
+    // A headless member becomes ready; another loses its slot.
+    let start = Instant::now();
+    api.apply(slice(
+        "default",
+        "db-v4",
+        "db",
+        &[
+            ("10.244.1.20", Some("db-0"), true),
+            ("10.244.2.20", Some("db-1"), true),
+            ("10.244.3.20", Some("db-2"), true),
+        ],
+    ));
+    wait_answer(
+        pod,
+        "api: endpoint became ready",
+        start,
+        DB,
+        &["10.244.1.20", "10.244.2.20", "10.244.3.20"],
+    );
+    let start = Instant::now();
+    api.apply(slice(
+        "default",
+        "db-v4",
+        "db",
+        &[
+            ("10.244.1.20", Some("db-0"), true),
+            ("10.244.3.20", Some("db-2"), true),
+        ],
+    ));
+    wait_answer(pod, "api: endpoint removed", start, DB1, &[]);
+    let db = a_of_kernel(pod, DB);
+    assert_rdata(
+        &db,
+        "A",
+        &["10.244.1.20", "10.244.3.20"],
+        "db after removal",
+    );
+
+    // Changes made while the agent is cut off, then a 410 on its resume:
+    // the relist must apply them, deletions included.
+    let lists_before = lists(&api);
+    api.set_down(true);
+    // Let the open watches end first, so no event of what follows reaches
+    // the agent before it relists.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(api.delete(Resource::Services, "default", "kubernetes"));
+    api.apply(service("default", "web", &["10.96.0.30"], &[("http", 80)]));
+    api.expire();
+    let held = a_of_kernel(pod, KUBERNETES);
+    assert_rdata(&held, "A", &["10.96.0.1"], "last good state while down");
+    let start = Instant::now();
+    api.set_down(false);
+    wait_recovered(
+        pod,
+        "api: deletion made while down applied by the relist",
+        start,
+        KUBERNETES,
+        &[],
+    );
+    wait_recovered(
+        pod,
+        "api: update made while down applied by the relist",
+        start,
+        WEB,
+        &["10.96.0.30"],
+    );
+    assert!(
+        lists(&api) >= lists_before + 2,
+        "no relist of both resources after the 410: {:#?}",
+        api.requests()
+    );
+}
+
+/// List (not watch) requests the fake API server received.
+fn lists(api: &NodeApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.starts_with("GET ") && !r.contains("watch=true"))
+        .count()
 }
