@@ -19,6 +19,7 @@ use e2e_support::{
 use nodedns_tests::fakeapi::Resource;
 use nodedns_tests::fakeapi::fixtures::{service, slice, write_atomic};
 use nodedns_tests::lab::{Lab, Pod};
+use nodedns_tests::upstream::Dnsmasq;
 
 /// Nothing listens there: these tests ask only cluster names, which must
 /// never be forwarded, and a forwarded query fails fast instead of leaving
@@ -600,4 +601,127 @@ fn lists(api: &NodeApi) -> usize {
         .iter()
         .filter(|r| r.starts_with("GET ") && !r.contains("watch=true"))
         .count()
+}
+
+#[test]
+fn custom_records_and_stub_domains_apply_live() {
+    let lab = Lab::new(1).unwrap();
+    let manifests = lab.log_dir().join("manifests");
+    copy_demo_manifests(&manifests);
+    let stub_addr: SocketAddr = "10.201.0.1:5354".parse().unwrap();
+    let _stub = Dnsmasq::start(
+        &lab,
+        lab.node(),
+        "dnsmasq-corp",
+        stub_addr,
+        &["corp.example"],
+        &[("db.corp.example", "10.0.5.5".parse().unwrap())],
+    )
+    .unwrap();
+    let custom = lab.log_dir().join("custom-records.yaml");
+    write_atomic(
+        &custom,
+        "hosts: |\n  192.168.10.5  nas.lab.example nas.lab\n",
+    )
+    .unwrap();
+    let custom_arg = custom.display().to_string();
+    let _agent = Agent::start(
+        &lab,
+        Source::Manifests(&manifests),
+        no_upstream(),
+        &["--custom-records", &custom_arg],
+        true,
+    );
+    let pod = lab.pod(0);
+    let nas = a_of(pod, "nas.lab.example");
+    assert_rdata(&nas, "A", &["192.168.10.5"], "custom host");
+    let nas = dig(pod, &["+search", "nas.lab", "A"]);
+    assert_rdata(&nas, "A", &["192.168.10.5"], "custom host alias via search");
+    let ptr = dig(pod, &["-x", "192.168.10.5"]);
+    assert_rdata(&ptr, "PTR", &["nas.lab.example."], "custom host PTR");
+
+    // A new host and a stub domain, without a restart.
+    let start = Instant::now();
+    write_atomic(
+        &custom,
+        &format!(
+            "hosts: |\n  192.168.10.5  nas.lab.example nas.lab\n  \
+             192.168.10.7  printer.lab.example\n\
+             stubDomains: |\n  {{\"corp.example\": [\"{stub_addr}\"]}}\n"
+        ),
+    )
+    .unwrap();
+    wait_answer(
+        pod,
+        "custom records: added host answered",
+        start,
+        "printer.lab.example",
+        &["192.168.10.7"],
+    );
+    measure_until(
+        "custom records: stub domain answered",
+        start,
+        PROPAGATION_BOUND,
+        || a_of(pod, "db.corp.example"),
+        |r| r.rdata("A") == ["10.0.5.5"],
+    );
+    // Cluster names are never sent to a stub or upstream, custom or not.
+    let web = a_of(pod, WEB);
+    assert_rdata(
+        &web,
+        "A",
+        &["10.96.0.20"],
+        "cluster name with custom records",
+    );
+}
+
+#[test]
+fn oversized_headless_answer_truncates_over_udp_and_completes_over_tcp() {
+    const MEMBERS: usize = 200;
+    let lab = Lab::new(1).unwrap();
+    let (api, _) = start_with_api(&lab);
+    let ips: Vec<String> = (0..MEMBERS)
+        .map(|i| format!("10.244.{}.{}", 100 + i / 200, 1 + i % 200))
+        .collect();
+    let endpoints: Vec<(&str, Option<&str>, bool)> =
+        ips.iter().map(|ip| (ip.as_str(), None, true)).collect();
+    api.apply(nodedns_tests::fakeapi::fixtures::headless("default", "big"));
+    api.apply(slice("default", "big-1", "big", &endpoints));
+    let kubeconfig = api.kubeconfig();
+    let _agent = Agent::start(
+        &lab,
+        Source::Kubeconfig(&kubeconfig),
+        no_upstream(),
+        &[],
+        true,
+    );
+    let pod = lab.pod(0);
+    const BIG: &str = "big.default.svc.cluster.local";
+    // Over UDP alone: truncated.
+    for args in [
+        &["+ignore", BIG, "A"][..],
+        &["+ignore", "+nocookie", BIG, "A"],
+    ] {
+        let udp = dig(pod, args);
+        assert_eq!(udp.status, "NOERROR", "{}", udp.raw);
+        assert!(
+            udp.raw.contains(" tc ") || udp.raw.contains(" tc;"),
+            "no TC flag on an oversized UDP answer:\n{}",
+            udp.raw
+        );
+    }
+    // dig retries over TCP by itself, glibc too: every member comes back.
+    let full = dig(pod, &["+search", "big", "A"]);
+    let mut want = ips.clone();
+    want.sort();
+    assert_eq!(sorted(full.rdata("A")), want, "{}", full.raw);
+    let out = pod.getent(&["ahostsv4", "big"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut got: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), MEMBERS, "getent ahostsv4 big: {text}");
 }
