@@ -42,7 +42,7 @@ const HOT_THRESHOLD: &str = "1";
 /// the agent stops first, the lab goes last.
 struct Setup {
     agent: Agent,
-    _upstream: Dnsmasq,
+    upstream: Dnsmasq,
     manifests: PathBuf,
     lab: Lab,
 }
@@ -83,7 +83,7 @@ impl Setup {
         );
         Self {
             agent,
-            _upstream: upstream,
+            upstream,
             manifests,
             lab,
         }
@@ -506,4 +506,33 @@ fn full_kernel_map_evicts_and_never_fails_a_query() {
 
     // The most recent names are still answered by the kernel.
     setup.assert_kernel_answers(&names[NAMES - 1], |r| r.status == "NXDOMAIN");
+}
+
+#[test]
+fn hot_external_name_survives_its_upstream_stopping() {
+    // Answers expire after 2 s, in the cache and in the kernel (the agent
+    // promotes only answers with at least 1 s left).
+    let mut setup = Setup::start_with(&["--cache-max-success-ttl", "2"]);
+    setup.lookup_api();
+    setup.warm_up_api();
+    // Silent rather than refusing: the agent has to give up on it.
+    setup.upstream.daemon_mut().signal(Signal::Stop).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+
+    // The kernel's entries have expired: userspace answers from the stale
+    // cache (RFC 8767) after trying the silent upstream for a while
+    // (--serve-stale-after-ms), within glibc's 5 s timeout.
+    let start = Instant::now();
+    setup.lookup_api();
+    println!(
+        "e2e: lookup with the upstream silent (serve-stale): {:?}",
+        start.elapsed()
+    );
+    let metrics = setup.metrics();
+    assert!(
+        metrics.sum("nodedns_queries_total", &[("path", "stale")]) > 0,
+        "no stale answers counted:\n{}",
+        metrics.queries_table()
+    );
+    setup.lookup_api();
 }
