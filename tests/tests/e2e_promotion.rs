@@ -536,3 +536,135 @@ fn hot_external_name_survives_its_upstream_stopping() {
     );
     setup.lookup_api();
 }
+
+/// The header flags dig printed (`qr aa rd ra`, sorted).
+fn flags(reply: &Reply) -> String {
+    let Some((_, rest)) = reply.raw.split_once(";; flags: ") else {
+        return String::new();
+    };
+    let mut flags: Vec<&str> = rest
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    flags.sort();
+    flags.join(" ")
+}
+
+/// The EDNS line dig printed (`; EDNS: version: 0, flags: do; udp: 1232`).
+fn edns(reply: &Reply) -> Option<String> {
+    reply
+        .raw
+        .lines()
+        .find(|l| l.starts_with("; EDNS:"))
+        .map(str::to_string)
+}
+
+#[test]
+fn kernel_answers_match_userspace_answers() {
+    let setup = Setup::start();
+    let questions: &[&[&str]] = &[
+        &[WEB, "A"],
+        &[WEB, "AAAA"],
+        &["_http._tcp.web.default.svc.cluster.local", "SRV"],
+        &["_postgres._tcp.db.default.svc.cluster.local", "SRV"],
+        &["db.default.svc.cluster.local", "A"],
+        &["-x", "10.96.0.20"],
+        &["-x", "10.244.1.20"],
+        &["search.default.svc.cluster.local", "A"],
+        &["nope.default.svc.cluster.local", "A"],
+        &["kubernetes.default.svc.cluster.local", "AAAA"],
+        &["default.svc.cluster.local", "A"],
+        &["dns-version.cluster.local", "TXT"],
+        &["10-1-2-3.default.pod.cluster.local", "A"],
+        &[API, "A"],
+        &[API, "AAAA"],
+        &["missing.example.test", "A"],
+    ];
+    // Client variants the kernel may answer (no EDNS options).
+    let variants: &[&[&str]] = &[
+        &["+nocookie"],
+        &["+noedns"],
+        &["+nocookie", "+bufsize=512"],
+        &["+nocookie", "+dnssec"],
+        &["+nocookie", "+norec"],
+    ];
+    let mut compared = 0;
+    let mut passed_up = Vec::new();
+    for question in questions {
+        for variant in variants {
+            let mut args: Vec<&str> = variant.to_vec();
+            args.extend_from_slice(question);
+            // Enough times to be promoted (upstream answers are hot after 2).
+            for _ in 0..2 {
+                dig(setup.pod(), &args);
+            }
+            let before = setup.metrics();
+            let kernel = dig(setup.pod(), &args);
+            let after = setup.metrics();
+            if after.xdp_hits() == before.xdp_hits() {
+                passed_up.push(args.join(" "));
+            }
+            // The same question with a cookie: always userspace.
+            let mut user_args: Vec<&str> = variant
+                .iter()
+                .copied()
+                .filter(|v| *v != "+nocookie" && *v != "+noedns")
+                .collect();
+            user_args.push("+cookie");
+            user_args.extend_from_slice(question);
+            let user = dig(setup.pod(), &user_args);
+            let what = format!("dig {}", args.join(" "));
+            assert_eq!(
+                kernel.status, user.status,
+                "{what}: status\n{}\n{}",
+                kernel.raw, user.raw
+            );
+            assert_eq!(
+                sorted(kernel.answers.clone()),
+                sorted(user.answers.clone()),
+                "{what}: answers\n{}\n{}",
+                kernel.raw,
+                user.raw
+            );
+            assert_eq!(
+                kernel.authority, user.authority,
+                "{what}: authority\n{}\n{}",
+                kernel.raw, user.raw
+            );
+            assert_eq!(
+                flags(&kernel),
+                flags(&user),
+                "{what}: header flags\n{}\n{}",
+                kernel.raw,
+                user.raw
+            );
+            // The reference needs EDNS for its cookie; a query without
+            // EDNS gets an answer without it.
+            let want_edns = if variant.contains(&"+noedns") {
+                None
+            } else {
+                edns(&user)
+            };
+            assert_eq!(
+                edns(&kernel),
+                want_edns,
+                "{what}: EDNS\n{}\n{}",
+                kernel.raw,
+                user.raw
+            );
+            compared += 1;
+        }
+    }
+    println!("e2e: {compared} kernel/userspace comparisons");
+    assert!(
+        passed_up.is_empty(),
+        "queries the kernel left to userspace: {passed_up:#?}"
+    );
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
