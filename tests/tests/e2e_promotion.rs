@@ -17,7 +17,7 @@ use e2e_support::{
     Agent, Metrics, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig, measure_until,
 };
 use nodedns_tests::fakeapi::fixtures::write_atomic;
-use nodedns_tests::lab::{LISTEN_V6, Lab, Pod, Signal};
+use nodedns_tests::lab::{LISTEN_V6, Lab, Netns, POD_SEARCH, Pod, Signal, VethPair};
 use nodedns_tests::upstream::Dnsmasq;
 
 /// The external name of the storm, and what the upstream says it is.
@@ -667,4 +667,60 @@ fn kernel_answers_match_userspace_answers() {
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+#[test]
+fn pod_created_after_the_agent_gets_kernel_answers() {
+    // The agent watches for matching interfaces; this one appears later,
+    // the way a new pod's veth does on a node.
+    const LATE_HOST: &str = "ndlate0";
+    let setup = Setup::start_with(&["--interface", "ndlate*"]);
+    let mut netns = Netns::create("late").unwrap();
+    let veth = VethPair::create(setup.lab.node(), LATE_HOST, &netns, "eth0").unwrap();
+    let node = setup.lab.node();
+    node.ip(&["addr", "add", "10.202.0.1/24", "dev", LATE_HOST])
+        .unwrap();
+    node.ip(&["link", "set", LATE_HOST, "up"]).unwrap();
+    netns
+        .ip(&["addr", "add", "10.202.0.2/24", "dev", "eth0"])
+        .unwrap();
+    netns.ip(&["link", "set", "eth0", "up"]).unwrap();
+    netns
+        .ip(&["route", "add", "default", "via", "10.202.0.1"])
+        .unwrap();
+    netns
+        .set_resolv_conf(&format!(
+            "nameserver 169.254.20.10\nsearch {POD_SEARCH}\noptions ndots:5\n"
+        ))
+        .unwrap();
+
+    let start = Instant::now();
+    measure_until(
+        "XDP attached to a veth created after the agent started",
+        start,
+        PROPAGATION_BOUND,
+        || {
+            let link = node.ip(&["-d", "link", "show", "dev", LATE_HOST]).unwrap();
+            String::from_utf8_lossy(&link.stdout).contains("prog/xdp")
+        },
+        |attached| *attached,
+    );
+    let late_dig = |args: &[&str]| {
+        let mut full = vec!["+time=2", "+tries=1", "+nocookie"];
+        full.extend_from_slice(args);
+        Reply::parse(&netns.output("dig", &full).unwrap())
+    };
+    let first = late_dig(&["+search", "web", "A"]);
+    assert_eq!(ips(&first), ["10.96.0.20"], "{}", first.raw);
+    let before = setup.metrics();
+    let second = late_dig(&["+search", "web", "A"]);
+    let after = setup.metrics();
+    assert_eq!(ips(&second), ["10.96.0.20"], "{}", second.raw);
+    assert_eq!(
+        after.xdp_hits() - before.xdp_hits(),
+        1,
+        "the new pod's query was not answered by the kernel:\n{}",
+        after.queries_table()
+    );
+    drop(veth);
 }
