@@ -724,3 +724,56 @@ fn pod_created_after_the_agent_gets_kernel_answers() {
     );
     drop(veth);
 }
+
+#[test]
+fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
+    let mut setup = Setup::start();
+    setup.lookup_api();
+    setup.warm_up_api();
+    let web = setup.dig_kernel(WEB, "A");
+    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
+    setup.wait_kernel_entry(WEB, "10.96.0.20");
+
+    // SIGKILL (a crash, the OOM killer): no exit code runs, the pinned
+    // XDP link and maps stay, and the kernel keeps answering hot names.
+    setup.agent.kill();
+    setup.lookup_api();
+    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    assert_eq!(
+        ips(&web),
+        ["10.96.0.20"],
+        "with the agent dead:\n{}",
+        web.raw
+    );
+
+    // The Service changes while no agent runs.
+    let file = setup.manifests.join("demo-default.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
+
+    // A new agent adopts the pinned maps and the entries in them: what
+    // changed while it was away is corrected in the kernel at once.
+    let start = Instant::now();
+    setup.agent.restart(&setup.lab);
+    measure_until(
+        "kernel: change made while no agent ran answered after the restart",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(WEB, "A"),
+        |r| ips(r) == ["10.96.0.21"],
+    );
+    setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
+    let cold = setup.dig_kernel("cold.default.svc.cluster.local", "A");
+    assert_eq!(cold.status, "NXDOMAIN", "after the restart:\n{}", cold.raw);
+    setup.lookup_api();
+    // And it follows later changes into the kernel.
+    let start = Instant::now();
+    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.22")).unwrap();
+    measure_until(
+        "kernel: change after a restart answered",
+        start,
+        PROPAGATION_BOUND,
+        || setup.dig_kernel(WEB, "A"),
+        |r| ips(r) == ["10.96.0.22"],
+    );
+}

@@ -45,6 +45,9 @@ pub struct Agent {
     daemon: Daemon,
     bpffs: BpffsDir,
     node: PathBuf,
+    /// The command line, for [`Agent::restart`].
+    args: Vec<String>,
+    starts: u32,
 }
 
 impl Agent {
@@ -59,58 +62,61 @@ impl Agent {
         wait_ready: bool,
     ) -> Self {
         let bpffs = BpffsDir::create().expect("create a bpffs pin directory");
-        let bpffs_arg = bpffs.path().display().to_string();
-        let upstream = upstream.to_string();
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "run",
             "--bpffs-path",
-            &bpffs_arg,
+            &bpffs.path().display().to_string(),
             "--cleanup-on-exit",
             "--upstream",
-            &upstream,
+            &upstream.to_string(),
             "--metrics-addr",
             METRICS_ADDR,
             "--health-addr",
             HEALTH_ADDR,
-        ];
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         for pod in lab.pods() {
-            args.extend(["--interface", pod.node_ifname()]);
+            args.extend(["--interface".to_string(), pod.node_ifname().to_string()]);
         }
-        let source_path;
         match source {
             Source::Manifests(dir) => {
-                source_path = dir.display().to_string();
-                args.extend(["--manifests", &source_path]);
+                args.extend(["--manifests".to_string(), dir.display().to_string()]);
             }
             Source::Kubeconfig(file) => {
-                source_path = file.display().to_string();
-                args.extend(["--kubeconfig", &source_path]);
+                args.extend(["--kubeconfig".to_string(), file.display().to_string()]);
             }
         }
-        args.extend_from_slice(extra);
-        let daemon = lab
-            .start_agent("dns-agent", &args)
-            .expect("start dns-agent");
-        let mut agent = Self {
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let daemon = launch(lab, "dns-agent", &args, wait_ready);
+        Self {
             daemon,
             bpffs,
             node: PathBuf::from(lab.node().name()),
-        };
-        agent
-            .daemon
-            .wait_for_log("dns-agent running", START_TIMEOUT)
-            .expect("the agent did not start serving");
-        if wait_ready {
-            let node = lab.node();
-            let ready = wait_for("/readyz to return 200", START_TIMEOUT, || {
-                let (status, _) = http_get(node, HEALTH_ADDR, "/readyz")?;
-                (status == 200).then_some(())
-            });
-            if let Err(e) = ready {
-                panic!("{e}; agent log:\n{}", agent.daemon.log());
-            }
+            args,
+            starts: 1,
         }
-        agent
+    }
+
+    /// SIGKILL, like a crash or the OOM killer: the agent runs no exit code,
+    /// so its XDP links and maps stay pinned.
+    pub fn kill(&mut self) {
+        self.daemon
+            .kill()
+            .unwrap_or_else(|e| panic!("kill the agent: {e}"));
+    }
+
+    /// Starts the agent again with the same command line and pin directory
+    /// (after [`Agent::kill`] or [`Agent::stop`]) and waits until ready.
+    pub fn restart(&mut self, lab: &Lab) {
+        assert!(
+            !self.daemon.is_running(),
+            "restart: the agent is still running"
+        );
+        self.starts += 1;
+        let name = format!("dns-agent-{}", self.starts);
+        self.daemon = launch(lab, &name, &self.args, true);
     }
 
     pub fn bpffs(&self) -> &Path {
@@ -183,6 +189,27 @@ impl Drop for Agent {
             eprintln!("e2e: could not stop dns-agent: {e}");
         }
     }
+}
+
+/// Starts the agent in the lab node and waits until it serves (and, with
+/// `wait_ready`, until `/readyz` returns 200).
+fn launch(lab: &Lab, name: &str, args: &[String], wait_ready: bool) -> Daemon {
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut daemon = lab.start_agent(name, &argv).expect("start dns-agent");
+    if let Err(e) = daemon.wait_for_log("dns-agent running", START_TIMEOUT) {
+        panic!("the agent did not start serving: {e}");
+    }
+    if wait_ready {
+        let node = lab.node();
+        let ready = wait_for("/readyz to return 200", START_TIMEOUT, || {
+            let (status, _) = http_get(node, HEALTH_ADDR, "/readyz")?;
+            (status == 200).then_some(())
+        });
+        if let Err(e) = ready {
+            panic!("{e}; agent log:\n{}", daemon.log());
+        }
+    }
+    daemon
 }
 
 /// `GET path` on `addr` from inside `netns`: status and body, or `None`
