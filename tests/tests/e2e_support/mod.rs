@@ -311,8 +311,14 @@ impl Inspect {
         })
     }
 
+    /// A kernel counter, whether `counters` is printed as an object or as
+    /// `[name, value]` pairs.
     pub fn counter(&self, name: &str) -> u64 {
-        self.0["counters"]
+        let counters = &self.0["counters"];
+        if let Some(value) = counters.get(name) {
+            return value.as_u64().unwrap_or(0);
+        }
+        counters
             .as_array()
             .into_iter()
             .flatten()
