@@ -6,7 +6,9 @@
 //! Data it serves (any name): A -> 192.0.2.1 (TTL [`HostileUpstream::set_ttl`],
 //! default 300); names whose first label starts with `nx` -> NXDOMAIN with
 //! an SOA (TTL 3600, MINIMUM 60); names whose first label starts with `big`
-//! -> 60 A records (too big for 512-byte UDP); other types -> NODATA + SOA.
+//! -> 60 A records (too big for 512-byte UDP); names whose first label
+//! starts with `shadow` -> a CNAME to `web.default.svc.cluster.local.` plus
+//! a forged A record for that cluster name; other types -> NODATA + SOA.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -148,6 +150,15 @@ fn answer(query: &Message, ttl: u32) -> Message {
     if first.starts_with("nx") {
         reply.metadata.response_code = ResponseCode::NXDomain;
         reply.add_authority(soa(&q.name));
+    } else if first.starts_with("shadow") {
+        let target = name("web.default.svc.cluster.local.");
+        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
+        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
+        reply.add_answer(Record::from_rdata(
+            target,
+            ttl,
+            RData::A(A::new(6, 6, 6, 6)),
+        ));
     } else if q.query_type == RecordType::A {
         let count = if first.starts_with("big") { 60 } else { 1 };
         for i in 0..count {

@@ -95,6 +95,38 @@ async fn cluster_zone_is_authoritative_and_never_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
+    let r = TestResolver::start(&[], &[]).await;
+    let ips = (0..300u16)
+        .map(|i| Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8))
+        .collect();
+    r.zone.set_many("headless.default.svc.cluster.local.", ips);
+    let d = dig(
+        r.addr,
+        "headless.default.svc.cluster.local",
+        "A",
+        &["+ignore"],
+    )
+    .await;
+    assert!(d.has_flag("tc") && d.answers.is_empty(), "{}", d.raw);
+    let d = dig(
+        r.addr,
+        "headless.default.svc.cluster.local",
+        "A",
+        &["+ignore", "+noedns"],
+    )
+    .await;
+    assert!(d.has_flag("tc"), "{}", d.raw);
+    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &["+tcp"]).await;
+    assert!(d.has_flag("aa") && !d.has_flag("tc"), "{}", d.raw);
+    assert_eq!(d.addresses().len(), 300);
+    // dig's default: retry over TCP on TC.
+    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &[]).await;
+    assert_eq!(d.addresses().len(), 300);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_data_never_shadows_the_cluster_zone() {
     let up = hostile().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
@@ -457,5 +489,30 @@ fn listen_interface_is_created_and_removed_in_a_netns() {
         kept.cleanup();
         assert!(bindable(addr), "kept on exit");
         assert_eq!(if_index("nodedns-t0").is_some(), on_dummy);
+        // `dns-agent cleanup` removes what the kept agent left.
+        dns_agent::resolver::interface::remove_all("nodedns-t0", &[addr]).expect("cleanup");
+        assert!(!bindable(addr), "cleanup removed the address");
+        assert!(if_index("nodedns-t0").is_none(), "cleanup removed the link");
+        // A name that is not a dummy link is never deleted, only our addresses.
+        let mut again = ListenInterface::setup("nodedns-t0", &[addr], true).expect("setup");
+        again.cleanup();
+        dns_agent::resolver::interface::remove_all("lo", &[addr]).expect("cleanup by lo");
+        assert!(if_index("lo").is_some(), "lo is never deleted");
+        dns_agent::resolver::interface::remove_all("nodedns-t0", &[addr]).expect("idempotent");
+        assert!(!bindable(addr));
+        // Link kinds are read from the kernel: a veth is never deleted.
+        let status = std::process::Command::new("ip")
+            .args([
+                "link", "add", "nd-t0a", "type", "veth", "peer", "name", "nd-t0b",
+            ])
+            .status()
+            .expect("ip runs");
+        assert!(status.success());
+        let veth = if_index("nd-t0a").unwrap();
+        let mut nl = Netlink::open().unwrap();
+        assert_eq!(nl.link_kind(veth).unwrap().as_deref(), Some("veth"));
+        assert_eq!(nl.link_kind(if_index("lo").unwrap()).unwrap(), None);
+        dns_agent::resolver::interface::remove_all("nd-t0a", &[addr]).expect("cleanup");
+        assert!(if_index("nd-t0a").is_some(), "a veth is not ours to delete");
     });
 }

@@ -133,8 +133,9 @@ pub struct ResolverArgs {
     pub tcp_max_connections: usize,
 
     /// An upstream answer is promoted to the kernel once asked more than this
-    /// many times within --hot-window-secs. Cluster answers always are.
-    #[arg(long, env = "NODEDNS_HOT_THRESHOLD", default_value_t = 2)]
+    /// many times within --hot-window-secs (0 promotes every answer).
+    /// Cluster answers, positive and negative, are always promoted.
+    #[arg(long, env = "NODEDNS_HOT_THRESHOLD", default_value_t = 1)]
     pub hot_threshold: u32,
 
     /// The window of --hot-threshold, in seconds.

@@ -231,7 +231,7 @@ impl Feeder {
                 }
             }
             let (count, start) = state.hot.entry(key.clone()).or_insert((0, now));
-            if now.duration_since(*start) >= self.cfg.hot_window {
+            if now.saturating_duration_since(*start) >= self.cfg.hot_window {
                 *count = 0;
                 *start = now;
             }
@@ -239,6 +239,10 @@ impl Feeder {
             if *count <= self.cfg.hot_threshold {
                 return;
             }
+            // Hot. Once the kernel answers it, userspace no longer sees it
+            // asked; keep it hot until a window after this answer expires,
+            // so the first ask after expiry promotes the fresh answer at once.
+            *start = now + remaining;
         }
         let parts = Parts {
             rcode: answer.rcode,
@@ -580,6 +584,38 @@ mod tests {
         );
         feeder.cluster_answer(&name, RecordType::A, &a, 5);
         assert_eq!(sink.len(), 1);
+    }
+
+    #[test]
+    fn a_hot_answer_is_promoted_again_at_once_after_expiry() {
+        let (feeder, sink, _zone, metrics) = setup(8);
+        let name = Name::from_ascii("popular.example.").unwrap();
+        let answer = |stored: Instant| CachedAnswer {
+            rcode: ResponseCode::NoError,
+            answers: vec![Record::from_rdata(
+                name.clone(),
+                30,
+                RData::A(A::new(192, 0, 2, 1)),
+            )],
+            authority: vec![],
+            additionals: vec![],
+            ttl: 30,
+            stored,
+            bytes: 0,
+            hits: Default::default(),
+        };
+        let first = answer(Instant::now());
+        feeder.upstream_answer(&name, RecordType::A, &first); // threshold 1: not yet
+        assert!(sink.is_empty());
+        feeder.upstream_answer(&name, RecordType::A, &first);
+        assert_eq!(sink.len(), 1);
+        // The kernel entry expired and was withdrawn; the next answer is the
+        // first userspace sees, and it goes straight back in.
+        feeder.forget(&(LowerName::new(&name), RecordType::A));
+        assert!(sink.is_empty());
+        feeder.upstream_answer(&name, RecordType::A, &answer(Instant::now()));
+        assert_eq!(sink.len(), 1);
+        assert_eq!(metrics.map_writes.get(), 2);
     }
 
     #[test]

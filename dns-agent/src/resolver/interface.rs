@@ -18,16 +18,10 @@ pub enum InterfaceError {
     CreateLink { name: String, source: io::Error },
     #[error("cannot bring interface {name} up: {source}")]
     LinkUp { name: String, source: io::Error },
+    #[error("cannot remove {what}: {source}")]
+    Remove { what: String, source: io::Error },
     #[error("cannot add address {addr} to {name}: {source}")]
     AddAddress {
-        name: String,
-        addr: IpAddr,
-        source: io::Error,
-    },
-    #[error("cannot remove interface {name}: {source}")]
-    DeleteLink { name: String, source: io::Error },
-    #[error("cannot remove address {addr} from {name}: {source}")]
-    DeleteAddress {
         name: String,
         addr: IpAddr,
         source: io::Error,
@@ -63,10 +57,18 @@ impl ListenInterface {
                 (true, true)
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                // Left by a previous agent told to keep it, or made by an
-                // admin: use it, but only ever remove our own addresses.
-                tracing::info!(interface = name, "interface already exists: using it");
-                (true, false)
+                // A dummy of our name was left by a previous agent told to
+                // keep it: it is ours again. Anything else is used but never
+                // deleted; only the addresses we add are removed.
+                let dummy = if_index(name)
+                    .and_then(|i| nl.link_kind(i).ok().flatten())
+                    .is_some_and(|kind| kind == "dummy");
+                tracing::info!(
+                    interface = name,
+                    adopted = dummy,
+                    "interface already exists: using it"
+                );
+                (true, dummy)
             }
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 tracing::warn!(
@@ -150,40 +152,59 @@ impl ListenInterface {
     }
 }
 
-impl Drop for ListenInterface {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-/// `dns-agent cleanup`: removes the listen interface `name` (and with it its
-/// addresses), or, where the addresses went on `lo`, those addresses. For an
-/// agent that exited with `--keep-on-exit`, or was killed. Missing pieces
-/// are not errors: cleanup is idempotent.
+/// `dns-agent cleanup`: removes what a (kept) agent left, by name. The link
+/// is deleted only if it is a `dummy` (so a mistyped name never takes down
+/// a real interface); otherwise `addrs` are removed from it. `addrs` are
+/// also removed from `lo` (the fallback). Missing pieces are not errors.
 pub fn remove_all(name: &str, addrs: &[IpAddr]) -> Result<(), InterfaceError> {
     let mut nl = Netlink::open().map_err(InterfaceError::Netlink)?;
+    let absent = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)
+        )
+    };
+    let mut from = Vec::new();
     if let Some(index) = if_index(name) {
-        nl.delete_link(index)
-            .map_err(|source| InterfaceError::DeleteLink {
-                name: name.into(),
+        let kind = nl
+            .link_kind(index)
+            .map_err(|source| InterfaceError::Remove {
+                what: format!("interface {name}"),
                 source,
             })?;
-        tracing::info!(interface = name, "removed the listen interface");
-        return Ok(());
-    }
-    let lo = if_index("lo").unwrap_or(1);
-    for &addr in addrs {
-        match nl.delete_address(lo, addr) {
-            Ok(()) => tracing::info!(%addr, "removed listen address from lo"),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => {}
-            Err(source) => {
-                return Err(InterfaceError::DeleteAddress {
-                    name: "lo".into(),
-                    addr,
+        if kind.as_deref() == Some("dummy") {
+            nl.delete_link(index)
+                .map_err(|source| InterfaceError::Remove {
+                    what: format!("interface {name}"),
                     source,
-                });
+                })?;
+            tracing::info!(interface = name, "removed the listen interface");
+        } else {
+            from.push((name, index));
+        }
+    }
+    if let Some(lo) = if_index("lo") {
+        from.push(("lo", lo));
+    }
+    for (dev, index) in from {
+        for &addr in addrs {
+            match nl.delete_address(index, addr) {
+                Ok(()) => tracing::info!(interface = dev, %addr, "removed listen address"),
+                Err(e) if absent(&e) => {}
+                Err(source) => {
+                    return Err(InterfaceError::Remove {
+                        what: format!("{addr} on {dev}"),
+                        source,
+                    });
+                }
             }
         }
     }
     Ok(())
+}
+
+impl Drop for ListenInterface {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
 }

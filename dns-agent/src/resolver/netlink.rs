@@ -59,6 +59,23 @@ fn addr_bytes(addr: IpAddr) -> Vec<u8> {
     }
 }
 
+/// The payload of the first attribute of `kind` in `attrs`.
+fn find_attr(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        // The top bits of the type are flags (nested, byte order).
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if ty == kind {
+            return Some(&attrs[4..len]);
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
+
 /// The index of interface `name`, if it exists.
 pub fn if_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -101,6 +118,12 @@ impl Netlink {
 
     /// Sends one request and waits for its ACK (errno 0) or error.
     fn request(&mut self, kind: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+        self.transact(kind, flags, body).map(drop)
+    }
+
+    /// Sends one request; returns the payload of the kernel's data reply, if
+    /// any, once the ACK arrives.
+    fn transact(&mut self, kind: u16, flags: u16, body: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.seq += 1;
         let seq = self.seq;
         let mut msg = Vec::with_capacity(NLMSG_HDR_LEN + body.len());
@@ -129,7 +152,8 @@ impl Netlink {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = vec![0u8; 8192];
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut data = None;
         loop {
             // SAFETY: buf is writable for its length.
             let n = unsafe {
@@ -158,10 +182,13 @@ impl Netlink {
                 if ty == NLMSG_ERROR && rseq == seq && len >= NLMSG_HDR_LEN + 4 {
                     let errno = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
                     return if errno == 0 {
-                        Ok(())
+                        Ok(data)
                     } else {
                         Err(io::Error::from_raw_os_error(-errno))
                     };
+                }
+                if ty != NLMSG_ERROR && rseq == seq && data.is_none() {
+                    data = Some(buf[off + NLMSG_HDR_LEN..off + len].to_vec());
                 }
                 off += len.next_multiple_of(4);
             }
@@ -183,6 +210,23 @@ impl Netlink {
             (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
             &body,
         )
+    }
+
+    /// The link's kind (`dummy`, `veth`, ...), None for one without a kind
+    /// (physical devices, `lo`).
+    pub fn link_kind(&mut self, index: u32) -> io::Result<Option<String>> {
+        let reply = self.transact(libc::RTM_GETLINK, 0, &ifinfomsg(index as i32, 0, 0))?;
+        let Some(reply) = reply else { return Ok(None) };
+        const IFINFOMSG_LEN: usize = 16;
+        let attrs = reply.get(IFINFOMSG_LEN..).unwrap_or_default();
+        let Some(info) = find_attr(attrs, IFLA_LINKINFO) else {
+            return Ok(None);
+        };
+        Ok(find_attr(info, IFLA_INFO_KIND).map(|k| {
+            String::from_utf8_lossy(k)
+                .trim_end_matches('\0')
+                .to_string()
+        }))
     }
 
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {

@@ -63,7 +63,9 @@ impl Netns {
     /// needs it to pin and adopt maps. `/etc/netns` files are not applied.
     pub fn command_net_only(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
         cmd
     }
 

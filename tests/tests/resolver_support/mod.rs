@@ -27,7 +27,7 @@ pub fn name(s: &str) -> Name {
 /// A cluster zone `cluster.local.` with A records set by the test.
 pub struct StaticZone {
     origin: Name,
-    a: RwLock<HashMap<LowerName, Ipv4Addr>>,
+    a: RwLock<HashMap<LowerName, Vec<Ipv4Addr>>>,
     ready: AtomicBool,
     generation: watch::Sender<u64>,
 }
@@ -47,7 +47,15 @@ impl StaticZone {
     }
 
     pub fn set_a(&self, n: &str, ip: Ipv4Addr) {
-        self.a.write().unwrap().insert(LowerName::new(&name(n)), ip);
+        self.set_many(n, vec![ip]);
+    }
+
+    /// A headless service: one A record per endpoint.
+    pub fn set_many(&self, n: &str, ips: Vec<Ipv4Addr>) {
+        self.a
+            .write()
+            .unwrap()
+            .insert(LowerName::new(&name(n)), ips);
         self.changed();
     }
 
@@ -92,10 +100,11 @@ impl Zone for StaticZone {
             additionals: vec![],
         };
         match a.get(qname) {
-            Some(ip) if qtype == RecordType::A => {
-                answer
-                    .answers
-                    .push(Record::from_rdata(n, 30, RData::A(A(*ip))))
+            Some(ips) if qtype == RecordType::A => {
+                for ip in ips {
+                    let record = Record::from_rdata(n.clone(), 30, RData::A(A(*ip)));
+                    answer.answers.push(record);
+                }
             }
             Some(_) => answer.authority.push(self.soa()),
             None => {
