@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,8 @@ pub struct Feeder {
     state: Mutex<State>,
     generation: AtomicU64,
     metrics: Arc<ResolverMetrics>,
+    /// The zone has been ready at least once since this agent started.
+    synced_once: AtomicBool,
 }
 
 /// The parts of an answer an entry is made of.
@@ -151,6 +153,7 @@ impl Feeder {
             state: Mutex::new(State::default()),
             generation,
             metrics,
+            synced_once: AtomicBool::new(false),
         };
         feeder.adopt_existing();
         feeder
@@ -367,9 +370,12 @@ impl Feeder {
     /// renewal. Also drops expired upstream entries.
     /// `generation`: the zone generation a full re-derivation starts from.
     fn refresh(&self, all: bool, generation: Option<u64>) {
-        if !self.zone.is_ready() {
+        if self.zone.is_ready() {
+            self.synced_once.store(true, Ordering::Relaxed);
+        } else if !self.synced_once.load(Ordering::Relaxed) {
             // Nothing can be re-derived before the first sync; entries taken
-            // over from a previous agent keep serving until then.
+            // over from a previous agent keep serving until then. (A zone
+            // that loses its sync later has its entries withdrawn below.)
             return;
         }
         let now = Instant::now();
