@@ -100,6 +100,9 @@ pub struct AnswerEntry {
     pub arcount: u16,
     pub body_len: u16,
     pub ttl_count: u16,
+    /// Explicit padding (zero) so `ttl_offsets` and the tail stay aligned
+    /// without hidden bytes.
+    pub _pad: u32,
     /// Offsets, relative to the body, of each 32-bit TTL field.
     pub ttl_offsets: [u16; MAX_TTLS],
     pub body: [u8; MAX_BODY_LEN],
@@ -124,6 +127,7 @@ impl AnswerEntry {
             arcount: 0,
             body_len: 0,
             ttl_count: 0,
+            _pad: 0,
             ttl_offsets: [0; MAX_TTLS],
             body: [0; MAX_BODY_LEN],
             tail_generation: 0,
@@ -193,7 +197,7 @@ mod tests {
 
     #[test]
     fn entry_layout_has_no_padding() {
-        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 6 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
+        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 5 + 4 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
         assert_eq!(size_of::<AnswerEntry>(), fields);
         assert_eq!(align_of::<AnswerEntry>(), 8);
         assert_eq!(offset_of!(AnswerEntry, rcode), 32);

@@ -3,8 +3,13 @@
 //! checksum) and an optional EDNS0 OPT record.
 
 use aya_ebpf::programs::XdpContext;
+use core::ffi::c_void;
 use dns_common::hash::{fnv1a_init, fnv1a_step};
-use dns_common::{AnswerKey, Counter, MAX_NAME_LEN};
+
+use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
+use dns_common::{Counter, MAX_NAME_LEN};
+
+use crate::entry::{QBUF_LEN, Scratch};
 
 use crate::csum::{fold, shift_odd};
 use crate::ptr::ptr_at;
@@ -19,6 +24,8 @@ const FLAGS_NOT_QUERY: u16 = 0xfa00;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_CD: u16 = 0x0010;
 const LABEL_TYPE_MASK: u8 = 0xc0;
+/// A name of MAX_NAME_LEN bytes has at most half as many labels.
+const MAX_LABELS: usize = MAX_NAME_LEN / 2;
 /// Answers without EDNS must fit the classic DNS/UDP limit.
 const CLASSIC_UDP_SIZE: usize = 512;
 
@@ -57,15 +64,41 @@ impl Query {
     }
 }
 
+/// ASCII lower-casing of four bytes at once: adds 0x20 to each byte in
+/// `A..=Z`, leaves every other byte (including >= 0x80) alone.
+#[inline(always)]
+fn ascii_lower4(x: u32) -> u32 {
+    const ONES: u32 = 0x0101_0101;
+    const HIGH: u32 = 0x8080_8080;
+    let low7 = x & !HIGH;
+    // No byte overflows into the next: 0x7f + 0x3f < 0x100.
+    let ge_a = low7 + ONES * (0x80 - b'A' as u32);
+    let gt_z = low7 + ONES * (0x80 - b'Z' as u32 - 1);
+    let upper = ge_a & !gt_z & !x & HIGH;
+    x | (upper >> 2)
+}
+
+/// The name length, read back through memory on purpose. Each loop over
+/// the name leaves with a different range for it at every exit; a fresh
+/// bounded value lets the verifier check what follows once, not once per
+/// exit (and the product of that over consecutive loops).
+#[inline(always)]
+fn reload_name_len(scratch: &Scratch) -> Result<usize, Counter> {
+    let n = unsafe { core::ptr::read_volatile(&scratch.key.name_len) } as usize;
+    if n == 0 || n > MAX_NAME_LEN {
+        return Err(Counter::PassName);
+    }
+    Ok(n)
+}
+
 /// Parses the query at `off` (`len` bytes, the rest of the datagram) and
-/// fills `key`, which must be zeroed.
+/// fills `scratch.key`, which must be zeroed.
 #[inline(always)]
 pub fn parse(
     ctx: &XdpContext,
     off: usize,
     len: usize,
-    key: &mut AnswerKey,
-    label_left: *mut u8,
+    scratch: &mut Scratch,
 ) -> Result<Query, Counter> {
     let hdr = ptr_at::<DnsHdr>(ctx, off).ok_or(Counter::PassMalformed)?;
     let hdr = unsafe { &*hdr };
@@ -83,65 +116,109 @@ pub fn parse(
     }
     let id = u16::from_be(hdr.id);
 
-    // The name, one byte at a time with a fixed bound.
-    let qoff = off + DNS_HDR_LEN;
+    // Copy the question out of the packet once: walking it in map memory
+    // needs no per-byte packet bounds checks.
+    if len <= DNS_HDR_LEN {
+        return Err(Counter::PassMalformed);
+    }
+    let avail = len - DNS_HDR_LEN;
+    let copied = if avail < QBUF_LEN { avail } else { QBUF_LEN };
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (off + DNS_HDR_LEN) as u32,
+            scratch.qbuf.as_mut_ptr() as *mut c_void,
+            copied as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(Counter::PassMalformed);
+    }
+
+    // Walk the labels. The position lives in map memory, which the
+    // verifier does not track: a register would carry a different range
+    // for every label layout and multiply its states past the limit.
+    let pos = &mut scratch.label_pos as *mut u32;
+    unsafe { core::ptr::write_volatile(pos, 0) };
+    let mut n = 0;
+    while n < MAX_LABELS {
+        let p = unsafe { core::ptr::read_volatile(pos) } as usize;
+        if p >= MAX_NAME_LEN {
+            return Err(Counter::PassName);
+        }
+        if p >= copied {
+            return Err(Counter::PassMalformed);
+        }
+        let l = scratch.qbuf[p & (MAX_NAME_LEN - 1)];
+        if l == 0 {
+            scratch.key.name_len = (p + 1) as u16;
+            break;
+        }
+        if l & LABEL_TYPE_MASK != 0 {
+            // A compression pointer or an extended label type.
+            return Err(Counter::PassName);
+        }
+        unsafe { core::ptr::write_volatile(pos, (p + 1 + l as usize) as u32) };
+        n += 1;
+    }
+    let name_len = reload_name_len(scratch)?;
+    if name_len + 4 > copied {
+        return Err(Counter::PassMalformed);
+    }
+
+    // Four bytes at a time: lower-case into the key, sum for the checksum
+    // (as sent, case preserved) and hash (FNV-1a, byte by byte as
+    // `dns_common::hash::key_hash` does). The buffers are 4-aligned.
+    let src = scratch.qbuf.as_ptr() as *const u32;
+    let dst = scratch.key.name.as_mut_ptr() as *mut u32;
     let mut hash = fnv1a_init();
     let mut sum: u64 = 0;
-    // Bytes left in the current label (zero: the next byte is a length).
-    // It lives in map memory, which the verifier does not track: a register
-    // would carry a different range for every label layout and multiply
-    // the verifier's states past its limit.
-    let left = || unsafe { core::ptr::read_volatile(label_left) };
-    let set_left = |v: u8| unsafe { core::ptr::write_volatile(label_left, v) };
-    set_left(0);
-    let mut i = 0usize;
-    while i < MAX_NAME_LEN {
-        let b = unsafe { *ptr_at::<u8>(ctx, qoff + i).ok_or(Counter::PassMalformed)? };
-        let l = left();
-        if l == 0 {
-            if b == 0 {
-                key.name_len = (i + 1) as u16;
-                break;
-            }
-            if b & LABEL_TYPE_MASK != 0 {
-                // A compression pointer or an extended label type.
-                return Err(Counter::PassName);
-            }
-            set_left(b);
-        } else {
-            set_left(l - 1);
+    let mut w = 0usize;
+    while w < MAX_NAME_LEN / 4 {
+        // The length comes fresh from memory in every round: derived from
+        // one register, each partial-word branch would narrow its range and
+        // give the verifier a new state per round.
+        let n = unsafe { core::ptr::read_volatile(&scratch.key.name_len) } as usize;
+        let start = w * 4;
+        if start >= n {
+            break;
         }
-        let lower = if b.wrapping_sub(b'A') < 26 {
-            b | 0x20
-        } else {
-            b
-        };
-        hash = fnv1a_step(hash, lower);
-        // Even bytes are the high half of a checksum word.
-        sum += (b as u64) << (((i & 1) ^ 1) << 3);
-        key.name[i] = lower;
-        i += 1;
+        let left = n - start;
+        let mut x = unsafe { *src.add(w) };
+        if left < 4 {
+            // Native order is little-endian: the name's bytes are the low ones.
+            x &= (1u32 << (left * 8)) - 1;
+        }
+        sum += x as u64;
+        let lower = ascii_lower4(x);
+        unsafe { *dst.add(w) = lower };
+        hash = fnv1a_step(hash, lower as u8);
+        if left > 1 {
+            hash = fnv1a_step(hash, (lower >> 8) as u8);
+        }
+        if left > 2 {
+            hash = fnv1a_step(hash, (lower >> 16) as u8);
+        }
+        if left > 3 {
+            hash = fnv1a_step(hash, (lower >> 24) as u8);
+        }
+        w += 1;
     }
-    // Read back through memory on purpose: the loop leaves with a different
-    // constant length at each exit, and one bounded value lets the verifier
-    // check the rest of the program once instead of once per length.
-    let name_len = unsafe { core::ptr::read_volatile(&key.name_len) } as usize;
-    if name_len == 0 || name_len > MAX_NAME_LEN {
-        return Err(Counter::PassName);
-    }
-    hash = fnv1a_step(hash, 0);
+    let name_len = reload_name_len(scratch)?;
 
-    let tc = ptr_at::<[u16; 2]>(ctx, qoff + name_len).ok_or(Counter::PassMalformed)?;
-    let tc = unsafe { &*tc };
-    let qtype = u16::from_be(tc[0]);
-    let qclass = u16::from_be(tc[1]);
+    let tc = name_len & (MAX_NAME_LEN - 1);
+    let q = &scratch.qbuf;
+    let qtype = u16::from_be_bytes([q[tc], q[tc + 1]]);
+    let qclass = u16::from_be_bytes([q[tc + 2], q[tc + 3]]);
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
     hash = fnv1a_step(fnv1a_step(hash, (qtype >> 8) as u8), qtype as u8);
-    key.qtype = qtype;
+    scratch.key.qtype = qtype;
+    // The name's native-order sum, swapped to big-endian space, plus type
+    // and class, which sit at an odd offset when the name length is odd.
     let tc_sum = fold(qtype as u64 + qclass as u64);
-    let qsum = fold(fold(sum) as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
+    let qsum = fold(fold(sum).swap_bytes() as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
 
     let mut end = DNS_HDR_LEN + name_len + 4;
     let mut edns = false;

@@ -1,29 +1,43 @@
 //! Copying an answers-map value into per-CPU scratch and deciding whether
 //! the copy can be trusted (see "Torn reads" on `AnswerEntry`).
 
-use core::ffi::c_void;
 use core::mem::offset_of;
 
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAX_BODY_LEN, MAX_TTLS};
+use dns_common::{AnswerEntry, AnswerKey, Counter, MAX_BODY_LEN, MAX_NAME_LEN, MAX_TTLS};
 
 use crate::csum::fold;
 
-/// Per-CPU working memory: the map key being built and the value copy.
+/// Bytes of the question copied out of the packet: the longest name the
+/// kernel answers plus type and class.
+pub const QBUF_LEN: usize = MAX_NAME_LEN + 4;
+
+/// Per-CPU working memory: the map key being built, the question copied
+/// out of the packet and the value copy.
 #[repr(C)]
 pub struct Scratch {
     pub key: AnswerKey,
-    /// The label walk's "bytes left in this label" lives in map memory
-    /// (see `dns::parse`).
-    pub label_left: u8,
-    pub _pad: [u8; 3],
+    /// The label walk's position lives in map memory (see `dns::parse`).
+    pub label_pos: u32,
     pub entry: AnswerEntry,
+    pub qbuf: [u8; QBUF_LEN],
+    pub _pad: [u8; 4],
 }
 
 const HEAD_LEN: usize = offset_of!(AnswerEntry, body);
 const BODY_OFF: usize = offset_of!(AnswerEntry, body);
 const TAIL_OFF: usize = offset_of!(AnswerEntry, tail_generation);
 const TAIL_LEN: usize = core::mem::size_of::<AnswerEntry>() - TAIL_OFF;
+// The copies move whole 64-bit words: a layout change that breaks this
+// must fail the build, not silently drop bytes.
+const _: () = assert!(
+    HEAD_LEN.is_multiple_of(8)
+        && BODY_OFF.is_multiple_of(8)
+        && TAIL_OFF.is_multiple_of(8)
+        && TAIL_LEN.is_multiple_of(8)
+);
+const _: () = assert!(
+    offset_of!(Scratch, qbuf).is_multiple_of(4) && offset_of!(AnswerKey, name).is_multiple_of(4)
+);
 
 /// Zeroes the key so bytes after the name compare and hash equal.
 #[inline(always)]
@@ -39,25 +53,30 @@ pub fn clear_key(scratch: *mut Scratch) {
     }
 }
 
+/// Copies `words` 64-bit words at byte offset `off` from the map value to
+/// the scratch copy. Plain loads from the map value, volatile so each word
+/// is read exactly once: everything after works on the copy only.
 #[inline(always)]
-fn read(
-    dst: *mut AnswerEntry,
-    src: *const AnswerEntry,
-    off: usize,
-    len: u32,
-) -> Result<(), Counter> {
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            (dst as *mut u8).add(off) as *mut c_void,
-            len,
-            (src as *const u8).add(off) as *const c_void,
-        )
-    };
-    if r != 0 {
-        Err(Counter::PassHelperFailed)
-    } else {
-        Ok(())
+fn copy_words(dst: *mut AnswerEntry, src: *const AnswerEntry, off: usize, words: usize) {
+    let d = unsafe { (dst as *mut u8).add(off) as *mut u64 };
+    let s = unsafe { (src as *const u8).add(off) as *const u64 };
+    let mut i = 0;
+    while i < words {
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
     }
+}
+
+/// The copy's body length, read back through memory on purpose: after a
+/// loop bounded by it, a fresh bounded value lets the verifier check the
+/// rest once rather than once per loop exit.
+#[inline(always)]
+pub fn body_len_of(e: &AnswerEntry) -> Result<usize, Counter> {
+    let n = unsafe { core::ptr::read_volatile(&e.body_len) } as usize;
+    if n > MAX_BODY_LEN {
+        return Err(Counter::PassInvalidEntry);
+    }
+    Ok(n)
 }
 
 /// Copies the head (everything before the body) and checks it belongs to
@@ -68,7 +87,7 @@ pub fn copy_head(
     src: *const AnswerEntry,
     hash: u64,
 ) -> Result<usize, Counter> {
-    read(dst, src, 0, HEAD_LEN as u32)?;
+    copy_words(dst, src, 0, HEAD_LEN / 8);
     let e = unsafe { &*dst };
     let body_len = e.body_len as usize;
     if e.key_hash != hash || body_len > MAX_BODY_LEN || e.ttl_count as usize > MAX_TTLS {
@@ -85,48 +104,41 @@ pub fn copy_rest(
     src: *const AnswerEntry,
     body_len: usize,
     hash: u64,
-) -> Result<(), Counter> {
+) -> Result<usize, Counter> {
     if body_len > MAX_BODY_LEN {
         return Err(Counter::PassInvalidEntry);
     }
-    read(dst, src, BODY_OFF, body_len as u32)?;
-    read(dst, src, TAIL_OFF, TAIL_LEN as u32)?;
+    // Body words, summed as they are copied (native-order 32-bit halves;
+    // the folded sum is swapped to big-endian space at the end).
+    let d = unsafe { (dst as *mut u8).add(BODY_OFF) as *mut u64 };
+    let s = unsafe { (src as *const u8).add(BODY_OFF) as *const u64 };
+    let full = body_len / 8;
+    let rem = body_len % 8;
+    let words = full + (rem != 0) as usize;
+    let mut sum: u64 = 0;
+    let mut i = 0;
+    while i < MAX_BODY_LEN / 8 {
+        if i >= words {
+            break;
+        }
+        let mut w = unsafe { core::ptr::read_volatile(s.add(i)) };
+        unsafe { core::ptr::write_volatile(d.add(i), w) };
+        if i == full {
+            // The last, partial word: only its first `rem` bytes are body.
+            w &= (1u64 << (rem * 8)) - 1;
+        }
+        sum += (w & 0xffff_ffff) + (w >> 32);
+        i += 1;
+    }
+    copy_words(dst, src, TAIL_OFF, TAIL_LEN / 8);
     let e = unsafe { &*dst };
     if e.tail_hash != hash || e.tail_generation != e.generation {
         return Err(Counter::PassInvalidEntry);
     }
-    if body_sum(e, body_len) != e.body_sum as u16 || e.body_sum > 0xffff {
+    if fold(sum).swap_bytes() != e.body_sum as u16 || e.body_sum > 0xffff {
         return Err(Counter::PassInvalidEntry);
     }
-    Ok(())
-}
-
-/// Ones' complement sum of the body, as `hash::ones_sum` computes it.
-#[inline(always)]
-fn body_sum(e: &AnswerEntry, body_len: usize) -> u16 {
-    // Native (little-endian) 32-bit words; the folded sum is swapped back
-    // to big-endian space at the end. The body sits at an 8-aligned offset.
-    let words = e.body.as_ptr() as *const u32;
-    let nwords = body_len / 4;
-    let mut sum: u64 = 0;
-    let mut i = 0;
-    while i < MAX_BODY_LEN / 4 {
-        if i >= nwords {
-            break;
-        }
-        sum += unsafe { *words.add(i) } as u64;
-        i += 1;
-    }
-    let base = nwords * 4;
-    let mut k = 0;
-    while k < 3 {
-        if base + k >= body_len {
-            break;
-        }
-        sum += (e.body[(base + k) & (MAX_BODY_LEN - 1)] as u64) << (8 * k);
-        k += 1;
-    }
-    fold(sum).swap_bytes()
+    body_len_of(e)
 }
 
 /// Writes `ttl` into every TTL field of the copied body and returns those
@@ -143,6 +155,15 @@ pub fn patch_ttls(e: &mut AnswerEntry, body_len: usize, ttl: u32) -> Result<u16,
         }
         let off = e.ttl_offsets[i] as usize;
         if off > MAX_BODY_LEN - 4 || off + 4 > body_len {
+            return Err(Counter::PassInvalidEntry);
+        }
+        // Ascending and apart, or the checksum would count a field twice.
+        let prev = unsafe {
+            *e.ttl_offsets
+                .as_ptr()
+                .add(i.wrapping_sub(1) & (MAX_TTLS - 1))
+        } as usize;
+        if i > 0 && off < prev + 4 {
             return Err(Counter::PassInvalidEntry);
         }
         odd += (off & 1) as u64;

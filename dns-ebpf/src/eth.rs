@@ -38,9 +38,5 @@ pub fn parse(ctx: &XdpContext) -> Result<L3, Counter> {
 /// Sends the frame back where it came from.
 #[inline(always)]
 pub fn swap_macs(eth: *mut EthHdr) {
-    unsafe {
-        let dst = (*eth).dst;
-        (*eth).dst = (*eth).src;
-        (*eth).src = dst;
-    }
+    unsafe { core::mem::swap(&mut (*eth).dst, &mut (*eth).src) };
 }

@@ -72,6 +72,10 @@ pub fn parse_v4(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     if tot_len < IPV4_LEN || ETH_LEN + tot_len > ctx.data_end() - ctx.data() {
         return Err(Counter::PassMalformed);
     }
+    if header_sum(ip) != 0xffff {
+        // The host would drop it; so do we (to the host).
+        return Err(Counter::PassMalformed);
+    }
     let s = u32::from_be(ip.saddr);
     let d = u32::from_be(ip.daddr);
     Ok(Ip {
@@ -143,14 +147,10 @@ fn v6_is_ours(cfg: &Config, daddr: &[u32; 4]) -> bool {
     false
 }
 
-/// Turns the IPv4 header around for the answer and recomputes its checksum.
+/// Folded ones' complement sum of the IPv4 header (0xffff when its
+/// checksum field is right).
 #[inline(always)]
-pub fn reply_v4(ip: *mut Ipv4Hdr, tot_len: u16) {
-    let ip = unsafe { &mut *ip };
-    core::mem::swap(&mut ip.saddr, &mut ip.daddr);
-    ip.tot_len = tot_len.to_be();
-    ip.ttl = REPLY_TTL;
-    ip.check = 0;
+fn header_sum(ip: &Ipv4Hdr) -> u16 {
     let words = ip as *const Ipv4Hdr as *const u16;
     let mut sum: u64 = 0;
     let mut i = 0;
@@ -160,7 +160,19 @@ pub fn reply_v4(ip: *mut Ipv4Hdr, tot_len: u16) {
         sum += unsafe { *words.add(i) } as u64;
         i += 1;
     }
-    ip.check = !crate::csum::fold(sum);
+    crate::csum::fold(sum)
+}
+
+/// Turns the IPv4 header around for the answer and recomputes its checksum.
+#[inline(always)]
+pub fn reply_v4(ip: *mut Ipv4Hdr, tot_len: u16) {
+    let ip = unsafe { &mut *ip };
+    core::mem::swap(&mut ip.saddr, &mut ip.daddr);
+    ip.tot_len = tot_len.to_be();
+    ip.ttl = REPLY_TTL;
+    ip.check = 0;
+    let sum = header_sum(ip);
+    ip.check = !sum;
 }
 
 /// Turns the IPv6 header around for the answer.

@@ -379,6 +379,19 @@ fn attachments_follow_interfaces() {
 
     ns.del_link("tfa1");
     wait_for("tfa1 dropped", || !names(&fp).contains(&"tfa1".to_string()));
+
+    // Detached behind the agent's back: the next rescan attaches again.
+    let ifindex = fp.interfaces()[0].ifindex;
+    let pin = pins.0.join(format!("links/xdp-if{ifindex}"));
+    run(
+        "bpftool",
+        &["link", "detach", "pinned", pin.to_str().unwrap()],
+    );
+    assert!(ns.xdp_progs("tfa0").is_empty());
+    fp.rescan();
+    wait_for("tfa0 re-attached", || {
+        ns.xdp_progs("tfa0") == [u64::from(fp.program_id())]
+    });
     assert_eq!(
         link_pins(&pins.0).len(),
         1,
@@ -596,6 +609,7 @@ fn inspect_and_metrics() {
         .find(|e| e["name"] == "web.default.svc.cluster.local.")
         .unwrap();
     assert_eq!(live["qtype"], "A");
+    assert!(json["counters"]["hit"].is_u64(), "{json}");
     assert_eq!(live["rcode"], "No Error");
     assert!(live["ttl_remaining"].as_u64().unwrap() <= 30);
     assert_eq!(
@@ -705,13 +719,11 @@ fn dig(pod: &Netns, name: &str) -> String {
     addrs.join(",")
 }
 
-/// The point of --keep-on-exit: with no agent process at all, the kernel
-/// still answers the names in the map (nothing listens on port 53 here).
-#[test]
-fn kernel_answers_while_the_agent_is_gone() {
+/// A node namespace with the listen address on lo and `tfa0`, wired to a
+/// pod namespace (`tfb0`, 10.77.0.2) that routes the listen address to it.
+fn node_and_pod() -> (Netns, Netns) {
     let node = Netns::new();
     let pod = Netns::new();
-    let pins = PinDir::new();
     node.add_veth("tfa0", "tfb0");
     run(
         "ip",
@@ -760,15 +772,16 @@ fn kernel_answers_while_the_agent_is_gone() {
     ] {
         run("ip", &cmd);
     }
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
-    let fp = start(&node, &a);
+    (node, pod)
+}
 
+/// hot.example.com A 192.0.2.53, served for the next two minutes.
+fn hot_entry() -> (AnswerKey, AnswerEntry) {
     use dns_agent::fastpath::entry::{EntrySpec, boot_time_ns, encode};
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
     let name = Name::from_ascii("hot.example.com.").unwrap();
     let answer = Record::from_rdata(name.clone(), 30, RData::A(A::new(192, 0, 2, 53)));
-    let (key, entry) = encode(&EntrySpec {
+    encode(&EntrySpec {
         qname: &name,
         qtype: RecordType::A,
         rcode: hickory_proto::op::ResponseCode::NoError,
@@ -777,10 +790,23 @@ fn kernel_answers_while_the_agent_is_gone() {
         authority: &[],
         additionals: &[],
         max_ttl: 30,
-        expires_boot_ns: boot_time_ns() + 60_000_000_000,
+        expires_boot_ns: boot_time_ns() + 120_000_000_000,
         generation: 1,
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// The point of --keep-on-exit: with no agent process at all, the kernel
+/// still answers the names in the map (nothing listens on port 53 here).
+#[test]
+fn kernel_answers_while_the_agent_is_gone() {
+    let (node, pod) = node_and_pod();
+    let pins = PinDir::new();
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let fp = start(&node, &a);
+
+    let (key, entry) = hot_entry();
     fp.sink().put(&key, &entry).unwrap();
     assert_eq!(
         dig(&pod, "hot.example.com"),
@@ -810,4 +836,239 @@ fn kernel_answers_while_the_agent_is_gone() {
         "",
         "nothing answers after cleanup"
     );
+}
+
+/// A rolling update: the new agent starts while the old one still runs.
+/// The new one takes the links over; the old one lets go and, when it
+/// stops (even without --keep-on-exit), leaves them attached.
+#[test]
+fn rolling_update_hands_links_over() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    let a = args(&pins, &["tfa*"]);
+    let old = start(&ns, &a);
+    assert_eq!(old.exit_policy(), ExitPolicy::Detach);
+    let new = start(&ns, &a);
+    assert!(new.interfaces()[0].adopted);
+    assert_eq!(ns.xdp_progs("tfa0"), [u64::from(new.program_id())]);
+
+    old.rescan();
+    wait_for("the old agent to yield tfa0", || {
+        old.interfaces().is_empty()
+    });
+    old.shutdown().unwrap();
+    assert_eq!(
+        ns.xdp_progs("tfa0"),
+        [u64::from(new.program_id())],
+        "the old agent's exit leaves the new agent's link alone"
+    );
+    assert_eq!(link_pins(&pins.0).len(), 1);
+    assert!(pins.0.join(MAP_ANSWERS).exists());
+
+    // The same, when the old agent exits before it noticed the takeover.
+    let newer = start(&ns, &a);
+    let mut new = new;
+    new.set_exit_policy(ExitPolicy::Cleanup);
+    new.shutdown().unwrap();
+    assert_eq!(ns.xdp_progs("tfa0"), [u64::from(newer.program_id())]);
+    assert!(
+        pins.0.join(MAP_ANSWERS).exists(),
+        "cleanup-on-exit keeps pins a newer agent uses"
+    );
+    let mut newer = newer;
+    newer.set_exit_policy(ExitPolicy::Cleanup);
+    newer.shutdown().unwrap();
+    assert!(!pins.0.exists());
+    wait_for("tfa0 detached", || ns.xdp_progs("tfa0").is_empty());
+}
+
+/// `auto` tries native mode off veth and falls back to generic mode where
+/// the driver has none (a bridge); `native` skips such an interface.
+#[test]
+fn auto_falls_back_and_native_skips_without_driver_support() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    run(
+        "ip",
+        &["-n", &ns.name, "link", "add", "tfa0", "type", "bridge"],
+    );
+    run("ip", &["-n", &ns.name, "link", "set", "tfa0", "up"]);
+    let fp = start(&ns, &args(&pins, &["tfa*"]));
+    assert_eq!(fp.interfaces()[0].mode, AttachMode::Skb);
+    assert_eq!(ns.xdp_mode_word("tfa0"), "xdpgeneric");
+    fp.shutdown().unwrap();
+    wait_for("tfa0 detached", || ns.xdp_progs("tfa0").is_empty());
+
+    let mut a = args(&pins, &["tfa*"]);
+    a.xdp_mode = XdpModeArg::Native;
+    let fp = start(&ns, &a);
+    assert!(fp.interfaces().is_empty());
+    assert_eq!(fp.skipped().get(&SkipReason::NativeUnsupported), Some(&1));
+    assert!(ns.xdp_progs("tfa0").is_empty());
+}
+
+/// Limits the calling thread (and threads it spawns) to `caps`.
+fn restrict_thread_caps(caps: &[u32]) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut data = [Data::default(); 2];
+    for &cap in caps {
+        let d = &mut data[(cap / 32) as usize];
+        d.effective |= 1 << (cap % 32);
+        d.permitted |= 1 << (cap % 32);
+    }
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    // SAFETY: capset with a v3 header and two data words; affects this thread.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// The DaemonSet grants only CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN: load,
+/// pin, adopt, attach, follow links, write the map, read counters, inspect
+/// and detach must all work with exactly those.
+#[test]
+fn least_capabilities_suffice() {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    ns.enter(|| {
+        restrict_thread_caps(&[CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF]);
+        // SAFETY: unshare of a UTS namespace only affects this thread.
+        let unshared = unsafe { libc::unshare(libc::CLONE_NEWUTS) };
+        assert_ne!(unshared, 0, "CAP_SYS_ADMIN must be gone");
+        let first = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
+        let (key, entry) = a_entry("caps.example", [10, 0, 0, 9], 30);
+        first.sink().put(&key, &entry).unwrap();
+        first.shutdown().unwrap();
+        // Adoption (a restart) under the same capabilities.
+        let mut second = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
+        assert!(second.interfaces()[0].adopted);
+        assert_eq!(second.entry_count(), 1);
+        assert!(second.counters().is_ok());
+        assert!(
+            fastpath::inspect(&pins.0, false)
+                .unwrap()
+                .contains("caps.example.")
+        );
+        ns.add_veth("tfa1", "tfb1");
+        wait_for("tfa1 attached", || names(&second).len() == 2);
+        second.set_exit_policy(ExitPolicy::Cleanup);
+        second.shutdown().unwrap();
+    });
+    assert!(!pins.0.exists());
+    wait_for("detached", || ns.xdp_progs("tfa0").is_empty());
+}
+
+/// Restarts with --keep-on-exit under load: dnsperf asks for a hot name at
+/// a fixed rate from the pod while the fast path is stopped and started
+/// again (each new one adopting the links and maps) five times. Nothing
+/// listens on port 53, so every answer comes from the kernel: a single gap
+/// in the hand-over would show as lost queries.
+#[test]
+fn restarts_lose_no_hot_query() {
+    /// dnsperf's run: long enough to span the restarts, bounded.
+    const SECONDS: &str = "4";
+    const QPS: &str = "2000";
+    const RESTARTS: usize = 5;
+    let (node, pod) = node_and_pod();
+    let pins = PinDir::new();
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let mut fp = start(&node, &a);
+    let (key, entry) = hot_entry();
+    fp.sink().put(&key, &entry).unwrap();
+    let queries = std::env::temp_dir().join(format!(
+        "nodedns-test-{}-{}.q",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::write(&queries, "hot.example.com A\n").unwrap();
+
+    let perf = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod.name,
+            "dnsperf",
+            "-s",
+            "169.254.20.10",
+            "-d",
+        ])
+        .arg(&queries)
+        .args(["-l", SECONDS, "-Q", QPS, "-t", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut programs = vec![fp.program_id()];
+    for _ in 0..RESTARTS {
+        std::thread::sleep(Duration::from_millis(500));
+        fp.shutdown().unwrap();
+        fp = start(&node, &a);
+        assert!(fp.interfaces()[0].adopted);
+        programs.push(fp.program_id());
+    }
+    let out = perf.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&queries);
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("programs {programs:?}\n{report}");
+    let field = |name: &str| -> u64 {
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {report}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let completed = field("Queries completed:");
+    let lost = field("Queries lost:");
+    assert!(completed > 1000, "{report}");
+    assert_eq!(
+        lost, 0,
+        "queries lost across {RESTARTS} restarts:\n{report}"
+    );
+    fp.set_exit_policy(ExitPolicy::Cleanup);
+    fp.shutdown().unwrap();
+}
+
+/// A restart with a narrower --interface selection takes the program off
+/// the interfaces no longer selected and keeps (adopts) the others.
+#[test]
+fn restart_with_narrower_selection_detaches_the_rest() {
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    ns.add_veth("tfa0", "tfb0");
+    ns.add_veth("tfa1", "tfb1");
+    let mut a = args(&pins, &["tfa*"]);
+    a.keep_on_exit = true;
+    let first = start(&ns, &a);
+    assert_eq!(names(&first), ["tfa0", "tfa1"]);
+    first.shutdown().unwrap();
+
+    a.exclude_interfaces = vec!["tfa1".into()];
+    let second = start(&ns, &a);
+    assert_eq!(names(&second), ["tfa0"]);
+    assert!(second.interfaces()[0].adopted);
+    assert!(
+        ns.xdp_progs("tfa1").is_empty(),
+        "no longer selected: detached at once"
+    );
+    assert_eq!(link_pins(&pins.0).len(), 1);
 }

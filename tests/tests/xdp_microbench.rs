@@ -92,7 +92,13 @@ fn xdp_microbench() {
     tcp.proto = IPPROTO_TCP;
     let not_dns = tcp.build(&[0u8; 40]);
 
+    let mut response = query_msg(1, web, RecordType::A, None).to_vec().unwrap();
+    response[2] |= 0x80;
+    let not_query = FrameSpec::udp(c, s).build(&response);
+    let miss_short = query_frame(false, 1, "a.", RecordType::A, None);
     let pass_ns = repeated(&lab, &not_dns);
+    let not_query_ns = repeated(&lab, &not_query);
+    let miss_short_ns = repeated(&lab, &miss_short);
     let miss_ns = repeated(&lab, &miss);
     let too_big_ns = repeated(&lab, &too_big);
     let miss_single = single(&lab, &miss, XDP_PASS);
@@ -105,6 +111,8 @@ fn xdp_microbench() {
         "nodedns XDP microbenchmark (BPF_PROG_TEST_RUN, median of {ROUNDS} x {REPEAT} repeats or {SINGLE_RUNS} single runs)"
     );
     println!("  pass (TCP, not DNS)              {pass_ns:>5} ns/run");
+    println!("  pass (DNS response to our port)   {not_query_ns:>5} ns/run");
+    println!("  miss (name \"a.\")                 {miss_short_ns:>5} ns/run");
     println!("  miss (valid query, no entry)      {miss_ns:>5} ns/run");
     println!("  hit path without rewrite (too big){too_big_ns:>5} ns/run");
     println!(

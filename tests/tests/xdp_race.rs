@@ -65,7 +65,7 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
                     let mut d = EntryDef::new(NAME, RecordType::A, def.answers.clone());
                     d.generation = generation;
                     let (k, e) = d.encode();
-                    if generation % 2 == 0 {
+                    if generation.is_multiple_of(2) {
                         map.insert(k, e, 0).unwrap();
                     } else {
                         let _ = map.remove(&k);
@@ -93,7 +93,7 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
     let mut id = 0u16;
     while start.elapsed() < RUN_FOR {
         id = id.wrapping_add(1);
-        let q = query_frame(id % 2 == 0, id, NAME, RecordType::A, None);
+        let q = query_frame(id.is_multiple_of(2), id, NAME, RecordType::A, None);
         let r = lab.run(&q);
         match r.action {
             XDP_TX => {

@@ -80,3 +80,36 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
+
+/// Runs a `cargo test` command like [`run`], streaming its output, and on
+/// failure names the failed tests (the harness prints `test <name> ... FAILED`
+/// on stdout) so the summary says which ones.
+pub fn run_tests(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+
+    eprintln!("$ {}", describe(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
+    let mut failed = Vec::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the test output")?;
+        let _ = writeln!(out, "{line}");
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            failed.push(name.to_string());
+        }
+    }
+    drop(out);
+    let status = child.wait().context("waiting for cargo test")?;
+    match (status.success(), failed.is_empty()) {
+        (true, _) => Ok(()),
+        (false, true) => bail!("`{}` failed ({status})", describe(cmd)),
+        (false, false) => bail!("failed: {}", failed.join(", ")),
+    }
+}

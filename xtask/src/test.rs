@@ -103,8 +103,8 @@ impl Report {
 
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
-    if line.len() > 100 {
-        format!("{}...", &line[..line.floor_char_boundary(97)])
+    if line.len() > 160 {
+        format!("{}...", &line[..line.floor_char_boundary(157)])
     } else {
         line.to_string()
     }
@@ -136,11 +136,11 @@ pub fn run(args: &TestArgs) -> Result<()> {
             for package in UNIT_TEST_PACKAGES {
                 cmd.args(["--package", package]);
             }
-            shell::run(&mut cmd)
+            shell::run_tests(&mut cmd)
         });
         if built {
             report.step("integration tests (root, real kernel)", || {
-                shell::run(
+                shell::run_tests(
                     cargo()
                         .args([
                             "test",

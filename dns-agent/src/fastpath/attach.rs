@@ -217,6 +217,13 @@ impl Attacher {
                     let att = self.attached.remove(&ifindex).expect("present");
                     release(att, Release::Detach, Some(program_id));
                 }
+                Some(iface) if iface.xdp.is_empty() => {
+                    // Detached from outside (bpftool, a cleanup): forget
+                    // the link; the loop below attaches afresh.
+                    tracing::warn!(interface = %iface.name, ifindex, "XDP link was detached from outside; re-attaching");
+                    let att = self.attached.remove(&ifindex).expect("present");
+                    release(att, Release::Detach, None);
+                }
                 Some(iface) if !iface.xdp.contains(program_id) => {
                     // A newer agent swapped its program into our link (a
                     // rolling update): the link is its now.
@@ -420,11 +427,18 @@ impl Attacher {
             let unselected = by_index
                 .get(&ifindex)
                 .is_none_or(|i| !self.selector.matches(&i.name));
-            if defunct || (startup && unselected) {
-                tracing::info!(pin = %pin.display(), defunct, "removing XDP link pin");
-                if let Err(e) = remove_pin(&pin) {
-                    tracing::warn!(error = %e, "cannot remove XDP link pin");
-                }
+            let removed = if defunct {
+                remove_pin(&pin).map(drop)
+            } else if startup && unselected {
+                // Selected by an earlier configuration: take it off now,
+                // even if the old agent still holds it.
+                detach_and_unpin(&pin)
+            } else {
+                continue;
+            };
+            tracing::info!(pin = %pin.display(), defunct, "removed XDP link pin");
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, "cannot remove XDP link pin");
             }
         }
     }

@@ -24,7 +24,14 @@ pub struct Snapshot {
     pub bpffs_path: String,
     pub capacity: u32,
     pub entries: Vec<EntryView>,
+    /// Counter name and value summed over CPUs, in `Counter` order (a JSON
+    /// object).
+    #[serde(serialize_with = "as_map")]
     pub counters: Vec<(String, u64)>,
+}
+
+fn as_map<S: serde::Serializer>(pairs: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,17 @@
 //! so there is never a moment without a program and never a second
 //! attachment.
 
+//! Wiring (`dns-agent run`), from the host network namespace:
+//! ```ignore
+//! let fastpath = FastPath::start(&args.fastpath, &listen_ips, 53)?; // None: --xdp-mode off
+//! let sink = fastpath.as_ref().map(|fp| fp.sink());
+//! if let Some(fp) = &fastpath { fp.register_metrics(&mut registry) }
+//! // ... on SIGTERM, after the listeners stop:
+//! if let Some(fp) = fastpath { tokio::task::spawn_blocking(move || fp.shutdown()).await?? }
+//! ```
+//! `dns-agent inspect` and `dns-agent cleanup` are [`run_inspect`] and
+//! [`run_cleanup`] with [`InspectArgs`] and [`CleanupArgs`].
+
 pub mod entry;
 pub mod object;
 pub mod sink;

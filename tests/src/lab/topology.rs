@@ -20,8 +20,8 @@ pub const MAX_PODS: usize = 256;
 pub const POD_IFNAME: &str = "eth0";
 
 /// A node with its pods. Dropping it removes, in order: the pods (veth pair,
-/// then namespace), the node namespace, and the log directory (kept when a
-/// test panics, and its path printed). Stop daemons before dropping the lab:
+/// then namespace), the node namespace, and the log directory (kept when
+/// `NODEDNS_LAB_KEEP_LOGS` is set). Stop daemons before dropping the lab:
 /// declare them after it, so they are dropped first.
 #[derive(Debug)]
 pub struct Lab {
@@ -91,7 +91,7 @@ impl Lab {
         &self.pods
     }
 
-    /// Where daemons' logs go (removed with the lab unless a test panicked).
+    /// Where daemons' logs go (removed with the lab unless `NODEDNS_LAB_KEEP_LOGS` is set).
     pub fn log_dir(&self) -> &Path {
         &self.logs.path
     }
@@ -264,11 +264,24 @@ impl LogDir {
     }
 }
 
+/// Set to keep every lab's logs (the path is printed when the lab is dropped).
+pub const KEEP_LOGS_ENV: &str = "NODEDNS_LAB_KEEP_LOGS";
+
 impl Drop for LogDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // A failing test already shows each daemon's log tail (Daemon's
+        // Drop), so by default nothing is left in the temp dir, even on panic.
+        if std::env::var_os(KEEP_LOGS_ENV).is_some() {
             eprintln!("lab: logs kept in {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "lab: removing the logs in {}; set {KEEP_LOGS_ENV}=1 to keep them",
+                self.path.display()
+            );
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
             eprintln!("lab: could not remove {}: {e}", self.path.display());
         }
     }
