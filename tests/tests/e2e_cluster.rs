@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use e2e_support::{
     Agent, HEALTH_ADDR, NodeApi, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig,
-    http_get, kdig, measure_until,
+    http_get, kdig, measure_until, sorted,
 };
 use nodedns_tests::fakeapi::Resource;
 use nodedns_tests::fakeapi::fixtures::{service, slice, write_atomic};
@@ -32,11 +32,6 @@ const WEB: &str = "web.default.svc.cluster.local";
 
 fn no_upstream() -> SocketAddr {
     NO_UPSTREAM.parse().unwrap()
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 /// Asserts the rdata of type `rtype` in `reply`, in any order.

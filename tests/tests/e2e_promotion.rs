@@ -1,7 +1,12 @@
 //! End to end, promotion to the kernel (issue 4): the real `dns-agent` with
 //! XDP on a pod's host-side veth (default `--xdp-mode auto`, so SKB mode),
 //! a real upstream (dnsmasq) for external names, and real clients in the
-//! pod: glibc `getent` through the ndots:5 search path, and `dig`.
+//! pod: glibc `getent` through the ndots:5 search path, and `dig`. The
+//! ndots:5 storm answered entirely by XDP once hot; hot names answered with
+//! the agent SIGSTOPped or SIGKILLed, and a restarted agent correcting what
+//! changed meanwhile; Service changes reaching the kernel's answers; kernel
+//! and userspace answers compared record by record for several clients;
+//! a full map; serve-stale; IPv6 clients; a pod created after the agent.
 //!
 //! `dig` sends an EDNS cookie by default, and the XDP program passes any
 //! query with EDNS options up to userspace; the tests that want the kernel
@@ -15,6 +20,7 @@ use std::time::Instant;
 
 use e2e_support::{
     Agent, Metrics, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig, measure_until,
+    sorted,
 };
 use nodedns_tests::fakeapi::fixtures::write_atomic;
 use nodedns_tests::lab::{LISTEN_V6, Lab, Netns, POD_SEARCH, Pod, Signal, VethPair};
@@ -718,11 +724,6 @@ fn kernel_answers_match_userspace_answers() {
         Some(0),
         "the pod dropped replies with bad checksums"
     );
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 #[test]

@@ -391,6 +391,11 @@ fn section(raw: &str, header: &str) -> Vec<String> {
         .collect()
 }
 
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 /// `dig <args>` from `pod` (one try, 2 s), parsed.
 pub fn dig(pod: &Pod, args: &[&str]) -> Reply {
     Reply::parse(&pod.dig(args).expect("run dig in the pod"))
