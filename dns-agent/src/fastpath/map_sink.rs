@@ -59,4 +59,12 @@ impl AnswerSink for MapSink {
     fn capacity(&self) -> u32 {
         self.capacity
     }
+
+    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .take(self.capacity as usize)
+            .filter_map(Result::ok)
+            .collect()
+    }
 }

@@ -21,6 +21,12 @@ pub trait AnswerSink: Send + Sync + 'static {
     /// Removing a key that is not there is not an error.
     fn delete(&self, key: &AnswerKey) -> Result<(), SinkError>;
     fn capacity(&self) -> u32;
+    /// Entries that were already there when the agent started: a pinned map
+    /// adopted from the previous agent. The feeder takes them over so that
+    /// they follow the zone like its own. At most `capacity()` entries.
+    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+        Vec::new()
+    }
 }
 
 /// In-memory sink for tests and for `--xdp-mode off` accounting.
@@ -69,5 +75,10 @@ impl AnswerSink for MemorySink {
 
     fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().map(|(k, e)| (*k, *e)).collect()
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,13 +16,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::CachedAnswer;
 use super::metrics::ResolverMetrics;
-use crate::fastpath::entry::{EntrySpec, boot_time_ns, encode};
+use crate::fastpath::entry::{EntrySpec, boot_time_ns, decode, encode};
 use crate::fastpath::sink::{AnswerSink, SinkError};
 use crate::zone::{AuthAnswer, Zone, ZoneLookup};
 
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
 const MAX_HOT_TRACKED: usize = 65_536;
+/// The content hash of an entry taken over from a previous agent: unknown,
+/// so the first re-derivation rewrites it whatever it says.
+const ADOPTED_CONTENT: u64 = 0;
 
 type Key = (LowerName, RecordType);
 
@@ -97,6 +100,8 @@ pub struct Feeder {
     state: Mutex<State>,
     generation: AtomicU64,
     metrics: Arc<ResolverMetrics>,
+    /// The zone has been ready at least once since this agent started.
+    synced_once: AtomicBool,
 }
 
 /// The parts of an answer an entry is made of.
@@ -141,13 +146,58 @@ impl Feeder {
         // Start generations from the clock so a restarted agent never reuses
         // the generation of an entry its predecessor left in a pinned map.
         let generation = AtomicU64::new(boot_time_ns());
-        Self {
+        let feeder = Self {
             cfg,
             sink,
             zone,
             state: Mutex::new(State::default()),
             generation,
             metrics,
+            synced_once: AtomicBool::new(false),
+        };
+        feeder.adopt_existing();
+        feeder
+    }
+
+    /// Takes over the entries a previous agent left in an adopted map, so
+    /// they follow the zone like this agent's own: without this, a Service
+    /// changed across a restart stayed wrong in the kernel until the old
+    /// entry expired. They keep serving until the zone is ready, then the
+    /// first full re-derivation rewrites or deletes every cluster entry;
+    /// upstream entries are dropped when they expire.
+    fn adopt_existing(&self) {
+        let now = Instant::now();
+        let now_ns = boot_time_ns();
+        let mut state = self.state.lock().unwrap();
+        let mut adopted = 0usize;
+        for (map_key, entry) in self.sink.existing() {
+            let Ok(decoded) = decode(&map_key, &entry) else {
+                // The kernel does not serve what does not decode either.
+                let _ = self.sink.delete(&map_key);
+                continue;
+            };
+            let origin = if decoded.authoritative {
+                Origin::Cluster
+            } else {
+                Origin::Upstream
+            };
+            let left = Duration::from_nanos(decoded.expires_boot_ns.saturating_sub(now_ns));
+            let inst = Installed {
+                origin,
+                map_key,
+                last_used: 0,
+                expires: now + left,
+                content: ADOPTED_CONTENT,
+            };
+            state.insert((LowerName::new(&decoded.name), decoded.qtype), inst);
+            adopted += 1;
+        }
+        self.metrics.map_entries.set(state.installed.len() as i64);
+        if adopted > 0 {
+            tracing::info!(
+                entries = adopted,
+                "took over the kernel answers the previous agent left"
+            );
         }
     }
 
@@ -320,6 +370,14 @@ impl Feeder {
     /// renewal. Also drops expired upstream entries.
     /// `generation`: the zone generation a full re-derivation starts from.
     fn refresh(&self, all: bool, generation: Option<u64>) {
+        if self.zone.is_ready() {
+            self.synced_once.store(true, Ordering::Relaxed);
+        } else if !self.synced_once.load(Ordering::Relaxed) {
+            // Nothing can be re-derived before the first sync; entries taken
+            // over from a previous agent keep serving until then. (A zone
+            // that loses its sync later has its entries withdrawn below.)
+            return;
+        }
         let now = Instant::now();
         if let Some(g) = generation {
             let mut state = self.state.lock().unwrap();
@@ -356,6 +414,14 @@ impl Feeder {
     /// renews entries before they expire, until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut changes = self.zone.changes();
+        if self.zone.is_ready() {
+            // Synced before this task started: no change may come for a
+            // while, and entries taken over from a previous agent must
+            // follow the zone now.
+            let generation = *changes.borrow_and_update();
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.refresh(true, Some(generation))).await;
+        }
         let period = (self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1));
         let mut renew = tokio::time::interval(period);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -470,6 +536,28 @@ mod tests {
             unreachable!()
         };
         feeder.cluster_answer(&name, RecordType::A, &a, 0);
+    }
+
+    #[test]
+    fn entries_left_by_a_previous_agent_follow_the_zone() {
+        let (first, sink, zone, _) = setup(8);
+        ask(&first, &zone, "a.cluster.local.");
+        drop(first);
+        // The Service changes while no agent runs; the next one adopts the map.
+        *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
+        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
+        let cfg = FeederConfig {
+            hot_threshold: 1,
+            hot_window: Duration::from_secs(10),
+            cluster_lifetime: Duration::from_secs(60),
+        };
+        let second = Feeder::new(cfg, sink.clone(), zone.clone(), metrics);
+        assert_eq!(second.installed(), 1);
+        second.refresh(true, None);
+        let name = Name::from_ascii("a.cluster.local.").unwrap();
+        let key = key_for(&name, RecordType::A).unwrap();
+        let decoded = decode(&key, &sink.get(&key).unwrap()).unwrap();
+        assert_eq!(decoded.answers[0].data, RData::A(A::new(10, 0, 0, 2)));
     }
 
     #[test]
