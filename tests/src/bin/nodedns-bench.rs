@@ -5,14 +5,16 @@
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
 //! one query each, write the summary; no load), `--runs N`, `--out DIR`.
 
+// The TestRun helpers of the XDP kernel tests (tests/tests/xdp_support).
 #[path = "../../tests/xdp_support/mod.rs"]
-#[allow(dead_code)]
 mod xdp_support;
 
 #[path = "nodedns-bench/chart.rs"]
 mod chart;
 #[path = "nodedns-bench/cluster.rs"]
 mod cluster;
+#[path = "nodedns-bench/counters.rs"]
+mod counters;
 #[path = "nodedns-bench/cpu.rs"]
 mod cpu;
 #[path = "nodedns-bench/load.rs"]
@@ -114,6 +116,10 @@ fn main() -> Result<()> {
     let plan = Plan::from_args()?;
     let started = Instant::now();
     std::fs::create_dir_all(&plan.out).with_context(|| format!("create {}", plan.out.display()))?;
+    // Before bpf_stats goes on: the stats add their own clock reads to
+    // every run, TestRun included.
+    eprintln!("bench: XDP microbenchmark");
+    let micro = microbench::run(plan.quick || plan.dry_run);
     let _stats = cpu::BpfStats::enable()?;
     let cluster = Cluster::new(SERVICES);
     // One pod per contender, plus one for the memory runs.
@@ -135,8 +141,24 @@ fn main() -> Result<()> {
     }
     let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
     if plan.dry_run {
-        // Every contender already answered its readiness query.
+        // Every contender already answered a cluster name; check the
+        // forwarding path too.
+        let external = &cluster.externals[0];
         for (server, _) in &contenders {
+            let out = lab.pod(server.pod).dig(&[
+                &format!("@{}", server.addr),
+                "+short",
+                &external.name,
+                "A",
+            ])?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !text.contains(&external.v4.to_string()) {
+                bail!(
+                    "{} did not forward {} to the upstream: {text:?}",
+                    server.kind.label(),
+                    external.name
+                );
+            }
             report.push(server.kind.label(), "ready", "bool", vec![1.0]);
         }
     } else {
@@ -144,6 +166,18 @@ fn main() -> Result<()> {
         fixed_rates(&lab, &plan, &contenders, &query_file, &mut report)?;
         saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
         for (server, _) in &contenders {
+            if let (Some(dir), true) = (&server.bpffs, server.kind.has_xdp()) {
+                let counters = counters::XdpCounters::open(dir.path())?;
+                for c in dns_common::Counter::ALL {
+                    let n = counters.get(*c)? as f64;
+                    report.push(
+                        server.kind.label(),
+                        &format!("xdp_counter_{}", c.name()),
+                        "count",
+                        vec![n],
+                    );
+                }
+            }
             let rss = cpu::rss_bytes(server.pid())? as f64;
             if matches!(server.kind, Kind::Dnsmasq | Kind::Unbound) || server.bpffs.is_some() {
                 report.push(server.kind.label(), "rss_after_load", "bytes", vec![rss]);
@@ -185,8 +219,6 @@ fn main() -> Result<()> {
             );
         }
     }
-    eprintln!("bench: XDP microbenchmark");
-    let micro = microbench::run(plan.quick || plan.dry_run);
     report.push(
         "xdp-program",
         "testrun_hit",

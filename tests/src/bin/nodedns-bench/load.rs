@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use nodedns_tests::lab::Lab;
 
+use crate::counters::XdpCounters;
 use crate::cpu;
 use crate::servers::{CLIENT_CPU, Server};
 
@@ -28,6 +29,8 @@ pub struct Sample {
     /// XDP program run time over the run (0 without XDP).
     pub xdp_ns: u64,
     pub xdp_runs: u64,
+    /// Queries the XDP program answered.
+    pub xdp_hits: u64,
     /// dnsperf's own CPU (user + system).
     pub client_ns: u64,
     /// Latencies in microseconds (only with `verbose`), sorted.
@@ -64,6 +67,15 @@ pub struct Load<'a> {
 }
 
 pub fn run(lab: &Lab, server: &Server, xdp_prog: Option<u32>, load: &Load) -> Result<Sample> {
+    let counters = match (&server.bpffs, xdp_prog) {
+        (Some(dir), Some(_)) => Some(XdpCounters::open(dir.path())?),
+        _ => None,
+    };
+    let hits = || -> Result<u64> {
+        counters
+            .as_ref()
+            .map_or(Ok(0), |c| c.get(dns_common::Counter::Hit))
+    };
     let pod = lab.pod(server.pod);
     let addr = server.addr.to_string();
     let secs = load.seconds.to_string();
@@ -86,6 +98,7 @@ pub fn run(lab: &Lab, server: &Server, xdp_prog: Option<u32>, load: &Load) -> Re
     cmd.stdout(out).stderr(std::process::Stdio::null());
 
     let xdp_before = xdp_prog.map(cpu::prog_stats).transpose()?;
+    let hits_before = hits()?;
     let server_before = cpu::threads_ns(server.pid())?;
     let started = Instant::now();
     let child = cmd.spawn().context("start dnsperf")?;
@@ -93,6 +106,7 @@ pub fn run(lab: &Lab, server: &Server, xdp_prog: Option<u32>, load: &Load) -> Re
     let wall = started.elapsed();
     let server_after = cpu::threads_ns(server.pid())?;
     let xdp_after = xdp_prog.map(cpu::prog_stats).transpose()?;
+    let hits_after = hits()?;
     let text = std::fs::read_to_string(&out_path).context("read the dnsperf output")?;
     if status != 0 {
         bail!("dnsperf exited with status {status}:\n{text}");
@@ -102,6 +116,7 @@ pub fn run(lab: &Lab, server: &Server, xdp_prog: Option<u32>, load: &Load) -> Re
     sample.wall_s = wall.as_secs_f64();
     sample.server_ns = server_after.saturating_sub(server_before);
     sample.client_ns = client_ns;
+    sample.xdp_hits = hits_after.saturating_sub(hits_before);
     if let (Some(b), Some(a)) = (xdp_before, xdp_after) {
         sample.xdp_ns = a.0.saturating_sub(b.0);
         sample.xdp_runs = a.1.saturating_sub(b.1);

@@ -8,13 +8,13 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{Map, MapData, PerCpuArray};
-use dns_common::{Counter, MAP_COUNTERS};
+use dns_common::Counter;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use nodedns_tests::lab::Lab;
 
 use crate::cluster::Cluster;
+use crate::counters::XdpCounters;
 use crate::servers::Server;
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,14 +61,6 @@ impl Client {
     }
 }
 
-fn hits(counters: &PerCpuArray<MapData, u64>) -> Result<u64> {
-    Ok(counters
-        .get(&(Counter::Hit as u32), 0)
-        .context("read the hit counter")?
-        .iter()
-        .sum())
-}
-
 pub fn measure(
     lab: &Lab,
     server: &Server,
@@ -77,11 +69,7 @@ pub fn measure(
 ) -> Result<Vec<Propagation>> {
     let manifests = server.manifests.as_ref().context("not an agent")?;
     let bpffs = server.bpffs.as_ref().context("not an agent")?;
-    let pin = bpffs.path().join(MAP_COUNTERS);
-    let data = MapData::from_pin(&pin).with_context(|| format!("open {}", pin.display()))?;
-    let map = Map::from_map_data(data).context("the pinned counters map")?;
-    let counters: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(map).context("the counters map is not a per-CPU array")?;
+    let counters = XdpCounters::open(bpffs.path())?;
     let target = 0; // svc-0, in the pod's namespace
     let svc = &cluster.services[target];
     let name = Name::from_ascii(format!("{}.", svc.fqdn())).context("service name")?;
@@ -118,9 +106,9 @@ pub fn measure(
             if changed.elapsed() > POLL_TIMEOUT {
                 break None;
             }
-            let before = hits(&counters)?;
+            let before = counters.get(Counter::Hit)?;
             let got = client.ask(&name)?;
-            let by_kernel = hits(&counters)? > before;
+            let by_kernel = counters.get(Counter::Hit)? > before;
             if got == Some(new_ip) {
                 let t = changed.elapsed().as_secs_f64() * 1e3;
                 any.get_or_insert(t);

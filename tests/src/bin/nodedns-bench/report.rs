@@ -109,6 +109,12 @@ impl Report {
         );
         self.push(
             label,
+            &m("xdp_answered_share"),
+            "ratio",
+            each(&|s| s.xdp_hits as f64 / s.completed.max(1) as f64),
+        );
+        self.push(
+            label,
             &m("client_cpu_per_query"),
             "ns",
             each(&|s| per_q(s.client_ns, s)),
@@ -210,7 +216,7 @@ impl Report {
                 "p50 us",
                 "p99 us",
                 "loss %",
-                "XDP %",
+                "XDP ans%",
                 "client ns/q"
             );
             let dnsmasq = med("dnsmasq", &m("cpu_per_query"));
@@ -231,7 +237,7 @@ impl Report {
                     self.cell(&c, &m("latency_p50"), 1.0, 0),
                     self.cell(&c, &m("latency_p99"), 1.0, 0),
                     self.cell(&c, &m("loss"), 100.0, 2),
-                    med(&c, &m("xdp_runs_per_query"))
+                    med(&c, &m("xdp_answered_share"))
                         .map_or("-".into(), |x| format!("{:.0}", x * 100.0)),
                     self.cell(&c, &m("client_cpu_per_query"), 1.0, 0),
                 );
