@@ -162,6 +162,7 @@ fn main() -> Result<()> {
             report.push(server.kind.label(), "ready", "bool", vec![1.0]);
         }
     } else {
+        idle_cpu(&contenders, &mut report)?;
         warm(&lab, &contenders, &query_file)?;
         fixed_rates(&lab, &plan, &contenders, &query_file, &mut report)?;
         saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
@@ -245,6 +246,23 @@ fn main() -> Result<()> {
     chart::write(&report, &png)?;
     println!("{}", report.table());
     println!("summary: {}\nchart:   {}", summary.display(), png.display());
+    Ok(())
+}
+
+/// Background CPU of every server with no queries (timers, rescans): what
+/// the per-query figures carry besides the queries.
+fn idle_cpu(contenders: &[(Server, Option<u32>)], report: &mut Report) -> Result<()> {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+    let before = contenders
+        .iter()
+        .map(|(s, _)| cpu::threads_ns(s.pid()))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::sleep(WINDOW);
+    for ((server, _), before) in contenders.iter().zip(before) {
+        let used = cpu::threads_ns(server.pid())?.saturating_sub(before);
+        let ms_per_s = used as f64 / 1e6 / WINDOW.as_secs_f64();
+        report.push(server.kind.label(), "idle_cpu", "ms/s", vec![ms_per_s]);
+    }
     Ok(())
 }
 
