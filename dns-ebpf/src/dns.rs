@@ -6,7 +6,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use core::ffi::c_void;
-use dns_common::hash::{fnv1a_init, fnv1a_step};
+use dns_common::hash::{key_hash_finish, key_hash_init, key_hash_word};
 
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use dns_common::{Counter, MAX_NAME_LEN};
@@ -178,11 +178,11 @@ pub fn parse(
     }
 
     // Four bytes at a time: lower-case into the key, sum for the checksum
-    // (as sent, case preserved) and hash (FNV-1a, byte by byte as
-    // `dns_common::hash::key_hash` does). The buffers are 4-aligned.
+    // (as sent, case preserved) and hash (`dns_common::hash::key_hash`
+    // works on the same zero-padded words). The buffers are 4-aligned.
     let src = scratch.qbuf.as_ptr() as *const u32;
     let dst = scratch.key.name.as_mut_ptr() as *mut u32;
-    let mut hash = fnv1a_init();
+    let mut hash = key_hash_init();
     let mut sum: u64 = 0;
     let mut w = 0usize;
     while w < MAX_NAME_LEN / 4 {
@@ -203,16 +203,7 @@ pub fn parse(
         sum += x as u64;
         let lower = ascii_lower4(x);
         unsafe { *dst.add(w) = lower };
-        hash = fnv1a_step(hash, lower as u8);
-        if left > 1 {
-            hash = fnv1a_step(hash, (lower >> 8) as u8);
-        }
-        if left > 2 {
-            hash = fnv1a_step(hash, (lower >> 16) as u8);
-        }
-        if left > 3 {
-            hash = fnv1a_step(hash, (lower >> 24) as u8);
-        }
+        hash = key_hash_word(hash, lower);
         w += 1;
     }
     let name_len = reload_name_len(scratch)?;
@@ -224,7 +215,7 @@ pub fn parse(
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
-    hash = fnv1a_step(fnv1a_step(hash, (qtype >> 8) as u8), qtype as u8);
+    let hash = key_hash_finish(hash, name_len, qtype);
     scratch.key.qtype = qtype;
     // The name's native-order sum, swapped to big-endian space, plus type
     // and class, which sit at an odd offset when the name length is odd.
