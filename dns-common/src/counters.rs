@@ -42,7 +42,8 @@ counters! {
     PassClass = "pass_class",
     /// Name longer than `MAX_NAME_LEN`, or with a compression pointer.
     PassName = "pass_name",
-    /// Additional records other than one EDNS0 OPT, EDNS version > 0, or OPT options.
+    /// Additional records other than one EDNS0 OPT, EDNS version > 0, or OPT
+    /// options other than a lone DNS COOKIE (which is ignored, RFC 7873 5.2).
     PassEdns = "pass_edns",
     /// The answer would not fit the client's UDP size.
     PassTooBig = "pass_too_big",

@@ -1,10 +1,12 @@
 //! The DNS query: header, the single question (walked label by label while
 //! lower-casing it into the map key, hashing it and summing it for the UDP
-//! checksum) and an optional EDNS0 OPT record.
+//! checksum) and an optional EDNS0 OPT record, itself either empty or
+//! carrying a single DNS COOKIE, which the program ignores as a server
+//! without cookie support does (RFC 7873 section 5.2).
 
 use aya_ebpf::programs::XdpContext;
 use core::ffi::c_void;
-use dns_common::hash::{fnv1a_init, fnv1a_step};
+use dns_common::hash::{key_hash_finish, key_hash_init, key_hash_word};
 
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use dns_common::{Counter, MAX_NAME_LEN};
@@ -18,6 +20,14 @@ pub const DNS_HDR_LEN: usize = 12;
 /// OPT record without options: root name, type, class, TTL, RDLENGTH.
 pub const OPT_LEN: usize = 11;
 const TYPE_OPT: u16 = 41;
+/// EDNS option code, length header.
+const OPT_CODE_COOKIE: u16 = 10;
+const OPTION_HDR_LEN: usize = 4;
+/// A client cookie alone, or with a server cookie of 8 to 32 bytes
+/// (RFC 7873 section 4); any other length is malformed and passed.
+const COOKIE_CLIENT_LEN: usize = 8;
+const COOKIE_WITH_SERVER_MIN: usize = 16;
+const COOKIE_WITH_SERVER_MAX: usize = 40;
 const CLASS_IN: u16 = 1;
 /// QR, opcode and TC: a plain query has them all zero.
 const FLAGS_NOT_QUERY: u16 = 0xfa00;
@@ -50,7 +60,8 @@ pub struct Query {
     pub hash: u64,
     /// Ones' complement sum of the question (name, type, class) as sent.
     pub qsum: u16,
-    /// Whether the query carried an EDNS0 OPT record.
+    /// Whether the query carried an EDNS0 OPT record (empty or a lone
+    /// COOKIE); the answer then carries our OPT, without options.
     pub edns: bool,
     /// Largest DNS message the client can take over UDP.
     pub max_size: usize,
@@ -167,11 +178,11 @@ pub fn parse(
     }
 
     // Four bytes at a time: lower-case into the key, sum for the checksum
-    // (as sent, case preserved) and hash (FNV-1a, byte by byte as
-    // `dns_common::hash::key_hash` does). The buffers are 4-aligned.
+    // (as sent, case preserved) and hash (`dns_common::hash::key_hash`
+    // works on the same zero-padded words). The buffers are 4-aligned.
     let src = scratch.qbuf.as_ptr() as *const u32;
     let dst = scratch.key.name.as_mut_ptr() as *mut u32;
-    let mut hash = fnv1a_init();
+    let mut hash = key_hash_init();
     let mut sum: u64 = 0;
     let mut w = 0usize;
     while w < MAX_NAME_LEN / 4 {
@@ -192,16 +203,7 @@ pub fn parse(
         sum += x as u64;
         let lower = ascii_lower4(x);
         unsafe { *dst.add(w) = lower };
-        hash = fnv1a_step(hash, lower as u8);
-        if left > 1 {
-            hash = fnv1a_step(hash, (lower >> 8) as u8);
-        }
-        if left > 2 {
-            hash = fnv1a_step(hash, (lower >> 16) as u8);
-        }
-        if left > 3 {
-            hash = fnv1a_step(hash, (lower >> 24) as u8);
-        }
+        hash = key_hash_word(hash, lower);
         w += 1;
     }
     let name_len = reload_name_len(scratch)?;
@@ -213,7 +215,7 @@ pub fn parse(
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
-    hash = fnv1a_step(fnv1a_step(hash, (qtype >> 8) as u8), qtype as u8);
+    let hash = key_hash_finish(hash, name_len, qtype);
     scratch.key.qtype = qtype;
     // The name's native-order sum, swapped to big-endian space, plus type
     // and class, which sit at an odd offset when the name length is odd.
@@ -228,15 +230,28 @@ pub fn parse(
         let opt = unsafe { &*opt };
         let rtype = u16::from_be_bytes([opt[1], opt[2]]);
         let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
-        // opt[5] extended RCODE, opt[6] version, opt[9..11] RDLENGTH.
-        if opt[0] != 0
-            || rtype != TYPE_OPT
-            || opt[5] != 0
-            || opt[6] != 0
-            || opt[9] != 0
-            || opt[10] != 0
-        {
+        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+        // opt[5] extended RCODE, opt[6] version.
+        if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
             return Err(Counter::PassEdns);
+        }
+        end += OPT_LEN;
+        if rdlen != 0 {
+            // Only a lone COOKIE is accepted: it is ignored, and the
+            // answer's OPT carries no options (RFC 7873 section 5.2).
+            if rdlen < OPTION_HDR_LEN {
+                return Err(Counter::PassEdns);
+            }
+            let o = ptr_at::<[u8; OPTION_HDR_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
+            let o = unsafe { &*o };
+            let code = u16::from_be_bytes([o[0], o[1]]);
+            let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
+            let cookie_len_ok = olen == COOKIE_CLIENT_LEN
+                || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
+            if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
+                return Err(Counter::PassEdns);
+            }
+            end += rdlen;
         }
         edns = true;
         max_size = if size < CLASSIC_UDP_SIZE {
@@ -244,7 +259,6 @@ pub fn parse(
         } else {
             size
         };
-        end += OPT_LEN;
     }
     if end != len {
         // Trailing bytes, or a header that claims more than is there.

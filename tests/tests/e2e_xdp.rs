@@ -26,12 +26,16 @@ const WARM: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy)]
 enum Client {
     Dig,
+    /// dig with its defaults, DNS COOKIE included.
+    DigDefault,
     Kdig,
 }
 
 fn ask(pod: &Pod, client: Client, server: &str, name: &str, qtype: &str) -> Lookup {
     match client {
         Client::Dig => dig(pod.netns(), server, name, qtype, &[]),
+        // The helper passes +nocookie; a later +cookie restores the default.
+        Client::DigDefault => dig(pod.netns(), server, name, qtype, &["+cookie"]),
         Client::Kdig => kdig(pod.netns(), server, name, qtype),
     }
 }
@@ -115,6 +119,26 @@ fn csum_errors(pod: &Pod) -> u64 {
     count(&snmp, "UdpInCsumErrors") + count(&snmp, "Udp6InCsumErrors")
 }
 
+/// A default `dig` (9.18 sends a DNS COOKIE unless told `+nocookie`) is
+/// answered by the kernel too: the program ignores the cookie, as a server
+/// without cookie support does (RFC 7873 section 5.2), and replies with a
+/// plain OPT.
+fn default_dig_is_answered_by_the_kernel(bpffs: &BpffsDir, pod: &Pod, native: bool) {
+    let v4 = LISTEN_V4.to_string();
+    let v6 = LISTEN_V6.to_string();
+    for (server, qtype, want) in [(&v4, "A", WEB_V4), (&v6, "AAAA", WEB_V6)] {
+        let (lookup, hits) = ask_counting(bpffs, pod, Client::DigDefault, server, WEB, qtype);
+        let what = format!("default dig {WEB}/{qtype} via {server}:\n{}", lookup.raw);
+        assert_eq!(lookup.status, "NOERROR", "{what}");
+        assert_eq!(lookup.data(), vec![want.to_string()], "{what}");
+        assert!(
+            !what.contains("\"pass_edns +"),
+            "a cookie must not pass the query: {what}"
+        );
+        by_kernel(native, hits, &what);
+    }
+}
+
 /// The whole scenario for one XDP mode; `expect_mode` is what bpftool must
 /// report for the pod's host-side veth.
 fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
@@ -169,6 +193,7 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
         kernel_hits += by_kernel(native, hits, &lookup.raw) as usize;
     }
     println!("--xdp-mode {xdp_mode}: the kernel answered {kernel_hits} of 8 lookups");
+    default_dig_is_answered_by_the_kernel(&bpffs, pod, native);
     // Generic mode answers all 8; native mode must answer some.
     let floor = if native { 1 } else { 8 };
     assert!(

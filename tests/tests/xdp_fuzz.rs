@@ -1,7 +1,8 @@
 //! Fuzzes the XDP program through the kernel: random frames and mutations
 //! of valid queries. Every XDP_TX output must be a well-formed answer to
-//! its input carrying that name's entry; everything else must be XDP_PASS
-//! with the frame unmodified.
+//! its input carrying that name's entry (an input with EDNS options may only
+//! be answered when they are one valid COOKIE, and the answer's OPT has no
+//! options); everything else must be XDP_PASS with the frame unmodified.
 //!
 //! `NODEDNS_FUZZ_COUNT` sets the number of frames (default 100 000;
 //! `cargo xtask fuzz-xdp --count N` sets it), `NODEDNS_FUZZ_SEED` replays
@@ -119,7 +120,23 @@ fn valid_query(rng: &mut StdRng, defs: &[EntryDef]) -> Vec<u8> {
         }),
     };
     let qname = random_case(rng, &d.qname.to_ascii());
-    query_frame(rng.random_bool(0.5), rng.random(), &qname, d.qtype, edns)
+    let (v6, id) = (rng.random_bool(0.5), rng.random());
+    match edns {
+        // Half the EDNS queries carry options: mostly a DNS COOKIE (which
+        // the kernel ignores, like dig's default), of any length around the
+        // valid ones, sometimes with another option (which it passes).
+        Some(e) if rng.random_bool(0.5) => {
+            let mut options = vec![cookie(rng.random_range(0..=44))];
+            if rng.random_bool(0.2) {
+                options.push((rng.random_range(11..=15), vec![0; rng.random_range(0..8)]));
+                if rng.random_bool(0.5) {
+                    options.reverse();
+                }
+            }
+            query_frame_with_options(v6, id, &qname, d.qtype, e, &options)
+        }
+        _ => query_frame(v6, id, &qname, d.qtype, edns),
+    }
 }
 
 fn mutate(rng: &mut StdRng, mut f: Vec<u8>) -> Vec<u8> {

@@ -503,8 +503,8 @@ fn every_pass_reason() {
         let mut edns = msg.edns.clone().unwrap();
         edns.options_mut()
             .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
-                10,
-                vec![1, 2, 3, 4, 5, 6, 7, 8],
+                12, // padding; a lone COOKIE is answered (see dns_cookies_*)
+                vec![0; 8],
             ));
         msg.set_edns(edns);
         lab.expect_pass(&frame(v6, &msg.to_vec().unwrap()), Counter::PassEdns);
@@ -575,4 +575,113 @@ fn a_full_entry_is_served_whole() {
         assert_eq!(r.action, XDP_TX, "counters {:?}", lab.counters());
         check_answer(&q, &r.out, &d);
     }
+}
+
+/// RFC 7873 section 5.2: a server without cookie support ignores a COOKIE
+/// and answers normally, without a COOKIE of its own. dig sends one by
+/// default, so this is what keeps plain `dig` in the kernel.
+#[test]
+fn dns_cookies_are_ignored_and_answered() {
+    let mut lab = Lab::new();
+    let qn = "web.default.svc.cluster.local.";
+    let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let edns = EdnsQ {
+        size: 1232,
+        dnssec_ok: false,
+    };
+    let qn_mixed = mixed_case(qn);
+    for v6 in [false, true] {
+        // Client cookie alone, and with server cookies of 8..=32 bytes;
+        // the query frame is longer than the answer for some of them.
+        for len in [8, 16, 17, 24, 40] {
+            let q = query_frame_with_options(
+                v6,
+                0x1234,
+                &qn_mixed,
+                RecordType::A,
+                edns,
+                &[cookie(len)],
+            );
+            let before = lab.counters()[Counter::Hit as usize];
+            let r = lab.run(&q);
+            assert_eq!(
+                r.action,
+                XDP_TX,
+                "cookie of {len} bytes, v6={v6}: counters {:?}",
+                lab.counters()
+            );
+            let msg = check_answer(&q, &r.out, &d);
+            assert!(msg.edns.is_some(), "the answer carries our OPT");
+            assert_eq!(lab.counters()[Counter::Hit as usize], before + 1);
+        }
+        // Malformed cookie lengths.
+        for len in [0, 1, 7, 9, 15, 41, 64] {
+            let q = query_frame_with_options(v6, 0x1234, qn, RecordType::A, edns, &[cookie(len)]);
+            lab.expect_pass(&q, Counter::PassEdns);
+        }
+        // A cookie with another option, in either order, and two cookies.
+        let padding = (12u16, vec![0u8; 4]);
+        let subnet = (8u16, vec![0, 1, 24, 0, 10, 0, 0]);
+        for opts in [
+            vec![cookie(8), padding.clone()],
+            vec![padding.clone(), cookie(8)],
+            vec![cookie(16), subnet.clone()],
+            vec![cookie(8), cookie(8)],
+            vec![subnet],
+        ] {
+            let q = query_frame_with_options(v6, 0x1234, qn, RecordType::A, edns, &opts);
+            lab.expect_pass(&q, Counter::PassEdns);
+        }
+        // RDLENGTH disagreeing with the cookie's own length, and shorter
+        // than an option header.
+        let q = query_frame_with_options(v6, 0x1234, qn, RecordType::A, edns, &[cookie(8)]);
+        let n = q.len();
+        let (rdlen, olen) = (n - 8 - 4 - 2, n - 8 - 2);
+        assert_eq!(u16::from_be_bytes([q[rdlen], q[rdlen + 1]]), 12);
+        assert_eq!(u16::from_be_bytes([q[olen], q[olen + 1]]), 8);
+        let mut p = q.clone();
+        p[olen + 1] = 16; // says 16, carries 8
+        lab.expect_pass(&p, Counter::PassEdns);
+        let mut p = q.clone();
+        p[rdlen + 1] = 3; // RDLENGTH 3, then 9 trailing bytes
+        lab.expect_pass(&p, Counter::PassEdns);
+        // A cookie cut short: the datagram ends inside the option.
+        let good = payload(qn, RecordType::A, Some(edns));
+        let mut p = good.clone();
+        let n = p.len();
+        p[n - 1] = 12; // RDLENGTH 12, nothing follows
+        lab.expect_pass(&frame(v6, &p), Counter::PassMalformed);
+        p.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3]);
+        lab.expect_pass(&frame(v6, &p), Counter::PassMalformed);
+    }
+}
+
+#[test]
+fn a_cookie_query_too_big_for_the_answer_still_passes_as_too_big() {
+    // The query's cookie makes it longer but the limit is the client's size.
+    let mut lab = Lab::new();
+    let owner = "big.default.svc.cluster.local.";
+    let d = EntryDef::new(
+        owner,
+        RecordType::AAAA,
+        (0..17).map(|i| aaaa(owner, i)).collect(),
+    );
+    let (k, e) = d.encode();
+    lab.insert(&k, &e);
+    let small = EdnsQ {
+        size: 512,
+        dnssec_ok: false,
+    };
+    let q = query_frame_with_options(false, 1, owner, RecordType::AAAA, small, &[cookie(24)]);
+    lab.expect_pass(&q, Counter::PassTooBig);
+    let large = EdnsQ {
+        size: 1232,
+        dnssec_ok: false,
+    };
+    let q = query_frame_with_options(true, 1, owner, RecordType::AAAA, large, &[cookie(40)]);
+    let r = lab.run(&q);
+    assert_eq!(r.action, XDP_TX);
+    check_answer(&q, &r.out, &d);
 }

@@ -243,6 +243,61 @@ pub fn query_frame(
     FrameSpec::udp(c, s).build(&query_msg(id, qname, qtype, edns).to_vec().unwrap())
 }
 
+/// EDNS option code of a DNS COOKIE (RFC 7873).
+pub const OPT_COOKIE: u16 = 10;
+
+/// A query with an OPT record carrying `options` (code, data) in order.
+pub fn query_frame_with_options(
+    v6: bool,
+    id: u16,
+    qname: &str,
+    qtype: RecordType,
+    edns: EdnsQ,
+    options: &[(u16, Vec<u8>)],
+) -> Vec<u8> {
+    let mut msg = query_msg(id, qname, qtype, Some(edns));
+    let mut opt = msg.edns.clone().unwrap();
+    for (code, data) in options {
+        opt.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                *code,
+                data.clone(),
+            ));
+    }
+    msg.set_edns(opt);
+    let (c, s) = endpoints(v6);
+    FrameSpec::udp(c, s).build(&msg.to_vec().unwrap())
+}
+
+/// A cookie option's data of `len` bytes (a client cookie is 8, with a
+/// server cookie 16..=40).
+pub fn cookie(len: usize) -> (u16, Vec<u8>) {
+    (
+        OPT_COOKIE,
+        (0..len as u8).map(|b| b.wrapping_mul(37)).collect(),
+    )
+}
+
+/// Whether the kernel may answer a query carrying these EDNS options: none,
+/// or exactly one COOKIE of a valid length, which it ignores.
+fn answerable_options(options: &[(u16, Vec<u8>)]) -> bool {
+    match options {
+        [] => true,
+        [(OPT_COOKIE, data)] => data.len() == 8 || (16..=40).contains(&data.len()),
+        _ => false,
+    }
+}
+
+/// Wire length of the name starting at `msg[12]`: the question echoed
+/// in the answer is that plus type and class.
+fn wire_name_len(msg: &[u8]) -> usize {
+    let mut p = 12;
+    while msg[p] != 0 {
+        p += 1 + msg[p] as usize;
+    }
+    p + 1 - 12
+}
+
 /// An entry valid for `secs` seconds from now.
 pub struct EntryDef {
     pub qname: Name,
@@ -318,7 +373,7 @@ pub fn check_answer(query_frame: &[u8], out: &[u8], def: &EntryDef) -> Message {
     assert!(!md.authentic_data);
     assert_eq!(md.response_code, def.rcode);
     // The question is echoed byte for byte (0x20 case preserved).
-    let qlen = q.payload.len() - 12 - if query.edns.is_some() { 11 } else { 0 };
+    let qlen = wire_name_len(&q.payload) + 4;
     assert_eq!(&a.payload[12..12 + qlen], &q.payload[12..12 + qlen]);
     assert_eq!(msg.queries.len(), 1);
     assert_eq!(
@@ -338,7 +393,20 @@ pub fn check_answer(query_frame: &[u8], out: &[u8], def: &EntryDef) -> Message {
     check_section("additional", &msg.additionals, &def.additionals, bound);
     match (&query.edns, &msg.edns) {
         (None, None) => {}
-        (Some(_), Some(e)) => {
+        (Some(qe), Some(e)) => {
+            let options: Vec<(u16, Vec<u8>)> = qe
+                .options()
+                .as_ref()
+                .iter()
+                .map(|(code, o)| match o {
+                    hickory_proto::rr::rdata::opt::EdnsOption::Unknown(c, d) => (*c, d.clone()),
+                    other => (u16::from(*code), vec![0; other.len() as usize]),
+                })
+                .collect();
+            assert!(
+                answerable_options(&options),
+                "answered a query with EDNS options other than one valid COOKIE: {options:?}"
+            );
             assert_eq!(e.max_payload(), EDNS_UDP_SIZE);
             assert_eq!(e.version(), 0);
             assert!(!e.flags().dnssec_ok, "DO must be cleared");
