@@ -21,6 +21,18 @@ pub trait AnswerSink: Send + Sync + 'static {
     /// Removing a key that is not there is not an error.
     fn delete(&self, key: &AnswerKey) -> Result<(), SinkError>;
     fn capacity(&self) -> u32;
+
+    /// Keys of the entries already present (a previous agent's, when the
+    /// map was adopted), each once and at most `capacity()` of them. A key
+    /// may vanish before it is read; a sink that cannot list returns none.
+    fn existing_keys(&self) -> Vec<AnswerKey> {
+        Vec::new()
+    }
+
+    /// The entry under `key`, if it is (still) there.
+    fn read(&self, _key: &AnswerKey) -> Option<AnswerEntry> {
+        None
+    }
 }
 
 /// In-memory sink for tests and for `--xdp-mode off` accounting.
@@ -69,5 +81,18 @@ impl AnswerSink for MemorySink {
 
     fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    fn existing_keys(&self) -> Vec<AnswerKey> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .keys()
+            .take(self.capacity as usize)
+            .copied()
+            .collect()
+    }
+
+    fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
+        self.get(key)
     }
 }

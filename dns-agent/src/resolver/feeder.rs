@@ -3,6 +3,8 @@
 //! cluster entries in step with the zone and the map within its capacity
 //! (least recently used entries are evicted first).
 
+mod adopt;
+
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,8 @@ use super::metrics::ResolverMetrics;
 use crate::fastpath::entry::{EntrySpec, boot_time_ns, encode};
 use crate::fastpath::sink::{AnswerSink, SinkError};
 use crate::zone::{AuthAnswer, Zone, ZoneLookup};
+
+pub use adopt::Adopted;
 
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
@@ -352,10 +356,17 @@ impl Feeder {
         }
     }
 
-    /// Follows zone changes (re-deriving every cluster entry at once) and
-    /// renews entries before they expire, until cancelled.
+    /// Adopts what a previous agent left in the map (once the zone has
+    /// synced), then follows zone changes (re-deriving every cluster entry
+    /// at once) and renews entries before they expire, until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        // Subscribed before adopting, so a change during adoption is seen.
         let mut changes = self.zone.changes();
+        if !self.wait_for_zone(&cancel).await {
+            return;
+        }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.adopt()).await;
         let period = (self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1));
         let mut renew = tokio::time::interval(period);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
