@@ -96,6 +96,15 @@ impl Feeder {
         let installed = self.installed();
         self.metrics.map_entries.set(installed as i64);
         let s = &summary;
+        if *s
+            == (Adopted {
+                superseded: s.superseded,
+                ..Adopted::default()
+            })
+        {
+            tracing::debug!(superseded = s.superseded, "no kernel answers to adopt");
+            return summary;
+        }
         tracing::info!(
             rederived = s.rederived,
             withdrawn = s.withdrawn,
