@@ -131,6 +131,20 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
     let mut cluster = cluster::start(&args.cluster, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
+    // SO_REUSEPORT hands a new agent its share of the queries the moment it
+    // binds, next to the old one in a rolling update. Before the first full
+    // sync it could only SERVFAIL cluster names, so bind once the zone is
+    // ready; bounded, so an unreachable API server still leaves other names
+    // served (cluster names then get SERVFAIL until the sync, as designed).
+    if tokio::time::timeout(ZONE_READY_BEFORE_SERVING, cluster.wait_until_ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            waited = ?ZONE_READY_BEFORE_SERVING,
+            "cluster zone not synced yet: serving anyway, cluster names get SERVFAIL until it is"
+        );
+    }
     let zone: std::sync::Arc<dyn Zone> = cluster.zone.clone();
     let deps = ResolverDeps {
         zone,
@@ -151,6 +165,10 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
     while cluster.tasks.join_next().await.is_some() {}
     Ok(())
 }
+
+/// Longest wait for the cluster zone's first full sync before binding the
+/// listen sockets.
+const ZONE_READY_BEFORE_SERVING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (a terminal).
 async fn shutdown_signal() {

@@ -27,6 +27,17 @@ const HEAD_LEN: usize = offset_of!(AnswerEntry, body);
 const BODY_OFF: usize = offset_of!(AnswerEntry, body);
 const TAIL_OFF: usize = offset_of!(AnswerEntry, tail_generation);
 const TAIL_LEN: usize = core::mem::size_of::<AnswerEntry>() - TAIL_OFF;
+// The copies move whole 64-bit words: a layout change that breaks this
+// must fail the build, not silently drop bytes.
+const _: () = assert!(
+    HEAD_LEN.is_multiple_of(8)
+        && BODY_OFF.is_multiple_of(8)
+        && TAIL_OFF.is_multiple_of(8)
+        && TAIL_LEN.is_multiple_of(8)
+);
+const _: () = assert!(
+    offset_of!(Scratch, qbuf).is_multiple_of(4) && offset_of!(AnswerKey, name).is_multiple_of(4)
+);
 
 /// Zeroes the key so bytes after the name compare and hash equal.
 #[inline(always)]
@@ -144,6 +155,15 @@ pub fn patch_ttls(e: &mut AnswerEntry, body_len: usize, ttl: u32) -> Result<u16,
         }
         let off = e.ttl_offsets[i] as usize;
         if off > MAX_BODY_LEN - 4 || off + 4 > body_len {
+            return Err(Counter::PassInvalidEntry);
+        }
+        // Ascending and apart, or the checksum would count a field twice.
+        let prev = unsafe {
+            *e.ttl_offsets
+                .as_ptr()
+                .add(i.wrapping_sub(1) & (MAX_TTLS - 1))
+        } as usize;
+        if i > 0 && off < prev + 4 {
             return Err(Counter::PassInvalidEntry);
         }
         odd += (off & 1) as u64;

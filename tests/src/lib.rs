@@ -3,3 +3,4 @@ pub mod fakeapi;
 pub mod frames;
 pub mod hostile;
 pub mod lab;
+pub mod upstream;

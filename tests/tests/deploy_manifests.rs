@@ -95,7 +95,19 @@ fn daemonset_runs_on_every_node_with_host_network() {
         get(&ds, "spec.updateStrategy.type").as_str(),
         Some("RollingUpdate")
     );
-    assert!(get(&ds, "spec.updateStrategy.rollingUpdate.maxUnavailable").is_number());
+    // Zero-loss hand-over: the new agent must start before the old one stops.
+    assert_eq!(
+        get(&ds, "spec.updateStrategy.rollingUpdate.maxSurge").as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        get(&ds, "spec.updateStrategy.rollingUpdate.maxUnavailable").as_u64(),
+        Some(0)
+    );
+    assert!(
+        get(&ds, "spec.template.spec.containers.0.ports").is_null(),
+        "declared ports become hostPorts under hostNetwork and block the surge pod"
+    );
 }
 
 #[test]

@@ -19,8 +19,10 @@ fn flags_of(subcommand: &str) -> BTreeSet<String> {
         .filter_map(|line| {
             let line = line.trim_start();
             let flag = line.strip_prefix("--")?;
-            let name: String =
-                flag.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            let name: String = flag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
             (!name.is_empty() && name != "help").then(|| format!("--{name}"))
         })
         .collect()
@@ -29,7 +31,8 @@ fn flags_of(subcommand: &str) -> BTreeSet<String> {
 #[test]
 fn readme_documents_every_flag() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     let mut missing = Vec::new();
     for sub in ["run", "inspect", "cleanup"] {
         for flag in flags_of(sub) {
@@ -38,5 +41,8 @@ fn readme_documents_every_flag() {
             }
         }
     }
-    assert!(missing.is_empty(), "README.md does not document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md does not document: {missing:?}"
+    );
 }

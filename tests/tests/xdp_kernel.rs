@@ -267,6 +267,9 @@ fn torn_or_corrupt_entries_pass() {
     let mut e = good;
     e.ttl_count = 40;
     bad.push(e);
+    let mut e = good;
+    e.ttl_offsets[1] = e.ttl_offsets[0] + 2;
+    bad.push(e);
     for e in bad {
         lab.insert(&k, &e);
         lab.expect_pass(&q, Counter::PassInvalidEntry);
@@ -546,4 +549,30 @@ fn ethernet_padding_is_dropped_from_the_answer() {
     let mut unpadded = q.clone();
     unpadded.truncate(q.len() - 20);
     check_answer(&unpadded, &r.out, &d);
+}
+
+#[test]
+fn a_full_entry_is_served_whole() {
+    // 32 A records (the TTL limit) make a 512-byte body (the body limit).
+    let mut lab = Lab::new();
+    let owner = "many.default.svc.cluster.local.";
+    let d = EntryDef::new(owner, RecordType::A, (0..32).map(|i| a(owner, i)).collect());
+    let (k, e) = d.encode();
+    assert_eq!((e.body_len, e.ttl_count), (512, 32));
+    lab.insert(&k, &e);
+    for v6 in [false, true] {
+        let q = query_frame(
+            v6,
+            77,
+            owner,
+            RecordType::A,
+            Some(EdnsQ {
+                size: 1232,
+                dnssec_ok: false,
+            }),
+        );
+        let r = lab.run(&q);
+        assert_eq!(r.action, XDP_TX, "counters {:?}", lab.counters());
+        check_answer(&q, &r.out, &d);
+    }
 }

@@ -50,6 +50,8 @@ pub struct Missing {
     pub bpf_linker: bool,
     pub rustup_components: Vec<&'static str>,
     pub kubernetes_validate: bool,
+    /// `/sys/fs/bpf` is not a bpffs mount (some VMs boot without it).
+    pub bpffs: bool,
 }
 
 impl Missing {
@@ -58,6 +60,7 @@ impl Missing {
             && !self.bpf_linker
             && self.rustup_components.is_empty()
             && !self.kubernetes_validate
+            && !self.bpffs
     }
 
     pub fn describe(&self) -> String {
@@ -77,6 +80,9 @@ impl Missing {
         if self.kubernetes_validate {
             parts.push(KUBERNETES_VALIDATE.to_string());
         }
+        if self.bpffs {
+            parts.push(format!("a bpffs mount on {BPFFS}"));
+        }
         parts.join(", ")
     }
 }
@@ -94,7 +100,16 @@ pub fn check() -> Missing {
             })
             .collect(),
         kubernetes_validate: kubernetes_validate().is_none(),
+        bpffs: !bpffs_mounted(),
     }
+}
+
+/// Where the agent, the tests and bpftool expect bpffs.
+const BPFFS: &str = "/sys/fs/bpf";
+
+fn bpffs_mounted() -> bool {
+    probe(Command::new("stat").args(["-f", "-c", "%T", BPFFS]))
+        .is_some_and(|t| t.trim() == "bpf_fs")
 }
 
 /// `cargo xtask setup`.
@@ -206,6 +221,17 @@ fn install(missing: &Missing) -> Result<()> {
         ]))?;
     } else {
         eprintln!("setup: {KUBERNETES_VALIDATE}: present");
+    }
+    if missing.bpffs {
+        if !workspace::is_root() {
+            bail!(
+                "{BPFFS} is not a bpffs mount and mounting it needs root: run `sudo mount -t bpf bpf {BPFFS}`"
+            );
+        }
+        eprintln!("setup: mounting bpffs on {BPFFS} (the agent pins its maps there)");
+        shell::run(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
+    } else {
+        eprintln!("setup: bpffs on {BPFFS}: mounted");
     }
     eprintln!("setup: done");
     Ok(())

@@ -68,12 +68,12 @@ pub struct ClusterArgs {
     pub cluster_domain: String,
 
     /// TTL (seconds) of cluster records; also the negative-caching TTL.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "NODEDNS_TTL", default_value_t = 30)]
     pub ttl: u32,
 
     /// Read Services and EndpointSlices from YAML files in this folder
     /// (watched, changes apply live) instead of the API server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "NODEDNS_MANIFESTS", value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
     /// kubeconfig for the API server (default: $KUBECONFIG, then in-cluster,
@@ -83,17 +83,22 @@ pub struct ClusterArgs {
 
     /// A service or pod CIDR whose reverse zone is answered authoritatively
     /// (unknown addresses get NXDOMAIN). Repeatable.
-    #[arg(long = "reverse-cidr", value_name = "CIDR")]
+    #[arg(
+        long = "reverse-cidr",
+        env = "NODEDNS_REVERSE_CIDRS",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
     pub reverse_cidrs: Vec<IpNet>,
 
     /// Custom host records and forwarding settings file (standalone mode;
     /// format in the README), reloaded live.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "NODEDNS_CUSTOM_RECORDS", value_name = "FILE")]
     pub custom_records: Option<PathBuf>,
 
     /// ConfigMap holding custom records and forwarding settings
     /// (`namespace/name`), watched.
-    #[arg(long, value_name = "NS/NAME")]
+    #[arg(long, env = "NODEDNS_CUSTOM_CONFIGMAP", value_name = "NS/NAME")]
     pub custom_configmap: Option<String>,
 }
 

@@ -39,27 +39,33 @@ pub struct FastPathArgs {
     /// Interface to attach the XDP program to; repeatable or
     /// comma-separated, glob patterns allowed. Pod traffic enters the node
     /// on the pods' host-side veths.
-    #[arg(long = "interface", value_name = "NAME", value_delimiter = ',', default_values = DEFAULT_INTERFACES)]
+    #[arg(long = "interface", env = "NODEDNS_INTERFACES", value_name = "NAME", value_delimiter = ',', default_values = DEFAULT_INTERFACES)]
     pub interfaces: Vec<String>,
 
     /// Interface never to attach to, even if --interface matches it;
     /// repeatable or comma-separated, glob patterns allowed.
-    #[arg(long = "exclude-interface", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "exclude-interface",
+        env = "NODEDNS_EXCLUDE_INTERFACES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub exclude_interfaces: Vec<String>,
 
     /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    #[arg(long, env = "NODEDNS_XDP_MODE", value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
 
     /// bpffs directory for the pinned maps and links (must be on a bpffs
     /// mount). `dns-agent inspect` and `bpftool map dump pinned` read it.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
+    #[arg(long, env = "NODEDNS_BPFFS_PATH", value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
     pub bpffs_path: PathBuf,
 
     /// Capacity of the kernel answers map, in entries: about 840 bytes of
     /// kernel memory each, preallocated (13 MiB for the default 16384).
     #[arg(
         long,
+        env = "NODEDNS_MAP_ENTRIES",
         value_name = "N",
         default_value_t = DEFAULT_ANSWER_ENTRIES,
         value_parser = clap::value_parser!(u32).range(1..=MAX_ANSWER_ENTRIES as i64)
@@ -69,7 +75,7 @@ pub struct FastPathArgs {
     /// On exit leave the XDP attachments and the pinned maps in place, so the
     /// kernel keeps answering hot names until the next agent adopts them
     /// (use this for restarts and rolling updates).
-    #[arg(long, conflicts_with = "cleanup_on_exit")]
+    #[arg(long, env = "NODEDNS_KEEP_ON_EXIT", conflicts_with = "cleanup_on_exit")]
     pub keep_on_exit: bool,
 
     /// On exit remove everything the fast path created: attachments, pins

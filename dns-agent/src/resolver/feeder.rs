@@ -7,7 +7,7 @@ mod adopt;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,8 @@ pub struct Feeder {
     state: Mutex<State>,
     generation: AtomicU64,
     metrics: Arc<ResolverMetrics>,
+    /// The zone has been ready at least once since this agent started.
+    synced_once: AtomicBool,
 }
 
 /// The parts of an answer an entry is made of.
@@ -145,14 +147,21 @@ impl Feeder {
         // Start generations from the clock so a restarted agent never reuses
         // the generation of an entry its predecessor left in a pinned map.
         let generation = AtomicU64::new(boot_time_ns());
-        Self {
+        let feeder = Self {
             cfg,
             sink,
             zone,
             state: Mutex::new(State::default()),
             generation,
             metrics,
-        }
+            synced_once: AtomicBool::new(false),
+        };
+        // Before any query, so the inherited entries count against the
+        // capacity from the start and none is answered stale longer than
+        // needed (the zone has normally synced by now: `dns-agent run` waits
+        // for it before starting the resolver).
+        feeder.adopt();
+        feeder
     }
 
     /// A cluster-zone answer was given: make sure the kernel has it.
@@ -324,6 +333,14 @@ impl Feeder {
     /// renewal. Also drops expired upstream entries.
     /// `generation`: the zone generation a full re-derivation starts from.
     fn refresh(&self, all: bool, generation: Option<u64>) {
+        if self.zone.is_ready() {
+            self.synced_once.store(true, Ordering::Relaxed);
+        } else if !self.synced_once.load(Ordering::Relaxed) {
+            // Nothing can be re-derived before the first sync; entries taken
+            // over from a previous agent keep serving until then. (A zone
+            // that loses its sync later has its entries withdrawn below.)
+            return;
+        }
         let now = Instant::now();
         if let Some(g) = generation {
             let mut state = self.state.lock().unwrap();
@@ -356,17 +373,18 @@ impl Feeder {
         }
     }
 
-    /// Adopts what a previous agent left in the map (once the zone has
-    /// synced), then follows zone changes (re-deriving every cluster entry
-    /// at once) and renews entries before they expire, until cancelled.
+    /// Follows zone changes (re-deriving every cluster entry at once) and
+    /// renews entries before they expire, until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        // Subscribed before adopting, so a change during adoption is seen.
         let mut changes = self.zone.changes();
-        if !self.wait_for_zone(&cancel).await {
-            return;
+        if self.zone.is_ready() {
+            // Synced before this task started: no change may come for a
+            // while, and entries taken over from a previous agent must
+            // follow the zone now.
+            let generation = *changes.borrow_and_update();
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.refresh(true, Some(generation))).await;
         }
-        let this = self.clone();
-        let _ = tokio::task::spawn_blocking(move || this.adopt()).await;
         let period = (self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1));
         let mut renew = tokio::time::interval(period);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -413,7 +431,7 @@ fn min_ttl(answer: &AuthAnswer) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastpath::entry::key_for;
+    use crate::fastpath::entry::{decode, key_for};
     use crate::fastpath::sink::MemorySink;
     use hickory_proto::rr::RData;
     use hickory_proto::rr::rdata::A;
@@ -481,6 +499,28 @@ mod tests {
             unreachable!()
         };
         feeder.cluster_answer(&name, RecordType::A, &a, 0);
+    }
+
+    #[test]
+    fn entries_left_by_a_previous_agent_follow_the_zone() {
+        let (first, sink, zone, _) = setup(8);
+        ask(&first, &zone, "a.cluster.local.");
+        drop(first);
+        // The Service changes while no agent runs; the next one adopts the map.
+        *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
+        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
+        let cfg = FeederConfig {
+            hot_threshold: 1,
+            hot_window: Duration::from_secs(10),
+            cluster_lifetime: Duration::from_secs(60),
+        };
+        let second = Feeder::new(cfg, sink.clone(), zone.clone(), metrics);
+        assert_eq!(second.installed(), 1);
+        second.refresh(true, None);
+        let name = Name::from_ascii("a.cluster.local.").unwrap();
+        let key = key_for(&name, RecordType::A).unwrap();
+        let decoded = decode(&key, &sink.get(&key).unwrap()).unwrap();
+        assert_eq!(decoded.answers[0].data, RData::A(A::new(10, 0, 0, 2)));
     }
 
     #[test]

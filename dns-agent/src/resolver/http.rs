@@ -22,6 +22,8 @@ use crate::zone::Zone;
 
 /// HTTP connections served at once per server (scrapers and probes only).
 const MAX_HTTP_CONNECTIONS: usize = 32;
+/// Pending scrape and probe connections the kernel queues before accept.
+const HTTP_BACKLOG: i32 = 64;
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection is closed after this time whatever it does.
@@ -94,8 +96,18 @@ impl Pages {
     }
 }
 
+/// Binds with SO_REUSEPORT, like the DNS listeners: in a rolling update the
+/// new agent binds the same metrics and health ports while the old one
+/// still holds them (a plain bind fails there with "address in use").
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(HTTP_BACKLOG)?;
+    TcpListener::from_std(s.into())
 }
 
 pub async fn serve(listener: TcpListener, pages: Arc<Pages>, cancel: CancellationToken) {

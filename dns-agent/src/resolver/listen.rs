@@ -1,6 +1,11 @@
 //! UDP and TCP listeners on every listen address. Sockets use SO_REUSEPORT
 //! so a new agent can bind next to the old one during a hand-over; every
 //! kind of work a client can cause is bounded.
+//!
+//! Hand-over without loss: each socket attaches a one-instruction reuseport
+//! program that sends new queries and connections to the group's newest
+//! socket, so once a new agent has bound, the old one receives nothing new;
+//! on shutdown it answers what is already queued and in flight, then closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::handler::{Handler, Transport};
 use super::metrics::ResolverMetrics;
@@ -27,6 +33,14 @@ const TCP_IO_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_BACKLOG: i32 = 1024;
 /// Socket receive buffer asked for the UDP listeners (best effort).
 const UDP_RCVBUF: usize = 4 << 20;
+/// On shutdown, queued UDP queries still read and answered at most.
+const UDP_DRAIN_MAX: usize = 4096;
+/// On shutdown, how long queries in progress (forwarded upstream) may take.
+const UDP_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Index, in the reuseport group, of the socket the steering program picks:
+/// sockets join at the end, so in a hand-over (old, new) it is the new one.
+/// Out of range (a lone agent), the kernel falls back to its hash.
+const NEWEST_OF_TWO: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -51,6 +65,39 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
     Ok(s)
 }
 
+/// Attaches the classic-BPF reuseport program `return NEWEST_OF_TWO` to the
+/// socket's group (replacing the previous agent's identical one). Best
+/// effort: without it a hand-over still works, but the old agent keeps its
+/// hash share until it closes and drops what is queued then.
+fn prefer_newest_socket(s: &Socket, addr: SocketAddr, proto: &str) {
+    use std::os::fd::AsRawFd;
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: NEWEST_OF_TWO,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: a valid fd, and a sock_fprog pointing at `code`, which
+    // outlives the call (the kernel copies the program).
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%addr, proto, %error, "cannot steer new queries to the newest socket: a restart may drop queued queries");
+    }
+}
+
 pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
     let err = |source| BindError {
         addr,
@@ -59,6 +106,7 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
     };
     let s = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
     let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+    prefer_newest_socket(&s, addr, "udp");
     UdpSocket::from_std(s.into()).map_err(err)
 }
 
@@ -70,6 +118,8 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
     };
     let s = socket(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
     s.listen(TCP_BACKLOG).map_err(err)?;
+    // A TCP socket joins its reuseport group at listen().
+    prefer_newest_socket(&s, addr, "tcp");
     TcpListener::from_std(s.into()).map_err(err)
 }
 
@@ -89,10 +139,11 @@ pub async fn serve_udp(
     cancel: CancellationToken,
 ) {
     let socket = Arc::new(socket);
+    let in_flight = TaskTracker::new();
     let mut buf = vec![0u8; UDP_QUERY_BUF];
     loop {
         let (n, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
@@ -104,18 +155,71 @@ pub async fn serve_udp(
         // Waiting here leaves further queries in the socket buffer, where
         // the kernel drops the excess: backpressure, not an unbounded queue.
         let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             p = limits.queries.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
-        let query = buf[..n].to_vec();
-        let (socket, handler) = (socket.clone(), handler.clone());
-        tokio::spawn(async move {
-            if let Some(response) = handler.handle(&query, Transport::Udp).await {
-                let _ = socket.send_to(&response, peer).await;
-            }
-            drop(permit);
-        });
+        spawn_udp_query(
+            &in_flight,
+            &socket,
+            &handler,
+            buf[..n].to_vec(),
+            peer,
+            permit,
+        );
     }
+    drain_udp(&socket, &handler, &limits, &in_flight, &mut buf).await;
+}
+
+fn spawn_udp_query(
+    in_flight: &TaskTracker,
+    socket: &Arc<UdpSocket>,
+    handler: &Arc<Handler>,
+    query: Vec<u8>,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (socket, handler) = (socket.clone(), handler.clone());
+    in_flight.spawn(async move {
+        if let Some(response) = handler.handle(&query, Transport::Udp).await {
+            let _ = socket.send_to(&response, peer).await;
+        }
+        drop(permit);
+    });
+}
+
+/// On shutdown: answer what the kernel already queued on this socket and
+/// what is in progress, within bounds, before the socket closes (closing
+/// drops its queue). With the steering program, a successor that has bound
+/// receives everything new, so nothing is lost in a hand-over.
+async fn drain_udp(
+    socket: &Arc<UdpSocket>,
+    handler: &Arc<Handler>,
+    limits: &Limits,
+    in_flight: &TaskTracker,
+    buf: &mut [u8],
+) {
+    let mut drained = 0;
+    while drained < UDP_DRAIN_MAX {
+        let Ok((n, peer)) = socket.try_recv_from(buf) else {
+            break; // WouldBlock: the queue is empty
+        };
+        let Ok(permit) = limits.queries.clone().try_acquire_owned() else {
+            break;
+        };
+        spawn_udp_query(in_flight, socket, handler, buf[..n].to_vec(), peer, permit);
+        drained += 1;
+    }
+    in_flight.close();
+    if tokio::time::timeout(UDP_DRAIN_TIMEOUT, in_flight.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = in_flight.len(),
+            "shutting down with UDP queries still unanswered"
+        );
+    }
+    tracing::debug!(drained, "UDP listener drained");
 }
 
 pub async fn serve_tcp(

@@ -7,18 +7,12 @@ use std::time::{Duration, Instant};
 
 use dns_common::{AnswerEntry, AnswerKey};
 use hickory_proto::rr::LowerName;
-use tokio_util::sync::CancellationToken;
 
 use super::{Feeder, Installed, Key, Origin};
 use crate::fastpath::entry::{boot_time_ns, decode, key_for};
 use crate::resolver::metrics::{AdoptAction, AdoptLabels};
 use crate::zone::ZoneLookup;
 
-/// Longest wait for the zone's first full sync before adopting anyway;
-/// in-zone entries are then kept unverified until the sync re-derives them.
-const ZONE_SYNC_WAIT: Duration = Duration::from_secs(10);
-/// How often readiness is checked while waiting.
-const ZONE_POLL: Duration = Duration::from_millis(50);
 /// An inherited entry with less lifetime left is deleted, not tracked.
 const MIN_REMAINING: Duration = Duration::from_secs(1);
 /// The content hash of an inherited entry: it matches no real answer, so the
@@ -55,24 +49,12 @@ impl Adopted {
 }
 
 impl Feeder {
-    /// Waits (bounded by [`ZONE_SYNC_WAIT`]) for the zone's first full sync,
-    /// so inherited cluster entries are checked against a complete zone.
-    /// False when cancelled.
-    pub(super) async fn wait_for_zone(&self, cancel: &CancellationToken) -> bool {
-        let deadline = tokio::time::Instant::now() + ZONE_SYNC_WAIT;
-        while !self.zone.is_ready() && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(ZONE_POLL) => {}
-            }
-        }
-        true
-    }
-
     /// Takes over the entries already in the sink: in-zone ones are
-    /// re-derived from the zone at once, upstream ones are tracked with their
-    /// remaining lifetime, expired, undecodable and foreign ones are deleted.
-    /// Synchronous (map syscalls, zone lookups): call it off the runtime.
+    /// re-derived from the zone at once (before its first sync they keep
+    /// serving, tracked, until the sync's re-derivation), upstream ones are
+    /// tracked with their remaining lifetime, expired, undecodable and
+    /// foreign ones are deleted. Synchronous (map syscalls, zone lookups);
+    /// bounded by the map's capacity.
     pub fn adopt(&self) -> Adopted {
         let started = Instant::now();
         let mut summary = Adopted::default();
@@ -203,6 +185,7 @@ mod tests {
     use hickory_proto::rr::{Name, RData, Record, RecordType};
     use prometheus_client::registry::Registry;
     use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
     use crate::fastpath::entry::{EntrySpec, encode};
@@ -376,12 +359,31 @@ mod tests {
             && sink.len() == 3
     }
 
+    /// What the construction-time adoption counted, from its metrics.
+    fn counted(metrics: &ResolverMetrics) -> Adopted {
+        let n = |action| {
+            metrics
+                .map_adopted
+                .get_or_create(&AdoptLabels { action })
+                .get() as usize
+        };
+        Adopted {
+            rederived: n(AdoptAction::rederived),
+            withdrawn: n(AdoptAction::withdrawn),
+            tracked: n(AdoptAction::tracked),
+            pending: n(AdoptAction::pending),
+            expired: n(AdoptAction::expired),
+            corrupt: n(AdoptAction::corrupt),
+            foreign: n(AdoptAction::foreign),
+            superseded: 0,
+        }
+    }
+
     #[test]
     fn adoption_rederives_zone_entries_and_drops_the_bad_ones() {
         let s = inherited(true);
-        let summary = s.feeder.adopt();
         assert_eq!(
-            summary,
+            counted(&s.metrics),
             Adopted {
                 rederived: 2,
                 tracked: 1,
@@ -393,14 +395,6 @@ mod tests {
         );
         assert!(agrees_with_zone(&s.sink), "map after adoption");
         assert_eq!(s.feeder.installed(), 3, "inherited entries are accounted");
-        let adopted = |action| {
-            s.metrics
-                .map_adopted
-                .get_or_create(&AdoptLabels { action })
-                .get()
-        };
-        assert_eq!(adopted(AdoptAction::rederived), 2);
-        assert_eq!(adopted(AdoptAction::corrupt), 1);
         assert_eq!(s.metrics.map_entries.get(), 3);
 
         // Tracked like the feeder's own: a later zone change reaches them.
@@ -416,7 +410,6 @@ mod tests {
     #[test]
     fn adopted_entries_count_against_capacity() {
         let s = inherited(true);
-        s.feeder.adopt();
         // 3 of 16 slots are inherited: the 14th new name evicts the least
         // recently used entry instead of failing to write.
         for i in 0..14 {
@@ -446,42 +439,38 @@ mod tests {
     #[test]
     fn entries_adopted_before_the_first_sync_are_rederived_by_it() {
         let s = inherited(false);
-        let summary = s.feeder.adopt();
+        let summary = counted(&s.metrics);
         assert_eq!((summary.pending, summary.tracked), (2, 1));
-        assert_eq!(
-            served(&s.sink, WEB),
-            Some((ResponseCode::NoError, Some(Ipv4Addr::new(10, 96, 0, 1)))),
-            "kept (unverified) until the zone can say"
-        );
+        let old_web = Some((ResponseCode::NoError, Some(Ipv4Addr::new(10, 96, 0, 1))));
+        assert_eq!(served(&s.sink, WEB), old_web, "kept until the zone can say");
+        s.feeder.refresh(false, None);
+        assert_eq!(served(&s.sink, WEB), old_web, "renewal waits for the sync");
         s.zone.ready.store(true, Ordering::Relaxed);
         s.feeder.refresh(true, Some(1));
         assert!(agrees_with_zone(&s.sink));
     }
 
     #[test]
-    fn entries_installed_before_adoption_are_not_overwritten() {
+    fn adopting_again_changes_nothing() {
         let s = inherited(true);
-        let q = name(WEB);
-        let ZoneLookup::Answer(a) = s.zone.lookup(&LowerName::new(&q), RecordType::A) else {
-            unreachable!()
-        };
-        s.feeder.cluster_answer(&q, RecordType::A, &a, 0);
-        let summary = s.feeder.adopt();
-        assert_eq!((summary.superseded, summary.rederived), (1, 1));
-        assert_eq!(s.metrics.map_writes.get(), 2);
+        let writes = s.metrics.map_writes.get();
+        let again = s.feeder.adopt();
+        assert_eq!(
+            again,
+            Adopted {
+                superseded: 3,
+                ..Adopted::default()
+            }
+        );
+        assert_eq!(s.metrics.map_writes.get(), writes);
         assert!(agrees_with_zone(&s.sink));
     }
 
     #[tokio::test]
-    async fn the_running_feeder_adopts_once_the_zone_is_ready() {
+    async fn the_running_feeder_rederives_pending_entries_at_the_first_sync() {
         let s = inherited(false);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(s.feeder.clone().run(cancel.clone()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !agrees_with_zone(&s.sink),
-            "nothing adopted before the sync"
-        );
         s.zone.ready.store(true, Ordering::Relaxed);
         s.zone.changes.send_modify(|g| *g += 1);
         // Bounded wait for the outcome (not a timing assertion).

@@ -1,0 +1,348 @@
+//! The figures: one entry per contender and metric (median and spread over
+//! the runs), written as JSON and printed as tables with the targets.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::load::{Sample, percentile};
+
+#[derive(Serialize)]
+pub struct Entry {
+    pub contender: String,
+    pub metric: String,
+    pub unit: String,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: Vec<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub quick: bool,
+    pub dry_run: bool,
+    pub services: usize,
+    pub elapsed_s: f64,
+    pub entries: Vec<Entry>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    percentile(&s, 0.5).unwrap_or(f64::NAN)
+}
+
+impl Report {
+    pub fn new(quick: bool, dry_run: bool, services: usize) -> Self {
+        Self {
+            quick,
+            dry_run,
+            services,
+            elapsed_s: 0.0,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, contender: &str, metric: &str, unit: &str, runs: Vec<f64>) {
+        if runs.is_empty() {
+            return;
+        }
+        let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        self.entries.push(Entry {
+            contender: contender.to_string(),
+            metric: metric.to_string(),
+            unit: unit.to_string(),
+            median: median(&runs),
+            min,
+            max,
+            runs,
+        });
+    }
+
+    pub fn get(&self, contender: &str, metric: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.contender == contender && e.metric == metric)
+    }
+
+    pub fn contenders(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in &self.entries {
+            if !out.contains(&e.contender) {
+                out.push(e.contender.clone());
+            }
+        }
+        out
+    }
+
+    pub fn add_fixed_rate(&mut self, label: &str, rate: u32, samples: &[Sample]) {
+        let each = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+        let per_q = |ns: u64, s: &Sample| ns as f64 / s.completed.max(1) as f64;
+        let m = |name: &str| format!("{name}@{rate}");
+        self.push(
+            label,
+            &m("cpu_per_query"),
+            "ns",
+            each(&|s| s.cpu_per_query_ns()),
+        );
+        self.push(
+            label,
+            &m("server_threads_per_query"),
+            "ns",
+            each(&|s| per_q(s.server_ns, s)),
+        );
+        self.push(
+            label,
+            &m("xdp_per_query"),
+            "ns",
+            each(&|s| per_q(s.xdp_ns, s)),
+        );
+        self.push(
+            label,
+            &m("xdp_runs_per_query"),
+            "ratio",
+            each(&|s| s.xdp_runs as f64 / s.completed.max(1) as f64),
+        );
+        self.push(
+            label,
+            &m("xdp_answered_share"),
+            "ratio",
+            each(&|s| s.xdp_hits as f64 / s.completed.max(1) as f64),
+        );
+        self.push(
+            label,
+            &m("client_cpu_per_query"),
+            "ns",
+            each(&|s| per_q(s.client_ns, s)),
+        );
+        self.push(
+            label,
+            &m("latency_p50"),
+            "us",
+            each(&|s| s.percentile_us(0.5).unwrap_or(f64::NAN)),
+        );
+        self.push(
+            label,
+            &m("latency_p99"),
+            "us",
+            each(&|s| s.percentile_us(0.99).unwrap_or(f64::NAN)),
+        );
+        self.push(label, &m("loss"), "ratio", each(&|s| s.loss()));
+        self.push(
+            label,
+            &m("answered_qps"),
+            "qps",
+            each(&|s| s.completed as f64 / s.wall_s.max(1e-9)),
+        );
+    }
+
+    pub fn add_saturation(&mut self, label: &str, samples: &[Sample]) {
+        let each = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+        self.push(label, "saturation_qps", "qps", each(&|s| s.qps));
+        self.push(
+            label,
+            "saturation_client_cpu",
+            "ratio",
+            each(&|s| s.client_ns as f64 / 1e9 / s.wall_s),
+        );
+        self.push(
+            label,
+            "saturation_server_cpu",
+            "ratio",
+            each(&|s| (s.server_ns + s.xdp_ns) as f64 / 1e9 / s.wall_s),
+        );
+        self.push(label, "saturation_loss", "ratio", each(&|s| s.loss()));
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("encode the summary")?;
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+    }
+
+    /// The rates that have figures, from the metric names.
+    pub fn rates(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in &self.entries {
+            if let Some(rate) = e.metric.strip_prefix("cpu_per_query@")
+                && !out.iter().any(|r| r == rate)
+            {
+                out.push(rate.to_string());
+            }
+        }
+        out
+    }
+
+    fn cell(&self, c: &str, metric: &str, scale: f64, digits: usize) -> String {
+        match self.get(c, metric) {
+            Some(e) if e.runs.len() > 1 => format!(
+                "{:.d$} [{:.d$}-{:.d$}]",
+                e.median * scale,
+                e.min * scale,
+                e.max * scale,
+                d = digits
+            ),
+            Some(e) => format!("{:.d$}", e.median * scale, d = digits),
+            None => "-".into(),
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let mode = match (self.quick, self.dry_run) {
+            (_, true) => "dry run",
+            (true, _) => "quick",
+            _ => "full",
+        };
+        let _ = writeln!(
+            t,
+            "\nnodedns bench ({mode}, {} services, {:.0} s); median [min-max] over runs",
+            self.services, self.elapsed_s
+        );
+        let med = |c: &str, m: &str| self.get(c, m).map(|e| e.median);
+        for rate in self.rates() {
+            let m = |n: &str| format!("{n}@{rate}");
+            let _ = writeln!(t, "\n## fixed offered rate {rate} qps");
+            let _ = writeln!(
+                t,
+                "{:<20} {:>22} {:>9} {:>9} {:>18} {:>18} {:>9} {:>8} {:>9}",
+                "contender",
+                "server CPU/q ns",
+                "x dnsmasq",
+                "x unbound",
+                "p50 us",
+                "p99 us",
+                "loss %",
+                "XDP ans%",
+                "client ns/q"
+            );
+            let dnsmasq = med("dnsmasq", &m("cpu_per_query"));
+            let unbound = med("unbound", &m("cpu_per_query"));
+            for c in self.contenders() {
+                let Some(cpu) = med(&c, &m("cpu_per_query")) else {
+                    continue;
+                };
+                let ratio =
+                    |peer: Option<f64>| peer.map_or("-".into(), |p| format!("{:.1}", p / cpu));
+                let _ = writeln!(
+                    t,
+                    "{:<20} {:>22} {:>9} {:>9} {:>18} {:>18} {:>9} {:>8} {:>9}",
+                    c,
+                    self.cell(&c, &m("cpu_per_query"), 1.0, 0),
+                    ratio(dnsmasq),
+                    ratio(unbound),
+                    self.cell(&c, &m("latency_p50"), 1.0, 0),
+                    self.cell(&c, &m("latency_p99"), 1.0, 0),
+                    self.cell(&c, &m("loss"), 100.0, 2),
+                    med(&c, &m("xdp_answered_share"))
+                        .map_or("-".into(), |x| format!("{:.0}", x * 100.0)),
+                    self.cell(&c, &m("client_cpu_per_query"), 1.0, 0),
+                );
+            }
+        }
+        if self.entries.iter().any(|e| e.metric == "saturation_qps") {
+            let _ = writeln!(
+                t,
+                "\n## saturation (no rate limit; server on one CPU, dnsperf on the other)"
+            );
+            let _ = writeln!(
+                t,
+                "{:<20} {:>24} {:>12} {:>12}  bottleneck",
+                "contender", "answered qps", "dnsperf CPU", "server CPU"
+            );
+            for c in self.contenders() {
+                let Some(qps) = self.get(&c, "saturation_qps") else {
+                    continue;
+                };
+                let client = med(&c, "saturation_client_cpu").unwrap_or(0.0);
+                let server = med(&c, "saturation_server_cpu").unwrap_or(0.0);
+                let bottleneck = if client > 0.9 {
+                    "dnsperf's CPU (incl. softirq work it carries)"
+                } else if server > 0.9 {
+                    "server CPU"
+                } else {
+                    "neither saturated"
+                };
+                let _ = writeln!(
+                    t,
+                    "{:<20} {:>24} {:>11.0}% {:>11.0}%  {bottleneck}",
+                    c,
+                    self.cell(&c, "saturation_qps", 1.0, 0),
+                    client * 100.0,
+                    server * 100.0
+                );
+                let _ = qps;
+            }
+        }
+        let _ = writeln!(t, "\n## other figures");
+        for e in &self.entries {
+            if e.metric.contains('@') || e.metric.starts_with("saturation") {
+                continue;
+            }
+            let (v, unit) = match e.unit.as_str() {
+                "bytes" => (format!("{:.1}", e.median / (1 << 20) as f64), "MiB"),
+                u => (format!("{:.1}", e.median), u),
+            };
+            let spread = if e.runs.len() > 1 {
+                format!(" [{:.1}-{:.1}] n={}", e.min, e.max, e.runs.len())
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                t,
+                "{:<20} {:<24} {v:>10} {unit}{spread}",
+                e.contender, e.metric
+            );
+        }
+        t.push_str(&self.targets());
+        t
+    }
+
+    fn targets(&self) -> String {
+        let mut t = String::from("\n## targets\n");
+        let med = |c: &str, m: &str| self.get(c, m).map(|e| e.median);
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+        for rate in self.rates() {
+            let m = |n: &str| format!("{n}@{rate}");
+            let peers = ["dnsmasq", "unbound"].map(|p| med(p, &m("cpu_per_query")));
+            let peer_p50 = ["dnsmasq", "unbound"].map(|p| med(p, &m("latency_p50")));
+            for xdp in ["nodedns-xdp-skb", "nodedns-xdp-native"] {
+                if let (Some(x), [Some(d), Some(u)]) = (med(xdp, &m("cpu_per_query")), peers) {
+                    let r = d.min(u) / x;
+                    let _ = writeln!(
+                        t,
+                        "@{rate}: {xdp} CPU/q >= 20x below dnsmasq and unbound: {:.1}x, {}",
+                        r,
+                        verdict(r >= 20.0)
+                    );
+                }
+                if let (Some(p99), [Some(a), Some(b)]) = (med(xdp, &m("latency_p99")), peer_p50) {
+                    let _ = writeln!(
+                        t,
+                        "@{rate}: {xdp} p99 {p99:.0} us < peers' p50 ({a:.0}, {b:.0} us): {}",
+                        verdict(p99 < a.min(b))
+                    );
+                }
+            }
+            if let (Some(u), [Some(d), _]) = (med("nodedns-userspace", &m("cpu_per_query")), peers)
+            {
+                let _ = writeln!(
+                    t,
+                    "@{rate}: userspace path CPU/q {u:.0} ns <= dnsmasq {d:.0} ns: {}",
+                    verdict(u <= d)
+                );
+            }
+        }
+        if let Some(hit) = med("xdp-program", "testrun_hit") {
+            let _ = writeln!(
+                t,
+                "XDP program hit {hit:.0} ns < 100 ns: {}",
+                verdict(hit < 100.0)
+            );
+        }
+        t
+    }
+}

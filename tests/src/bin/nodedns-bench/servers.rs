@@ -1,0 +1,286 @@
+//! Starting the contenders and the local upstream in the lab's node netns,
+//! each pinned to the server CPU, and checking that each one answers.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nodedns_tests::lab::{BpffsDir, Daemon, Lab, PassProgram, Pod, agent_binary, wait_for};
+
+use crate::cluster::Cluster;
+
+/// CPU the servers (and the upstream) run on; dnsperf gets the other one.
+pub const SERVER_CPU: &str = "1";
+pub const CLIENT_CPU: &str = "0";
+/// The local upstream that owns the external names (not a contender).
+pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 11);
+/// How long a server gets to load its data and answer its first query.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Record TTL everyone serves cluster names with (the Kubernetes default).
+pub const CLUSTER_TTL: u32 = 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    XdpSkb,
+    XdpNative,
+    AgentNoXdp,
+    Dnsmasq,
+    Unbound,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::XdpSkb,
+        Kind::XdpNative,
+        Kind::AgentNoXdp,
+        Kind::Dnsmasq,
+        Kind::Unbound,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::XdpSkb => "nodedns-xdp-skb",
+            Kind::XdpNative => "nodedns-xdp-native",
+            Kind::AgentNoXdp => "nodedns-userspace",
+            Kind::Dnsmasq => "dnsmasq",
+            Kind::Unbound => "unbound",
+        }
+    }
+
+    pub fn has_xdp(self) -> bool {
+        matches!(self, Kind::XdpSkb | Kind::XdpNative)
+    }
+
+    fn xdp_mode(self) -> &'static str {
+        match self {
+            Kind::XdpSkb => "skb",
+            Kind::XdpNative => "native",
+            _ => "off",
+        }
+    }
+}
+
+/// One running contender, reached from its own pod at its own address.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: Ipv4Addr,
+    pub pod: usize,
+    pub daemon: Daemon,
+    pub manifests: Option<PathBuf>,
+    pub bpffs: Option<BpffsDir>,
+    _pass: Option<PassProgram>,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    pub fn stop(&mut self) {
+        if let Err(e) = self.daemon.stop(STOP_GRACE) {
+            eprintln!("bench: stopping {}: {e}", self.kind.label());
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Adds `addr/32` to the node's `lo` (removed with the lab's netns).
+pub fn add_address(lab: &Lab, addr: Ipv4Addr) -> Result<()> {
+    lab.node()
+        .ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"])
+        .with_context(|| format!("add {addr} to the node's lo"))?;
+    Ok(())
+}
+
+fn pinned(lab: &Lab, name: &str, program: &str, args: &[String]) -> Result<Daemon> {
+    let mut cmd = lab.node().command_net_only("taskset");
+    cmd.args(["-c", SERVER_CPU, program]).args(args);
+    let log = lab.log_dir().join(format!("{name}.log"));
+    Daemon::start(name, cmd, &log).with_context(|| format!("start {name}"))
+}
+
+pub fn start_upstream(lab: &Lab, cluster: &Cluster) -> Result<Daemon> {
+    add_address(lab, UPSTREAM)?;
+    let mut args = vec![
+        "--keep-in-foreground".to_string(),
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--bind-interfaces".into(),
+        format!("--listen-address={UPSTREAM}"),
+        format!(
+            "--pid-file={}",
+            lab.log_dir().join("upstream.pid").display()
+        ),
+        // Long enough that no contender's cache expires during the bench.
+        "--local-ttl=300".into(),
+        "--log-facility=-".into(),
+    ];
+    args.extend(cluster.upstream_args());
+    pinned(lab, "upstream", "dnsmasq", &args)
+}
+
+/// Starts contender `kind` at `addr`, queried from `pod`.
+pub fn start(
+    lab: &Lab,
+    kind: Kind,
+    pod_index: usize,
+    addr: Ipv4Addr,
+    cluster: &Cluster,
+    ports: u16,
+) -> Result<Server> {
+    add_address(lab, addr)?;
+    let pod = lab.pod(pod_index);
+    let dir = lab.log_dir().join(kind.label());
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (daemon, manifests, bpffs, pass) = match kind {
+        Kind::XdpSkb | Kind::XdpNative | Kind::AgentNoXdp => {
+            let manifests = dir.join("manifests");
+            cluster.write_manifests(&manifests)?;
+            let bpffs = BpffsDir::create()?;
+            let pass = if kind == Kind::XdpNative {
+                Some(pod.attach_pass_program()?)
+            } else {
+                None
+            };
+            let args = agent_args(kind, pod, addr, &manifests, bpffs.path(), ports);
+            let daemon = start_agent(lab, kind.label(), &args)?;
+            (daemon, Some(manifests), Some(bpffs), pass)
+        }
+        Kind::Dnsmasq => {
+            let conf = dir.join("dnsmasq.conf");
+            std::fs::write(&conf, cluster.dnsmasq_records())
+                .with_context(|| format!("write {}", conf.display()))?;
+            let args = vec![
+                "--keep-in-foreground".to_string(),
+                format!("--conf-file={}", conf.display()),
+                "--no-resolv".into(),
+                "--no-hosts".into(),
+                "--bind-interfaces".into(),
+                format!("--listen-address={addr}"),
+                format!("--server={UPSTREAM}"),
+                "--cache-size=10000".into(),
+                format!("--local-ttl={CLUSTER_TTL}"),
+                format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+                "--log-facility=-".into(),
+            ];
+            (
+                pinned(lab, kind.label(), "dnsmasq", &args)?,
+                None,
+                None,
+                None,
+            )
+        }
+        Kind::Unbound => {
+            let conf = dir.join("unbound.conf");
+            std::fs::write(&conf, unbound_conf(cluster, addr, &dir))
+                .with_context(|| format!("write {}", conf.display()))?;
+            let args = vec![
+                "-d".to_string(),
+                "-p".into(),
+                "-c".into(),
+                conf.display().to_string(),
+            ];
+            (
+                pinned(lab, kind.label(), "unbound", &args)?,
+                None,
+                None,
+                None,
+            )
+        }
+    };
+    let mut server = Server {
+        kind,
+        addr,
+        pod: pod_index,
+        daemon,
+        manifests,
+        bpffs,
+        _pass: pass,
+    };
+    wait_ready(lab, &mut server, cluster)?;
+    Ok(server)
+}
+
+pub fn agent_args(
+    kind: Kind,
+    pod: &Pod,
+    addr: Ipv4Addr,
+    manifests: &Path,
+    bpffs: &Path,
+    ports: u16,
+) -> Vec<String> {
+    vec![
+        "run".to_string(),
+        "--log-level=warn".into(),
+        format!("--listen={addr}"),
+        "--no-create-interface".into(),
+        format!("--manifests={}", manifests.display()),
+        format!("--upstream={UPSTREAM}"),
+        format!("--interface={}", pod.node_ifname()),
+        format!("--xdp-mode={}", kind.xdp_mode()),
+        format!("--bpffs-path={}", bpffs.display()),
+        "--cleanup-on-exit".into(),
+        format!("--ttl={CLUSTER_TTL}"),
+        format!("--metrics-addr=127.0.0.1:{}", 9300 + ports),
+        format!("--health-addr=127.0.0.1:{}", 9400 + ports),
+    ]
+}
+
+pub fn start_agent(lab: &Lab, name: &str, args: &[String]) -> Result<Daemon> {
+    let bin = agent_binary().context("find dns-agent (set NODEDNS_AGENT_BIN)")?;
+    pinned(lab, name, &bin.display().to_string(), args)
+}
+
+fn unbound_conf(cluster: &Cluster, addr: Ipv4Addr, dir: &Path) -> String {
+    format!(
+        "server:\n  interface: {addr}\n  port: 53\n  num-threads: 1\n  do-daemonize: no\n  \
+         chroot: \"\"\n  username: \"\"\n  directory: \"{}\"\n  pidfile: \"\"\n  use-syslog: no\n  \
+         logfile: \"\"\n  verbosity: 0\n  module-config: \"iterator\"\n  \
+         access-control: 0.0.0.0/0 allow\n  msg-cache-size: 16m\n  rrset-cache-size: 32m\n  \
+         prefetch: yes\n  do-not-query-localhost: no\n{}\
+         forward-zone:\n  name: \".\"\n  forward-addr: {UPSTREAM}\n",
+        dir.display(),
+        cluster.unbound_records(CLUSTER_TTL)
+    )
+}
+
+/// Waits until the server answers the first service of the cluster from
+/// its pod (the last thing an agent does at start is the first sync).
+pub fn wait_ready(lab: &Lab, server: &mut Server, cluster: &Cluster) -> Result<()> {
+    let probe = cluster
+        .services
+        .last()
+        .context("the cluster has no services")?;
+    let (name, want) = (probe.fqdn(), probe.v4.to_string());
+    let pod = lab.pod(server.pod);
+    let at = format!("@{}", server.addr);
+    let answered = wait_for(
+        &format!("{} to answer {name}", server.kind.label()),
+        READY_TIMEOUT,
+        || {
+            if !server.daemon.is_running() {
+                return Some(false);
+            }
+            let out = pod.dig(&[&at, "+short", &name, "A"]).ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&want)
+                .then_some(true)
+        },
+    );
+    match answered {
+        Ok(true) => Ok(()),
+        _ => bail!(
+            "{} did not answer {name} within {READY_TIMEOUT:?}; its log:\n{}",
+            server.kind.label(),
+            server.daemon.log_tail()
+        ),
+    }
+}

@@ -1,0 +1,396 @@
+//! `cargo xtask demo [--keep]`: nodedns on a throwaway lab node, no cluster
+//! needed. It creates a node namespace with two pods (veth pairs,
+//! Kubernetes resolv.conf), a local upstream (dnsmasq) for external names,
+//! starts the real `dns-agent run` on the `deploy/examples` manifests with
+//! XDP on the pods' host-side veths, runs real lookups from the pods three
+//! times, and prints who answered each (the kernel or userspace) and how fast,
+//! then the counters. Everything is removed at the end, unless `--keep`.
+
+#[path = "../../tests/e2e_node_support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, agent_binary};
+use support::{
+    AgentSpec, Lookup, UPSTREAM_ZONE, count, kernel_counters, kernel_entries, metric, metrics,
+    start_upstream,
+};
+
+/// Rounds of the same lookups: the first is answered by userspace, which
+/// promotes cluster answers at once; later ones come from the kernel.
+/// External names are promoted once asked more than the agent's
+/// --hot-threshold (2) times, so they reach the kernel in the fourth round.
+const ROUNDS: usize = 4;
+/// Lets the agent's feeder write promoted answers before the next round.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Client options left out of the report to keep it readable.
+const HIDDEN_ARGS: &[&str] = &["+time", "+tries", "+timeout", "+retry", "+nocookie"];
+
+const USAGE: &str = "usage: nodedns-demo [--keep]
+  --keep   leave the lab node, pods, agent and upstream running for exploring,
+           and print how to poke at them and how to remove them";
+
+/// One lookup a pod makes.
+struct Step {
+    pod: usize,
+    what: &'static str,
+    /// The program and its arguments (dig gets its defaults added).
+    command: Vec<String>,
+}
+
+fn steps() -> Vec<Step> {
+    let tool = |tool: &str, args: &[&str]| {
+        let mut v = vec![tool];
+        v.extend_from_slice(match tool {
+            // A DNS COOKIE is EDNS the kernel leaves to userspace; pods'
+            // glibc sends none.
+            "dig" => &["+nocookie", "+time=1", "+tries=1"][..],
+            _ => &["+timeout=1", "+retry=0"][..],
+        });
+        v.extend_from_slice(args);
+        v.into_iter().map(String::from).collect()
+    };
+    let external = format!("api.{UPSTREAM_ZONE}");
+    let v6 = format!("@{LISTEN_V6}");
+    vec![
+        Step {
+            pod: 0,
+            what: "short name, glibc search path, A+AAAA",
+            command: vec!["getent".into(), "ahosts".into(), "web".into()],
+        },
+        Step {
+            pod: 1,
+            what: "short name, dig +search",
+            command: tool("dig", &["+search", "web"]),
+        },
+        Step {
+            pod: 0,
+            what: "headless service: its ready endpoints",
+            command: tool("dig", &["+search", "db"]),
+        },
+        Step {
+            pod: 1,
+            what: "another namespace via the search path",
+            command: tool("dig", &["+search", "cart.shop"]),
+        },
+        Step {
+            pod: 1,
+            what: "AAAA over IPv6 to the IPv6 listen address",
+            command: tool("kdig", &[&v6, "web.default.svc.cluster.local", "AAAA"]),
+        },
+        Step {
+            pod: 0,
+            what: "SRV of a named port",
+            command: tool("kdig", &["_http._tcp.web.default.svc.cluster.local", "SRV"]),
+        },
+        Step {
+            pod: 1,
+            what: "PTR of a ClusterIP",
+            command: tool("kdig", &["-x", "10.96.0.20"]),
+        },
+        Step {
+            pod: 0,
+            what: "external name, forwarded to the local upstream",
+            command: tool("kdig", &[&external, "A"]),
+        },
+        Step {
+            pod: 1,
+            what: "NXDOMAIN in the cluster zone",
+            command: tool("kdig", &["nothere.default.svc.cluster.local", "A"]),
+        },
+    ]
+}
+
+/// Counters that count DNS queries reaching the XDP program (not ARP, ND,
+/// or other traffic on the veth).
+fn dns_packets(counters: &BTreeMap<String, u64>) -> u64 {
+    counters
+        .iter()
+        .filter(|(name, _)| name.as_str() != "pass_not_dns")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// What one run of a step showed.
+struct Outcome {
+    answer: String,
+    by: String,
+    latency: String,
+}
+
+fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
+    let pod: &Pod = lab.pod(step.pod);
+    let before = kernel_counters(bpffs);
+    let started = Instant::now();
+    let args: Vec<&str> = step.command[1..].iter().map(String::as_str).collect();
+    let out = pod.netns().output(&step.command[0], &args);
+    let elapsed = started.elapsed();
+    let after = kernel_counters(bpffs);
+    let hits = count(&after, "hit") - count(&before, "hit");
+    let queries = dns_packets(&after) - dns_packets(&before);
+    let by = match (hits, queries) {
+        (0, 0) => "nobody?".to_string(),
+        (0, _) => "userspace".to_string(),
+        (h, q) if h == q => "kernel".to_string(),
+        (h, q) => format!("kernel {h}/{q}"),
+    };
+    let Ok(out) = out else {
+        return Outcome {
+            answer: format!("could not run {}", step.command[0]),
+            by,
+            latency: "-".into(),
+        };
+    };
+    if step.command[0] == "getent" {
+        // "10.96.0.20      STREAM web.default.svc.cluster.local" per line.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut addrs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        addrs.dedup();
+        let answer = if addrs.is_empty() {
+            "(no answer)".to_string()
+        } else {
+            addrs.join(" ")
+        };
+        return Outcome {
+            answer,
+            by,
+            latency: format!("{:.1} ms (process)", elapsed.as_secs_f64() * 1e3),
+        };
+    }
+    let lookup = Lookup::parse(&out);
+    let answer = if !lookup.answered() {
+        "(no answer)".to_string()
+    } else if lookup.answers.is_empty() {
+        lookup.status.clone()
+    } else if step.command.iter().any(|a| a == "+search") {
+        // Which search-list name matched is the point of these lookups.
+        let owner = lookup.answers[0].split(' ').next().unwrap_or("");
+        format!("{} {owner} -> {}", lookup.status, lookup.data().join(", "))
+    } else {
+        format!("{} {}", lookup.status, lookup.data().join(", "))
+    };
+    let latency = lookup
+        .millis
+        .map(|ms| format!("{ms} ms"))
+        .unwrap_or_else(|| "-".into());
+    Outcome {
+        answer,
+        by,
+        latency,
+    }
+}
+
+fn print_metrics(lab: &Lab, spec: &AgentSpec) {
+    let page = metrics(lab.node(), spec.metrics_port());
+    let mut by_path: BTreeMap<String, f64> = BTreeMap::new();
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with("nodedns_queries_total{"))
+    {
+        let path = line
+            .split("path=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *by_path.entry(path.to_string()).or_default() += value;
+    }
+    println!("\nResolver (userspace) metrics, from /metrics:");
+    for (path, n) in &by_path {
+        println!("  queries answered, path={path:<12} {n}");
+    }
+    for sample in [
+        "nodedns_cache_hits_total",
+        "nodedns_cache_misses_total",
+        "nodedns_map_writes_total",
+        "nodedns_xdp_map_entries",
+        "nodedns_cluster_services",
+    ] {
+        if let Some(v) = metric(&page, sample) {
+            println!("  {sample:<34} {v}");
+        }
+    }
+}
+
+fn print_keep(lab: &Lab, bpffs: &Path, spec: &AgentSpec, daemons: &[&Daemon]) {
+    let node = lab.node().name();
+    let agent = agent_binary()
+        .map(|p| p.display().to_string())
+        .unwrap_or("dns-agent".into());
+    let pod0 = lab.pod(0).netns().name();
+    println!("\nLeft running (--keep). Try:");
+    println!("  ip netns exec {pod0} dig +nocookie +search web");
+    println!("  ip netns exec {pod0} getent ahosts db");
+    println!("  {agent} inspect --bpffs-path {}", bpffs.display());
+    println!(
+        "  bpftool map dump pinned {}/NODEDNS_COUNTERS",
+        bpffs.display()
+    );
+    println!("  nsenter --net=/run/netns/{node} bpftool net");
+    println!(
+        "  ip netns exec {node} curl -s 127.0.0.1:{}/metrics | grep ^nodedns_",
+        spec.metrics_port()
+    );
+    println!("  logs: {}", lab.log_dir().display());
+    println!("\nTo remove everything:");
+    let pids: Vec<String> = daemons.iter().map(|d| d.pid().to_string()).collect();
+    println!("  kill {}", pids.join(" "));
+    // In the node namespace: cleanup also removes the listen addresses.
+    println!(
+        "  nsenter --net=/run/netns/{node} {agent} cleanup --bpffs-path {}",
+        bpffs.display()
+    );
+    let mut names = vec![node.to_string()];
+    names.extend(lab.pods().iter().map(|p| p.netns().name().to_string()));
+    for name in &names {
+        println!("  ip netns del {name}; rm -rf /etc/netns/{name}");
+    }
+    println!("  rm -rf {}", lab.log_dir().display());
+}
+
+fn demo(keep: bool) -> Result<(), String> {
+    let started = Instant::now();
+    println!(
+        "nodedns demo: a lab node with two pods, the agent on deploy/examples, XDP on the pods' veths\n"
+    );
+    let lab = Lab::new(2).map_err(|e| e.to_string())?;
+    let bpffs = BpffsDir::create().map_err(|e| e.to_string())?;
+    let mut upstream = start_upstream(&lab);
+    let mut spec = AgentSpec::new(bpffs.path(), "auto");
+    if keep {
+        spec.extra.push("--keep-on-exit".into());
+    } else {
+        spec.extra.push("--cleanup-on-exit".into());
+    }
+    let mut agent = spec.start(&lab, "agent");
+    println!("node netns   {}", lab.node().name());
+    for pod in lab.pods() {
+        println!(
+            "pod{} netns   {} (eth0 {}, host side {})",
+            pod.index(),
+            pod.netns().name(),
+            pod.ipv4(),
+            pod.node_ifname()
+        );
+    }
+    println!(
+        "listen       {LISTEN_V4}:53 (and IPv6), upstream dnsmasq 127.0.0.1:5353 for *.{UPSTREAM_ZONE}"
+    );
+    println!("pins         {}\n", bpffs.path().display());
+
+    let steps = steps();
+    for round in 1..=ROUNDS {
+        println!("Round {round}");
+        println!(
+            "  {:<4} {:<40} {:<70} {:<10} latency",
+            "pod", "lookup", "answer", "by"
+        );
+        for step in &steps {
+            let shown = step
+                .command
+                .iter()
+                .filter(|a| !HIDDEN_ARGS.iter().any(|h| a.starts_with(h)))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let o = run_step(&lab, bpffs.path(), step);
+            println!(
+                "  pod{} {:<40} {:<70} {:<10} {}",
+                step.pod,
+                truncate(&shown, 40),
+                truncate(&o.answer, 70),
+                o.by,
+                o.latency
+            );
+            println!("       ({})", step.what);
+        }
+        std::thread::sleep(SETTLE);
+        println!();
+    }
+
+    println!(
+        "latency: dig's and kdig's own query time (dig counts whole ms); getent: the whole process\n"
+    );
+    let counters = kernel_counters(bpffs.path());
+    println!("Kernel (XDP) counters, all CPUs:");
+    for (name, n) in counters.iter().filter(|(_, n)| **n > 0) {
+        println!("  {name:<22} {n}");
+    }
+    println!("Kernel map: {} entries", kernel_entries(bpffs.path()).len());
+    print_metrics(&lab, &spec);
+
+    if keep {
+        print_keep(&lab, bpffs.path(), &spec, &[&agent, &upstream]);
+        // Leave every guard undropped: the processes, namespaces and pins
+        // stay until the user runs the commands above.
+        std::mem::forget(agent);
+        std::mem::forget(upstream);
+        std::mem::forget(bpffs);
+        std::mem::forget(lab);
+        return Ok(());
+    }
+    let status = agent
+        .stop(Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    upstream
+        .stop(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!(
+            "the agent exited with {status}:\n{}",
+            agent.log_tail()
+        ));
+    }
+    drop((agent, upstream, bpffs, lab));
+    println!(
+        "\nCleaned up (namespaces, veths, pins, processes). Demo took {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn main() -> ExitCode {
+    let mut keep = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--keep" => keep = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("nodedns-demo: unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match demo(keep) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nodedns-demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
