@@ -1,5 +1,6 @@
 //! [`AnswerSink`] over the pinned answers map.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use aya::maps::{HashMap, MapData, MapError};
@@ -60,11 +61,36 @@ impl AnswerSink for MapSink {
         self.capacity
     }
 
-    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+    fn existing_keys(&self) -> Vec<AnswerKey> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .take(self.capacity as usize)
-            .filter_map(Result::ok)
-            .collect()
+        let capacity = self.capacity as usize;
+        // When the key a walk stands on is deleted under it, the kernel
+        // starts over from the first bucket: skip keys seen before, and
+        // bound the steps so concurrent churn cannot keep the walk going.
+        let mut seen = HashSet::with_capacity(capacity.min(4096));
+        let mut keys = Vec::new();
+        for key in map.keys().take(capacity.saturating_mul(2)) {
+            match key {
+                Ok(key) => {
+                    if seen.insert(key) {
+                        keys.push(key);
+                        if keys.len() >= capacity {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, listed = keys.len(),
+                        "walking the kernel answers map failed; adopting what was listed");
+                    break;
+                }
+            }
+        }
+        keys
+    }
+
+    fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key, 0).ok()
     }
 }

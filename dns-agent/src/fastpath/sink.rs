@@ -21,11 +21,17 @@ pub trait AnswerSink: Send + Sync + 'static {
     /// Removing a key that is not there is not an error.
     fn delete(&self, key: &AnswerKey) -> Result<(), SinkError>;
     fn capacity(&self) -> u32;
-    /// Entries that were already there when the agent started: a pinned map
-    /// adopted from the previous agent. The feeder takes them over so that
-    /// they follow the zone like its own. At most `capacity()` entries.
-    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+
+    /// Keys of the entries already present (a previous agent's, when the
+    /// map was adopted), each once and at most `capacity()` of them. A key
+    /// may vanish before it is read; a sink that cannot list returns none.
+    fn existing_keys(&self) -> Vec<AnswerKey> {
         Vec::new()
+    }
+
+    /// The entry under `key`, if it is (still) there.
+    fn read(&self, _key: &AnswerKey) -> Option<AnswerEntry> {
+        None
     }
 }
 
@@ -77,8 +83,16 @@ impl AnswerSink for MemorySink {
         self.capacity
     }
 
-    fn existing(&self) -> Vec<(AnswerKey, AnswerEntry)> {
+    fn existing_keys(&self) -> Vec<AnswerKey> {
         let entries = self.entries.lock().unwrap();
-        entries.iter().map(|(k, e)| (*k, *e)).collect()
+        entries
+            .keys()
+            .take(self.capacity as usize)
+            .copied()
+            .collect()
+    }
+
+    fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
+        self.get(key)
     }
 }

@@ -3,6 +3,8 @@
 //! cluster entries in step with the zone and the map within its capacity
 //! (least recently used entries are evicted first).
 
+mod adopt;
+
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,16 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::CachedAnswer;
 use super::metrics::ResolverMetrics;
-use crate::fastpath::entry::{EntrySpec, boot_time_ns, decode, encode};
+use crate::fastpath::entry::{EntrySpec, boot_time_ns, encode};
 use crate::fastpath::sink::{AnswerSink, SinkError};
 use crate::zone::{AuthAnswer, Zone, ZoneLookup};
+
+pub use adopt::Adopted;
 
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
 const MAX_HOT_TRACKED: usize = 65_536;
-/// The content hash of an entry taken over from a previous agent: unknown,
-/// so the first re-derivation rewrites it whatever it says.
-const ADOPTED_CONTENT: u64 = 0;
 
 type Key = (LowerName, RecordType);
 
@@ -155,50 +156,12 @@ impl Feeder {
             metrics,
             synced_once: AtomicBool::new(false),
         };
-        feeder.adopt_existing();
+        // Before any query, so the inherited entries count against the
+        // capacity from the start and none is answered stale longer than
+        // needed (the zone has normally synced by now: `dns-agent run` waits
+        // for it before starting the resolver).
+        feeder.adopt();
         feeder
-    }
-
-    /// Takes over the entries a previous agent left in an adopted map, so
-    /// they follow the zone like this agent's own: without this, a Service
-    /// changed across a restart stayed wrong in the kernel until the old
-    /// entry expired. They keep serving until the zone is ready, then the
-    /// first full re-derivation rewrites or deletes every cluster entry;
-    /// upstream entries are dropped when they expire.
-    fn adopt_existing(&self) {
-        let now = Instant::now();
-        let now_ns = boot_time_ns();
-        let mut state = self.state.lock().unwrap();
-        let mut adopted = 0usize;
-        for (map_key, entry) in self.sink.existing() {
-            let Ok(decoded) = decode(&map_key, &entry) else {
-                // The kernel does not serve what does not decode either.
-                let _ = self.sink.delete(&map_key);
-                continue;
-            };
-            let origin = if decoded.authoritative {
-                Origin::Cluster
-            } else {
-                Origin::Upstream
-            };
-            let left = Duration::from_nanos(decoded.expires_boot_ns.saturating_sub(now_ns));
-            let inst = Installed {
-                origin,
-                map_key,
-                last_used: 0,
-                expires: now + left,
-                content: ADOPTED_CONTENT,
-            };
-            state.insert((LowerName::new(&decoded.name), decoded.qtype), inst);
-            adopted += 1;
-        }
-        self.metrics.map_entries.set(state.installed.len() as i64);
-        if adopted > 0 {
-            tracing::info!(
-                entries = adopted,
-                "took over the kernel answers the previous agent left"
-            );
-        }
     }
 
     /// A cluster-zone answer was given: make sure the kernel has it.
@@ -468,7 +431,7 @@ fn min_ttl(answer: &AuthAnswer) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastpath::entry::key_for;
+    use crate::fastpath::entry::{decode, key_for};
     use crate::fastpath::sink::MemorySink;
     use hickory_proto::rr::RData;
     use hickory_proto::rr::rdata::A;

@@ -56,6 +56,33 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// What became of an entry a previous agent left in the kernel map.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AdoptAction {
+    /// A cluster-zone entry rewritten from the current zone.
+    rederived,
+    /// A cluster-zone entry deleted: the zone's answer no longer fits a
+    /// kernel entry.
+    withdrawn,
+    /// An upstream entry kept, tracked with its remaining lifetime.
+    tracked,
+    /// A cluster-zone entry kept unverified because the zone had not synced
+    /// yet; the first sync re-derives it.
+    pending,
+    /// Deleted: already expired.
+    expired,
+    /// Deleted: undecodable (torn, corrupt or another layout).
+    corrupt,
+    /// Deleted: an authoritative entry for a zone this agent does not serve.
+    foreign,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdoptLabels {
+    pub action: AdoptAction,
+}
+
 #[derive(Clone)]
 pub struct LatencyBuckets;
 
@@ -89,6 +116,7 @@ pub struct ResolverMetrics {
     pub map_evictions: Counter,
     pub map_encode_skipped: Counter,
     pub map_write_errors: Counter,
+    pub map_adopted: Family<AdoptLabels, Counter>,
 }
 
 impl ResolverMetrics {
@@ -115,6 +143,7 @@ impl ResolverMetrics {
             map_evictions: Counter::default(),
             map_encode_skipped: Counter::default(),
             map_write_errors: Counter::default(),
+            map_adopted: Family::default(),
         };
         let r = registry;
         r.register(
@@ -217,6 +246,11 @@ impl ResolverMetrics {
             "map_write_errors",
             "Kernel map writes that failed",
             m.map_write_errors.clone(),
+        );
+        r.register(
+            "map_adopted",
+            "Kernel map entries left by a previous agent, by what became of them at start",
+            m.map_adopted.clone(),
         );
         m
     }
