@@ -583,6 +583,12 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
         WEB,
         &["10.96.0.30"],
     );
+    // The two watchers reconnect on their own backoff: the one whose changes
+    // were checked above has relisted; give the other time to resume too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lists(&api) < lists_before + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         lists(&api) >= lists_before + 2,
         "no relist of both resources after the 410: {:#?}",
