@@ -233,7 +233,7 @@ async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
 async fn custom_records_file_reloads_live() {
     let dir = TempDir::new("custom");
     let file = dir.0.join("custom.yaml");
-    std::fs::copy(examples().join("custom-records.yaml"), &file).unwrap();
+    std::fs::copy(examples().join("../custom-records.example.yaml"), &file).unwrap();
     let agent = start(ClusterArgs {
         manifests: Some(examples()),
         custom_records: Some(file.clone()),
