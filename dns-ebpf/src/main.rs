@@ -28,9 +28,9 @@ mod ptr;
 mod udp;
 
 use aya_ebpf::bindings::xdp_action;
+use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray};
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
-use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
+use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
 use dns_common::{AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE};
 
@@ -40,19 +40,24 @@ use crate::eth::{ETH_LEN, L3};
 use crate::ip::{IPV4_LEN, IPV6_LEN};
 use crate::udp::UDP_LEN;
 
+// BTF-defined maps (`.maps` section): the object carries the key and value
+// types, so `bpftool map dump` prints decoded fields instead of hex. The
+// export names are the map names the loader and the pins use
+// (`dns_common::MAP_*`).
+
 /// The answers; the loader sets the real capacity at load time.
-#[map(name = "NODEDNS_ANSWERS")]
-static ANSWERS: HashMap<AnswerKey, AnswerEntry> =
-    HashMap::with_max_entries(DEFAULT_ANSWER_ENTRIES, 0);
+#[btf_map(name = "NODEDNS_ANSWERS")]
+static ANSWERS: HashMap<AnswerKey, AnswerEntry, { DEFAULT_ANSWER_ENTRIES as usize }> =
+    HashMap::new();
 
-#[map(name = "NODEDNS_COUNTERS")]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+#[btf_map(name = "NODEDNS_COUNTERS")]
+static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
 
-#[map(name = "NODEDNS_CONFIG")]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+#[btf_map(name = "NODEDNS_CONFIG")]
+static CONFIG: Array<Config, 1> = Array::new();
 
-#[map(name = "NODEDNS_SCRATCH")]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+#[btf_map(name = "NODEDNS_SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 

@@ -617,7 +617,8 @@ fn inspect_and_metrics() {
         "web.default.svc.cluster.local. A 10.0.0.7"
     );
 
-    // bpftool reads the pins (hex key/value without BTF for the maps).
+    // bpftool reads the pins; the maps are BTF-defined, so it decodes the
+    // key and value into named fields instead of printing hex.
     let answers = pins.0.join(MAP_ANSWERS);
     let show = run(
         "bpftool",
@@ -631,6 +632,23 @@ fn inspect_and_metrics() {
     );
     let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
     assert_eq!(dump.as_array().unwrap().len(), 2, "{dump}");
+    println!("{dump:#}");
+    for entry in dump.as_array().unwrap() {
+        let formatted = &entry["formatted"];
+        assert_eq!(formatted["key"]["qtype"], 1, "A query key: {entry:#}");
+        for field in ["name_len", "name"] {
+            assert!(
+                formatted["key"].get(field).is_some(),
+                "key lacks {field}: {entry:#}"
+            );
+        }
+        for field in ["key_hash", "expires_ns", "max_ttl", "rcode", "body"] {
+            assert!(
+                formatted["value"].get(field).is_some(),
+                "value lacks {field}: {entry:#}"
+            );
+        }
+    }
 
     let mut registry = dns_agent::metrics::new_registry();
     fp.register_metrics(&mut registry);
@@ -1071,4 +1089,89 @@ fn restart_with_narrower_selection_detaches_the_rest() {
         "no longer selected: detached at once"
     );
     assert_eq!(link_pins(&pins.0).len(), 1);
+}
+
+/// The BTF id bpftool reports for a pinned map (absent, so 0, without BTF).
+fn map_btf_id(pin: &Path) -> u64 {
+    let show = run(
+        "bpftool",
+        &["-j", "map", "show", "pinned", pin.to_str().unwrap()],
+    );
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    show["btf_id"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn upgrade_adopts_maps_pinned_without_btf() {
+    // An agent from before the BTF-defined maps left maps of the same shape
+    // but without BTF: they are adopted as they are (bpftool dumps them in
+    // hex until they are next replaced), and the program loads against them.
+    let ns = Netns::new();
+    let pins = PinDir::new();
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let legacy = [
+        (
+            MAP_ANSWERS,
+            "hash",
+            size_of::<AnswerKey>(),
+            size_of::<AnswerEntry>(),
+            16_384,
+        ),
+        (
+            MAP_COUNTERS,
+            "percpu_array",
+            4,
+            8,
+            dns_common::Counter::COUNT as usize,
+        ),
+        (MAP_CONFIG, "array", 4, size_of::<Config>(), 1),
+    ];
+    for (name, kind, key, value, entries) in legacy {
+        let pin = pins.0.join(name);
+        run(
+            "bpftool",
+            &[
+                "map",
+                "create",
+                pin.to_str().unwrap(),
+                "type",
+                kind,
+                "key",
+                &key.to_string(),
+                "value",
+                &value.to_string(),
+                "entries",
+                &entries.to_string(),
+                "name",
+                name,
+            ],
+        );
+        assert_eq!(map_btf_id(&pin), 0, "{name} is created without BTF");
+    }
+    let answers = pins.0.join(MAP_ANSWERS);
+    let legacy_id = MapInfo::from_pin(&answers).unwrap().id();
+
+    let fp = start(&ns, &args(&pins, &["nomatch*"]));
+    assert_eq!(
+        MapInfo::from_pin(&answers).unwrap().id(),
+        legacy_id,
+        "the legacy map is adopted"
+    );
+    let (key, entry) = a_entry("web.default.svc.cluster.local", [10, 0, 0, 7], 30);
+    fp.sink().put(&key, &entry).unwrap();
+    assert_eq!(fp.entry_count(), 1);
+    let data = MapData::from_pin(pins.0.join(MAP_CONFIG)).unwrap();
+    let config: Array<MapData, Config> =
+        Array::try_from(aya::maps::Map::from_map_data(data).unwrap()).unwrap();
+    let expected = fastpath::loader::build_config(&listen(), 53).unwrap();
+    assert_eq!(config.get(&0, 0).unwrap(), expected, "config written");
+    fp.shutdown().unwrap();
+
+    // A fresh directory gets BTF-described maps.
+    let fresh = PinDir::new();
+    let fp = start(&ns, &args(&fresh, &["nomatch*"]));
+    for name in [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG] {
+        assert_ne!(map_btf_id(&fresh.0.join(name)), 0, "{name} carries BTF");
+    }
+    fp.shutdown().unwrap();
 }

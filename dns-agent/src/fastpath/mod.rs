@@ -5,7 +5,10 @@
 //! Pins (see [`pins`]) under `--bpffs-path` (default `/sys/fs/bpf/nodedns`):
 //! `NODEDNS_ANSWERS`, `NODEDNS_COUNTERS`, `NODEDNS_CONFIG` and
 //! `links/xdp-if<ifindex>`; `bpftool map dump pinned <dir>/NODEDNS_ANSWERS`
-//! reads them (as hex: aya-ebpf's maps carry no BTF for key and value).
+//! decodes them: the maps are BTF-defined (`#[btf_map]`), so key and value
+//! print as named fields. Maps pinned by an older agent (same layout, no
+//! BTF) are still adopted; bpftool shows those in hex until they are
+//! replaced.
 //!
 //! Where XDP runs: on the host-side veths of pods (`--interface`), in
 //! generic mode on veth by default. Queries from hostNetwork pods and from
