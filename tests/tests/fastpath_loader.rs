@@ -389,8 +389,9 @@ fn attachments_follow_interfaces() {
     );
     assert!(ns.xdp_progs("tfa0").is_empty());
     fp.rescan();
-    wait_for("tfa0 re-attached", || {
-        ns.xdp_progs("tfa0") == [u64::from(fp.program_id())]
+    // The follower attaches, then pins the link: wait for both.
+    wait_for("tfa0 re-attached and pinned", || {
+        ns.xdp_progs("tfa0") == [u64::from(fp.program_id())] && !link_pins(&pins.0).is_empty()
     });
     assert_eq!(
         link_pins(&pins.0).len(),
