@@ -94,6 +94,9 @@ impl Toolchain {
         };
         cmd.current_dir(workspace::root())
             .args(["--package", "dns-ebpf", "--target", TARGET, "--release"])
+            // The program's binary target requires this feature, so host-wide
+            // commands (`cargo clippy --workspace`) skip it instead of failing.
+            .args(["--features", "bpf-target"])
             .arg("--target-dir")
             .arg(target_dir())
             .env("RUSTFLAGS", RUSTFLAGS);
