@@ -176,7 +176,7 @@ fn install(missing: &Missing) -> Result<()> {
         )?;
     } else {
         bail!(
-            "cargo {} is missing and rustup is not installed: install rustup (https://rustup.rs) \
+            "cargo {} is missing and rustup is not installed: install rustup \
              or your distribution's rustfmt/clippy for the host toolchain",
             missing.rustup_components.join(" and cargo ")
         );
