@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, Lab, Pod, agent_binary, wait_for};
+use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, Lab, Pod, inspect_json, wait_for};
 
 /// How long an agent may take to load, attach and bind.
 const AGENT_READY: Duration = Duration::from_secs(20);
@@ -65,24 +65,9 @@ fn answer(status: &str, addrs: &[&str]) -> Answer {
     }
 }
 
-/// `dns-agent inspect --json --bpffs-path <bpffs>`.
-fn inspect(bpffs: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(agent_binary().unwrap())
-        .args(["inspect", "--json", "--bpffs-path"])
-        .arg(bpffs)
-        .output()
-        .expect("run dns-agent inspect");
-    assert!(
-        out.status.success(),
-        "dns-agent inspect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
-}
-
 /// Queries the kernel answered (XDP_TX), all CPUs.
 fn kernel_hits(bpffs: &Path) -> u64 {
-    inspect(bpffs)["counters"]["hit"].as_u64().unwrap_or(0)
+    inspect_json(bpffs)["counters"]["hit"].as_u64().unwrap_or(0)
 }
 
 /// The kernel's entry for `name` A as (rcode, answer records), if any.
@@ -236,7 +221,7 @@ fn a_new_agent_rederives_inherited_entries_from_its_zone() {
         "the kernel map to agree with the new zone",
         ADOPTED_WITHIN,
         || {
-            last = inspect(&bpffs);
+            last = inspect_json(&bpffs);
             let web = kernel_entry(&last, WEB)?;
             let deleted = kernel_entry(&last, DELETED)?;
             let web_ok = web.1.len() == 1 && web.1[0].ends_with(&format!(" A {WEB_NEW}"));

@@ -35,7 +35,7 @@ mod self_test;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use agent_binary::agent_binary;
+pub use agent_binary::{agent_binary, inspect_json};
 pub use bpffs::BpffsDir;
 pub use error::{LabError, Result};
 pub use names::unique_suffix;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Netns, agent_binary};
+use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Netns, inspect_json};
 
 /// How long an agent may take to load, attach and bind.
 pub const AGENT_READY: Duration = Duration::from_secs(20);
@@ -142,7 +142,7 @@ pub fn start_upstream(lab: &Lab) -> Daemon {
 /// The kernel's counters (all CPUs) from `dns-agent inspect --json`, which
 /// reads the pinned maps (bpffs is shared by every namespace).
 pub fn kernel_counters(bpffs: &Path) -> BTreeMap<String, u64> {
-    let snap = inspect(bpffs);
+    let snap = inspect_json(bpffs);
     let counters = &snap["counters"];
     // An object `{"hit": 3, ...}` (or, from older agents, `[["hit", 3], ...]`).
     if let Some(object) = counters.as_object() {
@@ -164,24 +164,9 @@ pub fn kernel_counters(bpffs: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// `dns-agent inspect --json --bpffs-path <bpffs>`.
-pub fn inspect(bpffs: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(agent_binary().unwrap())
-        .args(["inspect", "--json", "--bpffs-path"])
-        .arg(bpffs)
-        .output()
-        .expect("run dns-agent inspect");
-    assert!(
-        out.status.success(),
-        "dns-agent inspect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
-}
-
 /// Names (`name/TYPE`) of the kernel map's entries.
 pub fn kernel_entries(bpffs: &Path) -> Vec<String> {
-    inspect(bpffs)["entries"]
+    inspect_json(bpffs)["entries"]
         .as_array()
         .map(|entries| {
             entries

@@ -8,11 +8,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use nodedns_tests::fakeapi::FakeApi;
-use nodedns_tests::lab::{BpffsDir, Daemon, Lab, Netns, Pod, Signal, agent_binary, wait_for};
+use nodedns_tests::lab::{BpffsDir, Daemon, Lab, Netns, Pod, Signal, inspect_json, wait_for};
 use serde_json::Value;
 
 /// Where the agent serves `/metrics` and the health pages, inside the lab's
@@ -154,17 +154,7 @@ impl Agent {
 
     /// `dns-agent inspect --json`: the kernel's entries and counters.
     pub fn inspect(&self) -> Inspect {
-        let out = Command::new(agent_binary().expect("the dns-agent binary"))
-            .args(["inspect", "--json", "--bpffs-path"])
-            .arg(self.bpffs.path())
-            .output()
-            .expect("run dns-agent inspect");
-        assert!(
-            out.status.success(),
-            "dns-agent inspect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Inspect(serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON"))
+        Inspect(inspect_json(self.bpffs.path()))
     }
 }
 
