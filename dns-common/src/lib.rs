@@ -71,10 +71,11 @@ pub const ENTRY_FLAG_AUTHORITATIVE: u8 = 1;
 ///
 /// # Torn reads
 /// The agent may replace or delete an entry while the kernel reads it, and a
-/// preallocated hash map reuses freed elements at once (see DESIGN.md). The
-/// kernel therefore copies the value and answers only when `key_hash` and
-/// `tail_hash` both equal the hash of the question it parsed, `generation`
-/// equals `tail_generation`, and the body sums to `body_sum`.
+/// preallocated hash map reuses freed elements at once
+/// (docs/design.md#torn-reads). The kernel therefore copies the value and
+/// answers only when `key_hash` and `tail_hash` both equal the hash of the
+/// question it parsed, `generation` equals `tail_generation`, and the body
+/// sums to `body_sum`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct AnswerEntry {

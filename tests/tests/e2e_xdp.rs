@@ -262,7 +262,8 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
 
 #[test]
 fn generic_mode_kernel_answers_dig_and_kdig() {
-    // `auto` must pick generic (SKB) mode on veth (DESIGN.md).
+    // `auto` must pick generic (SKB) mode on veth
+    // (docs/design.md#generic-xdp-on-veth).
     kernel_answers_real_clients("auto", "generic");
 }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask build-ebpf`: builds dns-ebpf for bpfel-unknown-none with BTF.
 //!
-//! Two toolchains can do it (DESIGN.md, "Toolchain"):
+//! Two toolchains can do it (docs/design.md#toolchain):
 //! 1. Debian's rustc-web (/usr/bin/rustc) with the prebuilt `core` from
 //!    libstd-rust-web-dev-bpf. It is stable, so RUSTC_BOOTSTRAP=1 unlocks the
 //!    unstable flags the BPF target needs.

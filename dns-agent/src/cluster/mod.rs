@@ -13,26 +13,26 @@
 //!
 //! # Custom records format
 //!
-//! The file and the ConfigMap's `data` use the same keys (the ConfigMap keys
-//! kube-dns users know, plus `hosts`):
+//! The file and the ConfigMap's `data` use the same three keys: the ones
+//! kube-dns users know, plus `hosts`. `deploy/custom-records.example.yaml`
+//! is the example; the README shows it and a test loads it.
 //!
-//! ```yaml
-//! # hosts-style lines: IP name [name...]; the first name is the PTR target
-//! hosts: |
-//!   192.168.10.5 nas.lab.example nas.lab
-//!   fd00:10::5   nas.lab.example
-//! # zone -> servers (IP or IP:port); a JSON string as in kube-dns, or YAML
-//! stubDomains: |
-//!   {"corp.example": ["10.0.0.53", "10.0.0.54:5353"]}
-//! # replaces the node's upstreams when not empty
-//! upstreamNameservers: |
-//!   ["1.1.1.1", "9.9.9.9"]
-//! ```
+//! - `hosts`: a text block of hosts-style lines, `IP name [name...]`, where
+//!   `#` starts a comment. Exactly those names are answered authoritatively
+//!   (A, AAAA), before the cluster zone is consulted, and the first name
+//!   given for an address is its PTR target. Other names, even in the same
+//!   domains, are not affected.
+//! - `stubDomains`: zone -> servers (`IP`, `IP:port` or `[IPv6]:port`; port
+//!   53 by default). The longest matching zone wins.
+//! - `upstreamNameservers`: servers that replace the default upstreams
+//!   (`--upstream`, or the node's resolv.conf) when the list is not empty.
 //!
-//! Host names are answered authoritatively for exactly those names (A, AAAA,
-//! and PTR for their addresses); every other name is not ours. A change to
-//! the file or the ConfigMap applies within about a second, without a
-//! restart; a broken edit is logged and the last good content stays.
+//! `stubDomains` and `upstreamNameservers` are JSON (or YAML) text, as in
+//! kube-dns; in the file they may also be plain YAML. The file rejects other
+//! keys; a ConfigMap may hold others, which are ignored. The file is re-read
+//! every 500 ms and the ConfigMap is watched, so a change applies within
+//! about a second, without a restart; a broken edit is logged and the last
+//! good content stays.
 
 pub mod apiserver;
 pub mod custom;

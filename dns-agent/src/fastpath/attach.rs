@@ -245,7 +245,8 @@ impl Attacher {
         let veth = iface.kind.as_deref() == Some("veth");
         match self.mode {
             // Native XDP_TX on veth only reaches the peer if the peer runs
-            // an XDP program itself (DESIGN.md); generic mode always works.
+            // an XDP program itself (docs/design.md#generic-xdp-on-veth);
+            // generic mode always works.
             XdpModeArg::Auto if veth => &[AttachMode::Skb],
             XdpModeArg::Auto => &[AttachMode::Native, AttachMode::Skb],
             XdpModeArg::Native => &[AttachMode::Native],

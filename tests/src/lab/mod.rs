@@ -10,9 +10,10 @@
 //! ```
 //!
 //! The listen address sits on the node's `lo` because this kernel has no
-//! `dummy` netdev (DESIGN.md). Queries from a pod reach it through the pod's
-//! default route, cross the veth and enter the node on the host-side
-//! interface, where XDP attaches, like pod traffic on a real node.
+//! `dummy` netdev (docs/design.md#no-dummy-netdev). Queries from a pod reach
+//! it through the pod's default route, cross the veth and enter the node on
+//! the host-side interface, where XDP attaches, like pod traffic on a real
+//! node.
 //!
 //! Everything the lab creates has a name unique to the process and the lab
 //! (pid, counter, random suffix) and is removed by a guard's `Drop`, on panic
