@@ -58,6 +58,16 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Registry;
 use crate::zone::ForwardPolicy;
 pub use model::{ObjectKey, ServiceInfo, SliceInfo};
+
+/// A YAML error on one line, with its line and column counted from the
+/// start of the file (`lines_before`: lines that precede the parsed text).
+fn yaml_error(e: &serde_saphyr::Error, lines_before: usize) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+        line_offset: lines_before as u64,
+    };
+    e.without_snippet().render_with_options(options)
+}
 pub use store::{Change, ClusterZone, SyncSource, ZoneConfig};
 
 /// Cluster-state flags.

@@ -490,6 +490,22 @@ metadata: {name: ignored}
 }
 
 #[test]
+fn manifests_parse_a_list_beyond_the_default_yaml_budget() {
+    use std::fmt::Write;
+    // About 17 YAML nodes per item: 20k items is over serde-saphyr's
+    // default limit of 250k nodes per document.
+    let mut text = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..20_000 {
+        let _ = writeln!(
+            text,
+            "- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: x}}, spec: {{clusterIP: None}}}}"
+        );
+    }
+    let objects = super::manifests::parse_file(std::path::Path::new("big.yaml"), &text).unwrap();
+    assert_eq!(objects.services.len(), 20_000);
+}
+
+#[test]
 fn metrics_are_registered_and_move() {
     let zone = ready_zone();
     let mut registry = crate::metrics::new_registry();
