@@ -12,8 +12,11 @@
 //!   `inspect`; [`fastpath::entry`] encodes answers into map entries.
 //! - [`metrics`]: the shared Prometheus registry.
 
+#![deny(unsafe_code)]
+
 pub mod cluster;
 pub mod fastpath;
+pub mod kernel;
 pub mod metrics;
 pub mod resolver;
 pub mod zone;

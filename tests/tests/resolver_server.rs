@@ -466,7 +466,7 @@ fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[test]
 fn listen_interface_is_created_and_removed_in_a_netns() {
     use dns_agent::resolver::interface::ListenInterface;
-    use dns_agent::resolver::netlink::{Netlink, if_index};
+    use dns_agent::kernel::netlink::{Netlink, if_index};
     in_fresh_netns(|| {
         // With lo down a fresh namespace has no local table, and the kernel
         // lets any address bind; bring lo up so the checks below mean something.

@@ -278,17 +278,7 @@ pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, Enco
     })
 }
 
-/// Now on `CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads.
-pub fn boot_time_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec; CLOCK_BOOTTIME always exists
-    // on Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
-}
+pub use crate::kernel::clock::boot_time_ns;
 
 #[cfg(test)]
 mod tests {

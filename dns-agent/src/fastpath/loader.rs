@@ -273,17 +273,11 @@ where
     M::try_from(map).map_err(|e| FastPathError::map(name, e))
 }
 
-/// Kernel memory charged to a pinned map, from `memlock:` in its fdinfo
-/// (aya's `MapInfo` does not carry it).
+/// Kernel memory charged to a pinned map (aya's `MapInfo` does not carry it).
 pub(crate) fn map_memory(path: &Path) -> Option<u64> {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsFd;
     let data = MapData::from_pin(path).ok()?;
-    let fd = data.fd().as_fd().as_raw_fd();
-    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("memlock:"))
-        .and_then(|v| v.trim().parse().ok())
+    crate::kernel::bpf::map_memlock(data.fd().as_fd())
 }
 
 #[cfg(test)]

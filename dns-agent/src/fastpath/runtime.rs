@@ -19,7 +19,7 @@ use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
 use super::error::FastPathError;
 use super::loader::{self, build_config, open_pinned};
 use super::map_sink::MapSink;
-use super::netlink::{self, LinkEvents, Wake, Waker};
+use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
 use super::sink::AnswerSink;
@@ -181,7 +181,7 @@ impl FastPath {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("nodedns-xdp-links".into())
-                .spawn(move || follow(&shared, &events, &stop, interval))
+                .spawn(move || follow(&shared, events, &stop, interval))
                 .map_err(|e| FastPathError::io("thread nodedns-xdp-links", e))?
         };
         Ok(Some(Self {
@@ -306,7 +306,7 @@ impl Drop for FastPath {
 }
 
 /// The follower thread: rescan on link events, on wake-ups and on a timer.
-fn follow(shared: &Shared, events: &LinkEvents, stop: &AtomicBool, interval: Duration) {
+fn follow(shared: &Shared, mut events: LinkEvents, stop: &AtomicBool, interval: Duration) {
     /// Pause after a netlink error, so a broken socket cannot spin.
     const ERROR_BACKOFF: Duration = Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) {

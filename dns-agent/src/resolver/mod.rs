@@ -21,7 +21,6 @@ pub mod http;
 pub mod interface;
 pub mod listen;
 pub mod metrics;
-pub mod netlink;
 pub mod upstreams;
 
 use std::net::SocketAddr;
