@@ -29,7 +29,7 @@ use ipnet::IpNet;
 
 use super::hosts::HostsTable;
 use super::model::{EndpointInfo, ObjectKey, ServiceKind};
-use super::store::{ServiceView, Snapshot, ZoneConfig};
+use super::snapshot::{ServiceView, Snapshot, ZoneConfig};
 use crate::zone::{AuthAnswer, ZoneLookup};
 
 /// The Kubernetes DNS schema version served at `dns-version.<zone>`.

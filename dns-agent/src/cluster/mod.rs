@@ -8,8 +8,9 @@
 //! - custom records and forwarding settings ([`custom`]), from
 //!   `--custom-records FILE` or the ConfigMap `--custom-configmap ns/name`.
 //!
-//! The record store ([`store`]) implements [`crate::zone::Zone`]; the answers
-//! follow the Kubernetes DNS schema 1.1.0 ([`lookup`]).
+//! The record store ([`store`]) implements [`crate::zone::Zone`]: it swaps
+//! in an immutable [`snapshot`] after every batch, and the answers are read
+//! from it following the Kubernetes DNS schema 1.1.0 ([`lookup`]).
 //!
 //! # Custom records format
 //!
@@ -42,6 +43,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod model;
 pub mod sharded;
+pub mod snapshot;
 pub mod store;
 
 #[cfg(test)]
@@ -68,7 +70,8 @@ fn yaml_error(e: &serde_saphyr::Error, lines_before: usize) -> String {
     };
     e.without_snippet().render_with_options(options)
 }
-pub use store::{Change, ClusterZone, SyncSource, ZoneConfig};
+pub use snapshot::ZoneConfig;
+pub use store::{Change, ClusterZone, SyncSource};
 
 /// Cluster-state flags.
 #[derive(Debug, Clone, clap::Args)]

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::hosts::HostsTable;
 use super::model::{ObjectKey, ServiceInfo, SliceInfo};
-use super::store::{Change, ClusterZone, SyncSource, ZoneConfig};
+use super::snapshot::ZoneConfig;
+use super::store::{Change, ClusterZone, SyncSource};
 use crate::zone::{Zone, ZoneLookup};
 
 fn svc(v: serde_json::Value) -> ServiceInfo {

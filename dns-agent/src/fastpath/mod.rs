@@ -48,6 +48,7 @@ mod metrics;
 pub mod pins;
 mod runtime;
 pub mod selector;
+mod shared;
 pub mod stats;
 
 pub use args::{CleanupArgs, FastPathArgs, InspectArgs, XdpModeArg};

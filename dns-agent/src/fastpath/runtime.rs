@@ -5,14 +5,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::Xdp;
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS, PROGRAM_NAME};
+use dns_common::{Counter, MAP_ANSWERS};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
@@ -22,6 +19,7 @@ use super::map_sink::MapSink;
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
+use super::shared::{Shared, State, program};
 use super::sink::AnswerSink;
 use super::{cleanup, stats};
 
@@ -46,48 +44,6 @@ impl ExitPolicy {
             Self::Detach
         }
     }
-}
-
-pub(crate) struct Shared {
-    pub layout: PinLayout,
-    pub program_id: u32,
-    pub capacity: u32,
-    pub memory: Vec<(&'static str, u64)>,
-    pub counters: PerCpuArray<MapData, u64>,
-    /// A second descriptor of the answers map for reads, so walking it does
-    /// not hold up the sink's writers.
-    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
-    pub state: Mutex<State>,
-}
-
-pub(crate) struct State {
-    pub ebpf: Ebpf,
-    pub attacher: Attacher,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl State {
-    fn reconcile(&mut self, program_id: u32, startup: bool) -> Result<(), FastPathError> {
-        let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
-            op: "link dump",
-            source,
-        })?;
-        let program = program(&mut self.ebpf);
-        self.attacher
-            .reconcile(program, program_id, &interfaces, startup);
-        Ok(())
-    }
-}
-
-fn program(ebpf: &mut Ebpf) -> &mut Xdp {
-    ebpf.program_mut(PROGRAM_NAME)
-        .and_then(|p| <&mut Xdp>::try_from(p).ok())
-        .expect("the loader checked the program")
 }
 
 struct Follower {
