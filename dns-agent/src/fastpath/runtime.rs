@@ -1,5 +1,5 @@
 //! The running fast path: loads the object, keeps the attachments in line
-//! with the interfaces on a follower thread, and hands out the map sink.
+//! with the interfaces on a follower thread, and lends out the answers map.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,19 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dns_common::{Counter, MAP_ANSWERS};
+use aya::maps::{HashMap, MapData};
+use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
 use super::error::FastPathError;
 use super::loader::{self, build_config, open_pinned};
-use super::map_sink::MapSink;
-use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
 use super::shared::{Shared, State, program};
-use super::sink::AnswerSink;
 use super::{cleanup, stats};
+use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
+
+/// The kernel answers map, as promotion writes it and `inspect` reads it.
+pub type AnswersMap = HashMap<MapData, AnswerKey, AnswerEntry>;
 
 /// What happens to the kernel side when the fast path stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,6 @@ struct Follower {
 /// [`FastPath::start`] (the follower thread inherits it).
 pub struct FastPath {
     shared: Arc<Shared>,
-    sink: Arc<MapSink>,
     follower: Option<Follower>,
     exit: ExitPolicy,
 }
@@ -102,10 +103,9 @@ impl FastPath {
         let loaded = loader::load(&object, &layout, args.map_entries, &config)?;
         let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
         let capacity = args.map_entries;
-        let sink = Arc::new(MapSink::new(loaded.answers, capacity));
         tracing::info!(
             bpffs = %layout.root().display(), program_id = loaded.program_id, capacity,
-            adopted_maps = ?loaded.adopted, memory_bytes = ?loaded.memory,
+            reused_maps = ?loaded.reused, memory_bytes = ?loaded.memory,
             "XDP fast path loaded"
         );
         let state = State {
@@ -142,7 +142,6 @@ impl FastPath {
         };
         Ok(Some(Self {
             shared,
-            sink,
             follower: Some(Follower {
                 handle,
                 waker,
@@ -152,9 +151,10 @@ impl FastPath {
         }))
     }
 
-    /// The sink the resolver writes kernel answers to.
-    pub fn sink(&self) -> Arc<dyn AnswerSink> {
-        self.sink.clone()
+    /// A descriptor of its own on the answers map, for a writer (promotion's
+    /// `MapSink`) that must not wait for the readers here.
+    pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
+        open_pinned(&self.shared.layout, MAP_ANSWERS)
     }
 
     pub fn program_id(&self) -> u32 {

@@ -8,9 +8,9 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::feeder::Feeder;
 use super::forwarder::Forwarder;
 use super::metrics::{Path, ResolverMetrics};
+use crate::promotion::Promoter;
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
 
@@ -21,10 +21,10 @@ const MAX_TCP_SIZE: usize = u16::MAX as usize;
 
 pub struct Handler {
     pub zone: Arc<dyn Zone>,
-    /// The zone's generation, read before each lookup (for the feeder).
+    /// The zone's generation, read before each lookup (for promotion).
     pub zone_generation: tokio::sync::watch::Receiver<u64>,
     pub forwarder: Arc<Forwarder>,
-    pub feeder: Option<Arc<Feeder>>,
+    pub promoter: Option<Arc<Promoter>>,
     pub metrics: Arc<ResolverMetrics>,
 }
 
@@ -124,8 +124,8 @@ impl Handler {
         let generation = *self.zone_generation.borrow();
         let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
             ZoneLookup::Answer(answer) => {
-                if let Some(feeder) = &self.feeder {
-                    feeder.cluster_answer(&q.name, q.query_type, &answer, generation);
+                if let Some(promoter) = &self.promoter {
+                    promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
                 reply.metadata.authoritative = true;
                 reply.metadata.response_code = answer.rcode;
@@ -142,12 +142,18 @@ impl Handler {
                 let fwd = self.forwarder.resolve(&q.name, q.query_type).await;
                 match &fwd.outcome {
                     Ok(answer) => {
-                        if let (Some(feeder), Path::cache_hit | Path::forwarded) =
-                            (&self.feeder, fwd.path)
+                        if let (Some(promoter), Path::cache_hit | Path::forwarded) =
+                            (&self.promoter, fwd.path)
                         {
-                            feeder.upstream_answer(&q.name, q.query_type, answer);
+                            promoter.upstream_answer(
+                                &q.name,
+                                q.query_type,
+                                &answer.sections,
+                                answer.ttl,
+                                answer.expires(),
+                            );
                         }
-                        reply.metadata.response_code = answer.rcode;
+                        reply.metadata.response_code = answer.sections.rcode;
                         let aged = |records: &[Record]| -> Vec<Record> {
                             records
                                 .iter()
@@ -158,9 +164,9 @@ impl Handler {
                                 })
                                 .collect()
                         };
-                        reply.answers = aged(&answer.answers);
-                        reply.authorities = aged(&answer.authority);
-                        reply.additionals = aged(&answer.additionals);
+                        reply.answers = aged(&answer.sections.answers);
+                        reply.authorities = aged(&answer.sections.authority);
+                        reply.additionals = aged(&answer.sections.additionals);
                     }
                     Err(rcode) => reply.metadata.response_code = *rcode,
                 }

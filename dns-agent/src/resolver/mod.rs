@@ -4,8 +4,8 @@
 //!   bounded work per client), on the interface [`interface`] manages.
 //! - [`handler`]: validation, the authoritative cluster zone ([`crate::zone`]),
 //!   then the [`forwarder`] (cache, coalescing, failover, serve-stale).
-//! - [`feeder`]: promotes cluster answers and hot upstream answers into the
-//!   kernel map and keeps them in step with the zone.
+//!   Answers go on to [`crate::promotion`], which puts cluster answers and
+//!   hot upstream answers into the kernel map.
 //! - [`http`]: `/metrics` for the whole shared registry, `/healthz`, `/readyz`.
 //!
 //! Entry points: [`start`] binds everything and returns a [`Running`]
@@ -14,7 +14,6 @@
 pub mod args;
 pub mod cache;
 pub mod exchange;
-pub mod feeder;
 pub mod forwarder;
 pub mod handler;
 pub mod http;
@@ -35,10 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::ResolverArgs;
 
-use crate::fastpath::sink::AnswerSink;
+use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
 use crate::zone::{ForwardPolicy, Zone};
 use cache::{Cache, CacheConfig, Clamps};
-use feeder::{Feeder, FeederConfig};
 use forwarder::{Forwarder, ForwarderConfig};
 use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
@@ -119,6 +117,7 @@ pub async fn start(
         keep_interface_on_exit,
     } = deps;
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
+    let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
 
     let interface = if args.no_create_interface {
         ListenInterface::default()
@@ -177,23 +176,23 @@ pub async fn start(
         cache,
         metrics.clone(),
     ));
-    let feeder = sink.map(|sink| {
-        Arc::new(Feeder::new(
-            FeederConfig {
+    let promoter = sink.map(|sink| {
+        Arc::new(Promoter::new(
+            PromotionConfig {
                 hot_threshold: args.hot_threshold,
                 hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
                 cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
             },
             sink,
             zone.clone(),
-            metrics.clone(),
+            promotion_metrics,
         ))
     });
     let handler = Arc::new(Handler {
         zone_generation: zone.changes(),
         zone: zone.clone(),
         forwarder,
-        feeder: feeder.clone(),
+        promoter: promoter.clone(),
         metrics: metrics.clone(),
     });
 
@@ -243,8 +242,8 @@ pub async fn start(
             cancel.clone(),
         ));
     }
-    if let Some(feeder) = feeder {
-        tasks.spawn(feeder.run(cancel.clone()));
+    if let Some(promoter) = promoter {
+        tasks.spawn(promoter.run(cancel.clone()));
     }
     let health = Arc::new(http::Health {
         zone,

@@ -1,5 +1,6 @@
 //! Encodes a resolved answer into the kernel's map layout ([`AnswerKey`],
-//! [`AnswerEntry`]) and decodes it back for `dns-agent inspect`.
+//! [`AnswerEntry`]) and decodes it back (for `dns-agent inspect` and for the
+//! entries a previous agent left).
 //!
 //! The body is encoded as it will sit in the kernel's response: right after
 //! a question equal (up to case) to the key's name at offset 12. Names are
@@ -12,8 +13,11 @@ use dns_common::{
     AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAX_BODY_LEN, MAX_NAME_LEN, MAX_TTLS,
 };
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+use crate::answer::AnswerSections;
+pub use crate::kernel::clock::boot_time_ns;
 
 /// DNS header length: the question starts right after it.
 const HEADER_LEN: usize = 12;
@@ -45,12 +49,9 @@ pub enum EncodeError {
 pub struct EntrySpec<'a> {
     pub qname: &'a Name,
     pub qtype: RecordType,
-    /// NoError or NXDomain only.
-    pub rcode: ResponseCode,
+    /// The rcode (NoError or NXDomain only) and the records.
+    pub sections: &'a AnswerSections,
     pub authoritative: bool,
-    pub answers: &'a [Record],
-    pub authority: &'a [Record],
-    pub additionals: &'a [Record],
     /// Upper bound of every served TTL; the records' own TTLs bound it too.
     pub max_ttl: u32,
     /// `CLOCK_BOOTTIME` nanoseconds ([`boot_time_ns`]) after which the
@@ -65,12 +66,9 @@ pub struct EntrySpec<'a> {
 pub struct DecodedEntry {
     pub name: Name,
     pub qtype: RecordType,
-    pub rcode: ResponseCode,
-    pub authoritative: bool,
     /// Records with the TTL the kernel would serve now.
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
-    pub additionals: Vec<Record>,
+    pub sections: AnswerSections,
+    pub authoritative: bool,
     pub max_ttl: u32,
     pub expires_boot_ns: u64,
 }
@@ -103,24 +101,19 @@ fn lower_wire_name(qname: &Name) -> Result<Vec<u8>, EncodeError> {
 
 /// Builds the key and the entry for `spec`.
 pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
-    let rcode = match spec.rcode {
-        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(spec.rcode) as u8,
+    let rcode = match spec.sections.rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(spec.sections.rcode) as u8,
         other => return Err(EncodeError::UnsupportedRcode(other)),
     };
     let key = key_for(spec.qname, spec.qtype)?;
-    let records = spec.answers.len() + spec.authority.len() + spec.additionals.len();
+    let records = spec.sections.record_count();
     if records > MAX_TTLS {
         return Err(EncodeError::TooManyRecords {
             count: records,
             max: MAX_TTLS,
         });
     }
-    for r in spec
-        .answers
-        .iter()
-        .chain(spec.authority)
-        .chain(spec.additionals)
-    {
+    for r in spec.sections.records() {
         if matches!(
             r.record_type(),
             RecordType::OPT | RecordType::TSIG | RecordType::SIG
@@ -142,12 +135,7 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
         enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
         enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
         body_start = enc.offset();
-        for r in spec
-            .answers
-            .iter()
-            .chain(spec.authority)
-            .chain(spec.additionals)
-        {
+        for r in spec.sections.records() {
             r.name.emit(&mut enc).map_err(enc_err)?;
             enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
             enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
@@ -168,13 +156,7 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     }
 
     let hash = key_hash(&key.name[..key.name_len as usize], key.qtype);
-    let record_ttl = spec
-        .answers
-        .iter()
-        .chain(spec.authority)
-        .chain(spec.additionals)
-        .map(|r| r.ttl)
-        .min();
+    let record_ttl = spec.sections.records().map(|r| r.ttl).min();
     let mut entry = AnswerEntry::zeroed();
     entry.key_hash = hash;
     entry.tail_hash = hash;
@@ -189,9 +171,9 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     } else {
         0
     };
-    entry.ancount = spec.answers.len() as u16;
-    entry.nscount = spec.authority.len() as u16;
-    entry.arcount = spec.additionals.len() as u16;
+    entry.ancount = spec.sections.answers.len() as u16;
+    entry.nscount = spec.sections.authority.len() as u16;
+    entry.arcount = spec.sections.additionals.len() as u16;
     entry.body_len = body.len() as u16;
     entry.ttl_count = ttl_offsets.len() as u16;
     for (slot, off) in entry.ttl_offsets.iter_mut().zip(&ttl_offsets) {
@@ -268,25 +250,25 @@ pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, Enco
     Ok(DecodedEntry {
         name: query.name().clone(),
         qtype: query.query_type(),
-        rcode: ResponseCode::from(0, entry.rcode),
+        sections: AnswerSections {
+            rcode: ResponseCode::from(0, entry.rcode),
+            answers: parsed.answers,
+            authority: parsed.authorities,
+            additionals: parsed.additionals,
+        },
         authoritative: entry.flags & ENTRY_FLAG_AUTHORITATIVE != 0,
-        answers: parsed.answers,
-        authority: parsed.authorities,
-        additionals: parsed.additionals,
         max_ttl: entry.max_ttl,
         expires_boot_ns: entry.expires_ns,
     })
 }
-
-pub use crate::kernel::clock::boot_time_ns;
 
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::str::FromStr;
 
-    use hickory_proto::rr::RData;
     use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+    use hickory_proto::rr::{RData, Record};
 
     use super::*;
 
@@ -294,20 +276,21 @@ mod tests {
         Name::from_str(s).unwrap()
     }
 
-    fn spec<'a>(
-        qname: &'a Name,
-        qtype: RecordType,
-        answers: &'a [Record],
-        authority: &'a [Record],
-    ) -> EntrySpec<'a> {
+    fn sections(rcode: ResponseCode, answers: &[Record], authority: &[Record]) -> AnswerSections {
+        AnswerSections {
+            rcode,
+            answers: answers.to_vec(),
+            authority: authority.to_vec(),
+            additionals: Vec::new(),
+        }
+    }
+
+    fn spec<'a>(qname: &'a Name, qtype: RecordType, sections: &'a AnswerSections) -> EntrySpec<'a> {
         EntrySpec {
             qname,
             qtype,
-            rcode: ResponseCode::NoError,
+            sections,
             authoritative: true,
-            answers,
-            authority,
-            additionals: &[],
             max_ttl: 30,
             expires_boot_ns: boot_time_ns() + 60 * NS_PER_SEC,
             generation: 7,
@@ -345,7 +328,12 @@ mod tests {
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 1)))),
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))),
         ];
-        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::A,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         // Two A records with the owner compressed to 0xC00C: 16 bytes each.
         assert_eq!(entry.body_len, 32);
         assert_eq!(&entry.body[..2], &[0xc0, 0x0c]);
@@ -357,9 +345,15 @@ mod tests {
         );
         let decoded = decode(&key, &entry).unwrap();
         assert_eq!(decoded.name, q);
-        assert_eq!(decoded.answers.len(), 2);
-        assert_eq!(decoded.answers[1].data, answers[1].data);
-        assert!(decoded.answers.iter().all(|r| r.ttl <= 30 && r.ttl >= 29));
+        assert_eq!(decoded.sections.answers.len(), 2);
+        assert_eq!(decoded.sections.answers[1].data, answers[1].data);
+        assert!(
+            decoded
+                .sections
+                .answers
+                .iter()
+                .all(|r| r.ttl <= 30 && r.ttl >= 29)
+        );
         assert!(decoded.authoritative);
     }
 
@@ -367,13 +361,12 @@ mod tests {
     fn negative_cname_srv_and_aaaa_round_trip() {
         let q = name("nope.cluster.local.");
         let auth = [soa()];
-        let mut s = spec(&q, RecordType::A, &[], &auth);
-        s.rcode = ResponseCode::NXDomain;
-        let (key, entry) = encode(&s).unwrap();
+        let nx = sections(ResponseCode::NXDomain, &[], &auth);
+        let (key, entry) = encode(&spec(&q, RecordType::A, &nx)).unwrap();
         assert_eq!(entry.max_ttl, 5, "record TTL bounds the served TTL");
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.rcode, ResponseCode::NXDomain);
-        assert_eq!(d.authority[0].data, auth[0].data);
+        assert_eq!(d.sections.rcode, ResponseCode::NXDomain);
+        assert_eq!(d.sections.authority[0].data, auth[0].data);
 
         let q = name("ext.default.svc.cluster.local.");
         let answers = [
@@ -384,17 +377,27 @@ mod tests {
                 RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
             ),
         ];
-        let (key, entry) = encode(&spec(&q, RecordType::AAAA, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::AAAA,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.answers[0].data, answers[0].data);
-        assert_eq!(d.answers[1].name, answers[1].name);
+        assert_eq!(d.sections.answers[0].data, answers[0].data);
+        assert_eq!(d.sections.answers[1].name, answers[1].name);
 
         let q = name("_http._tcp.web.default.svc.cluster.local.");
         let srv = SRV::new(0, 100, 80, name("web.default.svc.cluster.local."));
         let answers = [Record::from_rdata(q.clone(), 30, RData::SRV(srv))];
-        let (key, entry) = encode(&spec(&q, RecordType::SRV, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::SRV,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.answers[0].data, answers[0].data);
+        assert_eq!(d.sections.answers[0].data, answers[0].data);
     }
 
     #[test]
@@ -406,15 +409,21 @@ mod tests {
         ));
 
         let q = name("a.example.");
-        let mut s = spec(&q, RecordType::A, &[], &[]);
-        s.rcode = ResponseCode::ServFail;
-        assert!(matches!(encode(&s), Err(EncodeError::UnsupportedRcode(_))));
+        let fail = sections(ResponseCode::ServFail, &[], &[]);
+        assert!(matches!(
+            encode(&spec(&q, RecordType::A, &fail)),
+            Err(EncodeError::UnsupportedRcode(_))
+        ));
 
         let many: Vec<Record> = (0..=MAX_TTLS as u32)
             .map(|i| Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::from(i)))))
             .collect();
         assert!(matches!(
-            encode(&spec(&q, RecordType::A, &many, &[])),
+            encode(&spec(
+                &q,
+                RecordType::A,
+                &sections(ResponseCode::NoError, &many, &[])
+            )),
             Err(EncodeError::TooManyRecords { .. })
         ));
 
@@ -424,7 +433,11 @@ mod tests {
             })
             .collect();
         assert!(matches!(
-            encode(&spec(&q, RecordType::AAAA, &big, &[])),
+            encode(&spec(
+                &q,
+                RecordType::AAAA,
+                &sections(ResponseCode::NoError, &big, &[])
+            )),
             Err(EncodeError::BodyTooLarge { .. })
         ));
     }
@@ -437,7 +450,12 @@ mod tests {
             30,
             RData::A(A(Ipv4Addr::new(1, 2, 3, 4))),
         )];
-        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::A,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let mut torn = entry;
         torn.tail_generation += 1;
         assert!(decode(&key, &torn).is_err());

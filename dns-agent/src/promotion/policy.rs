@@ -1,127 +1,62 @@
-//! Promotes answers into the kernel map (the `AnswerSink`): every cluster-zone
-//! answer the resolver gives, and upstream answers once they are hot. Keeps
-//! cluster entries in step with the zone and the map within its capacity
-//! (least recently used entries are evicted first).
+//! The promotion policy: which answers go into the kernel map and when.
+//! Every cluster-zone answer the resolver gives is installed at once;
+//! upstream answers once they are hot (asked more than `hot_threshold`
+//! times within `hot_window`). The map stays within its capacity: the least
+//! recently used entry is evicted first.
 
-mod adopt;
-
-use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dns_common::AnswerKey;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
-use tokio_util::sync::CancellationToken;
+use hickory_proto::rr::{LowerName, Name, RecordType};
 
-use super::cache::CachedAnswer;
-use super::metrics::ResolverMetrics;
-use crate::fastpath::entry::{EntrySpec, boot_time_ns, encode};
-use crate::fastpath::sink::{AnswerSink, SinkError};
-use crate::zone::{AuthAnswer, Zone, ZoneLookup};
-
-pub use adopt::Adopted;
+use super::encoding::{EntrySpec, boot_time_ns, encode};
+use super::metrics::PromotionMetrics;
+use super::sink::{AnswerSink, SinkError};
+use super::state::{Installed, Key, Origin, State};
+use crate::answer::AnswerSections;
+use crate::zone::Zone;
 
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
 const MAX_HOT_TRACKED: usize = 65_536;
 
-type Key = (LowerName, RecordType);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Origin {
-    Cluster,
-    Upstream,
-}
-
-struct Installed {
-    origin: Origin,
-    map_key: AnswerKey,
-    /// Position in `State::lru`.
-    last_used: u64,
-    expires: Instant,
-    /// Hash of what the entry says (rcode, records), so an unchanged answer
-    /// is not rewritten on every zone change.
-    content: u64,
-}
-
-#[derive(Default)]
-struct State {
-    hot: HashMap<Key, (u32, Instant)>,
-    installed: HashMap<Key, Installed>,
-    /// Use order: the smallest tick is the least recently used key.
-    lru: BTreeMap<u64, Key>,
-    tick: u64,
-    /// The zone generation the last full re-derivation started from. A
-    /// query's answer looked up at an older generation may predate it and
-    /// must not overwrite what the re-derivation wrote.
-    zone_generation: u64,
-}
-
-impl State {
-    /// Marks `key` used; false when it is not installed.
-    fn touch(&mut self, key: &Key) -> bool {
-        let Some(inst) = self.installed.get_mut(key) else {
-            return false;
-        };
-        self.lru.remove(&inst.last_used);
-        self.tick += 1;
-        inst.last_used = self.tick;
-        self.lru.insert(self.tick, key.clone());
-        true
-    }
-
-    fn remove(&mut self, key: &Key) -> Option<Installed> {
-        let inst = self.installed.remove(key)?;
-        self.lru.remove(&inst.last_used);
-        Some(inst)
-    }
-
-    fn insert(&mut self, key: Key, mut inst: Installed) {
-        self.remove(&key);
-        self.tick += 1;
-        inst.last_used = self.tick;
-        self.lru.insert(self.tick, key.clone());
-        self.installed.insert(key, inst);
-    }
-}
-
-pub struct FeederConfig {
+pub struct PromotionConfig {
     pub hot_threshold: u32,
     pub hot_window: Duration,
     pub cluster_lifetime: Duration,
 }
 
-pub struct Feeder {
-    cfg: FeederConfig,
-    sink: Arc<dyn AnswerSink>,
-    zone: Arc<dyn Zone>,
-    state: Mutex<State>,
+pub struct Promoter {
+    pub(super) cfg: PromotionConfig,
+    pub(super) sink: Arc<dyn AnswerSink>,
+    pub(super) zone: Arc<dyn Zone>,
+    pub(super) state: Mutex<State>,
     generation: AtomicU64,
-    metrics: Arc<ResolverMetrics>,
+    pub(super) metrics: Arc<PromotionMetrics>,
     /// The zone has been ready at least once since this agent started.
-    synced_once: AtomicBool,
+    pub(super) synced_once: AtomicBool,
 }
 
-/// The parts of an answer an entry is made of.
-struct Parts<'a> {
-    rcode: ResponseCode,
+/// An answer about to become a kernel entry.
+struct Candidate<'a> {
+    sections: &'a AnswerSections,
     authoritative: bool,
-    answers: &'a [Record],
-    authority: &'a [Record],
-    additionals: &'a [Record],
     max_ttl: u32,
     lifetime: Duration,
 }
 
-impl Parts<'_> {
+impl Candidate<'_> {
+    /// Hash of what the entry says (rcode, records), so an unchanged answer
+    /// is not rewritten on every zone change.
     fn content(&self) -> u64 {
         let mut h = DefaultHasher::new();
-        u16::from(self.rcode).hash(&mut h);
+        u16::from(self.sections.rcode).hash(&mut h);
         self.max_ttl.hash(&mut h);
-        for (section, records) in [self.answers, self.authority, self.additionals]
+        let s = self.sections;
+        for (section, records) in [&s.answers, &s.authority, &s.additionals]
             .iter()
             .enumerate()
         {
@@ -136,18 +71,18 @@ impl Parts<'_> {
     }
 }
 
-impl Feeder {
+impl Promoter {
     pub fn new(
-        cfg: FeederConfig,
+        cfg: PromotionConfig,
         sink: Arc<dyn AnswerSink>,
         zone: Arc<dyn Zone>,
-        metrics: Arc<ResolverMetrics>,
+        metrics: Arc<PromotionMetrics>,
     ) -> Self {
         metrics.map_capacity.set(sink.capacity() as i64);
         // Start generations from the clock so a restarted agent never reuses
         // the generation of an entry its predecessor left in a pinned map.
         let generation = AtomicU64::new(boot_time_ns());
-        let feeder = Self {
+        let promoter = Self {
             cfg,
             sink,
             zone,
@@ -160,8 +95,8 @@ impl Feeder {
         // capacity from the start and none is answered stale longer than
         // needed (the zone has normally synced by now: `dns-agent run` waits
         // for it before starting the resolver).
-        feeder.adopt();
-        feeder
+        promoter.inherit();
+        promoter
     }
 
     /// A cluster-zone answer was given: make sure the kernel has it.
@@ -170,17 +105,25 @@ impl Feeder {
         &self,
         qname: &Name,
         qtype: RecordType,
-        answer: &AuthAnswer,
+        answer: &AnswerSections,
         generation: u64,
     ) {
         self.install_cluster(&(LowerName::new(qname), qtype), answer, Some(generation));
     }
 
     /// An upstream answer (fresh from cache or upstream) was given: count it
-    /// and promote it once it is hot.
-    pub fn upstream_answer(&self, qname: &Name, qtype: RecordType, answer: &CachedAnswer) {
+    /// and promote it once it is hot. `ttl` is the TTL it was cached with,
+    /// `expires` when the cache lets it go.
+    pub fn upstream_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        answer: &AnswerSections,
+        ttl: u32,
+        expires: Instant,
+    ) {
         let now = Instant::now();
-        let remaining = answer.expires().saturating_duration_since(now);
+        let remaining = expires.saturating_duration_since(now);
         if remaining < Duration::from_secs(1) || answer.rcode == ResponseCode::ServFail {
             return;
         }
@@ -210,40 +153,47 @@ impl Feeder {
             // so the first ask after expiry promotes the fresh answer at once.
             *start = now + remaining;
         }
-        let parts = Parts {
-            rcode: answer.rcode,
+        let candidate = Candidate {
+            sections: answer,
             authoritative: false,
-            answers: &answer.answers,
-            authority: &answer.authority,
-            additionals: &answer.additionals,
-            max_ttl: answer.ttl,
+            max_ttl: ttl,
             lifetime: remaining,
         };
-        self.install(&key, Origin::Upstream, &parts, None);
+        self.install(&key, Origin::Upstream, &candidate, None);
     }
 
-    fn install_cluster(&self, key: &Key, answer: &AuthAnswer, seen_generation: Option<u64>) {
-        let parts = Parts {
-            rcode: answer.rcode,
+    pub(super) fn install_cluster(
+        &self,
+        key: &Key,
+        answer: &AnswerSections,
+        seen_generation: Option<u64>,
+    ) {
+        let candidate = Candidate {
+            sections: answer,
             authoritative: true,
-            answers: &answer.answers,
-            authority: &answer.authority,
-            additionals: &answer.additionals,
             max_ttl: min_ttl(answer),
             lifetime: self.cfg.cluster_lifetime,
         };
-        self.install(key, Origin::Cluster, &parts, seen_generation);
+        self.install(key, Origin::Cluster, &candidate, seen_generation);
     }
 
     /// Writes the entry unless the map already has the same answer with at
     /// least half of its lifetime left.
-    fn install(&self, key: &Key, origin: Origin, parts: &Parts<'_>, seen_generation: Option<u64>) {
+    fn install(
+        &self,
+        key: &Key,
+        origin: Origin,
+        candidate: &Candidate<'_>,
+        seen_generation: Option<u64>,
+    ) {
         let now = Instant::now();
-        let content = parts.content();
+        let content = candidate.content();
         {
             let mut state = self.state.lock().unwrap();
             let current = state.installed.get(key).is_some_and(|i| {
-                i.origin == origin && i.content == content && i.expires > now + parts.lifetime / 2
+                i.origin == origin
+                    && i.content == content
+                    && i.expires > now + candidate.lifetime / 2
             });
             if current {
                 state.touch(key);
@@ -254,13 +204,10 @@ impl Feeder {
         let spec = EntrySpec {
             qname: &qname,
             qtype: key.1,
-            rcode: parts.rcode,
-            authoritative: parts.authoritative,
-            answers: parts.answers,
-            authority: parts.authority,
-            additionals: parts.additionals,
-            max_ttl: parts.max_ttl,
-            expires_boot_ns: boot_time_ns() + parts.lifetime.as_nanos() as u64,
+            sections: candidate.sections,
+            authoritative: candidate.authoritative,
+            max_ttl: candidate.max_ttl,
+            expires_boot_ns: boot_time_ns() + candidate.lifetime.as_nanos() as u64,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
         };
         let (map_key, entry) = match encode(&spec) {
@@ -290,7 +237,7 @@ impl Feeder {
         match result {
             Ok(()) => {
                 self.metrics.map_writes.inc();
-                let expires = now + parts.lifetime;
+                let expires = now + candidate.lifetime;
                 let inst = Installed {
                     origin,
                     map_key,
@@ -320,95 +267,12 @@ impl Feeder {
         }
     }
 
-    fn forget(&self, key: &Key) {
+    pub(super) fn forget(&self, key: &Key) {
         let mut state = self.state.lock().unwrap();
         if let Some(inst) = state.remove(key) {
             let _ = self.sink.delete(&inst.map_key);
         }
         self.metrics.map_entries.set(state.installed.len() as i64);
-    }
-
-    /// Re-derives cluster entries from the zone: all of them when `all`
-    /// (unchanged answers are not rewritten), else only those due for
-    /// renewal. Also drops expired upstream entries.
-    /// `generation`: the zone generation a full re-derivation starts from.
-    fn refresh(&self, all: bool, generation: Option<u64>) {
-        if self.zone.is_ready() {
-            self.synced_once.store(true, Ordering::Relaxed);
-        } else if !self.synced_once.load(Ordering::Relaxed) {
-            // Nothing can be re-derived before the first sync; entries taken
-            // over from a previous agent keep serving until then. (A zone
-            // that loses its sync later has its entries withdrawn below.)
-            return;
-        }
-        let now = Instant::now();
-        if let Some(g) = generation {
-            let mut state = self.state.lock().unwrap();
-            state.zone_generation = state.zone_generation.max(g);
-        }
-        let renew_before = now + self.cfg.cluster_lifetime / 2;
-        let (cluster, expired): (Vec<Key>, Vec<Key>) = {
-            let state = self.state.lock().unwrap();
-            let pick = |origin: Origin, f: &dyn Fn(&Installed) -> bool| -> Vec<Key> {
-                let matching = state
-                    .installed
-                    .iter()
-                    .filter(|(_, i)| i.origin == origin && f(i));
-                matching.map(|(k, _)| k.clone()).collect()
-            };
-            (
-                pick(Origin::Cluster, &|i| all || i.expires < renew_before),
-                pick(Origin::Upstream, &|i| i.expires <= now),
-            )
-        };
-        for key in expired {
-            self.forget(&key);
-        }
-        for key in cluster {
-            match self.zone.lookup(&key.0, key.1) {
-                ZoneLookup::Answer(answer) => self.install_cluster(&key, &answer, None),
-                // Left the zone or the zone lost its sync: userspace decides.
-                ZoneLookup::NotOurs | ZoneLookup::NotReady => self.forget(&key),
-            }
-        }
-    }
-
-    /// Follows zone changes (re-deriving every cluster entry at once) and
-    /// renews entries before they expire, until cancelled.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut changes = self.zone.changes();
-        if self.zone.is_ready() {
-            // Synced before this task started: no change may come for a
-            // while, and entries taken over from a previous agent must
-            // follow the zone now.
-            let generation = *changes.borrow_and_update();
-            let this = self.clone();
-            let _ = tokio::task::spawn_blocking(move || this.refresh(true, Some(generation))).await;
-        }
-        let period = (self.cfg.cluster_lifetime / 4).max(Duration::from_secs(1));
-        let mut renew = tokio::time::interval(period);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        // The zone's sender went away; ask for a new receiver.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        changes = self.zone.changes();
-                        continue;
-                    }
-                    let generation = *changes.borrow_and_update();
-                    // Lookups and map writes are synchronous: off the runtime.
-                    let this = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || this.refresh(true, Some(generation))).await;
-                }
-                _ = renew.tick() => {
-                    let this = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || this.refresh(false, None)).await;
-                }
-            }
-        }
     }
 
     /// Number of entries the agent has installed.
@@ -419,7 +283,7 @@ impl Feeder {
 
 /// The TTL the kernel serves: the smallest record TTL of the answer (for a
 /// negative answer, the SOA's, which the zone already set to the negative TTL).
-fn min_ttl(answer: &AuthAnswer) -> u32 {
+fn min_ttl(answer: &AnswerSections) -> u32 {
     let records = if answer.answers.is_empty() {
         &answer.authority
     } else {
@@ -431,9 +295,11 @@ fn min_ttl(answer: &AuthAnswer) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastpath::entry::{decode, key_for};
-    use crate::fastpath::sink::MemorySink;
+    use crate::promotion::encoding::{decode, key_for};
+    use crate::promotion::sink::MemorySink;
+    use crate::zone::ZoneLookup;
     use hickory_proto::rr::RData;
+    use hickory_proto::rr::Record;
     use hickory_proto::rr::rdata::A;
     use prometheus_client::registry::Registry;
     use std::sync::RwLock;
@@ -443,12 +309,7 @@ mod tests {
 
     impl Zone for OneName {
         fn lookup(&self, name: &LowerName, _: RecordType) -> ZoneLookup {
-            let mut answer = AuthAnswer {
-                rcode: ResponseCode::NXDomain,
-                answers: vec![],
-                authority: vec![],
-                additionals: vec![],
-            };
+            let mut answer = AnswerSections::new(ResponseCode::NXDomain);
             if let Some(a) = *self.0.read().unwrap() {
                 answer.rcode = ResponseCode::NoError;
                 answer
@@ -468,37 +329,37 @@ mod tests {
     fn setup(
         capacity: u32,
     ) -> (
-        Arc<Feeder>,
+        Arc<Promoter>,
         Arc<MemorySink>,
         Arc<OneName>,
-        Arc<ResolverMetrics>,
+        Arc<PromotionMetrics>,
     ) {
         let sink = Arc::new(MemorySink::new(capacity));
         let zone = Arc::new(OneName(
             RwLock::new(Some(A::new(10, 0, 0, 1))),
             watch::channel(0).0,
         ));
-        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
-        let cfg = FeederConfig {
+        let metrics = Arc::new(PromotionMetrics::new(&mut Registry::default()));
+        let cfg = PromotionConfig {
             hot_threshold: 1,
             hot_window: Duration::from_secs(10),
             cluster_lifetime: Duration::from_secs(60),
         };
-        let feeder = Arc::new(Feeder::new(
+        let promoter = Arc::new(Promoter::new(
             cfg,
             sink.clone(),
             zone.clone(),
             metrics.clone(),
         ));
-        (feeder, sink, zone, metrics)
+        (promoter, sink, zone, metrics)
     }
 
-    fn ask(feeder: &Feeder, zone: &OneName, n: &str) {
+    fn ask(promoter: &Promoter, zone: &OneName, n: &str) {
         let name = Name::from_ascii(n).unwrap();
         let ZoneLookup::Answer(a) = zone.lookup(&LowerName::new(&name), RecordType::A) else {
             unreachable!()
         };
-        feeder.cluster_answer(&name, RecordType::A, &a, 0);
+        promoter.cluster_answer(&name, RecordType::A, &a, 0);
     }
 
     #[test]
@@ -508,97 +369,93 @@ mod tests {
         drop(first);
         // The Service changes while no agent runs; the next one adopts the map.
         *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
-        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
-        let cfg = FeederConfig {
+        let metrics = Arc::new(PromotionMetrics::new(&mut Registry::default()));
+        let cfg = PromotionConfig {
             hot_threshold: 1,
             hot_window: Duration::from_secs(10),
             cluster_lifetime: Duration::from_secs(60),
         };
-        let second = Feeder::new(cfg, sink.clone(), zone.clone(), metrics);
+        let second = Promoter::new(cfg, sink.clone(), zone.clone(), metrics);
         assert_eq!(second.installed(), 1);
         second.refresh(true, None);
         let name = Name::from_ascii("a.cluster.local.").unwrap();
         let key = key_for(&name, RecordType::A).unwrap();
         let decoded = decode(&key, &sink.get(&key).unwrap()).unwrap();
-        assert_eq!(decoded.answers[0].data, RData::A(A::new(10, 0, 0, 2)));
+        assert_eq!(
+            decoded.sections.answers[0].data,
+            RData::A(A::new(10, 0, 0, 2))
+        );
     }
 
     #[test]
     fn unchanged_answers_are_not_rewritten() {
-        let (feeder, _sink, zone, metrics) = setup(8);
-        ask(&feeder, &zone, "a.cluster.local.");
-        ask(&feeder, &zone, "a.cluster.local.");
-        feeder.refresh(true, None);
+        let (promoter, _sink, zone, metrics) = setup(8);
+        ask(&promoter, &zone, "a.cluster.local.");
+        ask(&promoter, &zone, "a.cluster.local.");
+        promoter.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 1);
         *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
-        feeder.refresh(true, None);
+        promoter.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 2);
         *zone.0.write().unwrap() = None;
-        feeder.refresh(true, None);
+        promoter.refresh(true, None);
         assert_eq!(metrics.map_writes.get(), 3);
     }
 
     #[test]
     fn answers_older_than_the_last_rederivation_are_ignored() {
-        let (feeder, sink, zone, _) = setup(8);
-        feeder.refresh(true, Some(5));
+        let (promoter, sink, zone, _) = setup(8);
+        promoter.refresh(true, Some(5));
         let name = Name::from_ascii("a.cluster.local.").unwrap();
         let ZoneLookup::Answer(a) = zone.lookup(&LowerName::new(&name), RecordType::A) else {
             unreachable!()
         };
-        feeder.cluster_answer(&name, RecordType::A, &a, 4);
+        promoter.cluster_answer(&name, RecordType::A, &a, 4);
         assert!(
             sink.is_empty(),
             "looked up before generation 5: not installed"
         );
-        feeder.cluster_answer(&name, RecordType::A, &a, 5);
+        promoter.cluster_answer(&name, RecordType::A, &a, 5);
         assert_eq!(sink.len(), 1);
     }
 
     #[test]
     fn a_hot_answer_is_promoted_again_at_once_after_expiry() {
-        let (feeder, sink, _zone, metrics) = setup(8);
+        let (promoter, sink, _zone, metrics) = setup(8);
         let name = Name::from_ascii("popular.example.").unwrap();
-        let answer = |stored: Instant| CachedAnswer {
-            rcode: ResponseCode::NoError,
-            answers: vec![Record::from_rdata(
-                name.clone(),
-                30,
-                RData::A(A::new(192, 0, 2, 1)),
-            )],
-            authority: vec![],
-            additionals: vec![],
-            ttl: 30,
-            stored,
-            bytes: 0,
-            hits: Default::default(),
-        };
-        let first = answer(Instant::now());
-        feeder.upstream_answer(&name, RecordType::A, &first); // threshold 1: not yet
+        let mut answer = AnswerSections::new(ResponseCode::NoError);
+        answer.answers.push(Record::from_rdata(
+            name.clone(),
+            30,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let expires = || Instant::now() + Duration::from_secs(30);
+        let first = expires();
+        promoter.upstream_answer(&name, RecordType::A, &answer, 30, first); // threshold 1: not yet
         assert!(sink.is_empty());
-        feeder.upstream_answer(&name, RecordType::A, &first);
+        promoter.upstream_answer(&name, RecordType::A, &answer, 30, first);
         assert_eq!(sink.len(), 1);
         // The kernel entry expired and was withdrawn; the next answer is the
         // first userspace sees, and it goes straight back in.
-        feeder.forget(&(LowerName::new(&name), RecordType::A));
+        promoter.forget(&(LowerName::new(&name), RecordType::A));
         assert!(sink.is_empty());
-        feeder.upstream_answer(&name, RecordType::A, &answer(Instant::now()));
+        promoter.upstream_answer(&name, RecordType::A, &answer, 30, expires());
         assert_eq!(sink.len(), 1);
         assert_eq!(metrics.map_writes.get(), 2);
     }
 
     #[test]
     fn lru_entry_is_evicted_when_full() {
-        let (feeder, sink, zone, metrics) = setup(2);
-        ask(&feeder, &zone, "a.cluster.local.");
-        ask(&feeder, &zone, "b.cluster.local.");
-        ask(&feeder, &zone, "a.cluster.local."); // a is now more recent than b
-        ask(&feeder, &zone, "c.cluster.local.");
+        let (promoter, sink, zone, metrics) = setup(2);
+        ask(&promoter, &zone, "a.cluster.local.");
+        ask(&promoter, &zone, "b.cluster.local.");
+        ask(&promoter, &zone, "a.cluster.local."); // a is now more recent than b
+        ask(&promoter, &zone, "c.cluster.local.");
         let key = |n: &str| key_for(&Name::from_ascii(n).unwrap(), RecordType::A).unwrap();
         assert!(sink.get(&key("a.cluster.local.")).is_some());
         assert!(sink.get(&key("b.cluster.local.")).is_none());
         assert!(sink.get(&key("c.cluster.local.")).is_some());
         assert_eq!(metrics.map_evictions.get(), 1);
-        assert_eq!(feeder.installed(), 2);
+        assert_eq!(promoter.installed(), 2);
     }
 }
