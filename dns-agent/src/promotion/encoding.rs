@@ -99,64 +99,94 @@ fn lower_wire_name(qname: &Name) -> Result<Vec<u8>, EncodeError> {
     Ok(wire)
 }
 
-/// Builds the key and the entry for `spec`.
+/// Builds the key and the entry for `spec`: checks it fits a kernel entry,
+/// writes the body as the kernel will send it, then fills in the entry.
 pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
-    let rcode = match spec.sections.rcode {
-        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(spec.sections.rcode) as u8,
+    let rcode = check(spec.sections)?;
+    let key = key_for(spec.qname, spec.qtype)?;
+    let body = Body::write(spec)?;
+    if body.bytes.len() > MAX_BODY_LEN {
+        return Err(EncodeError::BodyTooLarge {
+            len: body.bytes.len(),
+            max: MAX_BODY_LEN,
+        });
+    }
+    Ok((key, entry(&key, spec, rcode, &body)))
+}
+
+/// The wire rcode, once the sections are known to fit a kernel entry.
+fn check(sections: &AnswerSections) -> Result<u8, EncodeError> {
+    let rcode = match sections.rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(sections.rcode) as u8,
         other => return Err(EncodeError::UnsupportedRcode(other)),
     };
-    let key = key_for(spec.qname, spec.qtype)?;
-    let records = spec.sections.record_count();
+    let records = sections.record_count();
     if records > MAX_TTLS {
         return Err(EncodeError::TooManyRecords {
             count: records,
             max: MAX_TTLS,
         });
     }
-    for r in spec.sections.records() {
-        if matches!(
+    if let Some(r) = sections.records().find(|r| {
+        matches!(
             r.record_type(),
             RecordType::OPT | RecordType::TSIG | RecordType::SIG
-        ) {
-            return Err(EncodeError::UnsupportedRecord(r.record_type()));
-        }
+        )
+    }) {
+        return Err(EncodeError::UnsupportedRecord(r.record_type()));
     }
+    Ok(rcode)
+}
 
-    let mut buf = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4 + MAX_BODY_LEN);
-    let mut ttl_offsets = Vec::with_capacity(records);
-    let body_start;
-    {
-        let mut enc = BinEncoder::new(&mut buf);
+/// The records as the kernel sends them after the question, with where
+/// each TTL sits (the kernel writes the remaining TTL there).
+struct Body {
+    bytes: Vec<u8>,
+    ttl_offsets: Vec<usize>,
+}
+
+impl Body {
+    /// Encodes header and question first (only to compress names against
+    /// the question), then keeps what follows them.
+    fn write(spec: &EntrySpec<'_>) -> Result<Self, EncodeError> {
         let enc_err = |e: hickory_proto::ProtoError| EncodeError::Encode(e.to_string());
-        enc.emit_vec(&[0; HEADER_LEN]).map_err(enc_err)?;
-        let mut qname = spec.qname.to_lowercase();
-        qname.set_fqdn(true);
-        qname.emit(&mut enc).map_err(enc_err)?;
-        enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
-        enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
-        body_start = enc.offset();
-        for r in spec.sections.records() {
-            r.name.emit(&mut enc).map_err(enc_err)?;
-            enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
-            enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
-            ttl_offsets.push(enc.offset() - body_start);
-            enc.emit_u32(0).map_err(enc_err)?;
-            let place = enc.place::<u16>().map_err(enc_err)?;
-            r.data.emit(&mut enc).map_err(enc_err)?;
-            let len = enc.len_since_place(&place);
-            place.replace(&mut enc, len as u16).map_err(enc_err)?;
+        let mut buf = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4 + MAX_BODY_LEN);
+        let mut ttl_offsets = Vec::with_capacity(spec.sections.record_count());
+        let body_start;
+        {
+            let mut enc = BinEncoder::new(&mut buf);
+            enc.emit_vec(&[0; HEADER_LEN]).map_err(enc_err)?;
+            let mut qname = spec.qname.to_lowercase();
+            qname.set_fqdn(true);
+            qname.emit(&mut enc).map_err(enc_err)?;
+            enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
+            enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
+            body_start = enc.offset();
+            for r in spec.sections.records() {
+                r.name.emit(&mut enc).map_err(enc_err)?;
+                enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
+                enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
+                ttl_offsets.push(enc.offset() - body_start);
+                enc.emit_u32(0).map_err(enc_err)?;
+                let place = enc.place::<u16>().map_err(enc_err)?;
+                r.data.emit(&mut enc).map_err(enc_err)?;
+                let len = enc.len_since_place(&place);
+                place.replace(&mut enc, len as u16).map_err(enc_err)?;
+            }
         }
+        buf.drain(..body_start);
+        Ok(Self {
+            bytes: buf,
+            ttl_offsets,
+        })
     }
-    let body = &buf[body_start..];
-    if body.len() > MAX_BODY_LEN {
-        return Err(EncodeError::BodyTooLarge {
-            len: body.len(),
-            max: MAX_BODY_LEN,
-        });
-    }
+}
 
+/// The map value: the body with its checksums, counts and TTL bounds.
+fn entry(key: &AnswerKey, spec: &EntrySpec<'_>, rcode: u8, body: &Body) -> AnswerEntry {
+    let sections = spec.sections;
     let hash = key_hash(&key.name[..key.name_len as usize], key.qtype);
-    let record_ttl = spec.sections.records().map(|r| r.ttl).min();
+    let record_ttl = sections.records().map(|r| r.ttl).min();
     let mut entry = AnswerEntry::zeroed();
     entry.key_hash = hash;
     entry.tail_hash = hash;
@@ -164,23 +194,23 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     entry.tail_generation = spec.generation;
     entry.expires_ns = spec.expires_boot_ns;
     entry.max_ttl = record_ttl.map_or(spec.max_ttl, |t| t.min(spec.max_ttl));
-    entry.body_sum = u32::from(ones_sum(body));
+    entry.body_sum = u32::from(ones_sum(&body.bytes));
     entry.rcode = rcode;
     entry.flags = if spec.authoritative {
         ENTRY_FLAG_AUTHORITATIVE
     } else {
         0
     };
-    entry.ancount = spec.sections.answers.len() as u16;
-    entry.nscount = spec.sections.authority.len() as u16;
-    entry.arcount = spec.sections.additionals.len() as u16;
-    entry.body_len = body.len() as u16;
-    entry.ttl_count = ttl_offsets.len() as u16;
-    for (slot, off) in entry.ttl_offsets.iter_mut().zip(&ttl_offsets) {
+    entry.ancount = sections.answers.len() as u16;
+    entry.nscount = sections.authority.len() as u16;
+    entry.arcount = sections.additionals.len() as u16;
+    entry.body_len = body.bytes.len() as u16;
+    entry.ttl_count = body.ttl_offsets.len() as u16;
+    for (slot, off) in entry.ttl_offsets.iter_mut().zip(&body.ttl_offsets) {
         *slot = *off as u16;
     }
-    entry.body[..body.len()].copy_from_slice(body);
-    Ok((key, entry))
+    entry.body[..body.bytes.len()].copy_from_slice(&body.bytes);
+    entry
 }
 
 /// The TTL the kernel would serve at `now_boot_ns`: the remaining whole
