@@ -295,16 +295,12 @@ pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, Enco
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use std::str::FromStr;
 
-    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
     use hickory_proto::rr::{RData, Record};
 
     use super::*;
-
-    fn name(s: &str) -> Name {
-        Name::from_str(s).unwrap()
-    }
+    use crate::promotion::testing::{cluster_soa, name};
 
     fn sections(rcode: ResponseCode, answers: &[Record], authority: &[Record]) -> AnswerSections {
         AnswerSections {
@@ -325,19 +321,6 @@ mod tests {
             expires_boot_ns: boot_time_ns() + 60 * NS_PER_SEC,
             generation: 7,
         }
-    }
-
-    fn soa() -> Record {
-        let soa = SOA::new(
-            name("ns.dns.cluster.local."),
-            name("hostmaster.cluster.local."),
-            1,
-            7200,
-            1800,
-            86400,
-            5,
-        );
-        Record::from_rdata(name("cluster.local."), 5, RData::SOA(soa))
     }
 
     #[test]
@@ -390,7 +373,7 @@ mod tests {
     #[test]
     fn negative_cname_srv_and_aaaa_round_trip() {
         let q = name("nope.cluster.local.");
-        let auth = [soa()];
+        let auth = [cluster_soa()];
         let nx = sections(ResponseCode::NXDomain, &[], &auth);
         let (key, entry) = encode(&spec(&q, RecordType::A, &nx)).unwrap();
         assert_eq!(entry.max_ttl, 5, "record TTL bounds the served TTL");

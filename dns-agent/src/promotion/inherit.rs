@@ -182,9 +182,8 @@ mod tests {
 
     use dns_common::AnswerEntry;
     use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::rdata::{A, SOA};
-    use hickory_proto::rr::{Name, RData, Record, RecordType};
-    use prometheus_client::registry::Registry;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
     use tokio::sync::watch;
     use tokio_util::sync::CancellationToken;
 
@@ -193,7 +192,7 @@ mod tests {
     use crate::promotion::encoding::{EntrySpec, encode};
     use crate::promotion::metrics::{InheritLabels, PromotionMetrics};
     use crate::promotion::sink::{AnswerSink, MemorySink};
-    use crate::promotion::{Promoter, PromotionConfig};
+    use crate::promotion::testing::{self, cluster_soa, name};
     use crate::zone::Zone;
 
     const ZONE: &str = "cluster.local.";
@@ -224,7 +223,7 @@ mod tests {
                     if found.is_none() {
                         answer.rcode = ResponseCode::NXDomain;
                     }
-                    answer.authority.push(soa());
+                    answer.authority.push(cluster_soa());
                 }
             }
             ZoneLookup::Answer(answer)
@@ -235,23 +234,6 @@ mod tests {
         fn is_ready(&self) -> bool {
             self.ready.load(Ordering::Relaxed)
         }
-    }
-
-    fn soa() -> Record {
-        let soa = SOA::new(
-            name("ns.dns.cluster.local."),
-            name("hostmaster.cluster.local."),
-            1,
-            7200,
-            1800,
-            86400,
-            5,
-        );
-        Record::from_rdata(name(ZONE), 5, RData::SOA(soa))
-    }
-
-    fn name(s: &str) -> Name {
-        Name::from_str(s).unwrap()
     }
 
     const WEB: &str = "web.default.svc.cluster.local.";
@@ -317,18 +299,8 @@ mod tests {
             ready: AtomicBool::new(zone_ready),
             changes: watch::channel(0).0,
         });
-        let metrics = Arc::new(PromotionMetrics::new(&mut Registry::default()));
-        let cfg = PromotionConfig {
-            hot_threshold: 1,
-            hot_window: Duration::from_secs(10),
-            cluster_lifetime: Duration::from_secs(120),
-        };
-        let promoter = Arc::new(Promoter::new(
-            cfg,
-            sink.clone(),
-            zone.clone(),
-            metrics.clone(),
-        ));
+        let (promoter, metrics) =
+            testing::promoter(sink.clone(), zone.clone(), Duration::from_secs(120));
         Setup {
             promoter,
             sink,

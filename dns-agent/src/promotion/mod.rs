@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod policy;
 pub mod sink;
 mod state;
+#[cfg(test)]
+mod testing;
 
 pub use inherit::Inherited;
 pub use map_sink::MapSink;

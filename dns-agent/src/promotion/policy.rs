@@ -301,7 +301,6 @@ mod tests {
     use hickory_proto::rr::RData;
     use hickory_proto::rr::Record;
     use hickory_proto::rr::rdata::A;
-    use prometheus_client::registry::Registry;
     use std::sync::RwLock;
     use tokio::sync::watch;
 
@@ -326,6 +325,8 @@ mod tests {
         }
     }
 
+    const LIFETIME: Duration = Duration::from_secs(60);
+
     fn setup(
         capacity: u32,
     ) -> (
@@ -339,18 +340,8 @@ mod tests {
             RwLock::new(Some(A::new(10, 0, 0, 1))),
             watch::channel(0).0,
         ));
-        let metrics = Arc::new(PromotionMetrics::new(&mut Registry::default()));
-        let cfg = PromotionConfig {
-            hot_threshold: 1,
-            hot_window: Duration::from_secs(10),
-            cluster_lifetime: Duration::from_secs(60),
-        };
-        let promoter = Arc::new(Promoter::new(
-            cfg,
-            sink.clone(),
-            zone.clone(),
-            metrics.clone(),
-        ));
+        let (promoter, metrics) =
+            crate::promotion::testing::promoter(sink.clone(), zone.clone(), LIFETIME);
         (promoter, sink, zone, metrics)
     }
 
@@ -367,15 +358,10 @@ mod tests {
         let (first, sink, zone, _) = setup(8);
         ask(&first, &zone, "a.cluster.local.");
         drop(first);
-        // The Service changes while no agent runs; the next one adopts the map.
+        // The Service changes while no agent runs; the next one inherits
+        // the entries.
         *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
-        let metrics = Arc::new(PromotionMetrics::new(&mut Registry::default()));
-        let cfg = PromotionConfig {
-            hot_threshold: 1,
-            hot_window: Duration::from_secs(10),
-            cluster_lifetime: Duration::from_secs(60),
-        };
-        let second = Promoter::new(cfg, sink.clone(), zone.clone(), metrics);
+        let (second, _) = crate::promotion::testing::promoter(sink.clone(), zone.clone(), LIFETIME);
         assert_eq!(second.installed(), 1);
         second.refresh(true, None);
         let name = Name::from_ascii("a.cluster.local.").unwrap();
