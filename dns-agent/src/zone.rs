@@ -1,9 +1,10 @@
 //! The contract between cluster state (which fills a zone) and the resolver
 //! (which answers from it and feeds the kernel).
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Record, RecordType};
+use hickory_proto::rr::{LowerName, RecordType};
 use tokio::sync::watch;
+
+use crate::answer::AnswerSections;
 
 /// What an authoritative zone says about one question.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,19 +14,9 @@ pub enum ZoneLookup {
     /// Inside our zone, but the first full sync has not finished: SERVFAIL,
     /// never NXDOMAIN.
     NotReady,
-    /// An authoritative answer (AA=1).
-    Answer(AuthAnswer),
-}
-
-/// An authoritative answer. NXDOMAIN and NODATA carry the zone's SOA in
-/// `authority`; the SOA record's TTL is already the negative-caching TTL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuthAnswer {
-    /// `NoError` (data or NODATA) or `NXDomain`.
-    pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
-    pub additionals: Vec<Record>,
+    /// An authoritative answer (AA=1): `NoError` (data or NODATA) or
+    /// `NXDomain`, the negative ones with the zone's SOA in `authority`.
+    Answer(AnswerSections),
 }
 
 /// A zone the agent answers authoritatively. Implementations are cheap to

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 const MANIFESTS: &[&str] = &[
     "namespace.yaml",
@@ -21,9 +21,10 @@ fn deploy_dir() -> PathBuf {
 
 fn documents(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .filter(|v: &Value| !v.is_null())
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
         .collect()
 }
 
@@ -60,7 +61,7 @@ fn manifests_validate_against_kubernetes_schemas() {
 fn kustomization_lists_every_manifest() {
     let k = documents("kustomization.yaml").remove(0);
     let resources: Vec<&str> = k["resources"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|r| r.as_str().unwrap())
@@ -84,7 +85,7 @@ fn daemonset_runs_on_every_node_with_host_network() {
         pod["priorityClassName"].as_str(),
         Some("system-node-critical")
     );
-    let tolerations = pod["tolerations"].as_sequence().unwrap();
+    let tolerations = pod["tolerations"].as_array().unwrap();
     assert!(
         tolerations
             .iter()
@@ -118,14 +119,14 @@ fn daemonset_grants_least_capabilities() {
     assert_ne!(sc["privileged"], Value::Bool(true));
     assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
     let drop: Vec<&str> = sc["capabilities"]["drop"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(drop, ["ALL"]);
     let allowed = ["BPF", "PERFMON", "NET_ADMIN", "NET_BIND_SERVICE"];
-    for cap in sc["capabilities"]["add"].as_sequence().unwrap() {
+    for cap in sc["capabilities"]["add"].as_array().unwrap() {
         let cap = cap.as_str().unwrap();
         assert!(
             allowed.contains(&cap),
@@ -133,7 +134,7 @@ fn daemonset_grants_least_capabilities() {
         );
     }
     let bpffs = get(&ds, "spec.template.spec.volumes")
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|v| v["hostPath"]["path"].as_str() == Some("/sys/fs/bpf"));
@@ -141,7 +142,7 @@ fn daemonset_grants_least_capabilities() {
         bpffs.is_some(),
         "the /sys/fs/bpf hostPath keeps pins across restarts"
     );
-    assert!(c["resources"]["requests"].is_mapping() && c["resources"]["limits"].is_mapping());
+    assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
 }
 
 #[test]
@@ -170,8 +171,8 @@ fn cluster_role_is_read_only() {
         if kind != "ClusterRole" && kind != "Role" {
             continue;
         }
-        for rule in doc["rules"].as_sequence().unwrap() {
-            for verb in rule["verbs"].as_sequence().unwrap() {
+        for rule in doc["rules"].as_array().unwrap() {
+            for verb in rule["verbs"].as_array().unwrap() {
                 let verb = verb.as_str().unwrap();
                 assert!(verb == "list" || verb == "watch", "{kind} grants {verb}");
             }

@@ -19,6 +19,8 @@ use aya::maps::{Array, HashMap, MapData, MapInfo};
 use dns_agent::fastpath::{
     self, AttachMode, ExitPolicy, FastPath, FastPathArgs, FastPathError, SkipReason, XdpModeArg,
 };
+use dns_agent::inspect;
+use dns_agent::promotion::{AnswerSink, MapSink};
 use dns_common::{AnswerEntry, AnswerKey, Config, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, hash};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -327,7 +329,7 @@ fn second_load_adopts_pinned_maps() {
     let a = args(&pins, &["nomatch*"]);
     let first = start(&ns, &a);
     let (key, entry) = a_entry("web.default.svc.cluster.local", [10, 0, 0, 7], 30);
-    first.sink().put(&key, &entry).unwrap();
+    MapSink::open(&first).unwrap().put(&key, &entry).unwrap();
     let map_id = MapInfo::from_pin(pins.0.join(MAP_ANSWERS)).unwrap().id();
     assert_eq!(first.exit_policy(), ExitPolicy::Detach);
     first.shutdown().unwrap();
@@ -476,7 +478,7 @@ fn keep_on_exit_then_adopt_without_duplicates() {
     let first = start(&ns, &a);
     let old_prog = first.program_id();
     let (key, entry) = a_entry("kept.example.com", [192, 0, 2, 1], 60);
-    first.sink().put(&key, &entry).unwrap();
+    MapSink::open(&first).unwrap().put(&key, &entry).unwrap();
     first.shutdown().unwrap();
 
     assert_eq!(
@@ -485,7 +487,7 @@ fn keep_on_exit_then_adopt_without_duplicates() {
         "the kernel keeps the program attached"
     );
     assert_eq!(link_pins(&pins.0).len(), 1);
-    let text = fastpath::inspect(&pins.0, false).unwrap();
+    let text = inspect::inspect(&pins.0, false).unwrap();
     assert!(
         text.contains("kept.example.com."),
         "inspect works with no agent running:\n{text}"
@@ -558,7 +560,7 @@ fn sink_put_delete_full() {
     let mut a = args(&pins, &["nomatch*"]);
     a.map_entries = 4;
     let fp = start(&ns, &a);
-    let sink = fp.sink();
+    let sink = MapSink::open(&fp).unwrap();
     assert_eq!(sink.capacity(), 4);
     let entries: Vec<_> = (0..5)
         .map(|i| a_entry(&format!("n{i}.example"), [10, 0, 0, i], 30))
@@ -568,7 +570,7 @@ fn sink_put_delete_full() {
     }
     let err = sink.put(&entries[4].0, &entries[4].1).unwrap_err();
     assert!(
-        matches!(err, fastpath::sink::SinkError::Full { capacity: 4 }),
+        matches!(err, dns_agent::promotion::SinkError::Full { capacity: 4 }),
         "{err}"
     );
     sink.put(&entries[0].0, &entries[1].1)
@@ -590,19 +592,19 @@ fn inspect_and_metrics() {
     ns.add_veth("tfa0", "tfb0");
     let fp = start(&ns, &args(&pins, &["tfa*"]));
     let (key, entry) = a_entry("Web.Default.svc.cluster.local", [10, 0, 0, 7], 30);
-    fp.sink().put(&key, &entry).unwrap();
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
     let (key, mut entry) = a_entry("old.example", [10, 0, 0, 8], 30);
     entry.expires_ns = 1;
-    fp.sink().put(&key, &entry).unwrap();
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
 
-    let text = fastpath::inspect(&pins.0, false).unwrap();
+    let text = inspect::inspect(&pins.0, false).unwrap();
     println!("{text}");
     assert!(text.contains("web.default.svc.cluster.local."), "{text}");
     assert!(text.contains("10.0.0.7"), "{text}");
     assert!(text.contains("expired"), "{text}");
     assert!(text.contains("pass_not_dns"), "{text}");
     let json: serde_json::Value =
-        serde_json::from_str(&fastpath::inspect(&pins.0, true).unwrap()).unwrap();
+        serde_json::from_str(&inspect::inspect(&pins.0, true).unwrap()).unwrap();
     let live = json["entries"]
         .as_array()
         .unwrap()
@@ -796,18 +798,18 @@ fn node_and_pod() -> (Netns, Netns) {
 
 /// hot.example.com A 192.0.2.53, served for the next two minutes.
 fn hot_entry() -> (AnswerKey, AnswerEntry) {
-    use dns_agent::fastpath::entry::{EntrySpec, boot_time_ns, encode};
+    use dns_agent::answer::AnswerSections;
+    use dns_agent::promotion::encoding::{EntrySpec, boot_time_ns, encode};
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
     let name = Name::from_ascii("hot.example.com.").unwrap();
     let answer = Record::from_rdata(name.clone(), 30, RData::A(A::new(192, 0, 2, 53)));
+    let mut sections = AnswerSections::new(hickory_proto::op::ResponseCode::NoError);
+    sections.answers.push(answer);
     encode(&EntrySpec {
         qname: &name,
         qtype: RecordType::A,
-        rcode: hickory_proto::op::ResponseCode::NoError,
+        sections: &sections,
         authoritative: false,
-        answers: &[answer],
-        authority: &[],
-        additionals: &[],
         max_ttl: 30,
         expires_boot_ns: boot_time_ns() + 120_000_000_000,
         generation: 1,
@@ -826,7 +828,7 @@ fn kernel_answers_while_the_agent_is_gone() {
     let fp = start(&node, &a);
 
     let (key, entry) = hot_entry();
-    fp.sink().put(&key, &entry).unwrap();
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
     assert_eq!(
         dig(&pod, "hot.example.com"),
         "192.0.2.53",
@@ -844,7 +846,7 @@ fn kernel_answers_while_the_agent_is_gone() {
         "",
         "a miss goes to (absent) userspace"
     );
-    let counters = fastpath::snapshot(&pins.0).unwrap().counters;
+    let counters = inspect::snapshot(&pins.0).unwrap().counters;
     let hits = counters.iter().find(|(n, _)| n == "hit").unwrap().1;
     assert!(hits >= 2, "{counters:?}");
 
@@ -976,7 +978,7 @@ fn least_capabilities_suffice() {
         assert_ne!(unshared, 0, "CAP_SYS_ADMIN must be gone");
         let first = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
         let (key, entry) = a_entry("caps.example", [10, 0, 0, 9], 30);
-        first.sink().put(&key, &entry).unwrap();
+        MapSink::open(&first).unwrap().put(&key, &entry).unwrap();
         first.shutdown().unwrap();
         // Adoption (a restart) under the same capabilities.
         let mut second = FastPath::start(&a, &listen(), 53).unwrap().unwrap();
@@ -984,7 +986,7 @@ fn least_capabilities_suffice() {
         assert_eq!(second.entry_count(), 1);
         assert!(second.counters().is_ok());
         assert!(
-            fastpath::inspect(&pins.0, false)
+            inspect::inspect(&pins.0, false)
                 .unwrap()
                 .contains("caps.example.")
         );
@@ -1014,7 +1016,7 @@ fn restarts_lose_no_hot_query() {
     a.keep_on_exit = true;
     let mut fp = start(&node, &a);
     let (key, entry) = hot_entry();
-    fp.sink().put(&key, &entry).unwrap();
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
     let queries = std::env::temp_dir().join(format!(
         "nodedns-test-{}-{}.q",
         std::process::id(),
@@ -1159,7 +1161,7 @@ fn upgrade_adopts_maps_pinned_without_btf() {
         "the legacy map is adopted"
     );
     let (key, entry) = a_entry("web.default.svc.cluster.local", [10, 0, 0, 7], 30);
-    fp.sink().put(&key, &entry).unwrap();
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
     assert_eq!(fp.entry_count(), 1);
     let data = MapData::from_pin(pins.0.join(MAP_CONFIG)).unwrap();
     let config: Array<MapData, Config> =

@@ -7,8 +7,8 @@ mod resolver_support;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use dns_agent::fastpath::entry::key_for;
-use dns_agent::fastpath::sink::MemorySink;
+use dns_agent::promotion::MemorySink;
+use dns_agent::promotion::encoding::key_for;
 use dns_common::ENTRY_FLAG_AUTHORITATIVE;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -343,7 +343,7 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
     let e = entry(&r.sink, "popular.example.", RecordType::A).unwrap();
     assert_eq!(e.flags & ENTRY_FLAG_AUTHORITATIVE, 0);
     assert!(e.max_ttl <= 30);
-    let now = dns_agent::fastpath::entry::boot_time_ns();
+    let now = dns_agent::promotion::encoding::boot_time_ns();
     assert!(
         e.expires_ns > now && e.expires_ns <= now + 31_000_000_000,
         "expiry follows the cache"
@@ -465,8 +465,8 @@ fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[test]
 fn listen_interface_is_created_and_removed_in_a_netns() {
+    use dns_agent::kernel::netlink::{Netlink, if_index};
     use dns_agent::resolver::interface::ListenInterface;
-    use dns_agent::resolver::netlink::{Netlink, if_index};
     in_fresh_netns(|| {
         // With lo down a fresh namespace has no local table, and the kernel
         // lets any address bind; bring lo up so the checks below mean something.

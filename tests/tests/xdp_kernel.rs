@@ -7,7 +7,7 @@ mod xdp_support;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use dns_agent::fastpath::entry::boot_time_ns;
+use dns_agent::promotion::encoding::boot_time_ns;
 use dns_common::Counter;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};

@@ -29,8 +29,9 @@ use ipnet::IpNet;
 
 use super::hosts::HostsTable;
 use super::model::{EndpointInfo, ObjectKey, ServiceKind};
-use super::store::{ServiceView, Snapshot, ZoneConfig};
-use crate::zone::{AuthAnswer, ZoneLookup};
+use super::snapshot::{ServiceView, Snapshot, ZoneConfig};
+use crate::answer::AnswerSections;
+use crate::zone::ZoneLookup;
 
 /// The Kubernetes DNS schema version served at `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -92,8 +93,8 @@ struct Query<'a> {
     qtype: RecordType,
 }
 
-fn data(answers: Vec<Record>, additionals: Vec<Record>) -> AuthAnswer {
-    AuthAnswer {
+fn data(answers: Vec<Record>, additionals: Vec<Record>) -> AnswerSections {
+    AnswerSections {
         rcode: ResponseCode::NoError,
         answers,
         authority: Vec::new(),
@@ -155,8 +156,8 @@ impl Query<'_> {
         Record::from_rdata(apex, self.cfg.ttl, RData::SOA(soa))
     }
 
-    fn negative(&self, rcode: ResponseCode, apex: Name) -> AuthAnswer {
-        AuthAnswer {
+    fn negative(&self, rcode: ResponseCode, apex: Name) -> AnswerSections {
+        AnswerSections {
             rcode,
             answers: Vec::new(),
             authority: vec![self.soa(apex)],
@@ -164,17 +165,17 @@ impl Query<'_> {
         }
     }
 
-    fn nodata(&self) -> AuthAnswer {
+    fn nodata(&self) -> AnswerSections {
         self.negative(ResponseCode::NoError, self.domain())
     }
 
-    fn nxdomain(&self) -> AuthAnswer {
+    fn nxdomain(&self) -> AnswerSections {
         self.negative(ResponseCode::NXDomain, self.domain())
     }
 
     /// Positive answer, or NODATA when the name exists but has nothing of
     /// the asked type.
-    fn answer_or_nodata(&self, answers: Vec<Record>, additionals: Vec<Record>) -> AuthAnswer {
+    fn answer_or_nodata(&self, answers: Vec<Record>, additionals: Vec<Record>) -> AnswerSections {
         if answers.is_empty() {
             self.nodata()
         } else {
@@ -190,7 +191,7 @@ impl Query<'_> {
             .collect()
     }
 
-    fn forward(&self, name: &LowerName) -> AuthAnswer {
+    fn forward(&self, name: &LowerName) -> AnswerSections {
         let rel = usize::from(name.num_labels() - self.cfg.domain.num_labels());
         let labels: Option<Vec<&str>> = name
             .iter()
@@ -237,7 +238,7 @@ impl Query<'_> {
         }
     }
 
-    fn apex(&self) -> AuthAnswer {
+    fn apex(&self) -> AnswerSections {
         let record = match self.qtype {
             RecordType::SOA => self.soa(self.domain()),
             RecordType::NS => Record::from_rdata(
@@ -258,7 +259,7 @@ impl Query<'_> {
             .filter(move |e| e.published(&svc))
     }
 
-    fn service(&self, key: &ObjectKey) -> AuthAnswer {
+    fn service(&self, key: &ObjectKey) -> AnswerSections {
         let Some(view) = self.snap.services.get(key) else {
             return self.nxdomain();
         };
@@ -285,7 +286,7 @@ impl Query<'_> {
 
     /// `_<proto>.<svc>.<ns>.svc.<zone>`: an empty non-terminal when the
     /// service has a named port with that protocol.
-    fn proto_node(&self, key: &ObjectKey, proto: &str) -> AuthAnswer {
+    fn proto_node(&self, key: &ObjectKey, proto: &str) -> AnswerSections {
         let Some(view) = self.snap.services.get(key) else {
             return self.nxdomain();
         };
@@ -298,7 +299,7 @@ impl Query<'_> {
         }
     }
 
-    fn endpoint(&self, key: &ObjectKey, host: &str) -> AuthAnswer {
+    fn endpoint(&self, key: &ObjectKey, host: &str) -> AnswerSections {
         let Some(view) = self.snap.services.get(key) else {
             return self.nxdomain();
         };
@@ -323,7 +324,7 @@ impl Query<'_> {
         self.answer_or_nodata(self.addresses(ips), Vec::new())
     }
 
-    fn srv(&self, key: &ObjectKey, port_name: &str, proto: &str) -> AuthAnswer {
+    fn srv(&self, key: &ObjectKey, port_name: &str, proto: &str) -> AnswerSections {
         let Some(view) = self.snap.services.get(key) else {
             return self.nxdomain();
         };

@@ -8,8 +8,9 @@
 //! - custom records and forwarding settings ([`custom`]), from
 //!   `--custom-records FILE` or the ConfigMap `--custom-configmap ns/name`.
 //!
-//! The record store ([`store`]) implements [`crate::zone::Zone`]; the answers
-//! follow the Kubernetes DNS schema 1.1.0 ([`lookup`]).
+//! The record store ([`store`]) implements [`crate::zone::Zone`]: it swaps
+//! in an immutable [`snapshot`] after every batch, and the answers are read
+//! from it following the Kubernetes DNS schema 1.1.0 ([`lookup`]).
 //!
 //! # Custom records format
 //!
@@ -42,6 +43,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod model;
 pub mod sharded;
+pub mod snapshot;
 pub mod store;
 
 #[cfg(test)]
@@ -58,7 +60,18 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Registry;
 use crate::zone::ForwardPolicy;
 pub use model::{ObjectKey, ServiceInfo, SliceInfo};
-pub use store::{Change, ClusterZone, SyncSource, ZoneConfig};
+
+/// A YAML error on one line, with its line and column counted from the
+/// start of the file (`lines_before`: lines that precede the parsed text).
+fn yaml_error(e: &serde_saphyr::Error, lines_before: usize) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+        line_offset: lines_before as u64,
+    };
+    e.without_snippet().render_with_options(options)
+}
+pub use snapshot::ZoneConfig;
+pub use store::{Change, ClusterZone, SyncSource};
 
 /// Cluster-state flags.
 #[derive(Debug, Clone, clap::Args)]

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::hosts::HostsTable;
 use super::model::{ObjectKey, ServiceInfo, SliceInfo};
-use super::store::{Change, ClusterZone, SyncSource, ZoneConfig};
+use super::snapshot::ZoneConfig;
+use super::store::{Change, ClusterZone, SyncSource};
 use crate::zone::{Zone, ZoneLookup};
 
 fn svc(v: serde_json::Value) -> ServiceInfo {
@@ -487,6 +488,22 @@ metadata: {name: ignored}
     let bad_ip = "kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.1.300}\n";
     let err = parse_file(std::path::Path::new("ip.yaml"), bad_ip).unwrap_err();
     assert!(err.reason.contains("10.96.1.300"), "{err}");
+}
+
+#[test]
+fn manifests_parse_a_list_beyond_the_default_yaml_budget() {
+    use std::fmt::Write;
+    // About 17 YAML nodes per item: 20k items is over serde-saphyr's
+    // default limit of 250k nodes per document.
+    let mut text = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..20_000 {
+        let _ = writeln!(
+            text,
+            "- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: x}}, spec: {{clusterIP: None}}}}"
+        );
+    }
+    let objects = super::manifests::parse_file(std::path::Path::new("big.yaml"), &text).unwrap();
+    assert_eq!(objects.services.len(), 20_000);
 }
 
 #[test]

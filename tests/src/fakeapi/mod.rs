@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -139,11 +138,9 @@ impl FakeApi {
         for file in files {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let value = serde_yaml::Value::deserialize(doc)
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                let value =
-                    serde_json::to_value(value).map_err(|e| format!("{}: {e}", file.display()))?;
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            for value in docs {
                 applied += self.apply_value(value);
             }
         }

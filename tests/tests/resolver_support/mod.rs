@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use dns_agent::fastpath::sink::{AnswerSink, MemorySink};
+use dns_agent::answer::AnswerSections;
 use dns_agent::metrics::{Registry, new_registry};
+use dns_agent::promotion::{AnswerSink, MemorySink};
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
-use dns_agent::zone::{AuthAnswer, ForwardPolicy, Zone, ZoneLookup};
+use dns_agent::zone::{ForwardPolicy, Zone, ZoneLookup};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -93,7 +94,7 @@ impl Zone for StaticZone {
             return ZoneLookup::NotReady;
         }
         let a = self.a.read().unwrap();
-        let mut answer = AuthAnswer {
+        let mut answer = AnswerSections {
             rcode: ResponseCode::NoError,
             answers: vec![],
             authority: vec![],

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
-use dns_agent::fastpath::entry::{self, EntrySpec};
+use dns_agent::answer::AnswerSections;
+use dns_agent::promotion::encoding::{self as entry, EntrySpec};
 use dns_common::{
     AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
     PROGRAM_NAME,
@@ -329,14 +330,17 @@ impl EntryDef {
     }
 
     pub fn encode(&self) -> (AnswerKey, AnswerEntry) {
+        let sections = AnswerSections {
+            rcode: self.rcode,
+            answers: self.answers.clone(),
+            authority: self.authority.clone(),
+            additionals: self.additionals.clone(),
+        };
         entry::encode(&EntrySpec {
             qname: &self.qname,
             qtype: self.qtype,
-            rcode: self.rcode,
+            sections: &sections,
             authoritative: self.authoritative,
-            answers: &self.answers,
-            authority: &self.authority,
-            additionals: &self.additionals,
             max_ttl: self.max_ttl,
             expires_boot_ns: entry::boot_time_ns() + self.secs * NS_PER_SEC,
             generation: self.generation,

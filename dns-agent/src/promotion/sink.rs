@@ -15,7 +15,7 @@ pub enum SinkError {
 }
 
 /// A bounded key/value store of kernel answers. Capacity is fixed; the
-/// caller (the resolver's feeder) decides what to evict when it is full.
+/// caller (the promotion policy) decides what to evict when it is full.
 pub trait AnswerSink: Send + Sync + 'static {
     fn put(&self, key: &AnswerKey, entry: &AnswerEntry) -> Result<(), SinkError>;
     /// Removing a key that is not there is not an error.
@@ -23,7 +23,7 @@ pub trait AnswerSink: Send + Sync + 'static {
     fn capacity(&self) -> u32;
 
     /// Keys of the entries already present (a previous agent's, when the
-    /// map was adopted), each once and at most `capacity()` of them. A key
+    /// map was reused), each once and at most `capacity()` of them. A key
     /// may vanish before it is read; a sink that cannot list returns none.
     fn existing_keys(&self) -> Vec<AnswerKey> {
         Vec::new()

@@ -1,16 +1,20 @@
-//! Adoption of the entries a previous agent left in a pinned kernel map
+//! Inheriting the entries a previous agent left in a reused kernel map
 //! (`--keep-on-exit`). Without it a Service changed or deleted while no
 //! agent ran would be answered from the old entry until that expires, and
-//! the inherited entries would fill the map behind the feeder's accounting.
+//! the inherited entries would fill the map behind promotion's accounting.
+//! (Maps are *reused* by the loader and links *adopted* by the attacher;
+//! entries are *inherited* here. The log line and the `map_adopted` metric
+//! keep the wording users already search for.)
 
 use std::time::{Duration, Instant};
 
 use dns_common::{AnswerEntry, AnswerKey};
 use hickory_proto::rr::LowerName;
 
-use super::{Feeder, Installed, Key, Origin};
-use crate::fastpath::entry::{boot_time_ns, decode, key_for};
-use crate::resolver::metrics::{AdoptAction, AdoptLabels};
+use super::Promoter;
+use super::encoding::{boot_time_ns, decode, key_for};
+use super::metrics::InheritAction;
+use super::state::{Installed, Key, Origin};
 use crate::zone::ZoneLookup;
 
 /// An inherited entry with less lifetime left is deleted, not tracked.
@@ -19,9 +23,9 @@ const MIN_REMAINING: Duration = Duration::from_secs(1);
 /// next install or re-derivation of that key rewrites it.
 const UNKNOWN_CONTENT: u64 = 0;
 
-/// What adoption did, per [`AdoptAction`].
+/// What inheriting did, per [`InheritAction`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Adopted {
+pub struct Inherited {
     pub rederived: usize,
     pub withdrawn: usize,
     pub tracked: usize,
@@ -29,48 +33,45 @@ pub struct Adopted {
     pub expired: usize,
     pub corrupt: usize,
     pub foreign: usize,
-    /// Already rewritten by this agent before adoption reached them.
+    /// Already rewritten by this agent before inheriting reached them.
     pub superseded: usize,
 }
 
-impl Adopted {
-    fn count(&mut self, action: AdoptAction) {
+impl Inherited {
+    fn count(&mut self, action: InheritAction) {
         let n = match action {
-            AdoptAction::rederived => &mut self.rederived,
-            AdoptAction::withdrawn => &mut self.withdrawn,
-            AdoptAction::tracked => &mut self.tracked,
-            AdoptAction::pending => &mut self.pending,
-            AdoptAction::expired => &mut self.expired,
-            AdoptAction::corrupt => &mut self.corrupt,
-            AdoptAction::foreign => &mut self.foreign,
+            InheritAction::rederived => &mut self.rederived,
+            InheritAction::withdrawn => &mut self.withdrawn,
+            InheritAction::tracked => &mut self.tracked,
+            InheritAction::pending => &mut self.pending,
+            InheritAction::expired => &mut self.expired,
+            InheritAction::corrupt => &mut self.corrupt,
+            InheritAction::foreign => &mut self.foreign,
         };
         *n += 1;
     }
 }
 
-impl Feeder {
+impl Promoter {
     /// Takes over the entries already in the sink: in-zone ones are
     /// re-derived from the zone at once (before its first sync they keep
     /// serving, tracked, until the sync's re-derivation), upstream ones are
     /// tracked with their remaining lifetime, expired, undecodable and
     /// foreign ones are deleted. Synchronous (map syscalls, zone lookups);
     /// bounded by the map's capacity.
-    pub fn adopt(&self) -> Adopted {
+    pub fn inherit(&self) -> Inherited {
         let started = Instant::now();
-        let mut summary = Adopted::default();
+        let mut summary = Inherited::default();
         // Keys first, then one entry at a time: a full map of whole entries
         // would be ~13 MB at the default 16384 entries.
         for map_key in self.sink.existing_keys() {
             let Some(entry) = self.sink.read(&map_key) else {
                 continue; // deleted since the walk (a previous agent still running)
             };
-            match self.adopt_one(&map_key, &entry) {
+            match self.inherit_one(&map_key, &entry) {
                 Some(action) => {
                     summary.count(action);
-                    self.metrics
-                        .map_adopted
-                        .get_or_create(&AdoptLabels { action })
-                        .inc();
+                    self.metrics.inherited(action);
                 }
                 None => summary.superseded += 1,
             }
@@ -79,12 +80,12 @@ impl Feeder {
         self.metrics.map_entries.set(installed as i64);
         let s = &summary;
         if *s
-            == (Adopted {
+            == (Inherited {
                 superseded: s.superseded,
-                ..Adopted::default()
+                ..Inherited::default()
             })
         {
-            tracing::debug!(superseded = s.superseded, "no kernel answers to adopt");
+            tracing::debug!(superseded = s.superseded, "no kernel answers to inherit");
             return summary;
         }
         tracing::info!(
@@ -104,24 +105,24 @@ impl Feeder {
     }
 
     /// `None` when this agent already installed the key itself.
-    fn adopt_one(&self, map_key: &AnswerKey, entry: &AnswerEntry) -> Option<AdoptAction> {
+    fn inherit_one(&self, map_key: &AnswerKey, entry: &AnswerEntry) -> Option<InheritAction> {
         let decoded = match decode(map_key, entry) {
             // The key must be exactly the one this agent would use for the
             // name, or the entry could never be updated or deleted by it.
             Ok(d) if key_for(&d.name, d.qtype).as_ref() == Ok(map_key) => d,
             Ok(d) => {
                 tracing::debug!(name = %d.name, "inherited entry under a non-canonical key");
-                return Some(self.delete_inherited(map_key, AdoptAction::corrupt));
+                return Some(self.delete_inherited(map_key, InheritAction::corrupt));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "inherited entry does not decode");
-                return Some(self.delete_inherited(map_key, AdoptAction::corrupt));
+                return Some(self.delete_inherited(map_key, InheritAction::corrupt));
             }
         };
         let remaining =
             Duration::from_nanos(decoded.expires_boot_ns.saturating_sub(boot_time_ns()));
         if remaining < MIN_REMAINING {
-            return Some(self.delete_inherited(map_key, AdoptAction::expired));
+            return Some(self.delete_inherited(map_key, InheritAction::expired));
         }
         let key: Key = (LowerName::new(&decoded.name), decoded.qtype);
         let lookup = self.zone.lookup(&key.0, key.1);
@@ -129,7 +130,7 @@ impl Feeder {
             // Upstream answers are never promoted authoritative: this one came
             // from a zone the agent no longer serves (another --cluster-domain).
             ZoneLookup::NotOurs if decoded.authoritative => {
-                return Some(self.delete_inherited(map_key, AdoptAction::foreign));
+                return Some(self.delete_inherited(map_key, InheritAction::foreign));
             }
             ZoneLookup::NotOurs => Origin::Upstream,
             ZoneLookup::NotReady | ZoneLookup::Answer(_) => Origin::Cluster,
@@ -153,17 +154,17 @@ impl Feeder {
                 // Tracked first, so an answer that no longer encodes deletes it.
                 self.install_cluster(&key, &answer, None);
                 if self.state.lock().unwrap().installed.contains_key(&key) {
-                    AdoptAction::rederived
+                    InheritAction::rederived
                 } else {
-                    AdoptAction::withdrawn
+                    InheritAction::withdrawn
                 }
             }
-            ZoneLookup::NotReady => AdoptAction::pending,
-            ZoneLookup::NotOurs => AdoptAction::tracked,
+            ZoneLookup::NotReady => InheritAction::pending,
+            ZoneLookup::NotOurs => InheritAction::tracked,
         })
     }
 
-    fn delete_inherited(&self, map_key: &AnswerKey, action: AdoptAction) -> AdoptAction {
+    fn delete_inherited(&self, map_key: &AnswerKey, action: InheritAction) -> InheritAction {
         if let Err(e) = self.sink.delete(map_key) {
             tracing::warn!(error = %e, ?action, "could not delete an inherited kernel map entry");
         }
@@ -181,18 +182,18 @@ mod tests {
 
     use dns_common::AnswerEntry;
     use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::rdata::{A, SOA};
-    use hickory_proto::rr::{Name, RData, Record, RecordType};
-    use prometheus_client::registry::Registry;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
     use tokio::sync::watch;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::fastpath::entry::{EntrySpec, encode};
-    use crate::fastpath::sink::{AnswerSink, MemorySink};
-    use crate::resolver::feeder::FeederConfig;
-    use crate::resolver::metrics::ResolverMetrics;
-    use crate::zone::{AuthAnswer, Zone};
+    use crate::answer::AnswerSections;
+    use crate::promotion::encoding::{EntrySpec, encode};
+    use crate::promotion::metrics::{InheritLabels, PromotionMetrics};
+    use crate::promotion::sink::{AnswerSink, MemorySink};
+    use crate::promotion::testing::{self, cluster_soa, name};
+    use crate::zone::Zone;
 
     const ZONE: &str = "cluster.local.";
 
@@ -211,12 +212,7 @@ mod tests {
             if !self.ready.load(Ordering::Relaxed) {
                 return ZoneLookup::NotReady;
             }
-            let mut answer = AuthAnswer {
-                rcode: ResponseCode::NoError,
-                answers: vec![],
-                authority: vec![],
-                additionals: vec![],
-            };
+            let mut answer = AnswerSections::new(ResponseCode::NoError);
             match self.a.read().unwrap().get(name) {
                 Some(ip) if qtype == RecordType::A => {
                     answer
@@ -227,7 +223,7 @@ mod tests {
                     if found.is_none() {
                         answer.rcode = ResponseCode::NXDomain;
                     }
-                    answer.authority.push(soa());
+                    answer.authority.push(cluster_soa());
                 }
             }
             ZoneLookup::Answer(answer)
@@ -238,23 +234,6 @@ mod tests {
         fn is_ready(&self) -> bool {
             self.ready.load(Ordering::Relaxed)
         }
-    }
-
-    fn soa() -> Record {
-        let soa = SOA::new(
-            name("ns.dns.cluster.local."),
-            name("hostmaster.cluster.local."),
-            1,
-            7200,
-            1800,
-            86400,
-            5,
-        );
-        Record::from_rdata(name(ZONE), 5, RData::SOA(soa))
-    }
-
-    fn name(s: &str) -> Name {
-        Name::from_str(s).unwrap()
     }
 
     const WEB: &str = "web.default.svc.cluster.local.";
@@ -269,16 +248,16 @@ mod tests {
         lifetime_secs: i64,
     ) -> (AnswerKey, AnswerEntry) {
         let q = name(qname);
-        let answers = [Record::from_rdata(q.clone(), 30, RData::A(A(ip)))];
+        let mut sections = AnswerSections::new(ResponseCode::NoError);
+        sections
+            .answers
+            .push(Record::from_rdata(q.clone(), 30, RData::A(A(ip))));
         let expires = boot_time_ns() as i64 + lifetime_secs * 1_000_000_000;
         encode(&EntrySpec {
             qname: &q,
             qtype: RecordType::A,
-            rcode: ResponseCode::NoError,
+            sections: &sections,
             authoritative,
-            answers: &answers,
-            authority: &[],
-            additionals: &[],
             max_ttl: 30,
             expires_boot_ns: expires.max(1) as u64,
             generation: 1,
@@ -287,10 +266,10 @@ mod tests {
     }
 
     struct Setup {
-        feeder: Arc<Feeder>,
+        promoter: Arc<Promoter>,
         sink: Arc<MemorySink>,
         zone: Arc<Services>,
-        metrics: Arc<ResolverMetrics>,
+        metrics: Arc<PromotionMetrics>,
     }
 
     /// A map left by a previous agent: web (its Service has a new ClusterIP
@@ -320,20 +299,10 @@ mod tests {
             ready: AtomicBool::new(zone_ready),
             changes: watch::channel(0).0,
         });
-        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
-        let cfg = FeederConfig {
-            hot_threshold: 1,
-            hot_window: Duration::from_secs(10),
-            cluster_lifetime: Duration::from_secs(120),
-        };
-        let feeder = Arc::new(Feeder::new(
-            cfg,
-            sink.clone(),
-            zone.clone(),
-            metrics.clone(),
-        ));
+        let (promoter, metrics) =
+            testing::promoter(sink.clone(), zone.clone(), Duration::from_secs(120));
         Setup {
-            feeder,
+            promoter,
             sink,
             zone,
             metrics,
@@ -344,11 +313,11 @@ mod tests {
     fn served(sink: &MemorySink, qname: &str) -> Option<(ResponseCode, Option<Ipv4Addr>)> {
         let key = key_for(&name(qname), RecordType::A).unwrap();
         let d = decode(&key, &sink.get(&key)?).unwrap();
-        let ip = d.answers.first().and_then(|r| match r.data {
+        let ip = d.sections.answers.first().and_then(|r| match r.data {
             RData::A(a) => Some(a.0),
             _ => None,
         });
-        Some((d.rcode, ip))
+        Some((d.sections.rcode, ip))
     }
 
     fn agrees_with_zone(sink: &MemorySink) -> bool {
@@ -359,56 +328,56 @@ mod tests {
             && sink.len() == 3
     }
 
-    /// What the construction-time adoption counted, from its metrics.
-    fn counted(metrics: &ResolverMetrics) -> Adopted {
+    /// What inheriting at construction counted, from its metrics.
+    fn counted(metrics: &PromotionMetrics) -> Inherited {
         let n = |action| {
             metrics
                 .map_adopted
-                .get_or_create(&AdoptLabels { action })
+                .get_or_create(&InheritLabels { action })
                 .get() as usize
         };
-        Adopted {
-            rederived: n(AdoptAction::rederived),
-            withdrawn: n(AdoptAction::withdrawn),
-            tracked: n(AdoptAction::tracked),
-            pending: n(AdoptAction::pending),
-            expired: n(AdoptAction::expired),
-            corrupt: n(AdoptAction::corrupt),
-            foreign: n(AdoptAction::foreign),
+        Inherited {
+            rederived: n(InheritAction::rederived),
+            withdrawn: n(InheritAction::withdrawn),
+            tracked: n(InheritAction::tracked),
+            pending: n(InheritAction::pending),
+            expired: n(InheritAction::expired),
+            corrupt: n(InheritAction::corrupt),
+            foreign: n(InheritAction::foreign),
             superseded: 0,
         }
     }
 
     #[test]
-    fn adoption_rederives_zone_entries_and_drops_the_bad_ones() {
+    fn inheriting_rederives_zone_entries_and_drops_the_bad_ones() {
         let s = inherited(true);
         assert_eq!(
             counted(&s.metrics),
-            Adopted {
+            Inherited {
                 rederived: 2,
                 tracked: 1,
                 expired: 1,
                 corrupt: 1,
                 foreign: 1,
-                ..Adopted::default()
+                ..Inherited::default()
             }
         );
-        assert!(agrees_with_zone(&s.sink), "map after adoption");
-        assert_eq!(s.feeder.installed(), 3, "inherited entries are accounted");
+        assert!(agrees_with_zone(&s.sink), "map after inheriting");
+        assert_eq!(s.promoter.installed(), 3, "inherited entries are accounted");
         assert_eq!(s.metrics.map_entries.get(), 3);
 
-        // Tracked like the feeder's own: a later zone change reaches them.
+        // Tracked like the promoter's own: a later zone change reaches them.
         s.zone
             .a
             .write()
             .unwrap()
             .remove(&LowerName::from_str(WEB).unwrap());
-        s.feeder.refresh(true, Some(1));
+        s.promoter.refresh(true, Some(1));
         assert_eq!(served(&s.sink, WEB), Some((ResponseCode::NXDomain, None)));
     }
 
     #[test]
-    fn adopted_entries_count_against_capacity() {
+    fn inherited_entries_count_against_capacity() {
         let s = inherited(true);
         // 3 of 16 slots are inherited: the 14th new name evicts the least
         // recently used entry instead of failing to write.
@@ -422,12 +391,12 @@ mod tests {
             let ZoneLookup::Answer(a) = s.zone.lookup(&LowerName::new(&q), RecordType::A) else {
                 unreachable!()
             };
-            s.feeder.cluster_answer(&q, RecordType::A, &a, 0);
+            s.promoter.cluster_answer(&q, RecordType::A, &a, 0);
         }
         assert_eq!(s.metrics.map_write_errors.get(), 0);
         assert_eq!(s.metrics.map_evictions.get(), 1);
         assert_eq!(s.sink.len(), 16);
-        assert_eq!(s.feeder.installed(), 16);
+        assert_eq!(s.promoter.installed(), 16);
         // The victim is an inherited entry (least recently used), not one of
         // the names this agent was just asked for.
         for i in 0..14 {
@@ -437,29 +406,29 @@ mod tests {
     }
 
     #[test]
-    fn entries_adopted_before_the_first_sync_are_rederived_by_it() {
+    fn entries_inherited_before_the_first_sync_are_rederived_by_it() {
         let s = inherited(false);
         let summary = counted(&s.metrics);
         assert_eq!((summary.pending, summary.tracked), (2, 1));
         let old_web = Some((ResponseCode::NoError, Some(Ipv4Addr::new(10, 96, 0, 1))));
         assert_eq!(served(&s.sink, WEB), old_web, "kept until the zone can say");
-        s.feeder.refresh(false, None);
+        s.promoter.refresh(false, None);
         assert_eq!(served(&s.sink, WEB), old_web, "renewal waits for the sync");
         s.zone.ready.store(true, Ordering::Relaxed);
-        s.feeder.refresh(true, Some(1));
+        s.promoter.refresh(true, Some(1));
         assert!(agrees_with_zone(&s.sink));
     }
 
     #[test]
-    fn adopting_again_changes_nothing() {
+    fn inheriting_again_changes_nothing() {
         let s = inherited(true);
         let writes = s.metrics.map_writes.get();
-        let again = s.feeder.adopt();
+        let again = s.promoter.inherit();
         assert_eq!(
             again,
-            Adopted {
+            Inherited {
                 superseded: 3,
-                ..Adopted::default()
+                ..Inherited::default()
             }
         );
         assert_eq!(s.metrics.map_writes.get(), writes);
@@ -467,10 +436,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_running_feeder_rederives_pending_entries_at_the_first_sync() {
+    async fn the_running_promoter_rederives_pending_entries_at_the_first_sync() {
         let s = inherited(false);
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(s.feeder.clone().run(cancel.clone()));
+        let task = tokio::spawn(s.promoter.clone().run(cancel.clone()));
         s.zone.ready.store(true, Ordering::Relaxed);
         s.zone.changes.send_modify(|g| *g += 1);
         // Bounded wait for the outcome (not a timing assertion).

@@ -1,12 +1,13 @@
-//! [`AnswerSink`] over the pinned answers map.
+//! [`AnswerSink`] over the pinned answers map of a running fast path.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::MapError;
 use dns_common::{AnswerEntry, AnswerKey};
 
 use super::sink::{AnswerSink, SinkError};
+use crate::fastpath::{AnswersMap, FastPath, FastPathError};
 
 /// `BPF_ANY`: create or replace.
 const BPF_ANY: u64 = 0;
@@ -15,16 +16,18 @@ const BPF_ANY: u64 = 0;
 /// entry for the XDP reader (which still validates what it copies); the
 /// mutex only serialises this process's writers around aya's `&mut` API.
 pub struct MapSink {
-    map: Mutex<HashMap<MapData, AnswerKey, AnswerEntry>>,
+    map: Mutex<AnswersMap>,
     capacity: u32,
 }
 
 impl MapSink {
-    pub(crate) fn new(map: HashMap<MapData, AnswerKey, AnswerEntry>, capacity: u32) -> Self {
-        Self {
-            map: Mutex::new(map),
-            capacity,
-        }
+    /// A sink writing `fast_path`'s answers map (through a descriptor of its
+    /// own, so reads elsewhere do not wait for it).
+    pub fn open(fast_path: &FastPath) -> Result<Self, FastPathError> {
+        Ok(Self {
+            map: Mutex::new(fast_path.open_answers()?),
+            capacity: fast_path.capacity(),
+        })
     }
 
     fn errno(e: &MapError) -> Option<i32> {

@@ -1,5 +1,6 @@
 //! `dns-agent inspect`: the kernel answers and counters, read from the pins
-//! (works while an agent runs, and after one exited with --keep-on-exit).
+//! the fast path made (works while an agent runs, and after one exited with
+//! --keep-on-exit), each entry decoded as promotion encoded it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,14 +11,14 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Record, RecordType};
 use serde::Serialize;
 
-use super::entry;
-use super::error::FastPathError;
-use super::loader::open_pinned;
-use super::pins::{PinLayout, check_bpffs};
-use super::stats;
+use crate::fastpath::args::{InspectArgs, MAX_ANSWER_ENTRIES};
+use crate::fastpath::loader::open_pinned;
+use crate::fastpath::pins::{PinLayout, check_bpffs};
+use crate::fastpath::{FastPathError, stats};
+use crate::promotion::encoding as entry;
 
 /// Most entries `inspect` reads: the largest map `--map-entries` allows.
-const MAX_LISTED: usize = super::args::MAX_ANSWER_ENTRIES as usize;
+const MAX_LISTED: usize = MAX_ANSWER_ENTRIES as usize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -85,7 +86,7 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
 }
 
 /// `dns-agent inspect`: prints the snapshot to stdout.
-pub fn run_inspect(args: &super::args::InspectArgs) -> Result<(), FastPathError> {
+pub fn run_inspect(args: &InspectArgs) -> Result<(), FastPathError> {
     print!("{}", inspect(&args.bpffs_path, args.json)?);
     Ok(())
 }
@@ -154,9 +155,9 @@ fn view(key: &AnswerKey, entry: &AnswerEntry, now_ns: u64) -> EntryView {
     match entry::decode(key, entry) {
         Ok(decoded) => {
             v.name = decoded.name.to_string();
-            v.answers = decoded.answers.iter().map(record).collect();
-            v.authority = decoded.authority.iter().map(record).collect();
-            v.additionals = decoded.additionals.iter().map(record).collect();
+            v.answers = decoded.sections.answers.iter().map(record).collect();
+            v.authority = decoded.sections.authority.iter().map(record).collect();
+            v.additionals = decoded.sections.additionals.iter().map(record).collect();
         }
         Err(e) => {
             let len = usize::from(key.name_len).min(key.name.len());

@@ -1,5 +1,6 @@
 //! Encodes a resolved answer into the kernel's map layout ([`AnswerKey`],
-//! [`AnswerEntry`]) and decodes it back for `dns-agent inspect`.
+//! [`AnswerEntry`]) and decodes it back (for `dns-agent inspect` and for the
+//! entries a previous agent left).
 //!
 //! The body is encoded as it will sit in the kernel's response: right after
 //! a question equal (up to case) to the key's name at offset 12. Names are
@@ -12,8 +13,11 @@ use dns_common::{
     AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAX_BODY_LEN, MAX_NAME_LEN, MAX_TTLS,
 };
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+use crate::answer::AnswerSections;
+pub use crate::kernel::clock::boot_time_ns;
 
 /// DNS header length: the question starts right after it.
 const HEADER_LEN: usize = 12;
@@ -45,12 +49,9 @@ pub enum EncodeError {
 pub struct EntrySpec<'a> {
     pub qname: &'a Name,
     pub qtype: RecordType,
-    /// NoError or NXDomain only.
-    pub rcode: ResponseCode,
+    /// The rcode (NoError or NXDomain only) and the records.
+    pub sections: &'a AnswerSections,
     pub authoritative: bool,
-    pub answers: &'a [Record],
-    pub authority: &'a [Record],
-    pub additionals: &'a [Record],
     /// Upper bound of every served TTL; the records' own TTLs bound it too.
     pub max_ttl: u32,
     /// `CLOCK_BOOTTIME` nanoseconds ([`boot_time_ns`]) after which the
@@ -65,12 +66,9 @@ pub struct EntrySpec<'a> {
 pub struct DecodedEntry {
     pub name: Name,
     pub qtype: RecordType,
-    pub rcode: ResponseCode,
-    pub authoritative: bool,
     /// Records with the TTL the kernel would serve now.
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
-    pub additionals: Vec<Record>,
+    pub sections: AnswerSections,
+    pub authoritative: bool,
     pub max_ttl: u32,
     pub expires_boot_ns: u64,
 }
@@ -101,80 +99,94 @@ fn lower_wire_name(qname: &Name) -> Result<Vec<u8>, EncodeError> {
     Ok(wire)
 }
 
-/// Builds the key and the entry for `spec`.
+/// Builds the key and the entry for `spec`: checks it fits a kernel entry,
+/// writes the body as the kernel will send it, then fills in the entry.
 pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
-    let rcode = match spec.rcode {
-        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(spec.rcode) as u8,
+    let rcode = check(spec.sections)?;
+    let key = key_for(spec.qname, spec.qtype)?;
+    let body = Body::write(spec)?;
+    if body.bytes.len() > MAX_BODY_LEN {
+        return Err(EncodeError::BodyTooLarge {
+            len: body.bytes.len(),
+            max: MAX_BODY_LEN,
+        });
+    }
+    Ok((key, entry(&key, spec, rcode, &body)))
+}
+
+/// The wire rcode, once the sections are known to fit a kernel entry.
+fn check(sections: &AnswerSections) -> Result<u8, EncodeError> {
+    let rcode = match sections.rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => u16::from(sections.rcode) as u8,
         other => return Err(EncodeError::UnsupportedRcode(other)),
     };
-    let key = key_for(spec.qname, spec.qtype)?;
-    let records = spec.answers.len() + spec.authority.len() + spec.additionals.len();
+    let records = sections.record_count();
     if records > MAX_TTLS {
         return Err(EncodeError::TooManyRecords {
             count: records,
             max: MAX_TTLS,
         });
     }
-    for r in spec
-        .answers
-        .iter()
-        .chain(spec.authority)
-        .chain(spec.additionals)
-    {
-        if matches!(
+    if let Some(r) = sections.records().find(|r| {
+        matches!(
             r.record_type(),
             RecordType::OPT | RecordType::TSIG | RecordType::SIG
-        ) {
-            return Err(EncodeError::UnsupportedRecord(r.record_type()));
-        }
+        )
+    }) {
+        return Err(EncodeError::UnsupportedRecord(r.record_type()));
     }
+    Ok(rcode)
+}
 
-    let mut buf = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4 + MAX_BODY_LEN);
-    let mut ttl_offsets = Vec::with_capacity(records);
-    let body_start;
-    {
-        let mut enc = BinEncoder::new(&mut buf);
+/// The records as the kernel sends them after the question, with where
+/// each TTL sits (the kernel writes the remaining TTL there).
+struct Body {
+    bytes: Vec<u8>,
+    ttl_offsets: Vec<usize>,
+}
+
+impl Body {
+    /// Encodes header and question first (only to compress names against
+    /// the question), then keeps what follows them.
+    fn write(spec: &EntrySpec<'_>) -> Result<Self, EncodeError> {
         let enc_err = |e: hickory_proto::ProtoError| EncodeError::Encode(e.to_string());
-        enc.emit_vec(&[0; HEADER_LEN]).map_err(enc_err)?;
-        let mut qname = spec.qname.to_lowercase();
-        qname.set_fqdn(true);
-        qname.emit(&mut enc).map_err(enc_err)?;
-        enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
-        enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
-        body_start = enc.offset();
-        for r in spec
-            .answers
-            .iter()
-            .chain(spec.authority)
-            .chain(spec.additionals)
+        let mut buf = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4 + MAX_BODY_LEN);
+        let mut ttl_offsets = Vec::with_capacity(spec.sections.record_count());
+        let body_start;
         {
-            r.name.emit(&mut enc).map_err(enc_err)?;
-            enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
-            enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
-            ttl_offsets.push(enc.offset() - body_start);
-            enc.emit_u32(0).map_err(enc_err)?;
-            let place = enc.place::<u16>().map_err(enc_err)?;
-            r.data.emit(&mut enc).map_err(enc_err)?;
-            let len = enc.len_since_place(&place);
-            place.replace(&mut enc, len as u16).map_err(enc_err)?;
+            let mut enc = BinEncoder::new(&mut buf);
+            enc.emit_vec(&[0; HEADER_LEN]).map_err(enc_err)?;
+            let mut qname = spec.qname.to_lowercase();
+            qname.set_fqdn(true);
+            qname.emit(&mut enc).map_err(enc_err)?;
+            enc.emit_u16(u16::from(spec.qtype)).map_err(enc_err)?;
+            enc.emit_u16(u16::from(DNSClass::IN)).map_err(enc_err)?;
+            body_start = enc.offset();
+            for r in spec.sections.records() {
+                r.name.emit(&mut enc).map_err(enc_err)?;
+                enc.emit_u16(u16::from(r.record_type())).map_err(enc_err)?;
+                enc.emit_u16(u16::from(r.dns_class)).map_err(enc_err)?;
+                ttl_offsets.push(enc.offset() - body_start);
+                enc.emit_u32(0).map_err(enc_err)?;
+                let place = enc.place::<u16>().map_err(enc_err)?;
+                r.data.emit(&mut enc).map_err(enc_err)?;
+                let len = enc.len_since_place(&place);
+                place.replace(&mut enc, len as u16).map_err(enc_err)?;
+            }
         }
+        buf.drain(..body_start);
+        Ok(Self {
+            bytes: buf,
+            ttl_offsets,
+        })
     }
-    let body = &buf[body_start..];
-    if body.len() > MAX_BODY_LEN {
-        return Err(EncodeError::BodyTooLarge {
-            len: body.len(),
-            max: MAX_BODY_LEN,
-        });
-    }
+}
 
+/// The map value: the body with its checksums, counts and TTL bounds.
+fn entry(key: &AnswerKey, spec: &EntrySpec<'_>, rcode: u8, body: &Body) -> AnswerEntry {
+    let sections = spec.sections;
     let hash = key_hash(&key.name[..key.name_len as usize], key.qtype);
-    let record_ttl = spec
-        .answers
-        .iter()
-        .chain(spec.authority)
-        .chain(spec.additionals)
-        .map(|r| r.ttl)
-        .min();
+    let record_ttl = sections.records().map(|r| r.ttl).min();
     let mut entry = AnswerEntry::zeroed();
     entry.key_hash = hash;
     entry.tail_hash = hash;
@@ -182,23 +194,23 @@ pub fn encode(spec: &EntrySpec<'_>) -> Result<(AnswerKey, AnswerEntry), EncodeEr
     entry.tail_generation = spec.generation;
     entry.expires_ns = spec.expires_boot_ns;
     entry.max_ttl = record_ttl.map_or(spec.max_ttl, |t| t.min(spec.max_ttl));
-    entry.body_sum = u32::from(ones_sum(body));
+    entry.body_sum = u32::from(ones_sum(&body.bytes));
     entry.rcode = rcode;
     entry.flags = if spec.authoritative {
         ENTRY_FLAG_AUTHORITATIVE
     } else {
         0
     };
-    entry.ancount = spec.answers.len() as u16;
-    entry.nscount = spec.authority.len() as u16;
-    entry.arcount = spec.additionals.len() as u16;
-    entry.body_len = body.len() as u16;
-    entry.ttl_count = ttl_offsets.len() as u16;
-    for (slot, off) in entry.ttl_offsets.iter_mut().zip(&ttl_offsets) {
+    entry.ancount = sections.answers.len() as u16;
+    entry.nscount = sections.authority.len() as u16;
+    entry.arcount = sections.additionals.len() as u16;
+    entry.body_len = body.bytes.len() as u16;
+    entry.ttl_count = body.ttl_offsets.len() as u16;
+    for (slot, off) in entry.ttl_offsets.iter_mut().zip(&body.ttl_offsets) {
         *slot = *off as u16;
     }
-    entry.body[..body.len()].copy_from_slice(body);
-    Ok((key, entry))
+    entry.body[..body.bytes.len()].copy_from_slice(&body.bytes);
+    entry
 }
 
 /// The TTL the kernel would serve at `now_boot_ns`: the remaining whole
@@ -268,73 +280,47 @@ pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, Enco
     Ok(DecodedEntry {
         name: query.name().clone(),
         qtype: query.query_type(),
-        rcode: ResponseCode::from(0, entry.rcode),
+        sections: AnswerSections {
+            rcode: ResponseCode::from(0, entry.rcode),
+            answers: parsed.answers,
+            authority: parsed.authorities,
+            additionals: parsed.additionals,
+        },
         authoritative: entry.flags & ENTRY_FLAG_AUTHORITATIVE != 0,
-        answers: parsed.answers,
-        authority: parsed.authorities,
-        additionals: parsed.additionals,
         max_ttl: entry.max_ttl,
         expires_boot_ns: entry.expires_ns,
     })
 }
 
-/// Now on `CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads.
-pub fn boot_time_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec; CLOCK_BOOTTIME always exists
-    // on Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use std::str::FromStr;
 
-    use hickory_proto::rr::RData;
-    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
+    use hickory_proto::rr::{RData, Record};
 
     use super::*;
+    use crate::promotion::testing::{cluster_soa, name};
 
-    fn name(s: &str) -> Name {
-        Name::from_str(s).unwrap()
+    fn sections(rcode: ResponseCode, answers: &[Record], authority: &[Record]) -> AnswerSections {
+        AnswerSections {
+            rcode,
+            answers: answers.to_vec(),
+            authority: authority.to_vec(),
+            additionals: Vec::new(),
+        }
     }
 
-    fn spec<'a>(
-        qname: &'a Name,
-        qtype: RecordType,
-        answers: &'a [Record],
-        authority: &'a [Record],
-    ) -> EntrySpec<'a> {
+    fn spec<'a>(qname: &'a Name, qtype: RecordType, sections: &'a AnswerSections) -> EntrySpec<'a> {
         EntrySpec {
             qname,
             qtype,
-            rcode: ResponseCode::NoError,
+            sections,
             authoritative: true,
-            answers,
-            authority,
-            additionals: &[],
             max_ttl: 30,
             expires_boot_ns: boot_time_ns() + 60 * NS_PER_SEC,
             generation: 7,
         }
-    }
-
-    fn soa() -> Record {
-        let soa = SOA::new(
-            name("ns.dns.cluster.local."),
-            name("hostmaster.cluster.local."),
-            1,
-            7200,
-            1800,
-            86400,
-            5,
-        );
-        Record::from_rdata(name("cluster.local."), 5, RData::SOA(soa))
     }
 
     #[test]
@@ -355,7 +341,12 @@ mod tests {
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 1)))),
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))),
         ];
-        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::A,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         // Two A records with the owner compressed to 0xC00C: 16 bytes each.
         assert_eq!(entry.body_len, 32);
         assert_eq!(&entry.body[..2], &[0xc0, 0x0c]);
@@ -367,23 +358,28 @@ mod tests {
         );
         let decoded = decode(&key, &entry).unwrap();
         assert_eq!(decoded.name, q);
-        assert_eq!(decoded.answers.len(), 2);
-        assert_eq!(decoded.answers[1].data, answers[1].data);
-        assert!(decoded.answers.iter().all(|r| r.ttl <= 30 && r.ttl >= 29));
+        assert_eq!(decoded.sections.answers.len(), 2);
+        assert_eq!(decoded.sections.answers[1].data, answers[1].data);
+        assert!(
+            decoded
+                .sections
+                .answers
+                .iter()
+                .all(|r| r.ttl <= 30 && r.ttl >= 29)
+        );
         assert!(decoded.authoritative);
     }
 
     #[test]
     fn negative_cname_srv_and_aaaa_round_trip() {
         let q = name("nope.cluster.local.");
-        let auth = [soa()];
-        let mut s = spec(&q, RecordType::A, &[], &auth);
-        s.rcode = ResponseCode::NXDomain;
-        let (key, entry) = encode(&s).unwrap();
+        let auth = [cluster_soa()];
+        let nx = sections(ResponseCode::NXDomain, &[], &auth);
+        let (key, entry) = encode(&spec(&q, RecordType::A, &nx)).unwrap();
         assert_eq!(entry.max_ttl, 5, "record TTL bounds the served TTL");
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.rcode, ResponseCode::NXDomain);
-        assert_eq!(d.authority[0].data, auth[0].data);
+        assert_eq!(d.sections.rcode, ResponseCode::NXDomain);
+        assert_eq!(d.sections.authority[0].data, auth[0].data);
 
         let q = name("ext.default.svc.cluster.local.");
         let answers = [
@@ -394,17 +390,27 @@ mod tests {
                 RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
             ),
         ];
-        let (key, entry) = encode(&spec(&q, RecordType::AAAA, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::AAAA,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.answers[0].data, answers[0].data);
-        assert_eq!(d.answers[1].name, answers[1].name);
+        assert_eq!(d.sections.answers[0].data, answers[0].data);
+        assert_eq!(d.sections.answers[1].name, answers[1].name);
 
         let q = name("_http._tcp.web.default.svc.cluster.local.");
         let srv = SRV::new(0, 100, 80, name("web.default.svc.cluster.local."));
         let answers = [Record::from_rdata(q.clone(), 30, RData::SRV(srv))];
-        let (key, entry) = encode(&spec(&q, RecordType::SRV, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::SRV,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let d = decode(&key, &entry).unwrap();
-        assert_eq!(d.answers[0].data, answers[0].data);
+        assert_eq!(d.sections.answers[0].data, answers[0].data);
     }
 
     #[test]
@@ -416,15 +422,21 @@ mod tests {
         ));
 
         let q = name("a.example.");
-        let mut s = spec(&q, RecordType::A, &[], &[]);
-        s.rcode = ResponseCode::ServFail;
-        assert!(matches!(encode(&s), Err(EncodeError::UnsupportedRcode(_))));
+        let fail = sections(ResponseCode::ServFail, &[], &[]);
+        assert!(matches!(
+            encode(&spec(&q, RecordType::A, &fail)),
+            Err(EncodeError::UnsupportedRcode(_))
+        ));
 
         let many: Vec<Record> = (0..=MAX_TTLS as u32)
             .map(|i| Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::from(i)))))
             .collect();
         assert!(matches!(
-            encode(&spec(&q, RecordType::A, &many, &[])),
+            encode(&spec(
+                &q,
+                RecordType::A,
+                &sections(ResponseCode::NoError, &many, &[])
+            )),
             Err(EncodeError::TooManyRecords { .. })
         ));
 
@@ -434,7 +446,11 @@ mod tests {
             })
             .collect();
         assert!(matches!(
-            encode(&spec(&q, RecordType::AAAA, &big, &[])),
+            encode(&spec(
+                &q,
+                RecordType::AAAA,
+                &sections(ResponseCode::NoError, &big, &[])
+            )),
             Err(EncodeError::BodyTooLarge { .. })
         ));
     }
@@ -447,7 +463,12 @@ mod tests {
             30,
             RData::A(A(Ipv4Addr::new(1, 2, 3, 4))),
         )];
-        let (key, entry) = encode(&spec(&q, RecordType::A, &answers, &[])).unwrap();
+        let (key, entry) = encode(&spec(
+            &q,
+            RecordType::A,
+            &sections(ResponseCode::NoError, &answers, &[]),
+        ))
+        .unwrap();
         let mut torn = entry;
         torn.tail_generation += 1;
         assert!(decode(&key, &torn).is_err());
