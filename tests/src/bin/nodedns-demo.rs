@@ -6,7 +6,7 @@
 //! times, and prints who answered each (the kernel or userspace) and how fast,
 //! then the counters. Everything is removed at the end, unless `--keep`.
 
-#[path = "../../tests/e2e_node_support/mod.rs"]
+#[path = "../../tests/e2e/node_support.rs"]
 mod support;
 
 use std::collections::BTreeMap;

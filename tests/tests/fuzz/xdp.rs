@@ -8,19 +8,17 @@
 //! `cargo xtask fuzz-xdp --count N` sets it), `NODEDNS_FUZZ_SEED` replays
 //! a run. Needs root.
 
-mod xdp_support;
-
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use xdp_support::*;
 
 const DEFAULT_COUNT: u64 = 100_000;
 

@@ -4,11 +4,9 @@
 //! the client's checksum counters and a SIGSTOPped agent prove that the
 //! kernel itself answered, correctly, in generic and in native mode.
 
-mod e2e_node_support;
-
 use std::time::Duration;
 
-use e2e_node_support::{AgentSpec, Lookup, count, dig, kdig, kernel_counters, xdp_attachments};
+use crate::node_support::{AgentSpec, Lookup, count, dig, kdig, kernel_counters, xdp_attachments};
 use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, wait_for};
 
 /// A ClusterIP service of the demo manifests, dual-stack.

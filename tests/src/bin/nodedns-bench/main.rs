@@ -5,31 +5,20 @@
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
 //! one query each, write the summary; no load), `--runs N`, `--out DIR`.
 
-// The TestRun helpers of the XDP kernel tests (tests/tests/xdp_support).
-#[path = "../../tests/xdp_support/mod.rs"]
+// The TestRun helpers of the XDP kernel tests (tests/tests/xdp/support.rs).
+#[path = "../../../tests/xdp/support.rs"]
 mod xdp_support;
 
-#[path = "nodedns-bench/chart.rs"]
 mod chart;
-#[path = "nodedns-bench/cluster.rs"]
 mod cluster;
-#[path = "nodedns-bench/counters.rs"]
 mod counters;
-#[path = "nodedns-bench/cpu.rs"]
 mod cpu;
-#[path = "nodedns-bench/load.rs"]
 mod load;
-#[path = "nodedns-bench/memory.rs"]
 mod memory;
-#[path = "nodedns-bench/microbench.rs"]
 mod microbench;
-#[path = "nodedns-bench/png.rs"]
 mod png;
-#[path = "nodedns-bench/propagation.rs"]
 mod propagation;
-#[path = "nodedns-bench/report.rs"]
 mod report;
-#[path = "nodedns-bench/servers.rs"]
 mod servers;
 
 use std::net::Ipv4Addr;

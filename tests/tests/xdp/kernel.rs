@@ -2,18 +2,16 @@
 //! kind of answer over IPv4 and IPv6, with and without EDNS, in mixed
 //! case, and every reason to pass. Needs root.
 
-mod xdp_support;
-
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::support::*;
 use dns_agent::fastpath::entry::boot_time_ns;
 use dns_common::Counter;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
-use xdp_support::*;
 
 const ZONE: &str = "cluster.local.";
 

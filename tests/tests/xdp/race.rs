@@ -3,21 +3,19 @@
 //! the program answers queries for it. Every answer must be exactly one of
 //! the two versions, never a mix; passes are fine. Needs root.
 
-mod xdp_support;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use aya::maps::{HashMap, MapData};
 use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::parse_udp;
-use xdp_support::*;
 
 const NAME: &str = "flip.default.svc.cluster.local.";
 const RUN_FOR: Duration = Duration::from_secs(3);

@@ -4,17 +4,15 @@
 //! (`UdpInCsumErrors` stays zero). No agent: whatever the program passes
 //! finds no listener. Needs root, `ip`, `dig` and `nstat`.
 
-mod xdp_support;
-
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::support::*;
 use aya::programs::{Xdp, XdpMode};
 use dns_common::{Counter, PROGRAM_NAME};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, RecordType};
-use xdp_support::*;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

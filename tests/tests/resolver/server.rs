@@ -2,18 +2,16 @@
 //! limits, health and metrics, promotion to the kernel map (a MemorySink)
 //! and the listen interface (in a throwaway network namespace).
 
-mod resolver_support;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::support::*;
 use dns_agent::fastpath::entry::key_for;
 use dns_agent::fastpath::sink::MemorySink;
 use dns_common::ENTRY_FLAG_AUTHORITATIVE;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 use nodedns_tests::hostile::HostileUpstream;
-use resolver_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,12 +3,10 @@
 //! Ignored by default: it is a measurement, run it with
 //! `cargo test -p nodedns-tests --test resolver_load -- --ignored --nocapture`.
 
-mod resolver_support;
-
 use std::net::Ipv4Addr;
 
+use crate::support::*;
 use nodedns_tests::hostile::HostileUpstream;
-use resolver_support::*;
 
 fn field(out: &str, label: &str) -> f64 {
     out.lines()

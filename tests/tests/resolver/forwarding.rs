@@ -1,16 +1,14 @@
 //! Forwarding, caching and upstream hostility, against a real dnsmasq and
 //! the hostile test upstream, with real `dig` as the client.
 
-mod resolver_support;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nodedns_tests::hostile::{Bad, Behavior, HostileUpstream};
-use resolver_support::*;
 
 async fn hostile() -> HostileUpstream {
     let addr: SocketAddr = (unique_ip(), 0).into();

@@ -13,13 +13,11 @@
 //! checks that the new agent adopted the pinned maps and links: one XDP
 //! program per interface, the same pins as before, nothing leaked.
 
-mod e2e_node_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_node_support::{
+use crate::node_support::{
     AgentSpec, UPSTREAM_ZONE, pin_files, start_upstream, warm_kernel, xdp_attachments,
 };
 use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, Lab, Pod, Signal};

@@ -12,13 +12,11 @@
 //! query with EDNS options up to userspace; the tests that want the kernel
 //! to answer use `+nocookie`, like glibc, which sends no options.
 
-mod e2e_support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use e2e_support::{
+use crate::support::{
     Agent, Metrics, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig, measure_until,
     sorted,
 };

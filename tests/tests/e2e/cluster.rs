@@ -6,13 +6,11 @@
 //! server's faults (500s, dropped watches, 410 Gone, hung, down, down at
 //! start) never turning existing names into NXDOMAIN.
 
-mod e2e_support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e_support::{
+use crate::support::{
     Agent, HEALTH_ADDR, NodeApi, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig,
     http_get, kdig, measure_until, sorted,
 };

@@ -9,14 +9,12 @@
 //! is subtracted. A too-big answer does all of a hit's work except the
 //! rewrite and leaves the frame alone, so it is timed with `repeat` too.
 
-mod xdp_support;
-
 use std::net::Ipv4Addr;
 
+use crate::support::*;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
-use xdp_support::*;
 
 const REPEAT: u32 = 200_000;
 const ROUNDS: usize = 7;

@@ -1,0 +1,5 @@
+//! The cluster tier: the cluster-state sources in-process.
+
+mod apiserver;
+mod manifests;
+mod scale;

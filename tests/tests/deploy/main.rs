@@ -1,0 +1,4 @@
+//! The deploy tier: what ships (manifests, README).
+
+mod manifests;
+mod readme;
