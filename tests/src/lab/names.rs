@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::error::{LabError, Result};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// `<pid>-<counter>-<random>`, unique among live processes and within one.
@@ -24,6 +26,16 @@ pub fn short_tag() -> String {
 
 /// Kernel interface name limit (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
+
+/// Fails, naming the interface, when the kernel would refuse `name`.
+pub(crate) fn check_ifname(name: &str) -> Result<()> {
+    if name.len() > IFNAME_MAX {
+        return Err(LabError::Other(format!(
+            "interface name {name} is longer than {IFNAME_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

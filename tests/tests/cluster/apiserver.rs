@@ -6,34 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
-use dns_agent::zone::{Zone, ZoneLookup};
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, RecordType};
-use nodedns_tests::fakeapi::fixtures::{headless, service, slice, wait_for};
+use hickory_proto::rr::RecordType;
+use nodedns_tests::cluster::{ClusterSources, answer, lookup};
+use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
 use nodedns_tests::fakeapi::{FakeApi, Resource};
-use tokio_util::sync::CancellationToken;
+use nodedns_tests::internals::{ClusterArgs, ClusterZone, Zone, ZoneLookup};
+use nodedns_tests::lab::wait_until;
+use nodedns_tests::repo::examples_dir;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn lookup(zone: &dyn Zone, name: &str, qtype: RecordType) -> ZoneLookup {
-    zone.lookup(&LowerName::from(Name::from_ascii(name).unwrap()), qtype)
-}
-
-/// The answer's rdata as strings, or the rcode name for negative answers.
-fn answer(zone: &dyn Zone, name: &str, qtype: RecordType) -> Vec<String> {
-    match lookup(zone, name, qtype) {
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError && !a.answers.is_empty() => {
-            let mut v: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
-            v.sort();
-            v
-        }
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError => vec!["NODATA".into()],
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NXDomain => vec!["NXDOMAIN".into()],
-        ZoneLookup::Answer(a) => vec![format!("{:?}", a.rcode)],
-        other => vec![format!("{other:?}")],
-    }
-}
 
 fn seed(api: &FakeApi) {
     api.apply(service(
@@ -55,30 +36,27 @@ fn seed(api: &FakeApi) {
     api.apply(service("other", "api", &["10.96.5.5"], &[]));
 }
 
-struct Agent {
-    handle: ClusterHandle,
-    cancel: CancellationToken,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start(api: &FakeApi, configmap: Option<&str>) -> Agent {
-    let args = ClusterArgs {
+/// The API server source on `api`, with the ClusterIP range's reverse zone
+/// and, if named, the custom-records ConfigMap.
+async fn start(api: &FakeApi, configmap: Option<&str>) -> ClusterSources {
+    ClusterSources::start(&ClusterArgs {
         kubeconfig: Some(api.kubeconfig()),
         reverse_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
         custom_configmap: configmap.map(str::to_string),
         ..ClusterArgs::default()
-    };
-    let cancel = CancellationToken::new();
-    let mut registry = dns_agent::metrics::new_registry();
-    let handle = cluster::start(&args, &mut registry, cancel.clone())
+    })
+    .await
+}
+
+/// The fake API server with [`seed`]'s objects, and the source synced.
+async fn synced() -> (FakeApi, ClusterSources) {
+    let api = FakeApi::start().await.unwrap();
+    seed(&api);
+    let agent = start(&api, None).await;
+    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
         .await
-        .expect("cluster start");
-    Agent { handle, cancel }
+        .expect("first sync");
+    (api, agent)
 }
 
 fn requests_contain(api: &FakeApi, needle: &str) -> bool {
@@ -89,12 +67,7 @@ const WEB: &str = "web.default.svc.cluster.local.";
 
 #[tokio::test]
 async fn initial_sync_then_changes_propagate() {
-    let api = FakeApi::start().await.unwrap();
-    seed(&api);
-    let mut agent = start(&api, None).await;
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("first sync");
+    let (api, mut agent) = synced().await;
     let zone = agent.handle.zone.clone();
     assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
     assert_eq!(answer(&*zone, WEB, RecordType::AAAA), ["fd00:96::10"]);
@@ -119,13 +92,14 @@ async fn initial_sync_then_changes_propagate() {
         ],
     ));
     api.delete(Resource::Services, "other", "api");
-    let took = wait_for("changes to propagate", DEADLINE, || {
+    let took = wait_until("changes to propagate", DEADLINE, || {
         answer(&*zone, "new.default.svc.cluster.local.", RecordType::A) == ["10.96.0.99"]
             && answer(&*zone, "db.default.svc.cluster.local.", RecordType::A)
                 == ["10.244.1.5", "10.244.1.6"]
             && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
     })
-    .await;
+    .await
+    .unwrap();
     eprintln!("change propagation: {took:?}");
     assert!(requests_contain(&api, "timeoutSeconds=120"));
     // kube's watcher lists with paging, then watches with bookmarks.
@@ -144,7 +118,7 @@ async fn initial_sync_then_changes_propagate() {
         "{requests:?}"
     );
     // The source tasks stop when cancelled.
-    agent.cancel.cancel();
+    agent.cancel();
     tokio::time::timeout(DEADLINE, async {
         while agent.handle.tasks.join_next().await.is_some() {}
     })
@@ -153,9 +127,7 @@ async fn initial_sync_then_changes_propagate() {
 }
 
 /// Looks `WEB` up in a loop and counts answers that are not its address.
-fn spawn_reader(
-    zone: Arc<cluster::ClusterZone>,
-) -> (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) {
+fn spawn_reader(zone: Arc<ClusterZone>) -> (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let bad = Arc::new(AtomicU64::new(0));
     let total = Arc::new(AtomicU64::new(0));
@@ -173,36 +145,24 @@ fn spawn_reader(
 
 #[tokio::test]
 async fn relist_after_410_never_shows_an_empty_window() {
-    let api = FakeApi::start().await.unwrap();
-    seed(&api);
-    let agent = start(&api, None).await;
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("first sync");
+    let (api, agent) = synced().await;
     let zone = agent.handle.zone.clone();
     let (stop, bad, total) = spawn_reader(zone.clone());
-    let lists_before = api
-        .requests()
-        .iter()
-        .filter(|r| !r.contains("watch=true"))
-        .count();
+    let lists_before = api.list_requests();
 
     // Changes made while the watch is gone, then a 410 on resume.
     api.expire();
     api.apply(service("default", "during", &["10.96.0.77"], &[]));
     api.delete(Resource::Services, "other", "api");
     api.expire();
-    wait_for("relist to apply", DEADLINE, || {
+    wait_until("relist to apply", DEADLINE, || {
         answer(&*zone, "during.default.svc.cluster.local.", RecordType::A) == ["10.96.0.77"]
             && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
     })
-    .await;
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
-    let lists_after = api
-        .requests()
-        .iter()
-        .filter(|r| !r.contains("watch=true"))
-        .count();
+    let lists_after = api.list_requests();
     assert!(lists_after > lists_before, "410 must cause a relist");
     assert_eq!(
         bad.load(Ordering::Relaxed),
@@ -214,12 +174,7 @@ async fn relist_after_410_never_shows_an_empty_window() {
 
 #[tokio::test]
 async fn errors_and_dropped_watches_keep_the_last_good_state() {
-    let api = FakeApi::start().await.unwrap();
-    seed(&api);
-    let agent = start(&api, None).await;
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("first sync");
+    let (api, agent) = synced().await;
     let zone = agent.handle.zone.clone();
     let (stop, bad, total) = spawn_reader(zone.clone());
 
@@ -227,14 +182,15 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     api.fail_next(3);
     api.drop_watches();
     api.apply(service("default", "after-drop", &["10.96.0.51"], &[]));
-    wait_for("change after dropped watches", DEADLINE, || {
+    wait_until("change after dropped watches", DEADLINE, || {
         answer(
             &*zone,
             "after-drop.default.svc.cluster.local.",
             RecordType::A,
         ) == ["10.96.0.51"]
     })
-    .await;
+    .await
+    .unwrap();
 
     // The API server goes down: the names keep answering.
     api.set_down(true);
@@ -246,7 +202,7 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     assert!(zone.is_ready());
     api.set_down(false);
     api.apply(service("default", "after-down", &["10.96.0.52"], &[]));
-    wait_for(
+    wait_until(
         "change after the API server is back",
         Duration::from_secs(60),
         || {
@@ -257,7 +213,8 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
             ) == ["10.96.0.52"]
         },
     )
-    .await;
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     assert_eq!(
         bad.load(Ordering::Relaxed),
@@ -334,15 +291,17 @@ async fn custom_records_configmap_applies_live() {
     api.apply(other);
     let agent = start(&api, Some("kube-system/nodedns")).await;
     let zone = agent.handle.zone.clone();
-    wait_for("custom hosts", DEADLINE, || {
+    wait_until("custom hosts", DEADLINE, || {
         answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.5"]
     })
-    .await;
+    .await
+    .unwrap();
     let mut policy = agent.handle.forward_policy.clone();
-    wait_for("forward policy", DEADLINE, || {
+    wait_until("forward policy", DEADLINE, || {
         !policy.borrow_and_update().upstreams.is_empty()
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(policy.borrow().upstreams[0].to_string(), "1.1.1.1:53");
     assert_eq!(
         policy.borrow().stub_domains[0].0.to_string(),
@@ -350,11 +309,12 @@ async fn custom_records_configmap_applies_live() {
     );
 
     api.apply(cm("192.168.1.6 nas.lab\n192.168.1.7 printer.lab\n"));
-    wait_for("custom hosts reload", DEADLINE, || {
+    wait_until("custom hosts reload", DEADLINE, || {
         answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.6"]
             && answer(&*zone, "printer.lab.", RecordType::A) == ["192.168.1.7"]
     })
-    .await;
+    .await
+    .unwrap();
     // A broken edit keeps the last good records.
     let mut broken = cm("not-an-ip nas.lab\n");
     broken["data"]["hosts"] = "not-an-ip nas.lab\n".into();
@@ -362,17 +322,17 @@ async fn custom_records_configmap_applies_live() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answer(&*zone, "nas.lab.", RecordType::A), ["192.168.1.6"]);
     api.delete(Resource::ConfigMaps, "kube-system", "nodedns");
-    wait_for("custom hosts removed", DEADLINE, || {
+    wait_until("custom hosts removed", DEADLINE, || {
         lookup(&*zone, "nas.lab.", RecordType::A) == ZoneLookup::NotOurs
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn demo_manifests_served_by_the_fake_api() {
     let api = FakeApi::start().await.unwrap();
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
-    let applied = api.apply_manifests(&examples).unwrap();
+    let applied = api.apply_manifests(&examples_dir()).unwrap();
     assert_eq!(applied, 12, "Services + EndpointSlices in deploy/examples");
     let agent = start(&api, None).await;
     tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())

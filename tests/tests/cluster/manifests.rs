@@ -2,81 +2,24 @@
 //! every record kind, live reload within the deadline, bad files, removed
 //! files, and the custom records file.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
-use dns_agent::zone::{Zone, ZoneLookup};
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, RecordType};
-use nodedns_tests::fakeapi::fixtures::{wait_for, write_atomic};
-use tokio_util::sync::CancellationToken;
+use hickory_proto::rr::RecordType;
+use nodedns_tests::cluster::{ClusterSources, answer, start_error};
+use nodedns_tests::internals::ClusterArgs;
+use nodedns_tests::lab::{TempDir, wait_until};
+use nodedns_tests::repo::{copy_examples, deploy_dir, examples_dir, write_atomic};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn answer(zone: &dyn Zone, name: &str, qtype: RecordType) -> Vec<String> {
-    match zone.lookup(&LowerName::from(Name::from_ascii(name).unwrap()), qtype) {
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError && !a.answers.is_empty() => {
-            let mut v: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
-            v.sort();
-            v
-        }
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError => vec!["NODATA".into()],
-        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NXDomain => vec!["NXDOMAIN".into()],
-        other => vec![format!("{other:?}")],
-    }
-}
-
-/// A scratch folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("nodedns-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")
-}
-
-struct Agent {
-    handle: ClusterHandle,
-    cancel: CancellationToken,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start(args: ClusterArgs) -> Agent {
-    let cancel = CancellationToken::new();
-    let mut registry = dns_agent::metrics::new_registry();
-    let handle = cluster::start(&args, &mut registry, cancel.clone())
-        .await
-        .expect("cluster start");
-    tokio::time::timeout(DEADLINE, handle.wait_until_ready())
-        .await
-        .expect("first scan");
-    Agent { handle, cancel }
+async fn start(args: ClusterArgs) -> ClusterSources {
+    ClusterSources::start_synced(&args, DEADLINE).await
 }
 
 #[tokio::test]
 async fn demo_cluster_answers_every_record_kind() {
     let agent = start(ClusterArgs {
-        manifests: Some(examples()),
+        manifests: Some(examples_dir()),
         reverse_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
         ..ClusterArgs::default()
     })
@@ -157,18 +100,16 @@ async fn demo_cluster_answers_every_record_kind() {
 
 #[tokio::test]
 async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
-    let dir = TempDir::new("manifests");
-    for f in ["demo-default.yaml", "demo-shop.yaml"] {
-        std::fs::copy(examples().join(f), dir.0.join(f)).unwrap();
-    }
+    let scratch = TempDir::create().unwrap();
+    let dir = copy_examples(scratch.path());
     let agent = start(ClusterArgs {
-        manifests: Some(dir.0.clone()),
+        manifests: Some(dir.clone()),
         ..ClusterArgs::default()
     })
     .await;
     let zone = agent.handle.zone.clone();
     let z = &*zone;
-    let extra = dir.0.join("extra.yaml");
+    let extra = dir.join("extra.yaml");
     let svc = |ip: &str| {
         format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: extra, namespace: shop}}\nspec:\n  clusterIP: {ip}\n"
@@ -176,17 +117,19 @@ async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
     };
     // A new file.
     write_atomic(&extra, &svc("10.96.9.1")).unwrap();
-    let took = wait_for("new file", DEADLINE, || {
+    let took = wait_until("new file", DEADLINE, || {
         answer(z, "extra.shop.svc.cluster.local.", RecordType::A) == ["10.96.9.1"]
     })
-    .await;
+    .await
+    .unwrap();
     eprintln!("new file applied after {took:?}");
     // An edit in place (not atomic, as editors often do).
     std::fs::write(&extra, svc("10.96.9.2")).unwrap();
-    wait_for("edited file", DEADLINE, || {
+    wait_until("edited file", DEADLINE, || {
         answer(z, "extra.shop.svc.cluster.local.", RecordType::A) == ["10.96.9.2"]
     })
-    .await;
+    .await
+    .unwrap();
     // A broken edit: logged, the last good state of that file stays.
     let errors = || {
         zone.metrics()
@@ -200,7 +143,9 @@ async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
         "apiVersion: v1\nkind: Service\nmetadata: {name: extra\n",
     )
     .unwrap();
-    wait_for("bad file reported", DEADLINE, || errors() > before).await;
+    wait_until("bad file reported", DEADLINE, || errors() > before)
+        .await
+        .unwrap();
     assert_eq!(
         answer(z, "extra.shop.svc.cluster.local.", RecordType::A),
         ["10.96.9.2"]
@@ -211,18 +156,20 @@ async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
     );
     // Fixed again.
     write_atomic(&extra, &svc("10.96.9.3")).unwrap();
-    wait_for("fixed file", DEADLINE, || {
+    wait_until("fixed file", DEADLINE, || {
         answer(z, "extra.shop.svc.cluster.local.", RecordType::A) == ["10.96.9.3"]
     })
-    .await;
+    .await
+    .unwrap();
     // Removed files take their objects with them.
     std::fs::remove_file(&extra).unwrap();
-    std::fs::remove_file(dir.0.join("demo-shop.yaml")).unwrap();
-    wait_for("removed files", DEADLINE, || {
+    std::fs::remove_file(dir.join("demo-shop.yaml")).unwrap();
+    wait_until("removed files", DEADLINE, || {
         answer(z, "extra.shop.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
             && answer(z, "cart.shop.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         answer(z, "web.default.svc.cluster.local.", RecordType::A),
         ["10.96.0.20"]
@@ -231,11 +178,11 @@ async fn folder_changes_apply_live_and_bad_files_keep_the_last_good_state() {
 
 #[tokio::test]
 async fn custom_records_file_reloads_live() {
-    let dir = TempDir::new("custom");
-    let file = dir.0.join("custom.yaml");
-    std::fs::copy(examples().join("../custom-records.example.yaml"), &file).unwrap();
+    let dir = TempDir::create().unwrap();
+    let file = dir.path().join("custom.yaml");
+    std::fs::copy(deploy_dir().join("custom-records.example.yaml"), &file).unwrap();
     let agent = start(ClusterArgs {
-        manifests: Some(examples()),
+        manifests: Some(examples_dir()),
         custom_records: Some(file.clone()),
         ..ClusterArgs::default()
     })
@@ -260,10 +207,11 @@ async fn custom_records_file_reloads_live() {
         "hosts: |\n  192.168.10.7 nas.lab.example\nupstreamNameservers: [\"8.8.8.8\"]\n",
     )
     .unwrap();
-    wait_for("custom records reload", DEADLINE, || {
+    wait_until("custom records reload", DEADLINE, || {
         answer(z, "nas.lab.example.", RecordType::A) == ["192.168.10.7"]
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         answer(z, "printer.lab.example.", RecordType::A),
         ["NotOurs"],
@@ -284,17 +232,7 @@ async fn custom_records_file_reloads_live() {
 
 #[tokio::test]
 async fn start_errors_say_what_to_fix() {
-    let cancel = CancellationToken::new();
-    let err = |args: ClusterArgs| {
-        let mut registry = dns_agent::metrics::new_registry();
-        let cancel = cancel.clone();
-        async move {
-            match cluster::start(&args, &mut registry, cancel).await {
-                Ok(_) => panic!("start should fail"),
-                Err(e) => e.to_string(),
-            }
-        }
-    };
+    let err = |args: ClusterArgs| async move { start_error(&args).await };
     let msg = err(ClusterArgs {
         manifests: Some("/nonexistent/nodedns".into()),
         ..ClusterArgs::default()
@@ -305,7 +243,7 @@ async fn start_errors_say_what_to_fix() {
         "{msg}"
     );
     let msg = err(ClusterArgs {
-        manifests: Some(examples()),
+        manifests: Some(examples_dir()),
         custom_records: Some("/nonexistent/custom.yaml".into()),
         ..ClusterArgs::default()
     })
@@ -313,7 +251,7 @@ async fn start_errors_say_what_to_fix() {
     assert!(msg.contains("--custom-records"), "{msg}");
     let msg = err(ClusterArgs {
         cluster_domain: "bad..domain".into(),
-        manifests: Some(examples()),
+        manifests: Some(examples_dir()),
         ..ClusterArgs::default()
     })
     .await;

@@ -1,22 +1,22 @@
 //! Scale: 10 000 Services and 50 000 endpoints. These tests check the
 //! result and print the figures (build time, memory, one-service update);
 //! they assert nothing about speed. Run with `--nocapture` to see them:
-//! `cargo test -p nodedns-tests --test cluster_scale -- --nocapture --test-threads=1`
+//! `cargo test -p nodedns-tests --test cluster -- --nocapture --test-threads=1 scale`
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use dns_agent::cluster::{
-    self, Change, ClusterArgs, ClusterZone, ServiceInfo, SliceInfo, SyncSource, ZoneConfig,
-};
-use dns_agent::zone::{Zone, ZoneLookup};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use nodedns_tests::cluster::{ClusterSources, lookup};
 use nodedns_tests::fakeapi::FakeApi;
+use nodedns_tests::internals::{
+    Change, ClusterArgs, ClusterZone, ServiceInfo, SliceInfo, SyncSource, Zone, ZoneConfig,
+    ZoneLookup,
+};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const SERVICES: usize = 10_000;
 const ENDPOINTS_PER_SERVICE: usize = 5;
@@ -65,24 +65,37 @@ fn objects() -> Vec<Value> {
     out
 }
 
-/// Counts live heap bytes, to measure what the zone really holds (RSS
-/// would hide it behind memory the allocator reuses).
+/// Counts the live heap bytes the current thread allocated (net of what it
+/// freed), to measure what the zone really holds: RSS would hide it behind
+/// memory the allocator reuses, and a process-wide count would include
+/// what the other tests of this binary allocate meanwhile.
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Adds `delta` to this thread's count (a no-op while the thread's
+/// locals are torn down).
+fn count(delta: isize) {
+    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -91,7 +104,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn positive(zone: &dyn Zone, name: &str, qtype: RecordType) -> usize {
-    match zone.lookup(&LowerName::from(Name::from_ascii(name).unwrap()), qtype) {
+    match lookup(zone, name, qtype) {
         ZoneLookup::Answer(a) => a.answers.len(),
         other => panic!("{name}: {other:?}"),
     }
@@ -116,7 +129,7 @@ fn build_10k_services_50k_endpoints() {
     drop(objs);
 
     let (services_in, slices_in) = (services.clone(), slices.clone());
-    let live_before = LIVE.load(Ordering::Relaxed);
+    let live_before = live();
     let zone = ClusterZone::new(
         ZoneConfig::new("cluster.local", 30, vec!["10.96.0.0/12".parse().unwrap()]).unwrap(),
         &[SyncSource::Services, SyncSource::EndpointSlices],
@@ -130,7 +143,7 @@ fn build_10k_services_50k_endpoints() {
     zone.mark_synced(SyncSource::EndpointSlices);
     let build = t.elapsed();
     // The inputs moved into the zone, so this is what the zone holds.
-    let held = LIVE.load(Ordering::Relaxed).saturating_sub(live_before);
+    let held = (live() - live_before).max(0);
 
     let snap = zone.snapshot();
     assert_eq!(snap.services.len(), SERVICES);
@@ -229,16 +242,10 @@ async fn first_sync_of_10k_services_from_the_api_server() {
         kubeconfig: Some(api.kubeconfig()),
         ..ClusterArgs::default()
     };
-    let cancel = CancellationToken::new();
-    let mut registry = dns_agent::metrics::new_registry();
     let t = Instant::now();
-    let handle = cluster::start(&args, &mut registry, cancel.clone())
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(300), handle.wait_until_ready())
-        .await
-        .expect("first sync");
+    let sources = ClusterSources::start_synced(&args, Duration::from_secs(300)).await;
     let took = t.elapsed();
+    let handle = &sources.handle;
     assert_eq!(handle.zone.snapshot().services.len(), SERVICES);
     let pages = api
         .requests()
@@ -249,5 +256,4 @@ async fn first_sync_of_10k_services_from_the_api_server() {
         "first sync from the fake API server (real kube client, {pages} continue pages): {took:?}; memory metric {:.1} MiB",
         handle.zone.approx_bytes() as f64 / (1 << 20) as f64
     );
-    cancel.cancel();
 }

@@ -2,9 +2,10 @@
 //! (`kubernetes-validate --strict`, installed by `cargo xtask setup`) and keep
 //! the security settings the README promises.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use nodedns_tests::repo::deploy_dir;
 use serde_yaml::Value;
 
 const MANIFESTS: &[&str] = &[
@@ -14,10 +15,6 @@ const MANIFESTS: &[&str] = &[
     "daemonset.yaml",
     "service.yaml",
 ];
-
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
 
 fn documents(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();

@@ -2,10 +2,10 @@
 //! subcommand must appear in it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 
 use nodedns_tests::lab::agent_binary;
+use nodedns_tests::repo;
 
 fn flags_of(subcommand: &str) -> BTreeSet<String> {
     let out = Command::new(agent_binary().unwrap())
@@ -30,9 +30,7 @@ fn flags_of(subcommand: &str) -> BTreeSet<String> {
 
 #[test]
 fn readme_documents_every_flag() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(repo::root().join("README.md")).unwrap();
     let mut missing = Vec::new();
     for sub in ["run", "inspect", "cleanup"] {
         for flag in flags_of(sub) {

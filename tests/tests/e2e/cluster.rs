@@ -7,30 +7,20 @@
 //! start) never turning existing names into NXDOMAIN.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{
-    Agent, HEALTH_ADDR, NodeApi, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig,
-    http_get, kdig, measure_until, sorted,
-};
-use nodedns_tests::fakeapi::Resource;
-use nodedns_tests::fakeapi::fixtures::{service, slice, write_atomic};
-use nodedns_tests::lab::{Lab, Pod};
-use nodedns_tests::upstream::Dnsmasq;
+use nodedns_tests::agent::{Agent, AgentSpec, PROPAGATION_BOUND, Source};
+use nodedns_tests::client::Reply;
+use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
+use nodedns_tests::fakeapi::{NodeApi, Resource};
+use nodedns_tests::lab::{Lab, Pod, measure_until};
+use nodedns_tests::repo::{copy_examples, examples_dir, write_atomic};
+use nodedns_tests::upstream::DnsmasqSpec;
 
-/// Nothing listens there: these tests ask only cluster names, which must
-/// never be forwarded, and a forwarded query fails fast instead of leaving
-/// the lab.
-const NO_UPSTREAM: &str = "127.0.0.1:9";
 /// Bound on the agent reconnecting after an API server fault (kube's
 /// watcher backs off exponentially between attempts).
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 const WEB: &str = "web.default.svc.cluster.local";
-
-fn no_upstream() -> SocketAddr {
-    NO_UPSTREAM.parse().unwrap()
-}
 
 /// Asserts the rdata of type `rtype` in `reply`, in any order.
 #[track_caller]
@@ -42,7 +32,7 @@ fn assert_rdata(reply: &Reply, rtype: &str, expected: &[&str], what: &str) {
         "{what}: status {}\n{}",
         reply.status, reply.raw
     );
-    assert_eq!(sorted(reply.rdata(rtype)), want, "{what}:\n{}", reply.raw);
+    assert_eq!(reply.sorted_rdata(rtype), want, "{what}:\n{}", reply.raw);
 }
 
 #[track_caller]
@@ -63,27 +53,26 @@ fn check_demo_records(pod: &Pod) {
     for name in ["web", "web.default", "web.default.svc", "WEB.Default.SVC"] {
         for transport in ["+notcp", "+tcp"] {
             let what = format!("dig +search {transport} {name}");
-            let a = dig(pod, &["+search", transport, name, "A"]);
+            let a = pod.dig(&["+search", transport, name, "A"]).unwrap();
             assert_rdata(&a, "A", &["10.96.0.20"], &format!("{what} A"));
-            let aaaa = dig(pod, &["+search", transport, name, "AAAA"]);
+            let aaaa = pod.dig(&["+search", transport, name, "AAAA"]).unwrap();
             assert_rdata(&aaaa, "AAAA", &["fd00:10:96::20"], &format!("{what} AAAA"));
         }
     }
-    let cart = dig(pod, &["+search", "cart.shop", "A"]);
+    let cart = pod.dig(&["+search", "cart.shop", "A"]).unwrap();
     assert_rdata(&cart, "A", &["10.96.1.20"], "cart.shop (another namespace)");
 
     // SRV for named ports: ClusterIP and headless (ready endpoints only).
-    let srv = dig(pod, &["+search", "_http._tcp.web", "SRV"]);
+    let srv = pod.dig(&["+search", "_http._tcp.web", "SRV"]).unwrap();
     assert_rdata(
         &srv,
         "SRV",
         &["0 100 80 web.default.svc.cluster.local."],
         "web SRV",
     );
-    let srv = dig(
-        pod,
-        &["+tcp", "_postgres._tcp.db.default.svc.cluster.local", "SRV"],
-    );
+    let srv = pod
+        .dig(&["+tcp", "_postgres._tcp.db.default.svc.cluster.local", "SRV"])
+        .unwrap();
     let targets: Vec<String> = srv
         .rdata("SRV")
         .iter()
@@ -98,36 +87,36 @@ fn check_demo_records(pod: &Pod) {
     );
 
     // Headless: ready endpoints only, or all with publishNotReadyAddresses.
-    let db = dig(pod, &["+search", "db", "A"]);
+    let db = pod.dig(&["+search", "db", "A"]).unwrap();
     assert_rdata(&db, "A", &["10.244.1.20", "10.244.2.20"], "headless db A");
-    let db6 = dig(pod, &["+search", "db", "AAAA"]);
+    let db6 = pod.dig(&["+search", "db", "AAAA"]).unwrap();
     assert_rdata(&db6, "AAAA", &["fd00:10:244:1::20"], "headless db AAAA");
-    let workers = dig(pod, &["workers.shop.svc.cluster.local", "A"]);
+    let workers = pod.dig(&["workers.shop.svc.cluster.local", "A"]).unwrap();
     assert_rdata(
         &workers,
         "A",
         &["10.244.1.30", "10.244.2.30"],
         "publishNotReadyAddresses",
     );
-    let host = dig(pod, &["+search", "db-0.db", "A"]);
+    let host = pod.dig(&["+search", "db-0.db", "A"]).unwrap();
     assert_rdata(&host, "A", &["10.244.1.20"], "endpoint hostname db-0.db");
 
     // Reverse: a ClusterIP (both families) and an endpoint with a hostname.
-    let ptr = dig(pod, &["-x", "10.96.0.20"]);
+    let ptr = pod.dig(&["-x", "10.96.0.20"]).unwrap();
     assert_rdata(
         &ptr,
         "PTR",
         &["web.default.svc.cluster.local."],
         "PTR ClusterIP",
     );
-    let ptr = dig(pod, &["+tcp", "-x", "fd00:10:96::20"]);
+    let ptr = pod.dig(&["+tcp", "-x", "fd00:10:96::20"]).unwrap();
     assert_rdata(
         &ptr,
         "PTR",
         &["web.default.svc.cluster.local."],
         "PTR ClusterIP v6",
     );
-    let ptr = dig(pod, &["-x", "10.244.1.20"]);
+    let ptr = pod.dig(&["-x", "10.244.1.20"]).unwrap();
     assert_rdata(
         &ptr,
         "PTR",
@@ -136,53 +125,57 @@ fn check_demo_records(pod: &Pod) {
     );
 
     // ExternalName, pod records, schema version.
-    let cname = dig(pod, &["+search", "search", "A"]);
+    let cname = pod.dig(&["+search", "search", "A"]).unwrap();
     assert_rdata(&cname, "CNAME", &["www.example.com."], "ExternalName");
-    let pod_a = dig(pod, &["10-244-1-10.default.pod.cluster.local", "A"]);
+    let pod_a = pod
+        .dig(&["10-244-1-10.default.pod.cluster.local", "A"])
+        .unwrap();
     assert_rdata(&pod_a, "A", &["10.244.1.10"], "pod A record");
-    let pod_aaaa = dig(
-        pod,
-        &["fd00-10-244-1--20.default.pod.cluster.local", "AAAA"],
-    );
+    let pod_aaaa = pod
+        .dig(&["fd00-10-244-1--20.default.pod.cluster.local", "AAAA"])
+        .unwrap();
     assert_rdata(&pod_aaaa, "AAAA", &["fd00:10:244:1::20"], "pod AAAA record");
-    let version = dig(pod, &["dns-version.cluster.local", "TXT"]);
+    let version = pod.dig(&["dns-version.cluster.local", "TXT"]).unwrap();
     assert_rdata(&version, "TXT", &["\"1.1.0\""], "dns-version TXT");
 
     // NXDOMAIN vs NODATA, both with the SOA.
-    let nx = dig(pod, &["nope.default.svc.cluster.local", "A"]);
+    let nx = pod.dig(&["nope.default.svc.cluster.local", "A"]).unwrap();
     assert_negative(&nx, "NXDOMAIN", "unknown service");
-    let nodata = dig(pod, &["kubernetes.default.svc.cluster.local", "AAAA"]);
+    let nodata = pod
+        .dig(&["kubernetes.default.svc.cluster.local", "AAAA"])
+        .unwrap();
     assert_negative(&nodata, "NOERROR", "AAAA of an IPv4-only service (NODATA)");
-    let ent = dig(pod, &["default.svc.cluster.local", "A"]);
+    let ent = pod.dig(&["default.svc.cluster.local", "A"]).unwrap();
     assert_negative(&ent, "NOERROR", "empty non-terminal (NODATA)");
 
     // kdig, a second client implementation.
-    let k = kdig(pod, &["web.default.svc.cluster.local", "AAAA"]);
+    let k = pod
+        .kdig(&["web.default.svc.cluster.local", "AAAA"])
+        .unwrap();
     assert_rdata(&k, "AAAA", &["fd00:10:96::20"], "kdig AAAA");
-    let k = kdig(
-        pod,
-        &["+tcp", "_grpc._tcp.cart.shop.svc.cluster.local", "SRV"],
-    );
+    let k = pod
+        .kdig(&["+tcp", "_grpc._tcp.cart.shop.svc.cluster.local", "SRV"])
+        .unwrap();
     assert_rdata(
         &k,
         "SRV",
         &["0 100 9090 cart.shop.svc.cluster.local."],
         "kdig +tcp SRV",
     );
-    let k = kdig(pod, &["-x", "10.96.1.20"]);
+    let k = pod.kdig(&["-x", "10.96.1.20"]).unwrap();
     assert_rdata(&k, "PTR", &["cart.shop.svc.cluster.local."], "kdig PTR");
-    let k = kdig(pod, &["nope.shop.svc.cluster.local", "A"]);
+    let k = pod.kdig(&["nope.shop.svc.cluster.local", "A"]).unwrap();
     assert_negative(&k, "NXDOMAIN", "kdig NXDOMAIN");
 }
 
 fn a_of(pod: &Pod, name: &str) -> Reply {
-    dig(pod, &[name, "A"])
+    pod.dig(&[name, "A"]).unwrap()
 }
 
 /// `name` A without an EDNS cookie: a query the XDP program may answer
 /// from the kernel map (dig's cookie option sends every other query up).
 fn a_of_kernel(pod: &Pod, name: &str) -> Reply {
-    dig(pod, &["+nocookie", name, "A"])
+    pod.dig(&["+nocookie", name, "A"]).unwrap()
 }
 
 /// Waits until `name` answers exactly `ips` (or `NXDOMAIN` when empty),
@@ -192,7 +185,7 @@ fn wait_answer(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) 
         if ips.is_empty() {
             r.status == "NXDOMAIN"
         } else {
-            r.status == "NOERROR" && sorted(r.rdata("A")) == ips
+            r.status == "NOERROR" && r.sorted_rdata("A") == ips
         }
     };
     measure_until(
@@ -202,6 +195,7 @@ fn wait_answer(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) 
         || (a_of(pod, name), a_of_kernel(pod, name)),
         |(user, kernel)| matches(user) && matches(kernel),
     )
+    .unwrap()
 }
 
 fn fresh_service_yaml(ip: &str) -> String {
@@ -215,14 +209,8 @@ fn fresh_service_yaml(ip: &str) -> String {
 fn manifests_folder_serves_every_record_and_follows_edits() {
     let lab = Lab::new(1).unwrap();
     let manifests = lab.log_dir().join("manifests");
-    copy_demo_manifests(&manifests);
-    let _agent = Agent::start(
-        &lab,
-        Source::Manifests(&manifests),
-        no_upstream(),
-        &[],
-        true,
-    );
+    copy_examples(&manifests);
+    let _agent = AgentSpec::new(Source::Manifests(manifests.clone())).start(&lab, "dns-agent");
     let pod = lab.pod(0);
     check_demo_records(pod);
 
@@ -238,7 +226,7 @@ fn manifests_folder_serves_every_record_and_follows_edits() {
         WEB,
         &["10.96.0.21"],
     );
-    let ptr = dig(pod, &["-x", "10.96.0.21"]);
+    let ptr = pod.dig(&["-x", "10.96.0.21"]).unwrap();
     assert_rdata(
         &ptr,
         "PTR",
@@ -274,26 +262,24 @@ fn manifests_folder_serves_every_record_and_follows_edits() {
     assert_rdata(&a, "A", &["10.96.0.21"], "after a broken manifest");
 }
 
-fn start_with_api(lab: &Lab) -> (NodeApi, usize) {
+/// The fake API server in the node, serving the demo cluster.
+fn start_api(lab: &Lab) -> NodeApi {
     let api = NodeApi::start(lab.node());
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
-    let applied = api.apply_manifests(&manifests).unwrap();
+    let applied = api.apply_manifests(&examples_dir()).unwrap();
     assert!(applied >= 9, "only {applied} objects in deploy/examples");
-    (api, applied)
+    api
+}
+
+/// The agent on `api`'s kubeconfig, ready.
+fn agent_on(lab: &Lab, api: &NodeApi) -> Agent {
+    AgentSpec::new(Source::Kubeconfig(api.kubeconfig())).start(lab, "dns-agent")
 }
 
 #[test]
 fn api_server_source_serves_every_record_and_follows_changes() {
     let lab = Lab::new(1).unwrap();
-    let (api, _) = start_with_api(&lab);
-    let kubeconfig = api.kubeconfig();
-    let _agent = Agent::start(
-        &lab,
-        Source::Kubeconfig(&kubeconfig),
-        no_upstream(),
-        &[],
-        true,
-    );
+    let api = start_api(&lab);
+    let _agent = agent_on(&lab, &api);
     let pod = lab.pod(0);
     check_demo_records(pod);
 
@@ -311,7 +297,7 @@ fn api_server_source_serves_every_record_and_follows_changes() {
         WEB,
         &["10.96.0.21"],
     );
-    let aaaa = dig(pod, &[WEB, "AAAA"]);
+    let aaaa = pod.dig(&[WEB, "AAAA"]).unwrap();
     assert_rdata(&aaaa, "AAAA", &["fd00:10:96::21"], "AAAA after update");
 
     let start = Instant::now();
@@ -359,21 +345,15 @@ fn assert_recovers(pod: &Pod, api: &NodeApi, what: &str, ip: &str) {
         RECOVERY_BOUND,
         || a_of_kernel(pod, "fresh.default.svc.cluster.local"),
         |r| r.rdata("A") == [ip],
-    );
+    )
+    .unwrap();
 }
 
 #[test]
 fn api_server_faults_never_turn_names_into_nxdomain() {
     let lab = Lab::new(1).unwrap();
-    let (api, _) = start_with_api(&lab);
-    let kubeconfig = api.kubeconfig();
-    let _agent = Agent::start(
-        &lab,
-        Source::Kubeconfig(&kubeconfig),
-        no_upstream(),
-        &[],
-        true,
-    );
+    let api = start_api(&lab);
+    let _agent = agent_on(&lab, &api);
     let pod = lab.pod(0);
     let web = ["10.96.0.20"];
     assert_keeps_answering(pod, "before any fault", Duration::from_millis(100), &web);
@@ -414,16 +394,10 @@ fn api_server_faults_never_turn_names_into_nxdomain() {
 #[test]
 fn api_server_down_at_start_gives_servfail_until_first_sync() {
     let lab = Lab::new(1).unwrap();
-    let (api, _) = start_with_api(&lab);
+    let api = start_api(&lab);
     api.set_down(true);
-    let kubeconfig = api.kubeconfig();
-    let _agent = Agent::start(
-        &lab,
-        Source::Kubeconfig(&kubeconfig),
-        no_upstream(),
-        &[],
-        false,
-    );
+    let agent =
+        AgentSpec::new(Source::Kubeconfig(api.kubeconfig())).start_serving(&lab, "dns-agent");
     let pod = lab.pod(0);
     // Existing and unknown cluster names alike: SERVFAIL, never NXDOMAIN
     // (a negative answer would be cached by clients).
@@ -441,9 +415,11 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
             );
         }
     }
-    let via_search = dig(pod, &["+search", "web", "A"]);
+    let via_search = pod.dig(&["+search", "web", "A"]).unwrap();
     assert_eq!(via_search.status, "SERVFAIL", "{}", via_search.raw);
-    let (status, body) = http_get(lab.node(), HEALTH_ADDR, "/readyz").expect("/readyz answers");
+    let (status, body) = agent
+        .health(lab.node(), "/readyz")
+        .expect("/readyz answers");
     assert_ne!(status, 200, "/readyz before the first sync: {body}");
 
     let start = Instant::now();
@@ -454,10 +430,13 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
         RECOVERY_BOUND,
         || a_of_kernel(pod, WEB),
         |r| r.status == "NOERROR" && r.rdata("A") == ["10.96.0.20"],
-    );
+    )
+    .unwrap();
     let nx = a_of_kernel(pod, "nope.default.svc.cluster.local");
     assert_negative(&nx, "NXDOMAIN", "unknown name after the first sync");
-    let (status, body) = http_get(lab.node(), HEALTH_ADDR, "/readyz").expect("/readyz answers");
+    let (status, body) = agent
+        .health(lab.node(), "/readyz")
+        .expect("/readyz answers");
     assert_eq!(status, 200, "/readyz after the first sync: {body}");
 }
 
@@ -474,25 +453,19 @@ fn wait_recovered(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str
                 if ips.is_empty() {
                     r.status == "NXDOMAIN"
                 } else {
-                    sorted(r.rdata("A")) == ips
+                    r.sorted_rdata("A") == ips
                 }
             })
         },
-    );
+    )
+    .unwrap();
 }
 
 #[test]
 fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
     let lab = Lab::new(1).unwrap();
-    let (api, _) = start_with_api(&lab);
-    let kubeconfig = api.kubeconfig();
-    let agent = Agent::start(
-        &lab,
-        Source::Kubeconfig(&kubeconfig),
-        no_upstream(),
-        &[],
-        true,
-    );
+    let api = start_api(&lab);
+    let agent = agent_on(&lab, &api);
     let pod = lab.pod(0);
     const DB: &str = "db.default.svc.cluster.local";
     // db-1 has an IPv4 address only (db-0 is in the IPv6 slice as well).
@@ -555,7 +528,7 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
 
     // Changes made while the agent is cut off, then a 410 on its resume:
     // the relist must apply them, deletions included.
-    let lists_before = lists(&api);
+    let lists_before = api.list_requests();
     api.set_down(true);
     // Let the open watches end first, so no event of what follows reaches
     // the agent before it relists.
@@ -584,39 +557,28 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
     // The two watchers reconnect on their own backoff: the one whose changes
     // were checked above has relisted; give the other time to resume too.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lists(&api) < lists_before + 2 && Instant::now() < deadline {
+    while api.list_requests() < lists_before + 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        lists(&api) >= lists_before + 2,
+        api.list_requests() >= lists_before + 2,
         "no relist of both resources after the 410: {:#?}",
         api.requests()
     );
-}
-
-/// List (not watch) requests the fake API server received.
-fn lists(api: &NodeApi) -> usize {
-    api.requests()
-        .iter()
-        .filter(|r| r.starts_with("GET ") && !r.contains("watch=true"))
-        .count()
 }
 
 #[test]
 fn custom_records_and_stub_domains_apply_live() {
     let lab = Lab::new(1).unwrap();
     let manifests = lab.log_dir().join("manifests");
-    copy_demo_manifests(&manifests);
+    copy_examples(&manifests);
     let stub_addr: SocketAddr = "10.201.0.1:5354".parse().unwrap();
-    let _stub = Dnsmasq::start(
-        &lab,
-        lab.node(),
-        "dnsmasq-corp",
-        stub_addr,
-        &["corp.example"],
-        &[("db.corp.example", "10.0.5.5".parse().unwrap())],
-    )
-    .unwrap();
+    let _stub = DnsmasqSpec::new(stub_addr)
+        .local_domain("corp.example")
+        .host("db.corp.example", [10, 0, 5, 5].into())
+        .log_queries()
+        .start(&lab, lab.node(), "dnsmasq-corp")
+        .unwrap();
     let custom = lab.log_dir().join("custom-records.yaml");
     write_atomic(
         &custom,
@@ -624,19 +586,15 @@ fn custom_records_and_stub_domains_apply_live() {
     )
     .unwrap();
     let custom_arg = custom.display().to_string();
-    let _agent = Agent::start(
-        &lab,
-        Source::Manifests(&manifests),
-        no_upstream(),
-        &["--custom-records", &custom_arg],
-        true,
-    );
+    let _agent = AgentSpec::new(Source::Manifests(manifests.clone()))
+        .args(&["--custom-records", &custom_arg])
+        .start(&lab, "dns-agent");
     let pod = lab.pod(0);
     let nas = a_of(pod, "nas.lab.example");
     assert_rdata(&nas, "A", &["192.168.10.5"], "custom host");
-    let nas = dig(pod, &["+search", "nas.lab", "A"]);
+    let nas = pod.dig(&["+search", "nas.lab", "A"]).unwrap();
     assert_rdata(&nas, "A", &["192.168.10.5"], "custom host alias via search");
-    let ptr = dig(pod, &["-x", "192.168.10.5"]);
+    let ptr = pod.dig(&["-x", "192.168.10.5"]).unwrap();
     assert_rdata(&ptr, "PTR", &["nas.lab.example."], "custom host PTR");
 
     // A new host and a stub domain, without a restart.
@@ -663,7 +621,8 @@ fn custom_records_and_stub_domains_apply_live() {
         PROPAGATION_BOUND,
         || a_of(pod, "db.corp.example"),
         |r| r.rdata("A") == ["10.0.5.5"],
-    );
+    )
+    .unwrap();
     // Cluster names are never sent to a stub or upstream, custom or not.
     let web = a_of(pod, WEB);
     assert_rdata(
@@ -678,22 +637,15 @@ fn custom_records_and_stub_domains_apply_live() {
 fn oversized_headless_answer_truncates_over_udp_and_completes_over_tcp() {
     const MEMBERS: usize = 200;
     let lab = Lab::new(1).unwrap();
-    let (api, _) = start_with_api(&lab);
+    let api = start_api(&lab);
     let ips: Vec<String> = (0..MEMBERS)
         .map(|i| format!("10.244.{}.{}", 100 + i / 200, 1 + i % 200))
         .collect();
     let endpoints: Vec<(&str, Option<&str>, bool)> =
         ips.iter().map(|ip| (ip.as_str(), None, true)).collect();
-    api.apply(nodedns_tests::fakeapi::fixtures::headless("default", "big"));
+    api.apply(headless("default", "big"));
     api.apply(slice("default", "big-1", "big", &endpoints));
-    let kubeconfig = api.kubeconfig();
-    let _agent = Agent::start(
-        &lab,
-        Source::Kubeconfig(&kubeconfig),
-        no_upstream(),
-        &[],
-        true,
-    );
+    let _agent = agent_on(&lab, &api);
     let pod = lab.pod(0);
     const BIG: &str = "big.default.svc.cluster.local";
     // Over UDP alone: truncated.
@@ -701,26 +653,24 @@ fn oversized_headless_answer_truncates_over_udp_and_completes_over_tcp() {
         &["+ignore", BIG, "A"][..],
         &["+ignore", "+nocookie", BIG, "A"],
     ] {
-        let udp = dig(pod, args);
+        let udp = pod.dig(args).unwrap();
         assert_eq!(udp.status, "NOERROR", "{}", udp.raw);
         assert!(
-            udp.raw.contains(" tc ") || udp.raw.contains(" tc;"),
+            udp.has_flag("tc"),
             "no TC flag on an oversized UDP answer:\n{}",
             udp.raw
         );
     }
     // dig retries over TCP by itself, glibc too: every member comes back.
-    let full = dig(pod, &["+search", "big", "A"]);
+    let full = pod.dig(&["+search", "big", "A"]).unwrap();
     let mut want = ips.clone();
     want.sort();
-    assert_eq!(sorted(full.rdata("A")), want, "{}", full.raw);
-    let out = pod.getent(&["ahostsv4", "big"]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut got: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    got.sort();
-    got.dedup();
-    assert_eq!(got.len(), MEMBERS, "getent ahostsv4 big: {text}");
+    assert_eq!(full.sorted_rdata("A"), want, "{}", full.raw);
+    let hosts = pod.getent(&["ahostsv4", "big"]).unwrap();
+    assert_eq!(
+        hosts.addresses.len(),
+        MEMBERS,
+        "getent ahostsv4 big: {}",
+        hosts.raw
+    );
 }

@@ -16,13 +16,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::support::{
-    Agent, Metrics, PROPAGATION_BOUND, Reply, Source, copy_demo_manifests, dig, measure_until,
-    sorted,
-};
-use nodedns_tests::fakeapi::fixtures::write_atomic;
-use nodedns_tests::lab::{LISTEN_V6, Lab, Netns, POD_SEARCH, Pod, Signal, VethPair};
-use nodedns_tests::upstream::Dnsmasq;
+use nodedns_tests::agent::{Agent, AgentSpec, PROPAGATION_BOUND, Source};
+use nodedns_tests::client::{Record, Reply};
+use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, measure_until};
+use nodedns_tests::metrics::Metrics;
+use nodedns_tests::repo::{copy_examples, write_atomic};
+use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec};
 
 /// The external name of the storm, and what the upstream says it is.
 const API: &str = "api.example.test";
@@ -58,33 +57,24 @@ impl Setup {
 
     fn start_with(extra: &[&str]) -> Self {
         let lab = Lab::new(1).unwrap();
-        let manifests = lab.log_dir().join("manifests");
-        copy_demo_manifests(&manifests);
+        let manifests = copy_examples(&lab.log_dir().join("manifests"));
         // The upstream listens on the node's address toward the pod: a real
         // address of the node namespace, outside the agent's listen set.
         let addr = SocketAddr::new(IpAddr::from([10, 201, 0, 1]), 5353);
-        let upstream = Dnsmasq::start(
-            &lab,
-            lab.node(),
-            "dnsmasq",
-            addr,
-            &["example.test"],
-            &[
-                (API, API_V4.parse().unwrap()),
-                (API, API_V6.parse().unwrap()),
-                (V4_ONLY, V4_ONLY_A.parse().unwrap()),
-            ],
-        )
-        .unwrap();
+        let upstream = DnsmasqSpec::new(addr)
+            .local_domain("example.test")
+            .host(API, API_V4.parse().unwrap())
+            .host(API, API_V6.parse().unwrap())
+            .host(V4_ONLY, V4_ONLY_A.parse().unwrap())
+            .log_queries()
+            .start(&lab, lab.node(), "dnsmasq")
+            .unwrap();
         let mut args = vec!["--hot-threshold", HOT_THRESHOLD, "--hot-window-secs", "60"];
         args.extend_from_slice(extra);
-        let agent = Agent::start(
-            &lab,
-            Source::Manifests(&manifests),
-            upstream.addr(),
-            &args,
-            true,
-        );
+        let agent = AgentSpec::new(Source::Manifests(manifests.clone()))
+            .upstream(upstream.addr())
+            .args(&args)
+            .start(&lab, "dns-agent");
         Self {
             agent,
             upstream,
@@ -108,21 +98,13 @@ impl Setup {
 
     /// `getent ahosts name` from the pod: glibc through the search path.
     fn lookup(&self, name: &str, want: &[&str]) {
-        let out = self.pod().getent(&["ahosts", name]).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut got: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        got.sort();
-        got.dedup();
+        let hosts = self.pod().getent(&["ahosts", name]).unwrap();
         let mut want = want.to_vec();
         want.sort();
         assert!(
-            out.status.success() && got == want,
-            "getent ahosts {name} ({}): {text}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            hosts.success && hosts.sorted() == want,
+            "getent ahosts {name}: {}",
+            hosts.raw
         );
     }
 
@@ -150,7 +132,7 @@ impl Setup {
 
     /// `dig +nocookie` (a query the kernel may answer).
     fn dig_kernel(&self, name: &str, qtype: &str) -> Reply {
-        dig(self.pod(), &["+nocookie", name, qtype])
+        self.pod().dig(&["+nocookie", name, qtype]).unwrap()
     }
 
     /// Asks `name` A once and checks the kernel, not userspace, answered it.
@@ -162,7 +144,7 @@ impl Setup {
     fn assert_kernel_answers_dig(&self, args: &[&str], check: impl Fn(&Reply) -> bool) -> Reply {
         let name = args.join(" ");
         let before = self.metrics();
-        let reply = dig(self.pod(), args);
+        let reply = self.pod().dig(args).unwrap();
         let after = self.metrics();
         assert!(check(&reply), "{name}: unexpected reply\n{}", reply.raw);
         assert_eq!(
@@ -190,7 +172,8 @@ impl Setup {
             PROPAGATION_BOUND,
             || self.agent.inspect().entry(name, qtype).cloned(),
             |entry| entry.as_ref().is_some_and(|e| e.to_string().contains(what)),
-        );
+        )
+        .unwrap();
     }
 }
 
@@ -256,10 +239,9 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
         after.queries_table()
     );
     assert_eq!(setup.agent.inspect().counter("miss"), misses);
-    let csum_errors = setup.pod().nstat().unwrap().get("UdpInCsumErrors").copied();
     assert_eq!(
-        csum_errors,
-        Some(0),
+        setup.pod().udp_csum_errors().unwrap(),
+        0,
         "the pod dropped replies with bad checksums"
     );
 }
@@ -276,13 +258,19 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     setup.agent.signal(Signal::Stop);
     // Answered by the kernel alone: glibc's whole search path, and dig.
     setup.lookup_api();
-    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    let web = setup
+        .pod()
+        .dig(&["+nocookie", "+time=1", WEB, "A"])
+        .unwrap();
     assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
     // Nothing answers a name the kernel does not hold.
     for cold in ["cold.example.test", "cold.default.svc.cluster.local"] {
-        let reply = dig(setup.pod(), &["+nocookie", "+time=1", cold, "A"]);
-        assert_eq!(
-            reply.status, "TIMEOUT",
+        let reply = setup
+            .pod()
+            .dig(&["+nocookie", "+time=1", cold, "A"])
+            .unwrap();
+        assert!(
+            !reply.answered(),
             "{cold} with the agent stopped:\n{}",
             reply.raw
         );
@@ -293,7 +281,10 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     let text = std::fs::read_to_string(&file).unwrap();
     write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    let web = setup
+        .pod()
+        .dig(&["+nocookie", "+time=1", WEB, "A"])
+        .unwrap();
     assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
     let start = Instant::now();
     setup.agent.signal(Signal::Cont);
@@ -303,11 +294,12 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(WEB, "A"),
         |r| ips(r) == ["10.96.0.21"],
-    );
-    let cold = dig(
-        setup.pod(),
-        &["+nocookie", "cold.default.svc.cluster.local", "A"],
-    );
+    )
+    .unwrap();
+    let cold = setup
+        .pod()
+        .dig(&["+nocookie", "cold.default.svc.cluster.local", "A"])
+        .unwrap();
     assert_eq!(cold.status, "NXDOMAIN", "after SIGCONT:\n{}", cold.raw);
 
     // It still shuts down cleanly: XDP detached, pins removed
@@ -324,13 +316,8 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
         setup.agent.bpffs().display()
     );
     let ifname = setup.pod().node_ifname();
-    let link = setup
-        .lab
-        .node()
-        .ip(&["-d", "link", "show", "dev", ifname])
-        .unwrap();
     assert!(
-        !String::from_utf8_lossy(&link.stdout).contains("prog/xdp"),
+        !setup.lab.node().has_xdp(ifname).unwrap(),
         "XDP still attached to {ifname} after the agent exited"
     );
 }
@@ -352,7 +339,7 @@ fn service_change_reaches_the_kernel_answer() {
     ];
     let ptr_args = ["+nocookie", "-x", "10.96.0.20"];
     for args in [&srv_args[..], &ptr_args[..]] {
-        let first = dig(setup.pod(), args);
+        let first = setup.pod().dig(args).unwrap();
         assert_eq!(first.status, "NOERROR", "{}", first.raw);
         setup.assert_kernel_answers_dig(args, |r| r.status == "NOERROR");
     }
@@ -367,7 +354,8 @@ fn service_change_reaches_the_kernel_answer() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(WEB, "A"),
         |r| ips(r) == ["10.96.0.21"],
-    );
+    )
+    .unwrap();
     setup.wait_kernel_entry(WEB, "10.96.0.21");
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
 
@@ -377,17 +365,19 @@ fn service_change_reaches_the_kernel_answer() {
         "kernel: SRV additional follows the new ClusterIP",
         start,
         PROPAGATION_BOUND,
-        || dig(setup.pod(), &srv_args),
+        || setup.pod().dig(&srv_args).unwrap(),
         |r| r.raw.contains("10.96.0.21") && !r.raw.contains("10.96.0.20"),
-    );
+    )
+    .unwrap();
     measure_until(
         "kernel: PTR of the old ClusterIP gone",
         start,
         PROPAGATION_BOUND,
-        || dig(setup.pod(), &ptr_args),
-        |r| r.rdata("PTR").is_empty() && r.status != "TIMEOUT",
-    );
-    let new_ptr = dig(setup.pod(), &["+nocookie", "-x", "10.96.0.21"]);
+        || setup.pod().dig(&ptr_args).unwrap(),
+        |r| r.rdata("PTR").is_empty() && r.answered(),
+    )
+    .unwrap();
+    let new_ptr = setup.pod().dig(&["+nocookie", "-x", "10.96.0.21"]).unwrap();
     assert_eq!(
         new_ptr.rdata("PTR"),
         ["web.default.svc.cluster.local."],
@@ -419,7 +409,8 @@ fn kernel_nxdomain_resolves_once_the_service_appears() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(LATE, "A"),
         |r| ips(r) == ["10.96.0.77"],
-    );
+    )
+    .unwrap();
     setup.wait_kernel_entry(LATE, "10.96.0.77");
     setup.assert_kernel_answers(LATE, |r| ips(r) == ["10.96.0.77"]);
 
@@ -432,18 +423,20 @@ fn kernel_nxdomain_resolves_once_the_service_appears() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(LATE, "A"),
         |r| r.status == "NXDOMAIN",
-    );
+    )
+    .unwrap();
     setup.assert_kernel_answers(LATE, |r| r.status == "NXDOMAIN");
 }
 
 #[test]
 fn kernel_answers_ipv6_clients_and_any_name_case() {
     let listen_v6 = LISTEN_V6.to_string();
-    let setup = Setup::start_with(&["--listen", "169.254.20.10", "--listen", &listen_v6]);
+    let listen_v4 = LISTEN_V4.to_string();
+    let setup = Setup::start_with(&["--listen", &listen_v4, "--listen", &listen_v6]);
     let server = format!("@{LISTEN_V6}");
     for qtype in ["AAAA", "A"] {
         let args = ["+nocookie", server.as_str(), WEB, qtype];
-        let first = dig(setup.pod(), &args);
+        let first = setup.pod().dig(&args).unwrap();
         assert_eq!(first.status, "NOERROR", "{}", first.raw);
         let want = if qtype == "A" {
             "10.96.0.20"
@@ -462,9 +455,7 @@ fn kernel_answers_ipv6_clients_and_any_name_case() {
         "question not echoed as asked:\n{}",
         reply.raw
     );
-    let csum_errors = setup.pod().nstat().unwrap();
-    assert_eq!(csum_errors.get("UdpInCsumErrors").copied(), Some(0));
-    assert_eq!(csum_errors.get("Udp6InCsumErrors").copied(), Some(0));
+    assert_eq!(setup.pod().udp_csum_errors().unwrap(), 0);
 }
 
 #[test]
@@ -483,8 +474,7 @@ fn full_kernel_map_evicts_and_never_fails_a_query() {
         for name in batch {
             args.extend([name.as_str(), "A"]);
         }
-        let out = setup.pod().dig(&args).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = setup.pod().dig(&args).unwrap().raw;
         assert_eq!(
             text.matches("status: NXDOMAIN").count(),
             batch.len(),
@@ -541,28 +531,18 @@ fn hot_external_name_survives_its_upstream_stopping() {
     setup.lookup_api();
 }
 
-/// The header flags dig printed (`qr aa rd ra`, sorted).
-fn flags(reply: &Reply) -> String {
-    let Some((_, rest)) = reply.raw.split_once(";; flags: ") else {
-        return String::new();
-    };
-    let mut flags: Vec<&str> = rest
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+/// The header flags dig printed (`qr aa rd ra`), sorted.
+fn flags(reply: &Reply) -> Vec<String> {
+    let mut flags = reply.flags.clone();
     flags.sort();
-    flags.join(" ")
+    flags
 }
 
-/// The EDNS line dig printed (`; EDNS: version: 0, flags: do; udp: 1232`).
-fn edns(reply: &Reply) -> Option<String> {
-    reply
-        .raw
-        .lines()
-        .find(|l| l.starts_with("; EDNS:"))
-        .map(str::to_string)
+/// Records as `TYPE rdata`, sorted: two servers' answers whose TTLs differ.
+fn typed(records: &[Record]) -> Vec<String> {
+    let mut typed: Vec<String> = records.iter().map(Record::typed).collect();
+    typed.sort();
+    typed
 }
 
 /// A headless Service `name` in `default` with `members` ready endpoints.
@@ -606,9 +586,10 @@ fn kernel_answers_match_userspace_answers() {
             &format!("headless service with {members} members answered"),
             start,
             PROPAGATION_BOUND,
-            || dig(setup.pod(), &[name, "A"]),
+            || setup.pod().dig(&[name, "A"]).unwrap(),
             |r| r.rdata("A").len() == members,
-        );
+        )
+        .unwrap();
     }
     let may_pass_up: Vec<String> = variants
         .iter()
@@ -644,10 +625,10 @@ fn kernel_answers_match_userspace_answers() {
             args.extend_from_slice(question);
             // Enough times to be promoted (upstream answers are hot after 2).
             for _ in 0..2 {
-                dig(setup.pod(), &args);
+                setup.pod().dig(&args).unwrap();
             }
             let before = setup.metrics();
-            let kernel = dig(setup.pod(), &args);
+            let kernel = setup.pod().dig(&args).unwrap();
             let after = setup.metrics();
             if after.xdp_hits() == before.xdp_hits() {
                 passed_up.push(args.join(" "));
@@ -664,7 +645,7 @@ fn kernel_answers_match_userspace_answers() {
             );
             user_args.push("+cookie");
             user_args.extend_from_slice(question);
-            let user = dig(setup.pod(), &user_args);
+            let user = setup.pod().dig(&user_args).unwrap();
             let what = format!("dig {}", args.join(" "));
             assert_eq!(
                 kernel.status, user.status,
@@ -672,16 +653,18 @@ fn kernel_answers_match_userspace_answers() {
                 kernel.raw, user.raw
             );
             assert_eq!(
-                sorted(kernel.answers.clone()),
-                sorted(user.answers.clone()),
+                typed(&kernel.answers),
+                typed(&user.answers),
                 "{what}: answers\n{}\n{}",
                 kernel.raw,
                 user.raw
             );
             assert_eq!(
-                kernel.authority, user.authority,
+                typed(&kernel.authority),
+                typed(&user.authority),
                 "{what}: authority\n{}\n{}",
-                kernel.raw, user.raw
+                kernel.raw,
+                user.raw
             );
             assert_eq!(
                 flags(&kernel),
@@ -695,14 +678,12 @@ fn kernel_answers_match_userspace_answers() {
             let want_edns = if variant.contains(&"+noedns") {
                 None
             } else {
-                edns(&user)
+                user.edns.clone()
             };
             assert_eq!(
-                edns(&kernel),
-                want_edns,
+                kernel.edns, want_edns,
                 "{what}: EDNS\n{}\n{}",
-                kernel.raw,
-                user.raw
+                kernel.raw, user.raw
             );
             compared += 1;
         }
@@ -716,10 +697,9 @@ fn kernel_answers_match_userspace_answers() {
         unexpected.is_empty(),
         "queries the kernel left to userspace: {unexpected:#?}"
     );
-    let csum_errors = setup.pod().nstat().unwrap().get("UdpInCsumErrors").copied();
     assert_eq!(
-        csum_errors,
-        Some(0),
+        setup.pod().udp_csum_errors().unwrap(),
+        0,
         "the pod dropped replies with bad checksums"
     );
 }
@@ -728,42 +708,21 @@ fn kernel_answers_match_userspace_answers() {
 fn pod_created_after_the_agent_gets_kernel_answers() {
     // The agent watches for matching interfaces; this one appears later,
     // the way a new pod's veth does on a node.
-    const LATE_HOST: &str = "ndlate0";
-    let setup = Setup::start_with(&["--interface", "ndlate*"]);
-    let mut netns = Netns::create("late").unwrap();
-    let veth = VethPair::create(setup.lab.node(), LATE_HOST, &netns, "eth0").unwrap();
-    let node = setup.lab.node();
-    node.ip(&["addr", "add", "10.202.0.1/24", "dev", LATE_HOST])
-        .unwrap();
-    node.ip(&["link", "set", LATE_HOST, "up"]).unwrap();
-    netns
-        .ip(&["addr", "add", "10.202.0.2/24", "dev", "eth0"])
-        .unwrap();
-    netns.ip(&["link", "set", "eth0", "up"]).unwrap();
-    netns
-        .ip(&["route", "add", "default", "via", "10.202.0.1"])
-        .unwrap();
-    netns
-        .set_resolv_conf(&format!(
-            "nameserver 169.254.20.10\nsearch {POD_SEARCH}\noptions ndots:5\n"
-        ))
-        .unwrap();
-
+    let mut setup = Setup::start();
+    let index = setup.lab.add_pod().unwrap();
+    let late = setup.lab.pod(index);
     let start = Instant::now();
     measure_until(
         "XDP attached to a veth created after the agent started",
         start,
         PROPAGATION_BOUND,
-        || {
-            let link = node.ip(&["-d", "link", "show", "dev", LATE_HOST]).unwrap();
-            String::from_utf8_lossy(&link.stdout).contains("prog/xdp")
-        },
+        || setup.lab.node().has_xdp(late.node_ifname()).unwrap(),
         |attached| *attached,
-    );
+    )
+    .unwrap();
     let late_dig = |args: &[&str]| {
-        let mut full = vec!["+time=2", "+tries=1", "+nocookie"];
-        full.extend_from_slice(args);
-        Reply::parse(&netns.output("dig", &full).unwrap())
+        let args = [&["+nocookie"][..], args].concat();
+        late.dig(&args).unwrap()
     };
     let first = late_dig(&["+search", "web", "A"]);
     assert_eq!(ips(&first), ["10.96.0.20"], "{}", first.raw);
@@ -777,7 +736,6 @@ fn pod_created_after_the_agent_gets_kernel_answers() {
         "the new pod's query was not answered by the kernel:\n{}",
         after.queries_table()
     );
-    drop(veth);
 }
 
 #[test]
@@ -793,7 +751,10 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
     // XDP link and maps stay, and the kernel keeps answering hot names.
     setup.agent.kill();
     setup.lookup_api();
-    let web = dig(setup.pod(), &["+nocookie", "+time=1", WEB, "A"]);
+    let web = setup
+        .pod()
+        .dig(&["+nocookie", "+time=1", WEB, "A"])
+        .unwrap();
     assert_eq!(
         ips(&web),
         ["10.96.0.20"],
@@ -816,7 +777,8 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(WEB, "A"),
         |r| ips(r) == ["10.96.0.21"],
-    );
+    )
+    .unwrap();
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
     let cold = setup.dig_kernel("cold.default.svc.cluster.local", "A");
     assert_eq!(cold.status, "NXDOMAIN", "after the restart:\n{}", cold.raw);
@@ -830,5 +792,6 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
         PROPAGATION_BOUND,
         || setup.dig_kernel(WEB, "A"),
         |r| ips(r) == ["10.96.0.22"],
-    );
+    )
+    .unwrap();
 }

@@ -13,14 +13,13 @@
 //! checks that the new agent adopted the pinned maps and links: one XDP
 //! program per interface, the same pins as before, nothing leaked.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::node_support::{
-    AgentSpec, UPSTREAM_ZONE, pin_files, start_upstream, warm_kernel, xdp_attachments,
-};
-use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, Lab, Pod, Signal};
+use nodedns_tests::agent::AgentSpec;
+use nodedns_tests::client::DnsperfSummary;
+use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary};
+use nodedns_tests::upstream::{EXAMPLE_ZONE, NODE_UPSTREAM, start_node_upstream};
 
 /// Length of each dnsperf run, in seconds.
 const RUN_SECS: u64 = 8;
@@ -62,64 +61,6 @@ const HOT: &[(&str, &str)] = &[
     ("web.default.svc.cluster.local.svc.cluster.local", "A"),
 ];
 
-/// dnsperf's summary of one run.
-#[derive(Debug, Default)]
-struct Perf {
-    sent: u64,
-    completed: u64,
-    lost: u64,
-    rcodes: BTreeMap<String, u64>,
-}
-
-impl Perf {
-    /// Parses the "Statistics:" block dnsperf prints at the end.
-    fn parse(log: &str) -> Option<Self> {
-        let number = |line: &str| -> Option<u64> { line.split_whitespace().next()?.parse().ok() };
-        let mut perf = Perf::default();
-        let mut seen = false;
-        for line in log.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("Queries sent:") {
-                perf.sent = number(rest)?;
-                seen = true;
-            } else if let Some(rest) = line.strip_prefix("Queries completed:") {
-                perf.completed = number(rest)?;
-            } else if let Some(rest) = line.strip_prefix("Queries lost:") {
-                perf.lost = number(rest)?;
-            } else if let Some(rest) = line.strip_prefix("Response codes:") {
-                // "NOERROR 100 (50.00%), NXDOMAIN 100 (50.00%)"
-                for part in rest.split(',') {
-                    let mut f = part.split_whitespace();
-                    if let (Some(code), Some(n)) = (f.next(), f.next().and_then(|n| n.parse().ok()))
-                    {
-                        perf.rcodes.insert(code.to_string(), n);
-                    }
-                }
-            }
-        }
-        seen.then_some(perf)
-    }
-
-    /// Answers other than NOERROR and NXDOMAIN (SERVFAIL, REFUSED, ...).
-    fn failed(&self) -> u64 {
-        self.rcodes
-            .iter()
-            .filter(|(code, _)| !matches!(code.as_str(), "NOERROR" | "NXDOMAIN"))
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    fn line(&self, what: &str) -> String {
-        format!(
-            "{what:<5} sent {:>6}  completed {:>6}  lost {:>4}  failed {:>4}  {:?}",
-            self.sent,
-            self.completed,
-            self.lost,
-            self.failed(),
-            self.rcodes
-        )
-    }
-}
-
 /// A hot and a cold dnsperf running side by side from one pod.
 struct Load {
     hot: Daemon,
@@ -138,7 +79,7 @@ impl Load {
         let cold: String = (0..COLD_QPS * RUN_SECS)
             .map(|i| match i % 2 {
                 0 => format!("c{case}{i}.nx.default.svc.cluster.local A\n"),
-                _ => format!("c{case}{i}.{UPSTREAM_ZONE} A\n"),
+                _ => format!("c{case}{i}.{EXAMPLE_ZONE} A\n"),
             })
             .collect();
         std::fs::write(&cold_file, cold).unwrap();
@@ -178,7 +119,7 @@ impl Load {
     }
 
     /// Waits for both runs to finish and parses their summaries.
-    fn finish(mut self) -> (Perf, Perf) {
+    fn finish(mut self) -> (DnsperfSummary, DnsperfSummary) {
         let bound = Duration::from_secs(RUN_SECS + PERF_TIMEOUT_SECS + 10);
         let result = |d: &mut Daemon| {
             let status = d.wait(bound).expect("dnsperf finishes");
@@ -188,30 +129,54 @@ impl Load {
                 d.name(),
                 d.log()
             );
-            Perf::parse(&d.log()).unwrap_or_else(|| panic!("no dnsperf summary:\n{}", d.log()))
+            DnsperfSummary::parse(&d.log())
+                .unwrap_or_else(|| panic!("no dnsperf summary:\n{}", d.log()))
         };
         (result(&mut self.hot), result(&mut self.cold))
     }
 }
 
+/// Every file under `dir`, relative, sorted (for leak checks of pins).
+fn pin_files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// What the node must look like whatever agent runs: one XDP program on the
 /// pod's veth and exactly the pins of the first agent.
-fn assert_adopted(lab: &Lab, bpffs: &BpffsDir, pins: &[String], after: &str) {
-    let attached = xdp_attachments(lab.node());
+fn assert_adopted(lab: &Lab, pins: &[String], after: &str) {
+    let attached = lab.node().xdp_attachments().unwrap();
     assert_eq!(
         attached.len(),
         1,
         "after {after}: one XDP attachment, on the pod's veth: {attached:?}"
     );
-    assert_eq!(attached[0].0, lab.pod(0).node_ifname(), "after {after}");
     assert_eq!(
-        pin_files(bpffs.path()),
-        pins,
-        "after {after}: the same pins"
+        attached[0].ifname,
+        lab.pod(0).node_ifname(),
+        "after {after}"
     );
+    assert_eq!(pin_files(lab.bpffs()), pins, "after {after}: the same pins");
 }
 
-fn report(case: &str, hot: &Perf, cold: &Perf) {
+fn report(case: &str, hot: &DnsperfSummary, cold: &DnsperfSummary) {
     println!(
         "case {case}\n  {}\n  {}",
         hot.line("hot"),
@@ -223,16 +188,18 @@ fn report(case: &str, hot: &Perf, cold: &Perf) {
 fn restarts_keep_hot_names_answered() {
     let lab = Lab::new(1).unwrap();
     let pod = lab.pod(0);
-    let bpffs = BpffsDir::create().unwrap();
-    let _upstream = start_upstream(&lab);
-    let mut spec = AgentSpec::new(bpffs.path(), "auto");
-    spec.extra.push("--keep-on-exit".into());
+    let _upstream = start_node_upstream(&lab).unwrap();
+    let spec = AgentSpec::examples()
+        .listen_on(&[LISTEN_V4.into(), LISTEN_V6.into()])
+        .upstream(NODE_UPSTREAM)
+        .xdp_mode("auto")
+        .keep_on_exit();
     let mut first = spec.start(&lab, "agent-1");
     let server = LISTEN_V4.to_string();
     for (name, qtype) in HOT {
-        warm_kernel(bpffs.path(), pod.netns(), &server, name, qtype);
+        first.warm_kernel(pod.netns(), &server, name, qtype);
     }
-    let pins = pin_files(bpffs.path());
+    let pins = pin_files(lab.bpffs());
     assert!(
         pins.iter().any(|p| p.starts_with("links/")),
         "the agent pins its XDP link: {pins:?}"
@@ -257,27 +224,27 @@ fn restarts_keep_hot_names_answered() {
     // (It first answers what reached it before agent 2 bound: on a busy
     // machine that can take a moment.)
     std::thread::sleep(BACKLOG_GRACE);
-    first.signal(Signal::Stop).unwrap();
+    first.signal(Signal::Stop);
     std::thread::sleep(FREEZE);
-    first.signal(Signal::Cont).unwrap();
-    let status = first.stop(Duration::from_secs(10)).unwrap();
+    first.signal(Signal::Cont);
+    let status = first.stop();
     assert!(
         status.success(),
         "agent 1 exits cleanly on SIGTERM: {status}"
     );
     let (hot_a, cold_a) = load.finish();
     report("A (rolling update: start #2, SIGTERM #1)", &hot_a, &cold_a);
-    assert_adopted(&lab, &bpffs, &pins, "the rolling update");
+    assert_adopted(&lab, &pins, "the rolling update");
 
     // B: crash. SIGKILL, nothing runs for CRASH_GAP, then a new agent.
     let load = Load::start(&lab, pod, "b");
     std::thread::sleep(RESTART_AT);
-    second.kill().unwrap();
+    second.kill();
     std::thread::sleep(CRASH_GAP);
     let mut third = spec.start(&lab, "agent-3");
     let (hot_b, cold_b) = load.finish();
     report("B (SIGKILL, new agent 1 s later)", &hot_b, &cold_b);
-    assert_adopted(&lab, &bpffs, &pins, "the crash");
+    assert_adopted(&lab, &pins, "the crash");
 
     for (case, hot) in [("A", &hot_a), ("B", &hot_b)] {
         assert_eq!(hot.sent, hot.completed + hot.lost, "case {case}: {hot:?}");
@@ -289,10 +256,9 @@ fn restarts_keep_hot_names_answered() {
     assert_eq!(cold_a.lost, 0, "case A: cold queries lost: {cold_a:?}");
 
     // `dns-agent cleanup` in the node removes what the agents left pinned.
-    third.stop(Duration::from_secs(10)).unwrap();
-    let agent = nodedns_tests::lab::agent_binary().unwrap();
-    let mut cleanup = lab.node().command_net_only(agent);
-    cleanup.args(["cleanup", "--bpffs-path"]).arg(bpffs.path());
+    third.stop();
+    let mut cleanup = lab.node().command_net_only(agent_binary().unwrap());
+    cleanup.args(["cleanup", "--bpffs-path"]).arg(lab.bpffs());
     let out = cleanup.output().unwrap();
     assert!(
         out.status.success(),
@@ -300,8 +266,8 @@ fn restarts_keep_hot_names_answered() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        xdp_attachments(lab.node()).is_empty(),
+        lab.node().xdp_attachments().unwrap().is_empty(),
         "cleanup detaches XDP"
     );
-    assert!(!bpffs.path().exists(), "cleanup removes the pin directory");
+    assert!(!lab.bpffs().exists(), "cleanup removes the pin directory");
 }

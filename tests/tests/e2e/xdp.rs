@@ -4,10 +4,13 @@
 //! the client's checksum counters and a SIGSTOPped agent prove that the
 //! kernel itself answered, correctly, in generic and in native mode.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::node_support::{AgentSpec, Lookup, count, dig, kdig, kernel_counters, xdp_attachments};
-use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, wait_for};
+use nodedns_tests::agent::{Agent, AgentSpec, Inspect};
+use nodedns_tests::client::Reply;
+use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, wait_for};
 
 /// A ClusterIP service of the demo manifests, dual-stack.
 const WEB: &str = "web.default.svc.cluster.local";
@@ -18,8 +21,6 @@ const WEB_MIXED: &str = "wEb.DeFauLT.svc.CLUSTER.local";
 /// An ndots:5 search-path miss: NXDOMAIN from the cluster zone, which the
 /// agent also puts into the kernel map.
 const NXNAME: &str = "web.default.svc.cluster.local.default.svc.cluster.local";
-/// How long the agent's feeder may take to put a warmed name into the map.
-const WARM: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy)]
 enum Client {
@@ -29,29 +30,35 @@ enum Client {
     Kdig,
 }
 
-fn ask(pod: &Pod, client: Client, server: &str, name: &str, qtype: &str) -> Lookup {
+fn ask(pod: &Pod, client: Client, server: &str, name: &str, qtype: &str) -> Reply {
+    let at = format!("@{server}");
     match client {
-        Client::Dig => dig(pod.netns(), server, name, qtype, &[]),
-        // The helper passes +nocookie; a later +cookie restores the default.
-        Client::DigDefault => dig(pod.netns(), server, name, qtype, &["+cookie"]),
-        Client::Kdig => kdig(pod.netns(), server, name, qtype),
+        Client::Dig => pod.dig(&["+time=1", "+nocookie", &at, name, qtype]),
+        Client::DigDefault => pod.dig(&["+time=1", &at, name, qtype]),
+        Client::Kdig => pod.kdig(&["+timeout=1", &at, name, qtype]),
     }
+    .unwrap()
+}
+
+/// The counter `name` in a snapshot (0 when absent).
+fn count(counters: &BTreeMap<String, u64>, name: &str) -> u64 {
+    counters.get(name).copied().unwrap_or(0)
 }
 
 /// Runs one lookup and returns how much the kernel's `hit` counter moved
 /// while it ran (nothing else queries this lab's map). The lookup's `raw`
 /// text gets the counters that moved appended, for failure messages.
 fn ask_counting(
-    bpffs: &BpffsDir,
+    bpffs: &Path,
     pod: &Pod,
     client: Client,
     server: &str,
     name: &str,
     qtype: &str,
-) -> (Lookup, u64) {
-    let before = kernel_counters(bpffs.path());
+) -> (Reply, u64) {
+    let before = Inspect::read(bpffs).counters();
     let mut lookup = ask(pod, client, server, name, qtype);
-    let after = kernel_counters(bpffs.path());
+    let after = Inspect::read(bpffs).counters();
     let moved: Vec<String> = after
         .iter()
         .filter(|(name, n)| count(&before, name) != **n)
@@ -83,45 +90,28 @@ fn by_kernel(native: bool, hits: u64, what: &str) -> bool {
     false
 }
 
-/// Asks until the kernel answers (the first answer comes from userspace,
-/// which then puts the entry into the map).
-fn warm(bpffs: &BpffsDir, pod: &Pod, server: &str, name: &str, qtype: &str) {
-    wait_for(&format!("{name}/{qtype} answered by XDP"), WARM, || {
-        let (lookup, hits) = ask_counting(bpffs, pod, Client::Dig, server, name, qtype);
-        (lookup.answered() && hits == 1).then_some(())
-    })
-    .unwrap();
-}
-
 /// Sends SIGCONT when dropped, so a failed assertion never leaves the agent
 /// stopped (the lab would then wait on it in vain).
-struct Stopped<'a>(&'a mut Daemon);
+struct Stopped<'a>(&'a mut Agent);
 
 impl<'a> Stopped<'a> {
-    fn new(agent: &'a mut Daemon) -> Self {
-        agent.signal(Signal::Stop).expect("SIGSTOP the agent");
+    fn new(agent: &'a mut Agent) -> Self {
+        agent.signal(Signal::Stop);
         Self(agent)
     }
 }
 
 impl Drop for Stopped<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.0.signal(Signal::Cont) {
-            eprintln!("could not SIGCONT the agent: {e}");
-        }
+        self.0.signal(Signal::Cont);
     }
-}
-
-fn csum_errors(pod: &Pod) -> u64 {
-    let snmp = pod.nstat().unwrap();
-    count(&snmp, "UdpInCsumErrors") + count(&snmp, "Udp6InCsumErrors")
 }
 
 /// A default `dig` (9.18 sends a DNS COOKIE unless told `+nocookie`) is
 /// answered by the kernel too: the program ignores the cookie, as a server
 /// without cookie support does (RFC 7873 section 5.2), and replies with a
 /// plain OPT.
-fn default_dig_is_answered_by_the_kernel(bpffs: &BpffsDir, pod: &Pod, native: bool) {
+fn default_dig_is_answered_by_the_kernel(bpffs: &Path, pod: &Pod, native: bool) {
     let v4 = LISTEN_V4.to_string();
     let v6 = LISTEN_V6.to_string();
     for (server, qtype, want) in [(&v4, "A", WEB_V4), (&v6, "AAAA", WEB_V6)] {
@@ -142,18 +132,18 @@ fn default_dig_is_answered_by_the_kernel(bpffs: &BpffsDir, pod: &Pod, native: bo
 fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
     let lab = Lab::new(1).unwrap();
     let pod = lab.pod(0);
-    let bpffs = BpffsDir::create().unwrap();
     // Native XDP_TX on veth only reaches the peer if the peer runs XDP too.
     let _peer_program = (expect_mode == "driver").then(|| pod.attach_pass_program().unwrap());
-    let mut spec = AgentSpec::new(bpffs.path(), xdp_mode);
-    spec.extra.push("--cleanup-on-exit".into());
-    let mut agent = spec.start(&lab, "agent");
+    let mut agent = AgentSpec::examples()
+        .listen_on(&[LISTEN_V4.into(), LISTEN_V6.into()])
+        .xdp_mode(xdp_mode)
+        .start(&lab, "agent");
 
-    let attached = xdp_attachments(lab.node());
+    let attached = lab.node().xdp_attachments().unwrap();
     assert_eq!(
         attached
             .iter()
-            .map(|(dev, mode, _)| (dev.as_str(), mode.as_str()))
+            .map(|a| (a.ifname.as_str(), a.mode.as_str()))
             .collect::<Vec<_>>(),
         vec![(pod.node_ifname(), expect_mode)],
         "one XDP program, in {expect_mode} mode, on the pod's host veth"
@@ -161,9 +151,9 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
 
     let v4 = LISTEN_V4.to_string();
     let v6 = LISTEN_V6.to_string();
-    warm(&bpffs, pod, &v4, WEB, "A");
-    warm(&bpffs, pod, &v6, WEB, "AAAA");
-    warm(&bpffs, pod, &v4, NXNAME, "A");
+    agent.warm_kernel(pod.netns(), &v4, WEB, "A");
+    agent.warm_kernel(pod.netns(), &v6, WEB, "AAAA");
+    agent.warm_kernel(pod.netns(), &v4, NXNAME, "A");
 
     let native = expect_mode == "driver";
     let mut kernel_hits = 0;
@@ -173,7 +163,7 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
             (&v6, "AAAA", WEB_V6),
             (&v6, "A", WEB_V4),
         ] {
-            let (lookup, hits) = ask_counting(&bpffs, pod, client, server, WEB_MIXED, qtype);
+            let (lookup, hits) = ask_counting(lab.bpffs(), pod, client, server, WEB_MIXED, qtype);
             let what = format!("{WEB_MIXED}/{qtype} via {server}:\n{}", lookup.raw);
             assert_eq!(lookup.status, "NOERROR", "{what}");
             assert_eq!(lookup.data(), vec![want.to_string()], "{what}");
@@ -186,12 +176,12 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
             }
             kernel_hits += by_kernel(native, hits, &what) as usize;
         }
-        let (lookup, hits) = ask_counting(&bpffs, pod, client, &v4, NXNAME, "A");
+        let (lookup, hits) = ask_counting(lab.bpffs(), pod, client, &v4, NXNAME, "A");
         assert_eq!(lookup.status, "NXDOMAIN", "{}", lookup.raw);
         kernel_hits += by_kernel(native, hits, &lookup.raw) as usize;
     }
     println!("--xdp-mode {xdp_mode}: the kernel answered {kernel_hits} of 8 lookups");
-    default_dig_is_answered_by_the_kernel(&bpffs, pod, native);
+    default_dig_is_answered_by_the_kernel(lab.bpffs(), pod, native);
     // Generic mode answers all 8; native mode must answer some.
     let floor = if native { 1 } else { 8 };
     assert!(
@@ -199,7 +189,7 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
         "the kernel answered only {kernel_hits} of 8 lookups"
     );
     assert_eq!(
-        csum_errors(pod),
+        pod.udp_csum_errors().unwrap(),
         0,
         "the pod dropped replies with bad UDP checksums"
     );
@@ -209,7 +199,7 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
         let _stopped = Stopped::new(&mut agent);
         for client in [Client::Dig, Client::Kdig] {
             for (server, qtype, want) in [(&v4, "A", WEB_V4), (&v6, "AAAA", WEB_V6)] {
-                let (lookup, hits) = ask_counting(&bpffs, pod, client, server, WEB, qtype);
+                let (lookup, hits) = ask_counting(lab.bpffs(), pod, client, server, WEB, qtype);
                 // A native-mode pass (see by_kernel) has nobody to answer it.
                 if !lookup.answered() && !by_kernel(native, hits, &lookup.raw) {
                     continue;
@@ -234,26 +224,26 @@ fn kernel_answers_real_clients(xdp_mode: &'static str, expect_mode: &str) {
         "the resumed agent to answer",
         Duration::from_secs(5),
         || {
-            let lookup = dig(pod.netns(), &v4, &missing, "A", &[]);
+            let lookup = ask(pod, Client::Dig, &v4, &missing, "A");
             lookup.answered().then_some(lookup)
         },
     )
     .unwrap();
     assert_eq!(lookup.status, "NXDOMAIN", "{}", lookup.raw);
     assert_eq!(
-        csum_errors(pod),
+        pod.udp_csum_errors().unwrap(),
         0,
         "the pod dropped replies with bad UDP checksums"
     );
 
-    let status = agent.stop(Duration::from_secs(10)).unwrap();
+    let status = agent.stop();
     assert!(
         status.success(),
         "the agent exits cleanly: {status}\n{}",
         agent.log_tail()
     );
     assert!(
-        xdp_attachments(lab.node()).is_empty(),
+        lab.node().xdp_attachments().unwrap().is_empty(),
         "--cleanup-on-exit leaves no XDP program behind"
     );
 }

@@ -1,5 +1,5 @@
-//! The fuzz tier: generated input through the real kernel. Needs root.
+//! The fuzz tier: generated input, many cases per test, through the real
+//! kernel. `cargo xtask fuzz-xdp --count N` runs it with `N` cases; `cargo
+//! xtask test` with the default count. Needs root.
 
-#[path = "../xdp/support.rs"]
-mod support;
 mod xdp;

@@ -12,26 +12,25 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
+use nodedns_tests::records::{cluster_soa, name, rec};
+use nodedns_tests::xdp::{
+    EdnsQ, EntryDef, Harness, XDP_PASS, XDP_TX, check_answer, cookie, endpoints, query_frame,
+    query_frame_with_options,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const DEFAULT_COUNT: u64 = 100_000;
+/// How many frames (`cargo xtask fuzz-xdp --count N` sets it).
+const COUNT_ENV: &str = "NODEDNS_FUZZ_COUNT";
+/// The seed of a run to replay.
+const SEED_ENV: &str = "NODEDNS_FUZZ_SEED";
 
 fn entries() -> Vec<EntryDef> {
-    let soa = SOA::new(
-        name("ns.dns.cluster.local."),
-        name("hostmaster.cluster.local."),
-        1,
-        7200,
-        1800,
-        86400,
-        5,
-    );
     let mut v = vec![
         EntryDef::new(
             "a.cluster.local.",
@@ -87,7 +86,7 @@ fn entries() -> Vec<EntryDef> {
         vec![],
     );
     nx.rcode = ResponseCode::NXDomain;
-    nx.authority = vec![rec("cluster.local.", 5, RData::SOA(soa))];
+    nx.authority = vec![cluster_soa(1)];
     v.push(nx);
     // Long-lived, so the served TTL stays at max_ttl however long the run.
     for d in &mut v {
@@ -199,26 +198,25 @@ fn random_frame(rng: &mut StdRng) -> Vec<u8> {
 
 #[test]
 fn fuzz_frames_through_the_kernel() {
-    let count: u64 = std::env::var("NODEDNS_FUZZ_COUNT")
+    let count: u64 = std::env::var(COUNT_ENV)
         .ok()
-        .map_or(DEFAULT_COUNT, |v| v.parse().expect("NODEDNS_FUZZ_COUNT"));
-    let seed: u64 = std::env::var("NODEDNS_FUZZ_SEED")
+        .map_or(DEFAULT_COUNT, |v| v.parse().expect(COUNT_ENV));
+    let seed: u64 = std::env::var(SEED_ENV)
         .ok()
-        .map(|v| v.parse().expect("NODEDNS_FUZZ_SEED"))
+        .map(|v| v.parse().expect(SEED_ENV))
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
         });
-    println!("xdp fuzz: {count} frames, seed {seed} (replay with NODEDNS_FUZZ_SEED={seed})");
+    println!("xdp fuzz: {count} frames, seed {seed} (replay with {SEED_ENV}={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let defs = entries();
     let mut by_key = HashMap::new();
     for (i, d) in defs.iter().enumerate() {
-        let (k, e) = d.encode();
-        lab.insert(&k, &e);
+        xdp.insert_entry(d);
         by_key.insert((d.qname.to_lowercase().to_ascii(), d.qtype), i);
     }
     let (mut tx, mut pass) = (0u64, 0u64);
@@ -237,7 +235,7 @@ fn fuzz_frames_through_the_kernel() {
         if frame.len() < 14 {
             continue;
         }
-        let r = lab.run(&frame);
+        let r = xdp.run(&frame);
         let hex = || frame.iter().map(|b| format!("{b:02x}")).collect::<String>();
         match r.action {
             XDP_PASS => {
@@ -282,7 +280,7 @@ fn fuzz_frames_through_the_kernel() {
     }
     println!(
         "xdp fuzz: {tx} answered, {pass} passed; counters {:?}",
-        lab.counters()
+        xdp.counters()
     );
     assert!(
         tx > count / 20,

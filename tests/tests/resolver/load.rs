@@ -1,33 +1,25 @@
 //! A short dnsperf run against the resolver (debug build, loopback): checks
 //! that nothing is lost at a modest fixed rate and prints what it measured.
 //! Ignored by default: it is a measurement, run it with
-//! `cargo test -p nodedns-tests --test resolver_load -- --ignored --nocapture`.
+//! `cargo test -p nodedns-tests --test resolver -- --ignored --nocapture load`.
 
 use std::net::Ipv4Addr;
 
-use crate::support::*;
-use nodedns_tests::hostile::HostileUpstream;
-
-fn field(out: &str, label: &str) -> f64 {
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
+use nodedns_tests::client::DnsperfSummary;
+use nodedns_tests::lab::TempDir;
+use nodedns_tests::resolver::{TestResolver, hostile_upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]
 async fn dnsperf_cache_and_cluster_mix() {
-    let up = HostileUpstream::start((unique_ip(), 0).into())
-        .await
-        .unwrap();
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 10),
     );
-    let data = std::env::temp_dir().join(format!("nodedns-dnsperf-{}.txt", std::process::id()));
+    let scratch = TempDir::create().unwrap();
+    let data = scratch.path().join("queries.txt");
     let mut lines = String::new();
     for i in 0..50 {
         lines.push_str(&format!("name{i}.example A\n"));
@@ -55,18 +47,18 @@ async fn dnsperf_cache_and_cluster_mix() {
         .output()
         .await
         .expect("dnsperf runs (apt-get install dnsperf)");
-    let _ = std::fs::remove_file(&data);
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
-    let completed = field(&text, "Queries completed:");
-    let lost = field(&text, "Queries lost:");
+    let summary = DnsperfSummary::parse(&text).expect("a dnsperf summary");
     println!(
-        "completed={completed} lost={lost} upstream_queries={}",
+        "completed={} lost={} upstream_queries={}",
+        summary.completed,
+        summary.lost,
         up.queries()
     );
-    assert!(completed > 0.0, "{text}");
+    assert!(summary.completed > 0, "{text}");
     assert!(
-        lost <= completed * 0.01,
+        summary.lost * 100 <= summary.completed,
         "at most 1% lost at 3000 qps: {text}"
     );
     assert!(up.queries() <= 60, "the cache absorbs the load");

@@ -1,25 +1,21 @@
 //! The resolver as a server: the authoritative cluster zone, bad input, TCP
-//! limits, health and metrics, promotion to the kernel map (a MemorySink)
-//! and the listen interface (in a throwaway network namespace).
+//! limits, health and metrics, promotion to the kernel map (a MemorySink).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::support::*;
-use dns_agent::fastpath::entry::key_for;
-use dns_agent::fastpath::sink::MemorySink;
 use dns_common::ENTRY_FLAG_AUTHORITATIVE;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
-use nodedns_tests::hostile::HostileUpstream;
+use nodedns_tests::client::{dig_at, udp_exchange, udp_query};
+use nodedns_tests::internals::{
+    MemorySink, Registry, ResolverMetrics, boot_time_ns, key_for, new_registry,
+};
+use nodedns_tests::lab::wait_until;
+use nodedns_tests::records::name;
+use nodedns_tests::resolver::{SINK_CAPACITY, StaticZone, TestResolver, hostile_upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn hostile() -> HostileUpstream {
-    HostileUpstream::start((unique_ip(), 0).into())
-        .await
-        .expect("hostile upstream starts")
-}
 
 fn entry(sink: &MemorySink, qname: &str, qtype: RecordType) -> Option<dns_common::AnswerEntry> {
     sink.get(&key_for(&name(qname), qtype).unwrap())
@@ -27,27 +23,27 @@ fn entry(sink: &MemorySink, qname: &str, qtype: RecordType) -> Option<dns_common
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_zone_is_authoritative_and_never_forwarded() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 10),
     );
 
-    let d = dig(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
+    let d = dig_at(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
     assert_eq!(d.status, "NOERROR", "{}", d.raw);
     assert!(d.has_flag("aa"), "{}", d.raw);
     assert_eq!(d.addresses(), vec!["10.96.0.10"]);
 
     // NODATA and NXDOMAIN carry the SOA.
-    let d = dig(r.addr, "web.default.svc.cluster.local", "AAAA", &[]).await;
+    let d = dig_at(r.addr, "web.default.svc.cluster.local", "AAAA", &[]).await;
     assert_eq!(d.status, "NOERROR");
     assert!(
-        d.answers.is_empty() && d.authority.iter().any(|a| a.2 == "SOA"),
+        d.answers.is_empty() && d.authority.iter().any(|a| a.rtype == "SOA"),
         "{}",
         d.raw
     );
-    let d = dig(
+    let d = dig_at(
         r.addr,
         "api.example.com.default.svc.cluster.local",
         "A",
@@ -56,7 +52,7 @@ async fn cluster_zone_is_authoritative_and_never_forwarded() {
     .await;
     assert_eq!(d.status, "NXDOMAIN");
     assert!(
-        d.has_flag("aa") && d.authority.iter().any(|a| a.2 == "SOA"),
+        d.has_flag("aa") && d.authority.iter().any(|a| a.rtype == "SOA"),
         "{}",
         d.raw
     );
@@ -64,31 +60,35 @@ async fn cluster_zone_is_authoritative_and_never_forwarded() {
 
     // Before the first sync: SERVFAIL, never NXDOMAIN, and still not forwarded.
     r.zone.set_ready(false);
-    let d = dig(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
+    let d = dig_at(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
     assert_eq!(d.status, "SERVFAIL");
     assert_eq!(up.queries(), 0);
-    let (status, _) = http_get(r.health_addr, "/readyz").await;
-    assert_eq!(status, 503, "not ready before the zone syncs");
+    assert_eq!(
+        r.health("/readyz").await,
+        503,
+        "not ready before the zone syncs"
+    );
     r.zone.set_ready(true);
-    let (status, _) = http_get(r.health_addr, "/readyz").await;
-    assert_eq!(status, 200);
-    let (status, _) = http_get(r.health_addr, "/healthz").await;
-    assert_eq!(status, 200);
+    assert_eq!(r.health("/readyz").await, 200);
+    assert_eq!(r.health("/healthz").await, 200);
 
     let m = r.metrics().await;
     assert!(
-        sum_metric(
-            &m,
+        m.sum(
             "nodedns_queries_total",
-            &["path=\"cluster\"", "rcode=\"NXDOMAIN\""]
-        ) >= 1.0,
+            &[("path", "cluster"), ("rcode", "NXDOMAIN")]
+        ) >= 1,
         "{m}"
     );
     assert!(
-        m.contains("nodedns_query_duration_seconds_bucket"),
+        m.text().contains("nodedns_query_duration_seconds_bucket"),
         "latency histogram exported"
     );
-    assert!(m.contains("nodedns_map_capacity 64"), "{m}");
+    assert_eq!(
+        m.value("nodedns_map_capacity"),
+        Some(f64::from(SINK_CAPACITY)),
+        "{m}"
+    );
     r.stop().await;
 }
 
@@ -99,7 +99,7 @@ async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
         .map(|i| Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8))
         .collect();
     r.zone.set_many("headless.default.svc.cluster.local.", ips);
-    let d = dig(
+    let d = dig_at(
         r.addr,
         "headless.default.svc.cluster.local",
         "A",
@@ -107,7 +107,7 @@ async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
     )
     .await;
     assert!(d.has_flag("tc") && d.answers.is_empty(), "{}", d.raw);
-    let d = dig(
+    let d = dig_at(
         r.addr,
         "headless.default.svc.cluster.local",
         "A",
@@ -115,18 +115,18 @@ async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
     )
     .await;
     assert!(d.has_flag("tc"), "{}", d.raw);
-    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &["+tcp"]).await;
+    let d = dig_at(r.addr, "headless.default.svc.cluster.local", "A", &["+tcp"]).await;
     assert!(d.has_flag("aa") && !d.has_flag("tc"), "{}", d.raw);
     assert_eq!(d.addresses().len(), 300);
     // dig's default: retry over TCP on TC.
-    let d = dig(r.addr, "headless.default.svc.cluster.local", "A", &[]).await;
+    let d = dig_at(r.addr, "headless.default.svc.cluster.local", "A", &[]).await;
     assert_eq!(d.addresses().len(), 300);
     r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_data_never_shadows_the_cluster_zone() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
     r.zone.set_a(
         "db.default.svc.cluster.local.",
@@ -134,7 +134,7 @@ async fn upstream_data_never_shadows_the_cluster_zone() {
     );
     // The hostile upstream answers everything, including cluster names, but
     // only the zone's answer may be served for them.
-    let d = dig(r.addr, "DB.Default.Svc.Cluster.Local", "A", &[]).await;
+    let d = dig_at(r.addr, "DB.Default.Svc.Cluster.Local", "A", &[]).await;
     assert_eq!(
         d.addresses(),
         vec!["10.96.0.20"],
@@ -146,7 +146,7 @@ async fn upstream_data_never_shadows_the_cluster_zone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_formerr_notimp_badvers_or_is_dropped() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
 
     // Shorter than a header: dropped.
@@ -174,7 +174,7 @@ async fn bad_input_gets_formerr_notimp_badvers_or_is_dropped() {
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
     // EDNS version 1: BADVERS (extended rcode 16, which hickory decodes as
     // BADSIG, so ask dig to read it).
-    let d = dig(r.addr, "x.example", "A", &["+edns=1", "+noednsnegotiation"]).await;
+    let d = dig_at(r.addr, "x.example", "A", &["+edns=1", "+noednsnegotiation"]).await;
     assert_eq!(d.status, "BADVERS", "{}", d.raw);
     // Random datagrams.
     for i in 0..200u32 {
@@ -184,29 +184,28 @@ async fn bad_input_gets_formerr_notimp_badvers_or_is_dropped() {
         sock.send_to(&bytes, r.addr).await.unwrap();
     }
     // Still healthy.
-    let d = dig(r.addr, "after.example", "A", &[]).await;
+    let d = dig_at(r.addr, "after.example", "A", &[]).await;
     assert_eq!(d.addresses(), vec!["192.0.2.1"], "{}", d.raw);
-    let d = dig(r.addr, "after.example", "A", &["+tcp"]).await;
+    let d = dig_at(r.addr, "after.example", "A", &["+tcp"]).await;
     assert_eq!(d.addresses(), vec!["192.0.2.1"], "{}", d.raw);
     r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_encode_the_whole_shared_registry() {
-    fn registry() -> dns_agent::metrics::Registry {
+    fn registry() -> Registry {
         // Stands for another module (the loader's collector) registering on
         // the shared registry before the resolver starts.
-        let mut r = dns_agent::metrics::new_registry();
-        let _other =
-            dns_agent::resolver::metrics::ResolverMetrics::new(r.sub_registry_with_prefix("other"));
+        let mut r = new_registry();
+        let _other = ResolverMetrics::new(r.sub_registry_with_prefix("other"));
         r
     }
     let r = TestResolver::start_full(StaticZone::new(true), &[], &[], registry).await;
     let m = r.metrics().await;
-    assert!(m.contains("nodedns_other_cache_hits_total 0"), "{m}");
-    assert!(m.contains("nodedns_cache_entries"), "{m}");
+    assert_eq!(m.value("nodedns_other_cache_hits_total"), Some(0.0), "{m}");
+    assert!(m.text().contains("nodedns_cache_entries"), "{m}");
     // No upstream configured: SERVFAIL, not a hang.
-    let d = dig(r.addr, "nowhere.example", "A", &[]).await;
+    let d = dig_at(r.addr, "nowhere.example", "A", &[]).await;
     assert_eq!(d.status, "SERVFAIL");
     r.stop().await;
 }
@@ -225,7 +224,7 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_pipelining_idle_garbage_and_connection_limit() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(
         &[up.addr],
         &["--tcp-idle-timeout-ms", "700", "--tcp-max-connections", "4"],
@@ -289,10 +288,10 @@ async fn tcp_pipelining_idle_garbage_and_connection_limit() {
         closed_within(&mut extra, Duration::from_millis(500)).await,
         "over the limit: closed"
     );
-    assert!(r.metric("nodedns_tcp_refused_total", &[]).await >= 1.0);
+    assert!(r.metric("nodedns_tcp_refused_total", &[]).await >= 1);
     drop(held);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let d = dig(r.addr, "later.example", "A", &["+tcp"]).await;
+    let d = dig_at(r.addr, "later.example", "A", &["+tcp"]).await;
     assert_eq!(
         d.addresses(),
         vec!["192.0.2.1"],
@@ -304,7 +303,7 @@ async fn tcp_pipelining_idle_garbage_and_connection_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_answers_are_promoted_to_the_kernel_map() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &["--hot-threshold", "2"]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
@@ -312,8 +311,8 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
     );
 
     // Cluster answers go in at once, positive and negative (the ndots:5 names).
-    dig(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
-    dig(
+    dig_at(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
+    dig_at(
         r.addr,
         "api.example.com.default.svc.cluster.local",
         "A",
@@ -334,21 +333,21 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
 
     // Upstream answers only once hot: asked more than 2 times in the window.
     for i in 1..=3 {
-        dig(r.addr, "popular.example", "A", &[]).await;
+        dig_at(r.addr, "popular.example", "A", &[]).await;
         let promoted = entry(&r.sink, "popular.example.", RecordType::A).is_some();
         assert_eq!(promoted, i > 2, "after {i} queries");
     }
     let e = entry(&r.sink, "popular.example.", RecordType::A).unwrap();
     assert_eq!(e.flags & ENTRY_FLAG_AUTHORITATIVE, 0);
     assert!(e.max_ttl <= 30);
-    let now = dns_agent::fastpath::entry::boot_time_ns();
+    let now = boot_time_ns();
     assert!(
         e.expires_ns > now && e.expires_ns <= now + 31_000_000_000,
         "expiry follows the cache"
     );
     // Negative upstream answers too.
     for _ in 0..3 {
-        dig(r.addr, "nxpopular.example", "A", &[]).await;
+        dig_at(r.addr, "nxpopular.example", "A", &[]).await;
     }
     assert_eq!(
         entry(&r.sink, "nxpopular.example.", RecordType::A)
@@ -356,13 +355,13 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
             .rcode,
         3
     );
-    assert!(r.metric("nodedns_map_entries", &[]).await >= 4.0);
+    assert!(r.metric("nodedns_map_entries", &[]).await >= 4);
     r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_capacity_is_bounded_by_lru_eviction() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
     // The test sink holds 64 entries; answer 100 cluster names.
     for i in 0..100 {
@@ -385,132 +384,58 @@ async fn map_capacity_is_bounded_by_lru_eviction() {
         entry(&r.sink, "svc0.default.svc.cluster.local.", RecordType::A).is_none(),
         "least recent evicted"
     );
-    assert_eq!(r.metric("nodedns_map_evictions_total", &[]).await, 36.0);
+    assert_eq!(r.metric("nodedns_map_evictions_total", &[]).await, 36);
     r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zone_changes_reach_the_map_within_one_second() {
-    let up = hostile().await;
+    let up = hostile_upstream().await;
     let r = TestResolver::start(&[up.addr], &[]).await;
     let web = "web.default.svc.cluster.local.";
     let new = "new.default.svc.cluster.local.";
     r.zone.set_a(web, Ipv4Addr::new(10, 96, 0, 10));
-    dig(r.addr, web, "A", &[]).await;
-    dig(r.addr, new, "A", &[]).await;
+    dig_at(r.addr, web, "A", &[]).await;
+    dig_at(r.addr, new, "A", &[]).await;
     let first = entry(&r.sink, web, RecordType::A).unwrap().generation;
     assert_eq!(entry(&r.sink, new, RecordType::A).unwrap().rcode, 3);
 
     // Updated address: the entry is rewritten.
     r.zone.set_a(web, Ipv4Addr::new(10, 96, 0, 11));
     let sink = r.sink.clone();
-    assert!(
-        eventually(Duration::from_secs(1), || entry(&sink, web, RecordType::A)
-            .unwrap()
-            .generation
-            != first)
-        .await,
-        "updated service re-derived within 1 s"
-    );
+    wait_until(
+        "updated service re-derived within 1 s",
+        Duration::from_secs(1),
+        || entry(&sink, web, RecordType::A).unwrap().generation != first,
+    )
+    .await
+    .unwrap();
     // Created: NXDOMAIN becomes data.
     r.zone.set_a(new, Ipv4Addr::new(10, 96, 0, 12));
-    assert!(
-        eventually(Duration::from_secs(1), || entry(&sink, new, RecordType::A)
-            .is_some_and(|e| e.rcode == 0))
-        .await,
-        "new service resolves within 1 s"
-    );
+    wait_until(
+        "new service resolves within 1 s",
+        Duration::from_secs(1),
+        || entry(&sink, new, RecordType::A).is_some_and(|e| e.rcode == 0),
+    )
+    .await
+    .unwrap();
     // Deleted: data becomes NXDOMAIN.
     r.zone.remove(web);
-    assert!(
-        eventually(Duration::from_secs(1), || entry(&sink, web, RecordType::A)
-            .is_some_and(|e| e.rcode == 3))
-        .await,
-        "deleted service is NXDOMAIN within 1 s"
-    );
+    wait_until(
+        "deleted service is NXDOMAIN within 1 s",
+        Duration::from_secs(1),
+        || entry(&sink, web, RecordType::A).is_some_and(|e| e.rcode == 3),
+    )
+    .await
+    .unwrap();
     // Not ready: entries are withdrawn, so the kernel passes to userspace.
     r.zone.set_ready(false);
-    assert!(
-        eventually(Duration::from_secs(1), || entry(&sink, new, RecordType::A)
-            .is_none())
-        .await,
-        "entries withdrawn when the zone loses its sync"
-    );
+    wait_until(
+        "entries withdrawn when the zone loses its sync",
+        Duration::from_secs(1),
+        || entry(&sink, new, RecordType::A).is_none(),
+    )
+    .await
+    .unwrap();
     r.stop().await;
-}
-
-/// Runs `f` on a thread of its own in a new, empty network namespace (the
-/// namespace goes away with the thread).
-fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "this test needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create a network namespace"
-    );
-    std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread's namespaces.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-#[test]
-fn listen_interface_is_created_and_removed_in_a_netns() {
-    use dns_agent::resolver::interface::ListenInterface;
-    use dns_agent::resolver::netlink::{Netlink, if_index};
-    in_fresh_netns(|| {
-        // With lo down a fresh namespace has no local table, and the kernel
-        // lets any address bind; bring lo up so the checks below mean something.
-        Netlink::open()
-            .unwrap()
-            .set_up(if_index("lo").unwrap())
-            .unwrap();
-        let addr: IpAddr = "169.254.20.10".parse().unwrap();
-        let bindable = |a: IpAddr| std::net::UdpSocket::bind(SocketAddr::new(a, 0)).is_ok();
-        assert!(!bindable(addr));
-        let mut iface = ListenInterface::setup("nodedns-t0", &[addr], false).expect("setup");
-        assert!(bindable(addr), "listen address is local after setup");
-        // Either our dummy link exists, or (no dummy driver) we fell back to lo.
-        let on_dummy = if_index("nodedns-t0").is_some();
-        iface.cleanup();
-        assert!(!bindable(addr), "address removed on exit");
-        assert!(if_index("nodedns-t0").is_none(), "link removed on exit");
-        // Kept for a restart: nothing removed.
-        let mut kept = ListenInterface::setup("nodedns-t0", &[addr], true).expect("setup");
-        kept.cleanup();
-        assert!(bindable(addr), "kept on exit");
-        assert_eq!(if_index("nodedns-t0").is_some(), on_dummy);
-        // `dns-agent cleanup` removes what the kept agent left.
-        dns_agent::resolver::interface::remove_all("nodedns-t0", &[addr]).expect("cleanup");
-        assert!(!bindable(addr), "cleanup removed the address");
-        assert!(if_index("nodedns-t0").is_none(), "cleanup removed the link");
-        // A name that is not a dummy link is never deleted, only our addresses.
-        let mut again = ListenInterface::setup("nodedns-t0", &[addr], true).expect("setup");
-        again.cleanup();
-        dns_agent::resolver::interface::remove_all("lo", &[addr]).expect("cleanup by lo");
-        assert!(if_index("lo").is_some(), "lo is never deleted");
-        dns_agent::resolver::interface::remove_all("nodedns-t0", &[addr]).expect("idempotent");
-        assert!(!bindable(addr));
-        // Link kinds are read from the kernel: a veth is never deleted.
-        let status = std::process::Command::new("ip")
-            .args([
-                "link", "add", "nd-t0a", "type", "veth", "peer", "name", "nd-t0b",
-            ])
-            .status()
-            .expect("ip runs");
-        assert!(status.success());
-        let veth = if_index("nd-t0a").unwrap();
-        let mut nl = Netlink::open().unwrap();
-        assert_eq!(nl.link_kind(veth).unwrap().as_deref(), Some("veth"));
-        assert_eq!(nl.link_kind(if_index("lo").unwrap()).unwrap(), None);
-        dns_agent::resolver::interface::remove_all("nd-t0a", &[addr]).expect("cleanup");
-        assert!(if_index("nd-t0a").is_some(), "a veth is not ours to delete");
-    });
 }

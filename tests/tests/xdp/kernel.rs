@@ -5,27 +5,20 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::support::*;
-use dns_agent::fastpath::entry::boot_time_ns;
 use dns_common::Counter;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
-
-const ZONE: &str = "cluster.local.";
+use nodedns_tests::internals::boot_time_ns;
+use nodedns_tests::records::{cluster_soa, name, rec};
+use nodedns_tests::xdp::{
+    EdnsQ, EntryDef, Harness, XDP_TX, check_answer, cookie, default_config, endpoints, query_frame,
+    query_frame_with_options, query_msg,
+};
 
 fn soa() -> hickory_proto::rr::Record {
-    let soa = SOA::new(
-        name("ns.dns.cluster.local."),
-        name("hostmaster.cluster.local."),
-        42,
-        7200,
-        1800,
-        86400,
-        5,
-    );
-    rec(ZONE, 5, RData::SOA(soa))
+    cluster_soa(42)
 }
 
 fn a(owner: &str, last: u8) -> hickory_proto::rr::Record {
@@ -37,6 +30,17 @@ fn aaaa(owner: &str, last: u16) -> hickory_proto::rr::Record {
         owner,
         30,
         RData::AAAA(AAAA(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0x96, last))),
+    )
+}
+
+const BIG: &str = "big.default.svc.cluster.local.";
+
+/// 17 AAAA records: 476 bytes of body, over 512 with header and question.
+fn too_big_for_512() -> EntryDef {
+    EntryDef::new(
+        BIG,
+        RecordType::AAAA,
+        (0..17).map(|i| aaaa(BIG, i)).collect(),
     )
 }
 
@@ -123,11 +127,10 @@ fn mixed_case(s: &str) -> String {
 
 #[test]
 fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let defs = kinds();
     for d in &defs {
-        let (k, e) = d.encode();
-        lab.insert(&k, &e);
+        xdp.insert_entry(d);
     }
     let edns_variants = [
         None,
@@ -135,14 +138,8 @@ fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
             size: 1232,
             dnssec_ok: true,
         }),
-        Some(EdnsQ {
-            size: 4096,
-            dnssec_ok: false,
-        }),
-        Some(EdnsQ {
-            size: 100,
-            dnssec_ok: false,
-        }),
+        Some(EdnsQ::size(4096)),
+        Some(EdnsQ::size(100)),
     ];
     let mut parities = BTreeSet::new();
     let mut id = 1u16;
@@ -154,18 +151,18 @@ fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
                     let qname = if case { mixed_case(&qname) } else { qname };
                     id = id.wrapping_mul(31).wrapping_add(7);
                     let q = query_frame(v6, id, &qname, d.qtype, edns);
-                    let before = lab.counters();
-                    let r = lab.run(&q);
+                    let before = xdp.counters();
+                    let r = xdp.run(&q);
                     assert_eq!(
                         r.action,
                         XDP_TX,
                         "{qname} {:?} v6={v6} edns={edns:?}: counters {:?}",
                         d.qtype,
-                        lab.counters()
+                        xdp.counters()
                     );
                     check_answer(&q, &r.out, d);
                     assert_eq!(
-                        lab.counters()[Counter::Hit as usize],
+                        xdp.counters()[Counter::Hit as usize],
                         before[Counter::Hit as usize] + 1
                     );
                     parities.insert(qname.len() % 2);
@@ -182,17 +179,16 @@ fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
 
 #[test]
 fn ttl_never_exceeds_remaining_lifetime() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let mut d = EntryDef::new(
         "short.cluster.local.",
         RecordType::A,
         vec![a("short.cluster.local.", 1)],
     );
     d.secs = 4;
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
+    xdp.insert_entry(&d);
     let q = query_frame(false, 9, "short.cluster.local.", RecordType::A, None);
-    let r = lab.run(&q);
+    let r = xdp.run(&q);
     assert_eq!(r.action, XDP_TX);
     // check_answer bounds by max_ttl; here the lifetime bounds tighter.
     d.max_ttl = 4;
@@ -206,7 +202,7 @@ fn ttl_never_exceeds_remaining_lifetime() {
 
 #[test]
 fn expired_and_missing_entries_pass() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let d = EntryDef::new(
         "old.cluster.local.",
         RecordType::A,
@@ -214,20 +210,20 @@ fn expired_and_missing_entries_pass() {
     );
     let (k, mut e) = d.encode();
     e.expires_ns = boot_time_ns() - 1;
-    lab.insert(&k, &e);
-    lab.expect_pass(
+    xdp.insert(&k, &e);
+    xdp.expect_pass(
         &query_frame(false, 1, "old.cluster.local.", RecordType::A, None),
         Counter::Expired,
     );
-    lab.expect_pass(
+    xdp.expect_pass(
         &query_frame(true, 1, "old.cluster.local.", RecordType::A, None),
         Counter::Expired,
     );
-    lab.expect_pass(
+    xdp.expect_pass(
         &query_frame(false, 1, "new.cluster.local.", RecordType::A, None),
         Counter::Miss,
     );
-    lab.expect_pass(
+    xdp.expect_pass(
         &query_frame(false, 1, "old.cluster.local.", RecordType::AAAA, None),
         Counter::Miss,
     );
@@ -235,7 +231,7 @@ fn expired_and_missing_entries_pass() {
 
 #[test]
 fn torn_or_corrupt_entries_pass() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let d = EntryDef::new(
         "torn.cluster.local.",
         RecordType::A,
@@ -269,84 +265,50 @@ fn torn_or_corrupt_entries_pass() {
     e.ttl_offsets[1] = e.ttl_offsets[0] + 2;
     bad.push(e);
     for e in bad {
-        lab.insert(&k, &e);
-        lab.expect_pass(&q, Counter::PassInvalidEntry);
+        xdp.insert(&k, &e);
+        xdp.expect_pass(&q, Counter::PassInvalidEntry);
     }
-    lab.insert(&k, &good);
-    assert_eq!(lab.run(&q).action, XDP_TX);
+    xdp.insert(&k, &good);
+    assert_eq!(xdp.run(&q).action, XDP_TX);
 }
 
 #[test]
 fn answers_that_do_not_fit_pass_as_too_big() {
-    let mut lab = Lab::new();
-    let owner = "big.default.svc.cluster.local.";
-    // 17 AAAA records: 476 bytes of body, over 512 with header and question.
-    let d = EntryDef::new(
-        owner,
-        RecordType::AAAA,
-        (0..17).map(|i| aaaa(owner, i)).collect(),
-    );
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
-    lab.expect_pass(
+    let mut xdp = Harness::new();
+    let d = too_big_for_512();
+    let owner = BIG;
+    xdp.insert_entry(&d);
+    xdp.expect_pass(
         &query_frame(false, 1, owner, RecordType::AAAA, None),
         Counter::PassTooBig,
     );
-    lab.expect_pass(
-        &query_frame(
-            true,
-            1,
-            owner,
-            RecordType::AAAA,
-            Some(EdnsQ {
-                size: 100,
-                dnssec_ok: false,
-            }),
-        ),
+    xdp.expect_pass(
+        &query_frame(true, 1, owner, RecordType::AAAA, Some(EdnsQ::size(100))),
         Counter::PassTooBig,
     );
-    lab.expect_pass(
-        &query_frame(
-            false,
-            1,
-            owner,
-            RecordType::AAAA,
-            Some(EdnsQ {
-                size: 512,
-                dnssec_ok: false,
-            }),
-        ),
+    xdp.expect_pass(
+        &query_frame(false, 1, owner, RecordType::AAAA, Some(EdnsQ::size(512))),
         Counter::PassTooBig,
     );
-    let q = query_frame(
-        true,
-        1,
-        owner,
-        RecordType::AAAA,
-        Some(EdnsQ {
-            size: 1232,
-            dnssec_ok: false,
-        }),
-    );
-    let r = lab.run(&q);
+    let q = query_frame(true, 1, owner, RecordType::AAAA, Some(EdnsQ::size(1232)));
+    let r = xdp.run(&q);
     assert_eq!(r.action, XDP_TX);
     check_answer(&q, &r.out, &d);
 }
 
 #[test]
 fn disabled_config_passes_everything() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let d = EntryDef::new(
         "web.cluster.local.",
         RecordType::A,
         vec![a("web.cluster.local.", 1)],
     );
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
+    xdp.insert_entry(&d);
     let mut cfg = default_config();
     cfg.enabled = 0;
-    lab.set_config(cfg);
-    lab.expect_pass(
+    xdp.set_config(cfg);
+    xdp.expect_pass(
         &query_frame(false, 1, "web.cluster.local.", RecordType::A, None),
         Counter::PassDisabled,
     );
@@ -364,24 +326,16 @@ fn frame(v6: bool, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_pass_reason() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
     let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
+    xdp.insert_entry(&d);
     let good = payload(qn, RecordType::A, None);
-    let good_edns = payload(
-        qn,
-        RecordType::A,
-        Some(EdnsQ {
-            size: 1232,
-            dnssec_ok: false,
-        }),
-    );
+    let good_edns = payload(qn, RecordType::A, Some(EdnsQ::size(1232)));
     for v6 in [false, true] {
         let (c, s) = endpoints(v6);
         assert_eq!(
-            lab.run(&frame(v6, &good)).action,
+            xdp.run(&frame(v6, &good)).action,
             XDP_TX,
             "the base query must be answered"
         );
@@ -389,14 +343,14 @@ fn every_pass_reason() {
         // Not DNS for us.
         let mut spec = FrameSpec::udp(c, s);
         spec.proto = IPPROTO_TCP;
-        lab.expect_pass(&spec.build(&good), Counter::PassNotDns);
+        xdp.expect_pass(&spec.build(&good), Counter::PassNotDns);
         let other_port = std::net::SocketAddr::new(s.ip(), 5353);
-        lab.expect_pass(
+        xdp.expect_pass(
             &FrameSpec::udp(c, other_port).build(&good),
             Counter::PassNotDns,
         );
         let other_addr = std::net::SocketAddr::new(c.ip(), 53);
-        lab.expect_pass(
+        xdp.expect_pass(
             &FrameSpec::udp(c, other_addr).build(&good),
             Counter::PassNotDns,
         );
@@ -404,100 +358,92 @@ fn every_pass_reason() {
         // Link and IP layer features the program does not parse.
         let mut spec = FrameSpec::udp(c, s);
         spec.vlan = Some(7);
-        lab.expect_pass(&spec.build(&good), Counter::PassVlan);
+        xdp.expect_pass(&spec.build(&good), Counter::PassVlan);
         let mut spec = FrameSpec::udp(c, s);
         if v6 {
             spec.hop_by_hop = true;
         } else {
             spec.ipv4_options = true;
         }
-        lab.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
+        xdp.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
         if !v6 {
             let mut spec = FrameSpec::udp(c, s);
             spec.more_fragments = true;
-            lab.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
+            xdp.expect_pass(&spec.build(&good), Counter::PassIpUnsupported);
         }
 
         // Malformed: truncated header and question, trailing bytes, UDP
         // length that disagrees with IP.
-        lab.expect_pass(&frame(v6, &good[..10]), Counter::PassMalformed);
-        lab.expect_pass(&frame(v6, &good[..good.len() - 3]), Counter::PassMalformed);
-        lab.expect_pass(&frame(v6, &good[..20]), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &good[..10]), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &good[..good.len() - 3]), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &good[..20]), Counter::PassMalformed);
         let mut trailing = good.clone();
         trailing.extend_from_slice(&[0, 0]);
-        lab.expect_pass(&frame(v6, &trailing), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &trailing), Counter::PassMalformed);
         let mut f = frame(v6, &good);
         let ulen = if v6 { 54 + 4 } else { 34 + 4 };
         f[ulen + 1] -= 1;
-        lab.expect_pass(&f, Counter::PassMalformed);
+        xdp.expect_pass(&f, Counter::PassMalformed);
         let mut short_opt = good_edns.clone();
         short_opt.truncate(short_opt.len() - 2);
-        lab.expect_pass(&frame(v6, &short_opt), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &short_opt), Counter::PassMalformed);
 
         if !v6 {
             let mut f = frame(v6, &good);
             f[14 + 10] ^= 0x01; // IPv4 header checksum
-            lab.expect_pass(&f, Counter::PassMalformed);
+            xdp.expect_pass(&f, Counter::PassMalformed);
         }
 
         // Not a plain query.
         let mut p = good.clone();
         p[2] |= 0x80; // QR
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[2] |= 2 << 3; // opcode STATUS
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[2] |= 0x02; // TC
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[5] = 2; // QDCOUNT 2
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[5] = 0; // QDCOUNT 0
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[7] = 1; // ANCOUNT 1
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
         let mut p = good.clone();
         p[9] = 1; // NSCOUNT 1
-        lab.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
 
         // Class other than IN.
         let mut p = good.clone();
         let n = p.len();
         p[n - 1] = 3; // CH
-        lab.expect_pass(&frame(v6, &p), Counter::PassClass);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassClass);
 
         // Names the kernel does not take.
         let mut p = good[..12].to_vec();
         p.extend_from_slice(&[3, b'w', b'e', b'b', 0xc0, 12, 0, 1, 0, 1]);
-        lab.expect_pass(&frame(v6, &p), Counter::PassName);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassName);
         let long = format!(
             "{}.cluster.local.",
             ["abcdefghijklmnopqrstuvwxyz0123456789"; 4].join(".")
         );
-        lab.expect_pass(
+        xdp.expect_pass(
             &frame(v6, &payload(&long, RecordType::A, None)),
             Counter::PassName,
         );
         let mut p = good[..12].to_vec();
         p.extend_from_slice(&[0x41, b'x', 0, 0, 1, 0, 1]); // extended label type
-        lab.expect_pass(&frame(v6, &p), Counter::PassName);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassName);
 
         // EDNS the kernel does not handle.
         let mut p = good_edns.clone();
         p[11] = 2; // ARCOUNT 2
-        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
-        let mut msg = query_msg(
-            0x4242,
-            qn,
-            RecordType::A,
-            Some(EdnsQ {
-                size: 1232,
-                dnssec_ok: false,
-            }),
-        );
+        xdp.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        let mut msg = query_msg(0x4242, qn, RecordType::A, Some(EdnsQ::size(1232)));
         let mut edns = msg.edns.clone().unwrap();
         edns.options_mut()
             .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
@@ -505,44 +451,43 @@ fn every_pass_reason() {
                 vec![0; 8],
             ));
         msg.set_edns(edns);
-        lab.expect_pass(&frame(v6, &msg.to_vec().unwrap()), Counter::PassEdns);
+        xdp.expect_pass(&frame(v6, &msg.to_vec().unwrap()), Counter::PassEdns);
         let mut p = good_edns.clone();
         let n = p.len();
         p[n - 5] = 1; // EDNS version 1
-        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassEdns);
         let mut p = good_edns.clone();
         let n = p.len();
         p[n - 9] = 1; // OPT owner not root: 0x01 then the type's first byte
-        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassEdns);
         let mut p = good.clone();
         p[11] = 1; // one additional that is an A record, not OPT
         p.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 1, 2, 3, 4]);
-        lab.expect_pass(&frame(v6, &p), Counter::PassEdns);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassEdns);
     }
     // Not IP at all.
     let mut arp = frame(false, &good);
     arp[12] = 0x08;
     arp[13] = 0x06;
-    lab.expect_pass(&arp, Counter::PassNotDns);
+    xdp.expect_pass(&arp, Counter::PassNotDns);
     // Shorter than an Ethernet header: BPF_PROG_TEST_RUN itself refuses
     // those, so the program's own check is covered by the fuzz test only.
 }
 
 #[test]
 fn ethernet_padding_is_dropped_from_the_answer() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let d = EntryDef::new(
         "p.cluster.local.",
         RecordType::A,
         vec![a("p.cluster.local.", 1)],
     );
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
+    xdp.insert_entry(&d);
     let (c, s) = endpoints(false);
     let mut spec = FrameSpec::udp(c, s);
     spec.eth_padding = 20;
     let q = spec.build(&payload("p.cluster.local.", RecordType::A, None));
-    let r = lab.run(&q);
+    let r = xdp.run(&q);
     assert_eq!(r.action, XDP_TX);
     let mut unpadded = q.clone();
     unpadded.truncate(q.len() - 20);
@@ -552,25 +497,16 @@ fn ethernet_padding_is_dropped_from_the_answer() {
 #[test]
 fn a_full_entry_is_served_whole() {
     // 32 A records (the TTL limit) make a 512-byte body (the body limit).
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let owner = "many.default.svc.cluster.local.";
     let d = EntryDef::new(owner, RecordType::A, (0..32).map(|i| a(owner, i)).collect());
     let (k, e) = d.encode();
     assert_eq!((e.body_len, e.ttl_count), (512, 32));
-    lab.insert(&k, &e);
+    xdp.insert(&k, &e);
     for v6 in [false, true] {
-        let q = query_frame(
-            v6,
-            77,
-            owner,
-            RecordType::A,
-            Some(EdnsQ {
-                size: 1232,
-                dnssec_ok: false,
-            }),
-        );
-        let r = lab.run(&q);
-        assert_eq!(r.action, XDP_TX, "counters {:?}", lab.counters());
+        let q = query_frame(v6, 77, owner, RecordType::A, Some(EdnsQ::size(1232)));
+        let r = xdp.run(&q);
+        assert_eq!(r.action, XDP_TX, "counters {:?}", xdp.counters());
         check_answer(&q, &r.out, &d);
     }
 }
@@ -580,15 +516,11 @@ fn a_full_entry_is_served_whole() {
 /// default, so this is what keeps plain `dig` in the kernel.
 #[test]
 fn dns_cookies_are_ignored_and_answered() {
-    let mut lab = Lab::new();
+    let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
     let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
-    let edns = EdnsQ {
-        size: 1232,
-        dnssec_ok: false,
-    };
+    xdp.insert_entry(&d);
+    let edns = EdnsQ::size(1232);
     let qn_mixed = mixed_case(qn);
     for v6 in [false, true] {
         // Client cookie alone, and with server cookies of 8..=32 bytes;
@@ -602,22 +534,22 @@ fn dns_cookies_are_ignored_and_answered() {
                 edns,
                 &[cookie(len)],
             );
-            let before = lab.counters()[Counter::Hit as usize];
-            let r = lab.run(&q);
+            let before = xdp.counters()[Counter::Hit as usize];
+            let r = xdp.run(&q);
             assert_eq!(
                 r.action,
                 XDP_TX,
                 "cookie of {len} bytes, v6={v6}: counters {:?}",
-                lab.counters()
+                xdp.counters()
             );
             let msg = check_answer(&q, &r.out, &d);
             assert!(msg.edns.is_some(), "the answer carries our OPT");
-            assert_eq!(lab.counters()[Counter::Hit as usize], before + 1);
+            assert_eq!(xdp.counters()[Counter::Hit as usize], before + 1);
         }
         // Malformed cookie lengths.
         for len in [0, 1, 7, 9, 15, 41, 64] {
             let q = query_frame_with_options(v6, 0x1234, qn, RecordType::A, edns, &[cookie(len)]);
-            lab.expect_pass(&q, Counter::PassEdns);
+            xdp.expect_pass(&q, Counter::PassEdns);
         }
         // A cookie with another option, in either order, and two cookies.
         let padding = (12u16, vec![0u8; 4]);
@@ -630,7 +562,7 @@ fn dns_cookies_are_ignored_and_answered() {
             vec![subnet],
         ] {
             let q = query_frame_with_options(v6, 0x1234, qn, RecordType::A, edns, &opts);
-            lab.expect_pass(&q, Counter::PassEdns);
+            xdp.expect_pass(&q, Counter::PassEdns);
         }
         // RDLENGTH disagreeing with the cookie's own length, and shorter
         // than an option header.
@@ -641,45 +573,34 @@ fn dns_cookies_are_ignored_and_answered() {
         assert_eq!(u16::from_be_bytes([q[olen], q[olen + 1]]), 8);
         let mut p = q.clone();
         p[olen + 1] = 16; // says 16, carries 8
-        lab.expect_pass(&p, Counter::PassEdns);
+        xdp.expect_pass(&p, Counter::PassEdns);
         let mut p = q.clone();
         p[rdlen + 1] = 3; // RDLENGTH 3, then 9 trailing bytes
-        lab.expect_pass(&p, Counter::PassEdns);
+        xdp.expect_pass(&p, Counter::PassEdns);
         // A cookie cut short: the datagram ends inside the option.
         let good = payload(qn, RecordType::A, Some(edns));
         let mut p = good.clone();
         let n = p.len();
         p[n - 1] = 12; // RDLENGTH 12, nothing follows
-        lab.expect_pass(&frame(v6, &p), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassMalformed);
         p.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3]);
-        lab.expect_pass(&frame(v6, &p), Counter::PassMalformed);
+        xdp.expect_pass(&frame(v6, &p), Counter::PassMalformed);
     }
 }
 
 #[test]
 fn a_cookie_query_too_big_for_the_answer_still_passes_as_too_big() {
     // The query's cookie makes it longer but the limit is the client's size.
-    let mut lab = Lab::new();
-    let owner = "big.default.svc.cluster.local.";
-    let d = EntryDef::new(
-        owner,
-        RecordType::AAAA,
-        (0..17).map(|i| aaaa(owner, i)).collect(),
-    );
-    let (k, e) = d.encode();
-    lab.insert(&k, &e);
-    let small = EdnsQ {
-        size: 512,
-        dnssec_ok: false,
-    };
+    let mut xdp = Harness::new();
+    let d = too_big_for_512();
+    let owner = BIG;
+    xdp.insert_entry(&d);
+    let small = EdnsQ::size(512);
     let q = query_frame_with_options(false, 1, owner, RecordType::AAAA, small, &[cookie(24)]);
-    lab.expect_pass(&q, Counter::PassTooBig);
-    let large = EdnsQ {
-        size: 1232,
-        dnssec_ok: false,
-    };
+    xdp.expect_pass(&q, Counter::PassTooBig);
+    let large = EdnsQ::size(1232);
     let q = query_frame_with_options(true, 1, owner, RecordType::AAAA, large, &[cookie(40)]);
-    let r = lab.run(&q);
+    let r = xdp.run(&q);
     assert_eq!(r.action, XDP_TX);
     check_answer(&q, &r.out, &d);
 }

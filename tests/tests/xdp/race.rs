@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::*;
 use aya::maps::{HashMap, MapData};
 use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::frames::parse_udp;
+use nodedns_tests::records::rec;
+use nodedns_tests::xdp::{EntryDef, Harness, XDP_PASS, XDP_TX, query_frame};
 
 const NAME: &str = "flip.default.svc.cluster.local.";
 const RUN_FOR: Duration = Duration::from_secs(3);
@@ -38,7 +39,7 @@ fn addrs(msg: &Message) -> BTreeSet<String> {
 
 #[test]
 fn concurrent_updates_never_produce_a_mixed_answer() {
-    let mut lab = Lab::with_capacity(256);
+    let mut xdp = Harness::with_capacity(256);
     let short = version(1);
     let long = version(7);
     let expected: Vec<BTreeSet<String>> = [&short, &long]
@@ -47,7 +48,7 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
         .collect();
     let (key, _) = short.encode();
     let mut map: HashMap<MapData, AnswerKey, AnswerEntry> =
-        HashMap::try_from(lab.ebpf.take_map(MAP_ANSWERS).unwrap()).unwrap();
+        HashMap::try_from(xdp.ebpf.take_map(MAP_ANSWERS).unwrap()).unwrap();
     map.insert(key, short.encode().1, 0).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,7 +93,7 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
     while start.elapsed() < RUN_FOR {
         id = id.wrapping_add(1);
         let q = query_frame(id.is_multiple_of(2), id, NAME, RecordType::A, None);
-        let r = lab.run(&q);
+        let r = xdp.run(&q);
         match r.action {
             XDP_TX => {
                 let frame = parse_udp(&r.out).expect("answer frame checksums");
@@ -114,7 +115,7 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    let c = lab.counters();
+    let c = xdp.counters();
     println!(
         "race: {answered} answered ({} short, {} long), {passed} passed ({} miss, {} invalid entry), {} writes",
         seen[0],

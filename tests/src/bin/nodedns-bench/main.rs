@@ -5,10 +5,6 @@
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
 //! one query each, write the summary; no load), `--runs N`, `--out DIR`.
 
-// The TestRun helpers of the XDP kernel tests (tests/tests/xdp/support.rs).
-#[path = "../../../tests/xdp/support.rs"]
-mod xdp_support;
-
 mod chart;
 mod cluster;
 mod counters;
@@ -134,18 +130,15 @@ fn main() -> Result<()> {
         // forwarding path too.
         let external = &cluster.externals[0];
         for (server, _) in &contenders {
-            let out = lab.pod(server.pod).dig(&[
-                &format!("@{}", server.addr),
-                "+short",
-                &external.name,
-                "A",
-            ])?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if !text.contains(&external.v4.to_string()) {
+            let reply =
+                lab.pod(server.pod)
+                    .dig(&[&format!("@{}", server.addr), &external.name, "A"])?;
+            if reply.rdata("A") != [external.v4.to_string()] {
                 bail!(
-                    "{} did not forward {} to the upstream: {text:?}",
+                    "{} did not forward {} to the upstream: {}",
                     server.kind.label(),
-                    external.name
+                    external.name,
+                    reply.raw
                 );
             }
             report.push(server.kind.label(), "ready", "bool", vec![1.0]);
