@@ -5,6 +5,7 @@
 
 mod check;
 mod entry;
+mod kinds;
 mod query;
 pub mod timing;
 
@@ -20,6 +21,7 @@ use dns_common::{
 
 pub use check::check_answer;
 pub use entry::{EntryDef, NS_PER_SEC};
+pub use kinds::{cluster_a, cluster_aaaa, entry_kinds, single_a};
 pub use query::{
     CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints, query_frame,
     query_frame_with_options, query_msg,

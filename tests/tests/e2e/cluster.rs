@@ -13,7 +13,7 @@ use nodedns_tests::agent::{Agent, AgentSpec, PROPAGATION_BOUND, Source};
 use nodedns_tests::client::Reply;
 use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
 use nodedns_tests::fakeapi::{NodeApi, Resource};
-use nodedns_tests::lab::{Lab, Pod, measure_until};
+use nodedns_tests::lab::{Lab, Pod, measure_until, wait_for};
 use nodedns_tests::repo::{copy_examples, examples_dir, write_atomic};
 use nodedns_tests::upstream::DnsmasqSpec;
 
@@ -21,6 +21,13 @@ use nodedns_tests::upstream::DnsmasqSpec;
 /// watcher backs off exponentially between attempts).
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 const WEB: &str = "web.default.svc.cluster.local";
+
+/// Asks `dig args` from `pod` and asserts the rdata of type `rtype`, in
+/// any order.
+#[track_caller]
+fn expect_rdata(pod: &Pod, args: &[&str], rtype: &str, expected: &[&str], what: &str) {
+    assert_rdata(&pod.dig(args).unwrap(), rtype, expected, what);
+}
 
 /// Asserts the rdata of type `rtype` in `reply`, in any order.
 #[track_caller]
@@ -53,19 +60,34 @@ fn check_demo_records(pod: &Pod) {
     for name in ["web", "web.default", "web.default.svc", "WEB.Default.SVC"] {
         for transport in ["+notcp", "+tcp"] {
             let what = format!("dig +search {transport} {name}");
-            let a = pod.dig(&["+search", transport, name, "A"]).unwrap();
-            assert_rdata(&a, "A", &["10.96.0.20"], &format!("{what} A"));
-            let aaaa = pod.dig(&["+search", transport, name, "AAAA"]).unwrap();
-            assert_rdata(&aaaa, "AAAA", &["fd00:10:96::20"], &format!("{what} AAAA"));
+            expect_rdata(
+                pod,
+                &["+search", transport, name, "A"],
+                "A",
+                &["10.96.0.20"],
+                &format!("{what} A"),
+            );
+            expect_rdata(
+                pod,
+                &["+search", transport, name, "AAAA"],
+                "AAAA",
+                &["fd00:10:96::20"],
+                &format!("{what} AAAA"),
+            );
         }
     }
-    let cart = pod.dig(&["+search", "cart.shop", "A"]).unwrap();
-    assert_rdata(&cart, "A", &["10.96.1.20"], "cart.shop (another namespace)");
+    expect_rdata(
+        pod,
+        &["+search", "cart.shop", "A"],
+        "A",
+        &["10.96.1.20"],
+        "cart.shop (another namespace)",
+    );
 
     // SRV for named ports: ClusterIP and headless (ready endpoints only).
-    let srv = pod.dig(&["+search", "_http._tcp.web", "SRV"]).unwrap();
-    assert_rdata(
-        &srv,
+    expect_rdata(
+        pod,
+        &["+search", "_http._tcp.web", "SRV"],
         "SRV",
         &["0 100 80 web.default.svc.cluster.local."],
         "web SRV",
@@ -87,56 +109,87 @@ fn check_demo_records(pod: &Pod) {
     );
 
     // Headless: ready endpoints only, or all with publishNotReadyAddresses.
-    let db = pod.dig(&["+search", "db", "A"]).unwrap();
-    assert_rdata(&db, "A", &["10.244.1.20", "10.244.2.20"], "headless db A");
-    let db6 = pod.dig(&["+search", "db", "AAAA"]).unwrap();
-    assert_rdata(&db6, "AAAA", &["fd00:10:244:1::20"], "headless db AAAA");
-    let workers = pod.dig(&["workers.shop.svc.cluster.local", "A"]).unwrap();
-    assert_rdata(
-        &workers,
+    expect_rdata(
+        pod,
+        &["+search", "db", "A"],
+        "A",
+        &["10.244.1.20", "10.244.2.20"],
+        "headless db A",
+    );
+    expect_rdata(
+        pod,
+        &["+search", "db", "AAAA"],
+        "AAAA",
+        &["fd00:10:244:1::20"],
+        "headless db AAAA",
+    );
+    expect_rdata(
+        pod,
+        &["workers.shop.svc.cluster.local", "A"],
         "A",
         &["10.244.1.30", "10.244.2.30"],
         "publishNotReadyAddresses",
     );
-    let host = pod.dig(&["+search", "db-0.db", "A"]).unwrap();
-    assert_rdata(&host, "A", &["10.244.1.20"], "endpoint hostname db-0.db");
+    expect_rdata(
+        pod,
+        &["+search", "db-0.db", "A"],
+        "A",
+        &["10.244.1.20"],
+        "endpoint hostname db-0.db",
+    );
 
     // Reverse: a ClusterIP (both families) and an endpoint with a hostname.
-    let ptr = pod.dig(&["-x", "10.96.0.20"]).unwrap();
-    assert_rdata(
-        &ptr,
+    expect_rdata(
+        pod,
+        &["-x", "10.96.0.20"],
         "PTR",
         &["web.default.svc.cluster.local."],
         "PTR ClusterIP",
     );
-    let ptr = pod.dig(&["+tcp", "-x", "fd00:10:96::20"]).unwrap();
-    assert_rdata(
-        &ptr,
+    expect_rdata(
+        pod,
+        &["+tcp", "-x", "fd00:10:96::20"],
         "PTR",
         &["web.default.svc.cluster.local."],
         "PTR ClusterIP v6",
     );
-    let ptr = pod.dig(&["-x", "10.244.1.20"]).unwrap();
-    assert_rdata(
-        &ptr,
+    expect_rdata(
+        pod,
+        &["-x", "10.244.1.20"],
         "PTR",
         &["db-0.db.default.svc.cluster.local."],
         "PTR endpoint hostname",
     );
 
     // ExternalName, pod records, schema version.
-    let cname = pod.dig(&["+search", "search", "A"]).unwrap();
-    assert_rdata(&cname, "CNAME", &["www.example.com."], "ExternalName");
-    let pod_a = pod
-        .dig(&["10-244-1-10.default.pod.cluster.local", "A"])
-        .unwrap();
-    assert_rdata(&pod_a, "A", &["10.244.1.10"], "pod A record");
-    let pod_aaaa = pod
-        .dig(&["fd00-10-244-1--20.default.pod.cluster.local", "AAAA"])
-        .unwrap();
-    assert_rdata(&pod_aaaa, "AAAA", &["fd00:10:244:1::20"], "pod AAAA record");
-    let version = pod.dig(&["dns-version.cluster.local", "TXT"]).unwrap();
-    assert_rdata(&version, "TXT", &["\"1.1.0\""], "dns-version TXT");
+    expect_rdata(
+        pod,
+        &["+search", "search", "A"],
+        "CNAME",
+        &["www.example.com."],
+        "ExternalName",
+    );
+    expect_rdata(
+        pod,
+        &["10-244-1-10.default.pod.cluster.local", "A"],
+        "A",
+        &["10.244.1.10"],
+        "pod A record",
+    );
+    expect_rdata(
+        pod,
+        &["fd00-10-244-1--20.default.pod.cluster.local", "AAAA"],
+        "AAAA",
+        &["fd00:10:244:1::20"],
+        "pod AAAA record",
+    );
+    expect_rdata(
+        pod,
+        &["dns-version.cluster.local", "TXT"],
+        "TXT",
+        &["\"1.1.0\""],
+        "dns-version TXT",
+    );
 
     // NXDOMAIN vs NODATA, both with the SOA.
     let nx = pod.dig(&["nope.default.svc.cluster.local", "A"]).unwrap();
@@ -181,6 +234,18 @@ fn a_of_kernel(pod: &Pod, name: &str) -> Reply {
 /// Waits until `name` answers exactly `ips` (or `NXDOMAIN` when empty),
 /// both from userspace and through the kernel's map.
 fn wait_answer(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) -> Duration {
+    wait_answer_within(pod, what, start, PROPAGATION_BOUND, name, ips)
+}
+
+/// [`wait_answer`] with another bound.
+fn wait_answer_within(
+    pod: &Pod,
+    what: &str,
+    start: Instant,
+    bound: Duration,
+    name: &str,
+    ips: &[&str],
+) -> Duration {
     let matches = |r: &Reply| {
         if ips.is_empty() {
             r.status == "NXDOMAIN"
@@ -191,7 +256,7 @@ fn wait_answer(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) 
     measure_until(
         what,
         start,
-        PROPAGATION_BOUND,
+        bound,
         || (a_of(pod, name), a_of_kernel(pod, name)),
         |(user, kernel)| matches(user) && matches(kernel),
     )
@@ -226,9 +291,9 @@ fn manifests_folder_serves_every_record_and_follows_edits() {
         WEB,
         &["10.96.0.21"],
     );
-    let ptr = pod.dig(&["-x", "10.96.0.21"]).unwrap();
-    assert_rdata(
-        &ptr,
+    expect_rdata(
+        pod,
+        &["-x", "10.96.0.21"],
         "PTR",
         &["web.default.svc.cluster.local."],
         "PTR after edit",
@@ -297,8 +362,13 @@ fn api_server_source_serves_every_record_and_follows_changes() {
         WEB,
         &["10.96.0.21"],
     );
-    let aaaa = pod.dig(&[WEB, "AAAA"]).unwrap();
-    assert_rdata(&aaaa, "AAAA", &["fd00:10:96::21"], "AAAA after update");
+    expect_rdata(
+        pod,
+        &[WEB, "AAAA"],
+        "AAAA",
+        &["fd00:10:96::21"],
+        "AAAA after update",
+    );
 
     let start = Instant::now();
     api.apply(service("default", "fresh", &["10.96.0.99"], &[]));
@@ -443,22 +513,17 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
 /// Waits until `name` answers `ips` (NXDOMAIN when empty), from userspace
 /// and the kernel, within the recovery bound.
 fn wait_recovered(pod: &Pod, what: &str, start: Instant, name: &str, ips: &[&str]) {
-    measure_until(
-        what,
-        start,
-        RECOVERY_BOUND,
-        || (a_of(pod, name), a_of_kernel(pod, name)),
-        |(user, kernel)| {
-            [user, kernel].iter().all(|r| {
-                if ips.is_empty() {
-                    r.status == "NXDOMAIN"
-                } else {
-                    r.sorted_rdata("A") == ips
-                }
-            })
-        },
-    )
-    .unwrap();
+    wait_answer_within(pod, what, start, RECOVERY_BOUND, name, ips);
+}
+
+/// The IPv4 EndpointSlice of the headless `db`: these (address, hostname)
+/// members, all ready.
+fn db_slice(members: &[(&str, &str)]) -> serde_json::Value {
+    let endpoints: Vec<(&str, Option<&str>, bool)> = members
+        .iter()
+        .map(|(ip, host)| (*ip, Some(*host), true))
+        .collect();
+    slice("default", "db-v4", "db", &endpoints)
 }
 
 #[test]
@@ -490,16 +555,11 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
 
     // A headless member becomes ready; another loses its slot.
     let start = Instant::now();
-    api.apply(slice(
-        "default",
-        "db-v4",
-        "db",
-        &[
-            ("10.244.1.20", Some("db-0"), true),
-            ("10.244.2.20", Some("db-1"), true),
-            ("10.244.3.20", Some("db-2"), true),
-        ],
-    ));
+    api.apply(db_slice(&[
+        ("10.244.1.20", "db-0"),
+        ("10.244.2.20", "db-1"),
+        ("10.244.3.20", "db-2"),
+    ]));
     wait_answer(
         pod,
         "api: endpoint became ready",
@@ -508,15 +568,10 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
         &["10.244.1.20", "10.244.2.20", "10.244.3.20"],
     );
     let start = Instant::now();
-    api.apply(slice(
-        "default",
-        "db-v4",
-        "db",
-        &[
-            ("10.244.1.20", Some("db-0"), true),
-            ("10.244.3.20", Some("db-2"), true),
-        ],
-    ));
+    api.apply(db_slice(&[
+        ("10.244.1.20", "db-0"),
+        ("10.244.3.20", "db-2"),
+    ]));
     wait_answer(pod, "api: endpoint removed", start, DB1, &[]);
     let db = a_of_kernel(pod, DB);
     assert_rdata(
@@ -556,12 +611,13 @@ fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
     );
     // The two watchers reconnect on their own backoff: the one whose changes
     // were checked above has relisted; give the other time to resume too.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.list_requests() < lists_before + 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let relisted = wait_for(
+        "both resources relisted after the 410",
+        RECOVERY_BOUND,
+        || (api.list_requests() >= lists_before + 2).then_some(()),
+    );
     assert!(
-        api.list_requests() >= lists_before + 2,
+        relisted.is_ok(),
         "no relist of both resources after the 410: {:#?}",
         api.requests()
     );
@@ -592,10 +648,20 @@ fn custom_records_and_stub_domains_apply_live() {
     let pod = lab.pod(0);
     let nas = a_of(pod, "nas.lab.example");
     assert_rdata(&nas, "A", &["192.168.10.5"], "custom host");
-    let nas = pod.dig(&["+search", "nas.lab", "A"]).unwrap();
-    assert_rdata(&nas, "A", &["192.168.10.5"], "custom host alias via search");
-    let ptr = pod.dig(&["-x", "192.168.10.5"]).unwrap();
-    assert_rdata(&ptr, "PTR", &["nas.lab.example."], "custom host PTR");
+    expect_rdata(
+        pod,
+        &["+search", "nas.lab", "A"],
+        "A",
+        &["192.168.10.5"],
+        "custom host alias via search",
+    );
+    expect_rdata(
+        pod,
+        &["-x", "192.168.10.5"],
+        "PTR",
+        &["nas.lab.example."],
+        "custom host PTR",
+    );
 
     // A new host and a stub domain, without a restart.
     let start = Instant::now();

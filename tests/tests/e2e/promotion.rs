@@ -20,7 +20,7 @@ use nodedns_tests::agent::{Agent, AgentSpec, PROPAGATION_BOUND, Source};
 use nodedns_tests::client::{Record, Reply};
 use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, measure_until};
 use nodedns_tests::metrics::Metrics;
-use nodedns_tests::repo::{copy_examples, write_atomic};
+use nodedns_tests::repo::{copy_examples, examples_dir, write_atomic};
 use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec};
 
 /// The external name of the storm, and what the upstream says it is.
@@ -32,6 +32,8 @@ const API_V6: &str = "2001:db8::7";
 const V4_ONLY: &str = "v4only.example.test";
 const V4_ONLY_A: &str = "203.0.113.9";
 const WEB: &str = "web.default.svc.cluster.local";
+/// `web`'s ClusterIP in the demo manifests.
+const WEB_IP: &str = "10.96.0.20";
 /// glibc's `getent ahosts` of a name with fewer than 5 dots, in a pod of
 /// namespace `default`: 3 search names and the name itself, A and AAAA each.
 const QUERIES_PER_LOOKUP: u64 = 8;
@@ -133,6 +135,51 @@ impl Setup {
     /// `dig +nocookie` (a query the kernel may answer).
     fn dig_kernel(&self, name: &str, qtype: &str) -> Reply {
         self.pod().dig(&["+nocookie", name, qtype]).unwrap()
+    }
+
+    /// `name` A with a one-second timeout: what a stopped or dead agent
+    /// leaves to the kernel alone.
+    fn dig_quick(&self, name: &str) -> Reply {
+        self.pod()
+            .dig(&["+nocookie", "+time=1", name, "A"])
+            .unwrap()
+    }
+
+    /// The external name and `web` answered by the kernel: asked until hot
+    /// and held in the map.
+    fn make_hot(&self) {
+        self.lookup_api();
+        self.warm_up_api();
+        let web = self.dig_kernel(WEB, "A");
+        assert_eq!(ips(&web), [WEB_IP], "{}", web.raw);
+        self.wait_kernel_entry(WEB, WEB_IP);
+    }
+
+    /// Gives `web` the ClusterIP `ip` in the manifests folder.
+    fn set_web_ip(&self, ip: &str) {
+        let file = "demo-default.yaml";
+        let text = std::fs::read_to_string(examples_dir().join(file)).unwrap();
+        write_atomic(&self.manifests.join(file), &text.replace(WEB_IP, ip)).unwrap();
+    }
+
+    /// Waits until the kernel (or userspace) answers `web` A with `ip`.
+    fn wait_web_ip(&self, what: &str, start: Instant, ip: &str) {
+        measure_until(
+            what,
+            start,
+            PROPAGATION_BOUND,
+            || self.dig_kernel(WEB, "A"),
+            |r| ips(r) == [ip],
+        )
+        .unwrap();
+    }
+
+    fn assert_no_csum_errors(&self) {
+        assert_eq!(
+            self.pod().udp_csum_errors().unwrap(),
+            0,
+            "the pod dropped replies with bad checksums"
+        );
     }
 
     /// Asks `name` A once and checks the kernel, not userspace, answered it.
@@ -239,36 +286,22 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
         after.queries_table()
     );
     assert_eq!(setup.agent.inspect().counter("miss"), misses);
-    assert_eq!(
-        setup.pod().udp_csum_errors().unwrap(),
-        0,
-        "the pod dropped replies with bad checksums"
-    );
+    setup.assert_no_csum_errors();
 }
 
 #[test]
 fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     let mut setup = Setup::start();
-    setup.lookup_api();
-    setup.warm_up_api();
-    let web = setup.dig_kernel(WEB, "A");
-    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
-    setup.wait_kernel_entry(WEB, "10.96.0.20");
+    setup.make_hot();
 
     setup.agent.signal(Signal::Stop);
     // Answered by the kernel alone: glibc's whole search path, and dig.
     setup.lookup_api();
-    let web = setup
-        .pod()
-        .dig(&["+nocookie", "+time=1", WEB, "A"])
-        .unwrap();
+    let web = setup.dig_quick(WEB);
     assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
     // Nothing answers a name the kernel does not hold.
     for cold in ["cold.example.test", "cold.default.svc.cluster.local"] {
-        let reply = setup
-            .pod()
-            .dig(&["+nocookie", "+time=1", cold, "A"])
-            .unwrap();
+        let reply = setup.dig_quick(cold);
         assert!(
             !reply.answered(),
             "{cold} with the agent stopped:\n{}",
@@ -277,25 +310,17 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     }
     // A change made while the agent is stopped: the kernel keeps the old
     // answer (nothing can update it), and catches up once it runs again.
-    let file = setup.manifests.join("demo-default.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
+    setup.set_web_ip("10.96.0.21");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let web = setup
-        .pod()
-        .dig(&["+nocookie", "+time=1", WEB, "A"])
-        .unwrap();
+    let web = setup.dig_quick(WEB);
     assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
     let start = Instant::now();
     setup.agent.signal(Signal::Cont);
-    measure_until(
+    setup.wait_web_ip(
         "kernel: change made while stopped answered after SIGCONT",
         start,
-        PROPAGATION_BOUND,
-        || setup.dig_kernel(WEB, "A"),
-        |r| ips(r) == ["10.96.0.21"],
-    )
-    .unwrap();
+        "10.96.0.21",
+    );
     let cold = setup
         .pod()
         .dig(&["+nocookie", "cold.default.svc.cluster.local", "A"])
@@ -344,18 +369,9 @@ fn service_change_reaches_the_kernel_answer() {
         setup.assert_kernel_answers_dig(args, |r| r.status == "NOERROR");
     }
 
-    let file = setup.manifests.join("demo-default.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
     let start = Instant::now();
-    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
-    measure_until(
-        "kernel: changed ClusterIP answered",
-        start,
-        PROPAGATION_BOUND,
-        || setup.dig_kernel(WEB, "A"),
-        |r| ips(r) == ["10.96.0.21"],
-    )
-    .unwrap();
+    setup.set_web_ip("10.96.0.21");
+    setup.wait_web_ip("kernel: changed ClusterIP answered", start, "10.96.0.21");
     setup.wait_kernel_entry(WEB, "10.96.0.21");
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
 
@@ -647,29 +663,19 @@ fn kernel_answers_match_userspace_answers() {
             user_args.extend_from_slice(question);
             let user = setup.pod().dig(&user_args).unwrap();
             let what = format!("dig {}", args.join(" "));
+            // Status, answers and authority (TTLs aside), header flags.
+            let view = |r: &Reply| {
+                (
+                    r.status.clone(),
+                    typed(&r.answers),
+                    typed(&r.authority),
+                    flags(r),
+                )
+            };
             assert_eq!(
-                kernel.status, user.status,
-                "{what}: status\n{}\n{}",
-                kernel.raw, user.raw
-            );
-            assert_eq!(
-                typed(&kernel.answers),
-                typed(&user.answers),
-                "{what}: answers\n{}\n{}",
-                kernel.raw,
-                user.raw
-            );
-            assert_eq!(
-                typed(&kernel.authority),
-                typed(&user.authority),
-                "{what}: authority\n{}\n{}",
-                kernel.raw,
-                user.raw
-            );
-            assert_eq!(
-                flags(&kernel),
-                flags(&user),
-                "{what}: header flags\n{}\n{}",
+                view(&kernel),
+                view(&user),
+                "{what}: kernel (left) and userspace (right) differ\n{}\n{}",
                 kernel.raw,
                 user.raw
             );
@@ -697,11 +703,7 @@ fn kernel_answers_match_userspace_answers() {
         unexpected.is_empty(),
         "queries the kernel left to userspace: {unexpected:#?}"
     );
-    assert_eq!(
-        setup.pod().udp_csum_errors().unwrap(),
-        0,
-        "the pod dropped replies with bad checksums"
-    );
+    setup.assert_no_csum_errors();
 }
 
 #[test]
@@ -741,20 +743,13 @@ fn pod_created_after_the_agent_gets_kernel_answers() {
 #[test]
 fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
     let mut setup = Setup::start();
-    setup.lookup_api();
-    setup.warm_up_api();
-    let web = setup.dig_kernel(WEB, "A");
-    assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
-    setup.wait_kernel_entry(WEB, "10.96.0.20");
+    setup.make_hot();
 
     // SIGKILL (a crash, the OOM killer): no exit code runs, the pinned
     // XDP link and maps stay, and the kernel keeps answering hot names.
     setup.agent.kill();
     setup.lookup_api();
-    let web = setup
-        .pod()
-        .dig(&["+nocookie", "+time=1", WEB, "A"])
-        .unwrap();
+    let web = setup.dig_quick(WEB);
     assert_eq!(
         ips(&web),
         ["10.96.0.20"],
@@ -763,35 +758,27 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
     );
 
     // The Service changes while no agent runs.
-    let file = setup.manifests.join("demo-default.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.21")).unwrap();
+    setup.set_web_ip("10.96.0.21");
 
     // A new agent adopts the pinned maps and the entries in them: what
     // changed while it was away is corrected in the kernel at once.
     let start = Instant::now();
     setup.agent.restart(&setup.lab);
-    measure_until(
+    setup.wait_web_ip(
         "kernel: change made while no agent ran answered after the restart",
         start,
-        PROPAGATION_BOUND,
-        || setup.dig_kernel(WEB, "A"),
-        |r| ips(r) == ["10.96.0.21"],
-    )
-    .unwrap();
+        "10.96.0.21",
+    );
     setup.assert_kernel_answers(WEB, |r| ips(r) == ["10.96.0.21"]);
     let cold = setup.dig_kernel("cold.default.svc.cluster.local", "A");
     assert_eq!(cold.status, "NXDOMAIN", "after the restart:\n{}", cold.raw);
     setup.lookup_api();
     // And it follows later changes into the kernel.
     let start = Instant::now();
-    write_atomic(&file, &text.replace("10.96.0.20", "10.96.0.22")).unwrap();
-    measure_until(
+    setup.set_web_ip("10.96.0.22");
+    setup.wait_web_ip(
         "kernel: change after a restart answered",
         start,
-        PROPAGATION_BOUND,
-        || setup.dig_kernel(WEB, "A"),
-        |r| ips(r) == ["10.96.0.22"],
-    )
-    .unwrap();
+        "10.96.0.22",
+    );
 }

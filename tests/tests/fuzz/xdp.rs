@@ -9,17 +9,13 @@
 //! a run. Needs root.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::op::Message;
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
-use nodedns_tests::records::{cluster_soa, name, rec};
 use nodedns_tests::xdp::{
-    EdnsQ, EntryDef, Harness, XDP_PASS, XDP_TX, check_answer, cookie, endpoints, query_frame,
-    query_frame_with_options,
+    EdnsQ, EntryDef, Harness, XDP_PASS, XDP_TX, check_answer, cookie, endpoints, entry_kinds,
+    query_frame, query_frame_with_options, single_a,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,64 +26,10 @@ const COUNT_ENV: &str = "NODEDNS_FUZZ_COUNT";
 /// The seed of a run to replay.
 const SEED_ENV: &str = "NODEDNS_FUZZ_SEED";
 
+/// Every kind of entry the kernel tests use, and a short name.
 fn entries() -> Vec<EntryDef> {
-    let mut v = vec![
-        EntryDef::new(
-            "a.cluster.local.",
-            RecordType::A,
-            vec![rec(
-                "a.cluster.local.",
-                30,
-                RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
-            )],
-        ),
-        EntryDef::new(
-            "web.default.svc.cluster.local.",
-            RecordType::A,
-            (1..=4)
-                .map(|i| {
-                    rec(
-                        "web.default.svc.cluster.local.",
-                        30,
-                        RData::A(A(Ipv4Addr::new(10, 0, 1, i))),
-                    )
-                })
-                .collect(),
-        ),
-        EntryDef::new(
-            "web.default.svc.cluster.local.",
-            RecordType::AAAA,
-            vec![rec(
-                "web.default.svc.cluster.local.",
-                30,
-                RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
-            )],
-        ),
-        EntryDef::new(
-            "ext.default.svc.cluster.local.",
-            RecordType::A,
-            vec![
-                rec(
-                    "ext.default.svc.cluster.local.",
-                    30,
-                    RData::CNAME(CNAME(name("www.example.com."))),
-                ),
-                rec(
-                    "www.example.com.",
-                    30,
-                    RData::A(A(Ipv4Addr::new(93, 184, 215, 14))),
-                ),
-            ],
-        ),
-    ];
-    let mut nx = EntryDef::new(
-        "www.example.com.default.svc.cluster.local.",
-        RecordType::A,
-        vec![],
-    );
-    nx.rcode = ResponseCode::NXDomain;
-    nx.authority = vec![cluster_soa(1)];
-    v.push(nx);
+    let mut v = entry_kinds();
+    v.push(single_a("a.cluster.local.", 1));
     // Long-lived, so the served TTL stays at max_ttl however long the run.
     for d in &mut v {
         d.secs = 24 * 3600;

@@ -3,35 +3,16 @@
 //! case, and every reason to pass. Needs root.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dns_common::Counter;
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
 use nodedns_tests::internals::boot_time_ns;
-use nodedns_tests::records::{cluster_soa, name, rec};
 use nodedns_tests::xdp::{
-    EdnsQ, EntryDef, Harness, XDP_TX, check_answer, cookie, default_config, endpoints, query_frame,
-    query_frame_with_options, query_msg,
+    EdnsQ, EntryDef, Harness, XDP_TX, check_answer, cluster_a, cluster_aaaa, cookie,
+    default_config, endpoints, entry_kinds, query_frame, query_frame_with_options, query_msg,
+    single_a,
 };
-
-fn soa() -> hickory_proto::rr::Record {
-    cluster_soa(42)
-}
-
-fn a(owner: &str, last: u8) -> hickory_proto::rr::Record {
-    rec(owner, 30, RData::A(A(Ipv4Addr::new(10, 96, 0, last))))
-}
-
-fn aaaa(owner: &str, last: u16) -> hickory_proto::rr::Record {
-    rec(
-        owner,
-        30,
-        RData::AAAA(AAAA(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0x96, last))),
-    )
-}
 
 const BIG: &str = "big.default.svc.cluster.local.";
 
@@ -40,75 +21,8 @@ fn too_big_for_512() -> EntryDef {
     EntryDef::new(
         BIG,
         RecordType::AAAA,
-        (0..17).map(|i| aaaa(BIG, i)).collect(),
+        (0..17).map(|i| cluster_aaaa(BIG, i)).collect(),
     )
-}
-
-/// One entry per kind of answer the kernel serves.
-fn kinds() -> Vec<EntryDef> {
-    let web = "web.default.svc.cluster.local.";
-    let mut v = vec![
-        EntryDef::new(web, RecordType::A, vec![a(web, 10)]),
-        EntryDef::new(web, RecordType::AAAA, vec![aaaa(web, 10)]),
-        EntryDef::new(
-            "db.prod.svc.cluster.local.",
-            RecordType::A,
-            (1..=5)
-                .map(|i| a("db.prod.svc.cluster.local.", i))
-                .collect(),
-        ),
-        EntryDef::new(
-            "ext.default.svc.cluster.local.",
-            RecordType::A,
-            vec![
-                rec(
-                    "ext.default.svc.cluster.local.",
-                    30,
-                    RData::CNAME(CNAME(name("api.example.com."))),
-                ),
-                {
-                    let mut r = a("api.example.com.", 99);
-                    r.ttl = 20;
-                    r
-                },
-            ],
-        ),
-        EntryDef::new(
-            "_http._tcp.web.default.svc.cluster.local.",
-            RecordType::SRV,
-            vec![rec(
-                "_http._tcp.web.default.svc.cluster.local.",
-                30,
-                RData::SRV(SRV::new(0, 100, 80, name(web))),
-            )],
-        ),
-    ];
-    // A non-authoritative (forwarded, cached) answer with an additional.
-    let mut cached = EntryDef::new(
-        "www.example.org.",
-        RecordType::A,
-        vec![a("www.example.org.", 7)],
-    );
-    cached.authoritative = false;
-    cached.additionals = vec![aaaa("ns1.example.org.", 1)];
-    v.push(cached);
-    // NXDOMAIN (the ndots:5 storm) and NODATA, both with the SOA.
-    let mut nx = EntryDef::new(
-        "api.example.com.default.svc.cluster.local.",
-        RecordType::A,
-        vec![],
-    );
-    nx.rcode = ResponseCode::NXDomain;
-    nx.authority = vec![soa()];
-    v.push(nx);
-    let mut nodata = EntryDef::new(
-        "v4only.default.svc.cluster.local.",
-        RecordType::AAAA,
-        vec![],
-    );
-    nodata.authority = vec![soa()];
-    v.push(nodata);
-    v
 }
 
 /// Flips the case of every other letter: what a 0x20-randomising client sends.
@@ -128,7 +42,7 @@ fn mixed_case(s: &str) -> String {
 #[test]
 fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
     let mut xdp = Harness::new();
-    let defs = kinds();
+    let defs = entry_kinds();
     for d in &defs {
         xdp.insert_entry(d);
     }
@@ -180,11 +94,7 @@ fn answers_every_kind_over_ipv4_and_ipv6_with_and_without_edns() {
 #[test]
 fn ttl_never_exceeds_remaining_lifetime() {
     let mut xdp = Harness::new();
-    let mut d = EntryDef::new(
-        "short.cluster.local.",
-        RecordType::A,
-        vec![a("short.cluster.local.", 1)],
-    );
+    let mut d = single_a("short.cluster.local.", 1);
     d.secs = 4;
     xdp.insert_entry(&d);
     let q = query_frame(false, 9, "short.cluster.local.", RecordType::A, None);
@@ -203,11 +113,7 @@ fn ttl_never_exceeds_remaining_lifetime() {
 #[test]
 fn expired_and_missing_entries_pass() {
     let mut xdp = Harness::new();
-    let d = EntryDef::new(
-        "old.cluster.local.",
-        RecordType::A,
-        vec![a("old.cluster.local.", 1)],
-    );
+    let d = single_a("old.cluster.local.", 1);
     let (k, mut e) = d.encode();
     e.expires_ns = boot_time_ns() - 1;
     xdp.insert(&k, &e);
@@ -235,7 +141,10 @@ fn torn_or_corrupt_entries_pass() {
     let d = EntryDef::new(
         "torn.cluster.local.",
         RecordType::A,
-        vec![a("torn.cluster.local.", 1), a("torn.cluster.local.", 2)],
+        vec![
+            cluster_a("torn.cluster.local.", 1),
+            cluster_a("torn.cluster.local.", 2),
+        ],
     );
     let q = query_frame(false, 1, "torn.cluster.local.", RecordType::A, None);
     let (k, good) = d.encode();
@@ -299,11 +208,7 @@ fn answers_that_do_not_fit_pass_as_too_big() {
 #[test]
 fn disabled_config_passes_everything() {
     let mut xdp = Harness::new();
-    let d = EntryDef::new(
-        "web.cluster.local.",
-        RecordType::A,
-        vec![a("web.cluster.local.", 1)],
-    );
+    let d = single_a("web.cluster.local.", 1);
     xdp.insert_entry(&d);
     let mut cfg = default_config();
     cfg.enabled = 0;
@@ -328,7 +233,7 @@ fn frame(v6: bool, payload: &[u8]) -> Vec<u8> {
 fn every_pass_reason() {
     let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
-    let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
+    let d = single_a(qn, 10);
     xdp.insert_entry(&d);
     let good = payload(qn, RecordType::A, None);
     let good_edns = payload(qn, RecordType::A, Some(EdnsQ::size(1232)));
@@ -477,11 +382,7 @@ fn every_pass_reason() {
 #[test]
 fn ethernet_padding_is_dropped_from_the_answer() {
     let mut xdp = Harness::new();
-    let d = EntryDef::new(
-        "p.cluster.local.",
-        RecordType::A,
-        vec![a("p.cluster.local.", 1)],
-    );
+    let d = single_a("p.cluster.local.", 1);
     xdp.insert_entry(&d);
     let (c, s) = endpoints(false);
     let mut spec = FrameSpec::udp(c, s);
@@ -499,7 +400,11 @@ fn a_full_entry_is_served_whole() {
     // 32 A records (the TTL limit) make a 512-byte body (the body limit).
     let mut xdp = Harness::new();
     let owner = "many.default.svc.cluster.local.";
-    let d = EntryDef::new(owner, RecordType::A, (0..32).map(|i| a(owner, i)).collect());
+    let d = EntryDef::new(
+        owner,
+        RecordType::A,
+        (0..32).map(|i| cluster_a(owner, i)).collect(),
+    );
     let (k, e) = d.encode();
     assert_eq!((e.body_len, e.ttl_count), (512, 32));
     xdp.insert(&k, &e);
@@ -518,7 +423,7 @@ fn a_full_entry_is_served_whole() {
 fn dns_cookies_are_ignored_and_answered() {
     let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
-    let d = EntryDef::new(qn, RecordType::A, vec![a(qn, 10)]);
+    let d = single_a(qn, 10);
     xdp.insert_entry(&d);
     let edns = EdnsQ::size(1232);
     let qn_mixed = mixed_case(qn);
