@@ -32,10 +32,15 @@ impl ClusterSources {
     /// sync.
     pub async fn start_synced(args: &ClusterArgs, deadline: Duration) -> Self {
         let sources = Self::start(args).await;
-        tokio::time::timeout(deadline, sources.handle.wait_until_ready())
-            .await
-            .expect("first sync");
+        sources.wait_synced(deadline).await;
         sources
+    }
+
+    /// Waits, at most `deadline`, for the first full sync; panics after.
+    pub async fn wait_synced(&self, deadline: Duration) {
+        tokio::time::timeout(deadline, self.handle.wait_until_ready())
+            .await
+            .unwrap_or_else(|_| panic!("no first full sync within {deadline:?}"));
     }
 
     /// Stops the sources (their tasks end; `handle.tasks` drains).
@@ -79,4 +84,12 @@ pub fn answer(zone: &dyn Zone, qname: &str, qtype: RecordType) -> Vec<String> {
 /// `zone`'s lookup of `qname`/`qtype`.
 pub fn lookup(zone: &dyn Zone, qname: &str, qtype: RecordType) -> ZoneLookup {
     zone.lookup(&LowerName::from(name(qname)), qtype)
+}
+
+/// Asserts [`answer`] for every `(name, qtype, expected)` row.
+#[track_caller]
+pub fn assert_answers(zone: &dyn Zone, rows: &[(&str, RecordType, &[&str])]) {
+    for (qname, qtype, expected) in rows {
+        assert_eq!(answer(zone, qname, *qtype), *expected, "{qname} {qtype}");
+    }
 }

@@ -150,6 +150,14 @@ impl TestResolver {
         Self::start_with_zone(StaticZone::new(true), upstreams, extra).await
     }
 
+    /// A resolver forwarding to a [`hostile_upstream`] of its own (which
+    /// answers until told otherwise), with `extra` flags.
+    pub async fn with_hostile_upstream(extra: &[&str]) -> (HostileUpstream, Self) {
+        let up = hostile_upstream().await;
+        let resolver = Self::start(&[up.addr], extra).await;
+        (up, resolver)
+    }
+
     pub async fn start_with_zone(
         zone: Arc<StaticZone>,
         upstreams: &[SocketAddr],
@@ -237,6 +245,15 @@ impl TestResolver {
     /// `/metrics`.
     pub async fn metrics(&self) -> Metrics {
         Metrics::parse(&get(self.metrics_addr, "/metrics").await.1)
+    }
+
+    /// Asserts that `family` counted something with `labels`.
+    pub async fn assert_counted(&self, family: &str, labels: &[(&str, &str)]) {
+        let metrics = self.metrics().await;
+        assert!(
+            metrics.sum(family, labels) >= 1,
+            "{family} {labels:?} counted nothing:\n{metrics}"
+        );
     }
 
     /// Sum of every sample of `family` whose labels include all of `labels`.

@@ -40,66 +40,72 @@ struct Step {
 }
 
 fn steps() -> Vec<Step> {
-    let tool = |tool: &str, args: &[&str]| {
-        let mut v = vec![tool];
-        v.extend_from_slice(match tool {
-            // A DNS COOKIE is EDNS the kernel leaves to userspace; pods'
-            // glibc sends none.
-            "dig" => &["+nocookie", "+time=1", "+tries=1"][..],
-            _ => &["+timeout=1", "+retry=0"][..],
-        });
-        v.extend_from_slice(args);
-        v.into_iter().map(String::from).collect()
-    };
     let external = format!("api.{EXAMPLE_ZONE}");
     let v6 = format!("@{LISTEN_V6}");
-    vec![
-        Step {
-            pod: 0,
-            what: "short name, glibc search path, A+AAAA",
-            command: vec!["getent".into(), "ahosts".into(), "web".into()],
-        },
-        Step {
-            pod: 1,
-            what: "short name, dig +search",
-            command: tool("dig", &["+search", "web"]),
-        },
-        Step {
-            pod: 0,
-            what: "headless service: its ready endpoints",
-            command: tool("dig", &["+search", "db"]),
-        },
-        Step {
-            pod: 1,
-            what: "another namespace via the search path",
-            command: tool("dig", &["+search", "cart.shop"]),
-        },
-        Step {
-            pod: 1,
-            what: "AAAA over IPv6 to the IPv6 listen address",
-            command: tool("kdig", &[&v6, "web.default.svc.cluster.local", "AAAA"]),
-        },
-        Step {
-            pod: 0,
-            what: "SRV of a named port",
-            command: tool("kdig", &["_http._tcp.web.default.svc.cluster.local", "SRV"]),
-        },
-        Step {
-            pod: 1,
-            what: "PTR of a ClusterIP",
-            command: tool("kdig", &["-x", "10.96.0.20"]),
-        },
-        Step {
-            pod: 0,
-            what: "external name, forwarded to the local upstream",
-            command: tool("kdig", &[&external, "A"]),
-        },
-        Step {
-            pod: 1,
-            what: "NXDOMAIN in the cluster zone",
-            command: tool("kdig", &["nothere.default.svc.cluster.local", "A"]),
-        },
-    ]
+    let table: [(usize, &'static str, &str, &[&str]); 9] = [
+        (
+            0,
+            "short name, glibc search path, A+AAAA",
+            "getent",
+            &["ahosts", "web"],
+        ),
+        (1, "short name, dig +search", "dig", &["+search", "web"]),
+        (
+            0,
+            "headless service: its ready endpoints",
+            "dig",
+            &["+search", "db"],
+        ),
+        (
+            1,
+            "another namespace via the search path",
+            "dig",
+            &["+search", "cart.shop"],
+        ),
+        (
+            1,
+            "AAAA over IPv6 to the IPv6 listen address",
+            "kdig",
+            &[&v6, "web.default.svc.cluster.local", "AAAA"],
+        ),
+        (
+            0,
+            "SRV of a named port",
+            "kdig",
+            &["_http._tcp.web.default.svc.cluster.local", "SRV"],
+        ),
+        (1, "PTR of a ClusterIP", "kdig", &["-x", "10.96.0.20"]),
+        (
+            0,
+            "external name, forwarded to the local upstream",
+            "kdig",
+            &[&external, "A"],
+        ),
+        (
+            1,
+            "NXDOMAIN in the cluster zone",
+            "kdig",
+            &["nothere.default.svc.cluster.local", "A"],
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(pod, what, tool, args)| {
+            let bounds: &[&str] = match tool {
+                // A DNS COOKIE is EDNS the kernel leaves to userspace; pods'
+                // glibc sends none.
+                "dig" => &["+nocookie", "+time=1", "+tries=1"],
+                "kdig" => &["+timeout=1", "+retry=0"],
+                _ => &[],
+            };
+            let command = [&[tool][..], bounds, args].concat();
+            Step {
+                pod,
+                what,
+                command: command.into_iter().map(String::from).collect(),
+            }
+        })
+        .collect()
 }
 
 /// Counters that count DNS queries reaching the XDP program (not ARP, ND,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{LabError, Result};
-use super::names::unique_suffix;
+use super::names::create_unique_dir;
 
 /// `/sys/fs/bpf` is shared by every network namespace on the machine, so a
 /// test that pins (the agent's `--bpffs-path`) gets its own directory.
@@ -19,10 +19,9 @@ impl BpffsDir {
     pub fn create() -> Result<Self> {
         super::require_root()?;
         require_bpffs()?;
-        let path = Path::new(Self::ROOT).join(format!("ndlab-{}", unique_suffix()));
-        std::fs::create_dir(&path)
-            .map_err(|e| LabError::io(format!("create {}", path.display()), e))?;
-        Ok(Self { path })
+        Ok(Self {
+            path: create_unique_dir(Path::new(Self::ROOT))?,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::{LabError, Result};
-use super::names::unique_suffix;
+use super::error::Result;
+use super::names::create_unique_dir;
 
 /// Set to keep every lab's logs and scratch files (the path is printed when
 /// the directory's guard is dropped).
@@ -18,10 +18,9 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn create() -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("ndlab-{}", unique_suffix()));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| LabError::io(format!("create {}", path.display()), e))?;
-        Ok(Self { path })
+        Ok(Self {
+            path: create_unique_dir(&std::env::temp_dir())?,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer, lookup};
+use nodedns_tests::cluster::{ClusterSources, answer, assert_answers, lookup};
 use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
 use nodedns_tests::fakeapi::{FakeApi, Resource};
 use nodedns_tests::internals::{ClusterArgs, ClusterZone, Zone, ZoneLookup};
@@ -53,9 +53,7 @@ async fn synced() -> (FakeApi, ClusterSources) {
     let api = FakeApi::start().await.unwrap();
     seed(&api);
     let agent = start(&api, None).await;
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("first sync");
+    agent.wait_synced(DEADLINE).await;
     (api, agent)
 }
 
@@ -69,15 +67,22 @@ const WEB: &str = "web.default.svc.cluster.local.";
 async fn initial_sync_then_changes_propagate() {
     let (api, mut agent) = synced().await;
     let zone = agent.handle.zone.clone();
-    assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
-    assert_eq!(answer(&*zone, WEB, RecordType::AAAA), ["fd00:96::10"]);
-    assert_eq!(
-        answer(&*zone, "db.default.svc.cluster.local.", RecordType::A),
-        ["10.244.1.5"]
-    );
-    assert_eq!(
-        answer(&*zone, "api.other.svc.cluster.local.", RecordType::A),
-        ["10.96.5.5"]
+    assert_answers(
+        &*zone,
+        &[
+            (WEB, RecordType::A, &["10.96.0.10"]),
+            (WEB, RecordType::AAAA, &["fd00:96::10"]),
+            (
+                "db.default.svc.cluster.local.",
+                RecordType::A,
+                &["10.244.1.5"],
+            ),
+            (
+                "api.other.svc.cluster.local.",
+                RecordType::A,
+                &["10.96.5.5"],
+            ),
+        ],
     );
 
     // A new service, a changed endpoint, a deleted service.
@@ -232,41 +237,44 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     assert!(errors > 0, "errors are counted");
 }
 
-#[tokio::test]
-async fn api_down_at_start_is_not_ready_until_the_first_sync() {
+/// With `fault` on when the source starts, the zone stays not ready
+/// (cluster names NotReady, other names not ours) for `observe`; once the
+/// fault is lifted, the first sync comes within `sync`.
+async fn not_ready_until_the_fault_ends(
+    fault: fn(&FakeApi, bool),
+    observe: Duration,
+    sync: Duration,
+) {
     let api = FakeApi::start().await.unwrap();
     seed(&api);
-    api.set_down(true);
+    fault(&api, true);
     let agent = start(&api, None).await;
     let zone = agent.handle.zone.clone();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(observe).await;
     assert!(!zone.is_ready());
     assert_eq!(lookup(&*zone, WEB, RecordType::A), ZoneLookup::NotReady);
     assert_eq!(
         lookup(&*zone, "example.com.", RecordType::A),
         ZoneLookup::NotOurs
     );
-    api.set_down(false);
-    tokio::time::timeout(Duration::from_secs(60), agent.handle.wait_until_ready())
-        .await
-        .expect("sync once the API server is up");
+    fault(&api, false);
+    agent.wait_synced(sync).await;
     assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
 }
 
 #[tokio::test]
+async fn api_down_at_start_is_not_ready_until_the_first_sync() {
+    not_ready_until_the_fault_ends(
+        FakeApi::set_down,
+        Duration::from_millis(1500),
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn hung_api_server_at_start_is_not_ready() {
-    let api = FakeApi::start().await.unwrap();
-    seed(&api);
-    api.set_hang(true);
-    let agent = start(&api, None).await;
-    let zone = agent.handle.zone.clone();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(lookup(&*zone, WEB, RecordType::A), ZoneLookup::NotReady);
-    api.set_hang(false);
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("sync after the hang");
-    assert_eq!(answer(&*zone, WEB, RecordType::A), ["10.96.0.10"]);
+    not_ready_until_the_fault_ends(FakeApi::set_hang, Duration::from_millis(1000), DEADLINE).await;
 }
 
 #[tokio::test]
@@ -335,20 +343,21 @@ async fn demo_manifests_served_by_the_fake_api() {
     let applied = api.apply_manifests(&examples_dir()).unwrap();
     assert_eq!(applied, 12, "Services + EndpointSlices in deploy/examples");
     let agent = start(&api, None).await;
-    tokio::time::timeout(DEADLINE, agent.handle.wait_until_ready())
-        .await
-        .expect("first sync");
-    let zone = &*agent.handle.zone;
-    assert_eq!(
-        answer(zone, "web.default.svc.cluster.local.", RecordType::AAAA),
-        ["fd00:10:96::20"]
-    );
-    assert_eq!(
-        answer(zone, "db-0.db.default.svc.cluster.local.", RecordType::A),
-        ["10.244.1.20"]
-    );
-    assert_eq!(
-        answer(zone, "search.default.svc.cluster.local.", RecordType::A),
-        ["www.example.com."]
+    agent.wait_synced(DEADLINE).await;
+    assert_answers(
+        &*agent.handle.zone,
+        &[
+            (WEB, RecordType::AAAA, &["fd00:10:96::20"]),
+            (
+                "db-0.db.default.svc.cluster.local.",
+                RecordType::A,
+                &["10.244.1.20"],
+            ),
+            (
+                "search.default.svc.cluster.local.",
+                RecordType::A,
+                &["www.example.com."],
+            ),
+        ],
     );
 }

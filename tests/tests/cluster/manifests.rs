@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer, start_error};
+use nodedns_tests::cluster::{ClusterSources, answer, assert_answers, start_error};
 use nodedns_tests::internals::ClusterArgs;
 use nodedns_tests::lab::{TempDir, wait_until};
 use nodedns_tests::repo::{copy_examples, deploy_dir, examples_dir, write_atomic};
@@ -188,17 +188,17 @@ async fn custom_records_file_reloads_live() {
     })
     .await;
     let z = &*agent.handle.zone;
-    assert_eq!(
-        answer(z, "nas.lab.example.", RecordType::A),
-        ["192.168.10.5"]
-    );
-    assert_eq!(
-        answer(z, "nas.lab.example.", RecordType::AAAA),
-        ["fd00:10::5"]
-    );
-    assert_eq!(
-        answer(z, "5.10.168.192.in-addr.arpa.", RecordType::PTR),
-        ["nas.lab.example."]
+    assert_answers(
+        z,
+        &[
+            ("nas.lab.example.", RecordType::A, &["192.168.10.5"]),
+            ("nas.lab.example.", RecordType::AAAA, &["fd00:10::5"]),
+            (
+                "5.10.168.192.in-addr.arpa.",
+                RecordType::PTR,
+                &["nas.lab.example."],
+            ),
+        ],
     );
     assert_eq!(agent.handle.forward_policy.borrow().upstreams.len(), 2);
 

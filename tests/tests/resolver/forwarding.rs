@@ -67,27 +67,21 @@ async fn forwards_and_caches_real_dnsmasq_answers() {
     assert_eq!(d.status, "NXDOMAIN", "{}", d.raw);
     let d2 = dig_at(r.addr, "missing.test", "A", &[]).await;
     assert_eq!(d2.status, "NXDOMAIN");
-    assert!(
-        r.metric(
-            "nodedns_queries_total",
-            &[("path", "cache_hit"), ("rcode", "NXDOMAIN")]
-        )
-        .await
-            >= 1
-    );
+    r.assert_counted(
+        "nodedns_queries_total",
+        &[("path", "cache_hit"), ("rcode", "NXDOMAIN")],
+    )
+    .await;
 
     // Cached: a second query is a hit, and its TTL has aged.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let d = dig_at(r.addr, "host.test", "A", &[]).await;
     assert!(d.answers[0].ttl <= 28, "TTL decreases with age: {}", d.raw);
-    assert!(
-        r.metric(
-            "nodedns_queries_total",
-            &[("path", "cache_hit"), ("rcode", "NOERROR")]
-        )
-        .await
-            >= 1
-    );
+    r.assert_counted(
+        "nodedns_queries_total",
+        &[("path", "cache_hit"), ("rcode", "NOERROR")],
+    )
+    .await;
     assert_eq!(
         r.metric("nodedns_upstream_queries_total", &[]).await,
         4,
@@ -107,11 +101,8 @@ async fn serves_stale_when_dnsmasq_is_stopped() {
     let d = dig_at(r.addr, "host.test", "A", &[]).await;
     assert_eq!(d.addresses(), vec!["192.0.2.11"], "stale answer: {}", d.raw);
     assert_eq!(d.answers[0].ttl, 30);
-    assert!(
-        r.metric("nodedns_queries_total", &[("path", "stale")])
-            .await
-            >= 1
-    );
+    r.assert_counted("nodedns_queries_total", &[("path", "stale")])
+        .await;
     r.stop().await;
 }
 
@@ -138,7 +129,8 @@ async fn popular_entries_are_prefetched_before_they_expire() {
     assert_eq!(d.addresses(), vec!["192.0.2.1"]);
     let sent = up.queries();
     assert_eq!(sent, 2, "one prefetch");
-    assert!(r.metric("nodedns_cache_prefetches_total", &[]).await >= 1);
+    r.assert_counted("nodedns_cache_prefetches_total", &[])
+        .await;
     // Past the original expiry the refreshed entry answers: a cache hit.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let hits = r
@@ -215,8 +207,7 @@ async fn stub_domains_from_flags_and_live_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_clamps_and_negative_ttl_from_soa() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     up.set_ttl(3600);
     let d = dig_at(r.addr, "long.example", "A", &[]).await;
     assert_eq!(d.answers[0].ttl, 30, "{}", d.raw);
@@ -264,24 +255,21 @@ async fn fifty_identical_queries_cause_one_upstream_query() {
         1,
         "50 identical queries in flight -> one upstream query"
     );
-    assert!(r.metric("nodedns_coalesced_queries_total", &[]).await >= 1);
+    r.assert_counted("nodedns_coalesced_queries_total", &[])
+        .await;
     r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_stale_when_the_upstream_stops() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(
-        &[up.addr],
-        &[
-            "--cache-max-success-ttl",
-            "1",
-            "--upstream-timeout-ms",
-            "500",
-            "--serve-stale-recheck-secs",
-            "3",
-        ],
-    )
+    let (up, r) = TestResolver::with_hostile_upstream(&[
+        "--cache-max-success-ttl",
+        "1",
+        "--upstream-timeout-ms",
+        "500",
+        "--serve-stale-recheck-secs",
+        "3",
+    ])
     .await;
     let d = dig_at(r.addr, "stale.example", "A", &[]).await;
     assert_eq!(d.addresses(), vec!["192.0.2.1"]);
@@ -300,11 +288,8 @@ async fn serves_stale_when_the_upstream_stops() {
         started.elapsed() < Duration::from_secs(5),
         "answered within the client's timeout"
     );
-    assert!(
-        r.metric("nodedns_queries_total", &[("path", "stale")])
-            .await
-            >= 1
-    );
+    r.assert_counted("nodedns_queries_total", &[("path", "stale")])
+        .await;
 
     // Within the recheck timer stale data is served without asking again.
     let asked = up.queries();
@@ -371,11 +356,12 @@ async fn truncated_upstream_reply_is_retried_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_replies_are_rejected_counted_and_never_cached() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(
-        &[up.addr],
-        &["--upstream-timeout-ms", "400", "--cache-servfail-ttl", "1"],
-    )
+    let (up, r) = TestResolver::with_hostile_upstream(&[
+        "--upstream-timeout-ms",
+        "400",
+        "--cache-servfail-ttl",
+        "1",
+    ])
     .await;
     let kinds = [
         (Bad::WrongId, "wrong_id"),
@@ -452,11 +438,8 @@ async fn fails_over_from_broken_upstreams() {
     let r = TestResolver::start(&[broken.addr, good.addr], &["--upstream-timeout-ms", "300"]).await;
     let d = dig_at(r.addr, "nobody.example", "A", &[]).await;
     assert_eq!(d.status, "SERVFAIL", "{}", d.raw);
-    assert!(
-        r.metric("nodedns_upstream_errors_total", &[("kind", "timeout")])
-            .await
-            >= 1
-    );
+    r.assert_counted("nodedns_upstream_errors_total", &[("kind", "timeout")])
+        .await;
     r.stop().await;
 }
 
@@ -478,6 +461,7 @@ async fn outstanding_upstream_queries_are_bounded() {
     );
     let first = a.await.unwrap().expect("answered");
     assert_eq!(first.metadata.response_code, ResponseCode::NoError);
-    assert!(r.metric("nodedns_upstream_overload_total", &[]).await >= 1);
+    r.assert_counted("nodedns_upstream_overload_total", &[])
+        .await;
     r.stop().await;
 }

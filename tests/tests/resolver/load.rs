@@ -7,13 +7,12 @@ use std::net::Ipv4Addr;
 
 use nodedns_tests::client::DnsperfSummary;
 use nodedns_tests::lab::TempDir;
-use nodedns_tests::resolver::{TestResolver, hostile_upstream};
+use nodedns_tests::resolver::TestResolver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]
 async fn dnsperf_cache_and_cluster_mix() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 10),

@@ -13,7 +13,7 @@ use nodedns_tests::internals::{
 };
 use nodedns_tests::lab::wait_until;
 use nodedns_tests::records::name;
-use nodedns_tests::resolver::{SINK_CAPACITY, StaticZone, TestResolver, hostile_upstream};
+use nodedns_tests::resolver::{SINK_CAPACITY, StaticZone, TestResolver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -23,8 +23,7 @@ fn entry(sink: &MemorySink, qname: &str, qtype: RecordType) -> Option<dns_common
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_zone_is_authoritative_and_never_forwarded() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 10),
@@ -126,8 +125,7 @@ async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_data_never_shadows_the_cluster_zone() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     r.zone.set_a(
         "db.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 20),
@@ -146,8 +144,7 @@ async fn upstream_data_never_shadows_the_cluster_zone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_formerr_notimp_badvers_or_is_dropped() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (_up, r) = TestResolver::with_hostile_upstream(&[]).await;
 
     // Shorter than a header: dropped.
     assert!(udp_exchange(r.addr, &[0x12, 0x34, 0x01]).await.is_none());
@@ -224,11 +221,12 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_pipelining_idle_garbage_and_connection_limit() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(
-        &[up.addr],
-        &["--tcp-idle-timeout-ms", "700", "--tcp-max-connections", "4"],
-    )
+    let (_up, r) = TestResolver::with_hostile_upstream(&[
+        "--tcp-idle-timeout-ms",
+        "700",
+        "--tcp-max-connections",
+        "4",
+    ])
     .await;
 
     // Pipelining: three queries in one write, three answers.
@@ -288,7 +286,7 @@ async fn tcp_pipelining_idle_garbage_and_connection_limit() {
         closed_within(&mut extra, Duration::from_millis(500)).await,
         "over the limit: closed"
     );
-    assert!(r.metric("nodedns_tcp_refused_total", &[]).await >= 1);
+    r.assert_counted("nodedns_tcp_refused_total", &[]).await;
     drop(held);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let d = dig_at(r.addr, "later.example", "A", &["+tcp"]).await;
@@ -303,8 +301,7 @@ async fn tcp_pipelining_idle_garbage_and_connection_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_answers_are_promoted_to_the_kernel_map() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &["--hot-threshold", "2"]).await;
+    let (_up, r) = TestResolver::with_hostile_upstream(&["--hot-threshold", "2"]).await;
     r.zone.set_a(
         "web.default.svc.cluster.local.",
         Ipv4Addr::new(10, 96, 0, 10),
@@ -361,8 +358,7 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_capacity_is_bounded_by_lru_eviction() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (_up, r) = TestResolver::with_hostile_upstream(&[]).await;
     // The test sink holds 64 entries; answer 100 cluster names.
     for i in 0..100 {
         let n = format!("svc{i}.default.svc.cluster.local.");
@@ -388,10 +384,16 @@ async fn map_capacity_is_bounded_by_lru_eviction() {
     r.stop().await;
 }
 
+/// Waits at most a second for `condition` (a change reaching the map).
+async fn within_one_second(what: &str, condition: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(1), condition)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zone_changes_reach_the_map_within_one_second() {
-    let up = hostile_upstream().await;
-    let r = TestResolver::start(&[up.addr], &[]).await;
+    let (_up, r) = TestResolver::with_hostile_upstream(&[]).await;
     let web = "web.default.svc.cluster.local.";
     let new = "new.default.svc.cluster.local.";
     r.zone.set_a(web, Ipv4Addr::new(10, 96, 0, 10));
@@ -403,39 +405,27 @@ async fn zone_changes_reach_the_map_within_one_second() {
     // Updated address: the entry is rewritten.
     r.zone.set_a(web, Ipv4Addr::new(10, 96, 0, 11));
     let sink = r.sink.clone();
-    wait_until(
-        "updated service re-derived within 1 s",
-        Duration::from_secs(1),
-        || entry(&sink, web, RecordType::A).unwrap().generation != first,
-    )
-    .await
-    .unwrap();
+    within_one_second("updated service re-derived within 1 s", || {
+        entry(&sink, web, RecordType::A).unwrap().generation != first
+    })
+    .await;
     // Created: NXDOMAIN becomes data.
     r.zone.set_a(new, Ipv4Addr::new(10, 96, 0, 12));
-    wait_until(
-        "new service resolves within 1 s",
-        Duration::from_secs(1),
-        || entry(&sink, new, RecordType::A).is_some_and(|e| e.rcode == 0),
-    )
-    .await
-    .unwrap();
+    within_one_second("new service resolves within 1 s", || {
+        entry(&sink, new, RecordType::A).is_some_and(|e| e.rcode == 0)
+    })
+    .await;
     // Deleted: data becomes NXDOMAIN.
     r.zone.remove(web);
-    wait_until(
-        "deleted service is NXDOMAIN within 1 s",
-        Duration::from_secs(1),
-        || entry(&sink, web, RecordType::A).is_some_and(|e| e.rcode == 3),
-    )
-    .await
-    .unwrap();
+    within_one_second("deleted service is NXDOMAIN within 1 s", || {
+        entry(&sink, web, RecordType::A).is_some_and(|e| e.rcode == 3)
+    })
+    .await;
     // Not ready: entries are withdrawn, so the kernel passes to userspace.
     r.zone.set_ready(false);
-    wait_until(
-        "entries withdrawn when the zone loses its sync",
-        Duration::from_secs(1),
-        || entry(&sink, new, RecordType::A).is_none(),
-    )
-    .await
-    .unwrap();
+    within_one_second("entries withdrawn when the zone loses its sync", || {
+        entry(&sink, new, RecordType::A).is_none()
+    })
+    .await;
     r.stop().await;
 }

@@ -299,28 +299,18 @@ fn every_pass_reason() {
             xdp.expect_pass(&f, Counter::PassMalformed);
         }
 
-        // Not a plain query.
-        let mut p = good.clone();
-        p[2] |= 0x80; // QR
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[2] |= 2 << 3; // opcode STATUS
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[2] |= 0x02; // TC
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[5] = 2; // QDCOUNT 2
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[5] = 0; // QDCOUNT 0
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[7] = 1; // ANCOUNT 1
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
-        let mut p = good.clone();
-        p[9] = 1; // NSCOUNT 1
-        xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        // Not a plain query: QR, opcode STATUS or TC set; QDCOUNT 2 or 0,
+        // ANCOUNT or NSCOUNT 1.
+        for (byte, bits) in [(2, 0x80), (2, 2 << 3), (2, 0x02)] {
+            let mut p = good.clone();
+            p[byte] |= bits;
+            xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        }
+        for (byte, value) in [(5, 2), (5, 0), (7, 1), (9, 1)] {
+            let mut p = good.clone();
+            p[byte] = value;
+            xdp.expect_pass(&frame(v6, &p), Counter::PassNotQuery);
+        }
 
         // Class other than IN.
         let mut p = good.clone();

@@ -84,6 +84,20 @@ fn progs(ns: &Netns, ifname: &str) -> Vec<u64> {
     ns.xdp_prog_ids(ifname).unwrap()
 }
 
+/// Stops `fp` with `--cleanup-on-exit`: its pins go, and `ifname` is
+/// left without XDP.
+fn exit_cleaning(mut fp: FastPath, ns: &Netns, pins: &Pins, ifname: &str) {
+    fp.set_exit_policy(ExitPolicy::Cleanup);
+    fp.shutdown().unwrap();
+    assert!(
+        !pins.path.exists(),
+        "cleanup-on-exit removes the pin directory"
+    );
+    until(&format!("{ifname} detached"), || {
+        progs(ns, ifname).is_empty()
+    });
+}
+
 fn names(fp: &FastPath) -> Vec<String> {
     fp.interfaces().into_iter().map(|i| i.name).collect()
 }
@@ -258,11 +272,7 @@ fn native_mode_and_exclude() {
     assert_eq!(fp.interfaces()[0].mode, AttachMode::Native);
     assert_eq!(ns.xdp_mode("tfa0").unwrap(), "xdp", "veth has native XDP");
     assert!(progs(&ns, "tfa1").is_empty(), "excluded");
-    let mut fp = fp;
-    fp.set_exit_policy(ExitPolicy::Cleanup);
-    fp.shutdown().unwrap();
-    assert!(!pins.path.exists());
-    until("tfa0 detached", || progs(&ns, "tfa0").is_empty());
+    exit_cleaning(fp, &ns, &pins, "tfa0");
 }
 
 #[test]
@@ -351,11 +361,7 @@ fn keep_on_exit_then_adopt_without_duplicates() {
         "entries survive the hand-over"
     );
 
-    let mut second = second;
-    second.set_exit_policy(ExitPolicy::Cleanup);
-    second.shutdown().unwrap();
-    assert!(!pins.path.exists());
-    until("tfa0 detached", || progs(&ns, "tfa0").is_empty());
+    exit_cleaning(second, &ns, &pins, "tfa0");
 }
 
 #[test]
@@ -631,11 +637,7 @@ fn rolling_update_hands_links_over() {
         pins.path.join(MAP_ANSWERS).exists(),
         "cleanup-on-exit keeps pins a newer agent uses"
     );
-    let mut newer = newer;
-    newer.set_exit_policy(ExitPolicy::Cleanup);
-    newer.shutdown().unwrap();
-    assert!(!pins.path.exists());
-    until("tfa0 detached", || progs(&ns, "tfa0").is_empty());
+    exit_cleaning(newer, &ns, &pins, "tfa0");
 }
 
 /// `auto` tries native mode off veth and falls back to generic mode where

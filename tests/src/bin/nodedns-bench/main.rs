@@ -146,8 +146,7 @@ fn main() -> Result<()> {
     } else {
         idle_cpu(&contenders, &mut report)?;
         warm(&lab, &contenders, &query_file)?;
-        fixed_rates(&lab, &plan, &contenders, &query_file, &mut report)?;
-        saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
         for (server, _) in &contenders {
             if let (Some(dir), true) = (&server.bpffs, server.kind.has_xdp()) {
                 let counters = counters::XdpCounters::open(dir.path())?;
@@ -265,7 +264,8 @@ fn warm(lab: &Lab, contenders: &[(Server, Option<u32>)], file: &std::path::Path)
     Ok(())
 }
 
-fn fixed_rates(
+/// The fixed rates of the plan, then saturation (no rate limit).
+fn rates_and_saturation(
     lab: &Lab,
     plan: &Plan,
     contenders: &[(Server, Option<u32>)],
@@ -273,61 +273,52 @@ fn fixed_rates(
     report: &mut Report,
 ) -> Result<()> {
     for &rate in &plan.rates {
-        let mut samples: Vec<Vec<load::Sample>> = vec![Vec::new(); contenders.len()];
-        for run in 0..plan.runs {
-            // Interleaved: every contender once per round.
-            for (i, (server, prog)) in contenders.iter().enumerate() {
-                eprintln!(
-                    "bench: {rate} qps, run {}/{}, {}",
-                    run + 1,
-                    plan.runs,
-                    server.kind.label()
-                );
-                let load = Load {
-                    rate: Some(rate),
-                    seconds: plan.seconds,
-                    passes: None,
-                    verbose: true,
-                    file,
-                };
-                samples[i].push(load::run(lab, server, *prog, &load)?);
-            }
-        }
+        let load = Load {
+            rate: Some(rate),
+            seconds: plan.seconds,
+            passes: None,
+            verbose: true,
+            file,
+        };
+        let samples = interleaved(lab, plan, contenders, &format!("{rate} qps"), &load)?;
         for ((server, _), s) in contenders.iter().zip(&samples) {
             report.add_fixed_rate(server.kind.label(), rate, s);
         }
     }
-    Ok(())
-}
-
-fn saturation(
-    lab: &Lab,
-    plan: &Plan,
-    contenders: &[(Server, Option<u32>)],
-    file: &std::path::Path,
-    report: &mut Report,
-) -> Result<()> {
-    let mut samples: Vec<Vec<load::Sample>> = vec![Vec::new(); contenders.len()];
-    for run in 0..plan.runs {
-        for (i, (server, prog)) in contenders.iter().enumerate() {
-            eprintln!(
-                "bench: saturation, run {}/{}, {}",
-                run + 1,
-                plan.runs,
-                server.kind.label()
-            );
-            let load = Load {
-                rate: None,
-                seconds: plan.saturation_seconds,
-                passes: None,
-                verbose: false,
-                file,
-            };
-            samples[i].push(load::run(lab, server, *prog, &load)?);
-        }
-    }
+    let load = Load {
+        rate: None,
+        seconds: plan.saturation_seconds,
+        passes: None,
+        verbose: false,
+        file,
+    };
+    let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
     for ((server, _), s) in contenders.iter().zip(&samples) {
         report.add_saturation(server.kind.label(), s);
     }
     Ok(())
+}
+
+/// `plan.runs` rounds of `load`, every contender once per round (so a
+/// slow drift of the machine hits them all alike); samples by contender.
+fn interleaved(
+    lab: &Lab,
+    plan: &Plan,
+    contenders: &[(Server, Option<u32>)],
+    what: &str,
+    load: &Load,
+) -> Result<Vec<Vec<load::Sample>>> {
+    let mut samples: Vec<Vec<load::Sample>> = vec![Vec::new(); contenders.len()];
+    for run in 0..plan.runs {
+        for (i, (server, prog)) in contenders.iter().enumerate() {
+            eprintln!(
+                "bench: {what}, run {}/{}, {}",
+                run + 1,
+                plan.runs,
+                server.kind.label()
+            );
+            samples[i].push(load::run(lab, server, *prog, load)?);
+        }
+    }
+    Ok(samples)
 }

@@ -65,7 +65,7 @@ impl Kind {
 
 /// A contender's process: the agent and unbound as plain daemons, dnsmasq
 /// through its guard.
-pub enum Process {
+enum Process {
     Daemon(Daemon),
     Dnsmasq(Dnsmasq),
 }
@@ -91,7 +91,7 @@ pub struct Server {
     pub kind: Kind,
     pub addr: Ipv4Addr,
     pub pod: usize,
-    pub process: Process,
+    process: Process,
     pub manifests: Option<PathBuf>,
     pub bpffs: Option<BpffsDir>,
     _pass: Option<PassProgram>,
