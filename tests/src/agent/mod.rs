@@ -23,8 +23,8 @@ use crate::repo::examples_dir;
 /// An upstream nothing listens on: for tests that ask only cluster names,
 /// which are never forwarded; a forwarded query fails fast.
 pub const NO_UPSTREAM: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9));
-/// The metrics port (NodeLocal's); health is on the next port, and agent
-/// slot `n` adds `2 * n` to both, so agents can run side by side.
+/// The metrics port (NodeLocal's); health is on the next port. Agents side
+/// by side in one node share them (SO_REUSEPORT), as in a rolling update.
 const METRICS_PORT: u16 = 9253;
 /// Bound on a change becoming visible to clients. The requirement is 1 s;
 /// this is generous so a loaded machine does not fail a test, and the
@@ -58,7 +58,6 @@ pub struct AgentSpec {
     listen: Vec<IpAddr>,
     xdp_mode: Option<&'static str>,
     keep_on_exit: bool,
-    slot: u16,
     extra: Vec<String>,
 }
 
@@ -72,7 +71,6 @@ impl AgentSpec {
             listen: Vec::new(),
             xdp_mode: None,
             keep_on_exit: false,
-            slot: 0,
             extra: Vec::new(),
         }
     }
@@ -108,12 +106,6 @@ impl AgentSpec {
         self
     }
 
-    /// Distinguishes agents whose HTTP ports must differ.
-    pub fn slot(mut self, slot: u16) -> Self {
-        self.slot = slot;
-        self
-    }
-
     /// More `dns-agent run` flags.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.extra.extend(args.iter().map(|a| a.to_string()));
@@ -122,12 +114,12 @@ impl AgentSpec {
 
     /// `/metrics`, on the node's loopback.
     pub fn metrics_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], METRICS_PORT + 2 * self.slot))
+        SocketAddr::from(([127, 0, 0, 1], METRICS_PORT))
     }
 
     /// `/healthz` and `/readyz`, on the node's loopback.
     pub fn health_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], METRICS_PORT + 2 * self.slot + 1))
+        SocketAddr::from(([127, 0, 0, 1], METRICS_PORT + 1))
     }
 
     /// The `dns-agent run` command line for pins in `bpffs`.

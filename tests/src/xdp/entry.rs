@@ -11,7 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use crate::internals::{EntrySpec, boot_time_ns, encode_entry};
 use crate::records::{name, rec};
 
-pub const NS_PER_SEC: u64 = 1_000_000_000;
+const NS_PER_SEC: u64 = 1_000_000_000;
 /// Defaults of [`EntryDef::new`]: the agent's success TTL cap, and a
 /// lifetime longer than any test.
 const MAX_TTL: u32 = 30;

@@ -20,7 +20,7 @@ use dns_common::{
 };
 
 pub use check::check_answer;
-pub use entry::{EntryDef, NS_PER_SEC};
+pub use entry::EntryDef;
 pub use kinds::{cluster_a, cluster_aaaa, entry_kinds, single_a};
 pub use query::{
     CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints, query_frame,
@@ -128,7 +128,7 @@ impl Harness {
     }
 
     pub fn run(&self, frame: &[u8]) -> Run {
-        run_prog(self.prog(), frame)
+        test_run(self.prog(), frame, 1).0
     }
 
     /// Mean ns per run over `repeat` runs inside the kernel.
@@ -172,12 +172,6 @@ impl Default for Harness {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// One run of `prog` on `frame` (for a program whose maps another thread
-/// updates, see the race test).
-pub fn run_prog(prog: &Xdp, frame: &[u8]) -> Run {
-    test_run(prog, frame, 1).0
 }
 
 /// `BPF_PROG_TEST_RUN` of `frame`, `repeat` times: the last run and the
