@@ -28,6 +28,7 @@ mod pass_program;
 mod process;
 mod temp_dir;
 mod topology;
+mod turn;
 mod veth;
 mod wait;
 mod xdp_status;

@@ -12,6 +12,7 @@ use super::netns::Netns;
 use super::pass_program::{PassProgram, XdpAttach};
 use super::process::Daemon;
 use super::temp_dir::TempDir;
+use super::turn::Turn;
 use super::veth::VethPair;
 use super::{LISTEN_V4, LISTEN_V6, POD_SEARCH, agent_binary};
 use crate::client::{Hosts, Reply};
@@ -34,6 +35,8 @@ pub struct Lab {
     tag: String,
     bpffs: BpffsDir,
     logs: TempDir,
+    /// Released last, once everything of this lab is gone.
+    _turn: Turn,
 }
 
 /// One pod namespace and its veth pair to the node.
@@ -53,6 +56,17 @@ impl Lab {
     /// `resolv.conf` pointing at [`LISTEN_V4`]. The node holds [`LISTEN_V4`]
     /// and [`LISTEN_V6`] on `lo`.
     pub fn new(pods: usize) -> Result<Self> {
+        Self::create(pods, Turn::shared())
+    }
+
+    /// A lab that runs alone among the labs of its test binary: it waits
+    /// for the others to go and holds new ones back until it is dropped.
+    /// For tests that measure loss under load.
+    pub fn new_alone(pods: usize) -> Result<Self> {
+        Self::create(pods, Turn::alone())
+    }
+
+    fn create(pods: usize, turn: Turn) -> Result<Self> {
         super::require_root()?;
         if pods > MAX_PODS {
             return Err(LabError::Other(format!(
@@ -78,6 +92,7 @@ impl Lab {
             tag: short_tag(),
             bpffs,
             logs,
+            _turn: turn,
         };
         for _ in 0..pods {
             lab.add_pod()?;
