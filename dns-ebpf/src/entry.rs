@@ -126,6 +126,11 @@ pub fn copy_rest(
         if i == full {
             // The last, partial word: only its first `rem` bytes are body.
             w &= (1u64 << (rem * 8)) - 1;
+            sum += (w & 0xffff_ffff) + (w >> 32);
+            // Leave now rather than by the bound: the verifier cannot
+            // relate `full` to `words`, and would otherwise walk every
+            // later round once for each round this branch was taken.
+            break;
         }
         sum += (w & 0xffff_ffff) + (w >> 32);
         i += 1;

@@ -12,4 +12,5 @@ mod loader;
 mod microbench;
 mod race;
 mod smoke;
+mod verifier;
 mod veth;
