@@ -102,15 +102,17 @@ fn reload_name_len(scratch: &Scratch) -> Result<usize, Counter> {
     Ok(n)
 }
 
-/// Parses the query at `off` (`len` bytes, the rest of the datagram) and
-/// fills `scratch.key`, which must be zeroed.
+/// The header fields the parser keeps.
+struct Header {
+    id: u16,
+    flags: u16,
+    arcount: u16,
+}
+
+/// A plain query: QR, opcode and TC clear, one question, no answer or
+/// authority records, at most one additional record (the OPT).
 #[inline(always)]
-pub fn parse(
-    ctx: &XdpContext,
-    off: usize,
-    len: usize,
-    scratch: &mut Scratch,
-) -> Result<Query, Counter> {
+fn header(ctx: &XdpContext, off: usize) -> Result<Header, Counter> {
     let hdr = ptr_at::<DnsHdr>(ctx, off).ok_or(Counter::PassMalformed)?;
     let hdr = unsafe { &*hdr };
     let flags = u16::from_be(hdr.flags);
@@ -125,10 +127,23 @@ pub fn parse(
     if arcount > 1 {
         return Err(Counter::PassEdns);
     }
-    let id = u16::from_be(hdr.id);
+    Ok(Header {
+        id: u16::from_be(hdr.id),
+        flags,
+        arcount,
+    })
+}
 
-    // Copy the question out of the packet once: walking it in map memory
-    // needs no per-byte packet bounds checks.
+/// Copies what follows the header (`len` bytes at `off`), up to
+/// `QBUF_LEN`, into scratch once: walking it in map memory needs no
+/// per-byte packet bounds checks. Returns the number of bytes copied.
+#[inline(always)]
+fn copy_question(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    scratch: &mut Scratch,
+) -> Result<usize, Counter> {
     if len <= DNS_HDR_LEN {
         return Err(Counter::PassMalformed);
     }
@@ -145,10 +160,18 @@ pub fn parse(
     if rc != 0 {
         return Err(Counter::PassMalformed);
     }
+    Ok(copied)
+}
 
-    // Walk the labels. The position lives in map memory, which the
-    // verifier does not track: a register would carry a different range
-    // for every label layout and multiply its states past the limit.
+/// Walks the labels of the copied name and stores its wire length in
+/// `scratch.key.name_len` (left zero when no root label ends it within
+/// `MAX_NAME_LEN` bytes). Returns that length, checked to leave room for
+/// type and class in the copy.
+#[inline(always)]
+fn walk_labels(scratch: &mut Scratch, copied: usize) -> Result<usize, Counter> {
+    // The position lives in map memory, which the verifier does not track:
+    // a register would carry a different range for every label layout and
+    // multiply its states past the limit.
     let pos = &mut scratch.label_pos as *mut u32;
     unsafe { core::ptr::write_volatile(pos, 0) };
     let mut n = 0;
@@ -176,10 +199,15 @@ pub fn parse(
     if name_len + 4 > copied {
         return Err(Counter::PassMalformed);
     }
+    Ok(name_len)
+}
 
-    // Four bytes at a time: lower-case into the key, sum for the checksum
-    // (as sent, case preserved) and hash (`dns_common::hash::key_hash`
-    // works on the same zero-padded words). The buffers are 4-aligned.
+/// The name's contributions, four bytes at a time: its lower-cased form
+/// into the key, its hash (`dns_common::hash::key_hash` works on the same
+/// zero-padded words) and its ones' complement sum as sent (case
+/// preserved, native order). The buffers are 4-aligned.
+#[inline(always)]
+fn key_name(scratch: &mut Scratch) -> (u64, u64) {
     let src = scratch.qbuf.as_ptr() as *const u32;
     let dst = scratch.key.name.as_mut_ptr() as *mut u32;
     let mut hash = key_hash_init();
@@ -206,71 +234,115 @@ pub fn parse(
         hash = key_hash_word(hash, lower);
         w += 1;
     }
-    let name_len = reload_name_len(scratch)?;
+    (hash, sum)
+}
 
+/// QTYPE and QCLASS, right after the name in the copy.
+#[inline(always)]
+fn type_and_class(scratch: &Scratch, name_len: usize) -> (u16, u16) {
     let tc = name_len & (MAX_NAME_LEN - 1);
     let q = &scratch.qbuf;
-    let qtype = u16::from_be_bytes([q[tc], q[tc + 1]]);
-    let qclass = u16::from_be_bytes([q[tc + 2], q[tc + 3]]);
+    (
+        u16::from_be_bytes([q[tc], q[tc + 1]]),
+        u16::from_be_bytes([q[tc + 2], q[tc + 3]]),
+    )
+}
+
+/// What the additional section said.
+struct Edns {
+    /// An OPT record was there (empty or a lone COOKIE).
+    present: bool,
+    /// Largest DNS message the client can take over UDP.
+    max_size: usize,
+    /// Where the message ends, by the parse.
+    end: usize,
+}
+
+/// The optional OPT record at `end` (the message offset after the
+/// question): either empty or a lone DNS COOKIE, which is ignored.
+#[inline(always)]
+fn opt(ctx: &XdpContext, off: usize, mut end: usize, arcount: u16) -> Result<Edns, Counter> {
+    if arcount != 1 {
+        return Ok(Edns {
+            present: false,
+            max_size: CLASSIC_UDP_SIZE,
+            end,
+        });
+    }
+    let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
+    let opt = unsafe { &*opt };
+    let rtype = u16::from_be_bytes([opt[1], opt[2]]);
+    let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    // opt[5] extended RCODE, opt[6] version.
+    if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
+        return Err(Counter::PassEdns);
+    }
+    end += OPT_LEN;
+    if rdlen != 0 {
+        // Only a lone COOKIE is accepted: it is ignored, and the answer's
+        // OPT carries no options (RFC 7873 section 5.2).
+        if rdlen < OPTION_HDR_LEN {
+            return Err(Counter::PassEdns);
+        }
+        let o = ptr_at::<[u8; OPTION_HDR_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
+        let o = unsafe { &*o };
+        let code = u16::from_be_bytes([o[0], o[1]]);
+        let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
+        let cookie_len_ok = olen == COOKIE_CLIENT_LEN
+            || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
+        if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
+            return Err(Counter::PassEdns);
+        }
+        end += rdlen;
+    }
+    Ok(Edns {
+        present: true,
+        max_size: if size < CLASSIC_UDP_SIZE {
+            CLASSIC_UDP_SIZE
+        } else {
+            size
+        },
+        end,
+    })
+}
+
+/// Parses the query at `off` (`len` bytes, the rest of the datagram) and
+/// fills `scratch.key`, which must be zeroed.
+#[inline(always)]
+pub fn parse(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    scratch: &mut Scratch,
+) -> Result<Query, Counter> {
+    let hdr = header(ctx, off)?;
+    let copied = copy_question(ctx, off, len, scratch)?;
+    walk_labels(scratch, copied)?;
+    let (hash, sum) = key_name(scratch);
+    let name_len = reload_name_len(scratch)?;
+    let (qtype, qclass) = type_and_class(scratch, name_len);
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
-    let hash = key_hash_finish(hash, name_len, qtype);
     scratch.key.qtype = qtype;
     // The name's native-order sum, swapped to big-endian space, plus type
     // and class, which sit at an odd offset when the name length is odd.
     let tc_sum = fold(qtype as u64 + qclass as u64);
     let qsum = fold(fold(sum).swap_bytes() as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
 
-    let mut end = DNS_HDR_LEN + name_len + 4;
-    let mut edns = false;
-    let mut max_size = CLASSIC_UDP_SIZE;
-    if arcount == 1 {
-        let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-        let opt = unsafe { &*opt };
-        let rtype = u16::from_be_bytes([opt[1], opt[2]]);
-        let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
-        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-        // opt[5] extended RCODE, opt[6] version.
-        if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
-            return Err(Counter::PassEdns);
-        }
-        end += OPT_LEN;
-        if rdlen != 0 {
-            // Only a lone COOKIE is accepted: it is ignored, and the
-            // answer's OPT carries no options (RFC 7873 section 5.2).
-            if rdlen < OPTION_HDR_LEN {
-                return Err(Counter::PassEdns);
-            }
-            let o = ptr_at::<[u8; OPTION_HDR_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-            let o = unsafe { &*o };
-            let code = u16::from_be_bytes([o[0], o[1]]);
-            let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
-            let cookie_len_ok = olen == COOKIE_CLIENT_LEN
-                || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
-            if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
-                return Err(Counter::PassEdns);
-            }
-            end += rdlen;
-        }
-        edns = true;
-        max_size = if size < CLASSIC_UDP_SIZE {
-            CLASSIC_UDP_SIZE
-        } else {
-            size
-        };
-    }
-    if end != len {
+    let edns = opt(ctx, off, DNS_HDR_LEN + name_len + 4, hdr.arcount)?;
+    if edns.end != len {
         // Trailing bytes, or a header that claims more than is there.
         return Err(Counter::PassMalformed);
     }
     Ok(Query {
-        id,
-        rd_cd: flags & (FLAG_RD | FLAG_CD),
+        id: hdr.id,
+        rd_cd: hdr.flags & (FLAG_RD | FLAG_CD),
         name_len,
-        hash,
+        hash: key_hash_finish(hash, name_len, qtype),
         qsum,
-        edns,
-        max_size,
+        edns: edns.present,
+        max_size: edns.max_size,
     })
 }
