@@ -237,15 +237,21 @@ fn key_name(scratch: &mut Scratch) -> (u64, u64) {
     (hash, sum)
 }
 
-/// QTYPE and QCLASS, right after the name in the copy.
+/// QTYPE and QCLASS, right after the name (`name_len` bytes, at most
+/// `MAX_NAME_LEN`) in the copy, which has room for them.
 #[inline(always)]
-fn type_and_class(scratch: &Scratch, name_len: usize) -> (u16, u16) {
-    let tc = name_len & (MAX_NAME_LEN - 1);
-    let q = &scratch.qbuf;
-    (
-        u16::from_be_bytes([q[tc], q[tc + 1]]),
-        u16::from_be_bytes([q[tc + 2], q[tc + 3]]),
-    )
+fn type_and_class(scratch: &Scratch, name_len: usize) -> Result<(u16, u16), Counter> {
+    // A checked slice, not a mask: a mask of the length would wrap a
+    // name of exactly MAX_NAME_LEN bytes to offset 0 and read the type
+    // and class from the name itself.
+    let tc = scratch
+        .qbuf
+        .get(name_len..name_len + 4)
+        .ok_or(Counter::PassMalformed)?;
+    Ok((
+        u16::from_be_bytes([tc[0], tc[1]]),
+        u16::from_be_bytes([tc[2], tc[3]]),
+    ))
 }
 
 /// What the additional section said.
@@ -321,7 +327,7 @@ pub fn parse(
     walk_labels(scratch, copied)?;
     let (hash, sum) = key_name(scratch);
     let name_len = reload_name_len(scratch)?;
-    let (qtype, qclass) = type_and_class(scratch, name_len);
+    let (qtype, qclass) = type_and_class(scratch, name_len)?;
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }

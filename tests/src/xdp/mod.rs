@@ -6,6 +6,7 @@
 mod check;
 mod entry;
 mod kinds;
+mod names;
 mod query;
 pub mod timing;
 
@@ -22,9 +23,10 @@ use dns_common::{
 pub use check::check_answer;
 pub use entry::EntryDef;
 pub use kinds::{cluster_a, cluster_aaaa, entry_kinds, single_a};
+pub use names::{Layout, MAX_WIRE_NAME, TYPE_LIKE_QTYPE, name_of_len};
 pub use query::{
-    CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints, query_frame,
-    query_frame_with_options, query_msg,
+    CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints,
+    frame_with_options, query_frame, query_frame_with_options, query_msg, query_msg_for,
 };
 
 use crate::internals::EBPF_OBJECT;
