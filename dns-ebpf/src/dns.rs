@@ -11,7 +11,7 @@ use dns_common::hash::{key_hash_finish, key_hash_init, key_hash_word};
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use dns_common::{Counter, MAX_NAME_LEN};
 
-use crate::entry::{QBUF_LEN, Scratch};
+use crate::entry::{OPTBUF_LEN, QBUF_LEN, Scratch};
 
 use crate::csum::{fold, shift_odd};
 use crate::ptr::ptr_at;
@@ -60,6 +60,9 @@ pub struct Query {
     pub hash: u64,
     /// Ones' complement sum of the question (name, type, class) as sent.
     pub qsum: u16,
+    /// Ones' complement sum of the whole message as sent, for the UDP
+    /// checksum check.
+    pub msg_sum: u16,
     /// Whether the query carried an EDNS0 OPT record (empty or a lone
     /// COOKIE); the answer then carries our OPT, without options.
     pub edns: bool,
@@ -262,21 +265,58 @@ struct Edns {
     max_size: usize,
     /// Where the message ends, by the parse.
     end: usize,
+    /// Ones' complement sum of the OPT record, as if at an even offset.
+    sum: u16,
 }
 
 /// The optional OPT record at `end` (the message offset after the
-/// question): either empty or a lone DNS COOKIE, which is ignored.
+/// question, `len` the message length): either empty or a lone DNS
+/// COOKIE, which is ignored. It is copied into zeroed scratch and read
+/// there, so its checksum is a fixed number of word adds.
 #[inline(always)]
-fn opt(ctx: &XdpContext, off: usize, mut end: usize, arcount: u16) -> Result<Edns, Counter> {
+fn opt(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    mut end: usize,
+    arcount: u16,
+    scratch: &mut Scratch,
+) -> Result<Edns, Counter> {
     if arcount != 1 {
         return Ok(Edns {
             present: false,
             max_size: CLASSIC_UDP_SIZE,
             end,
+            sum: 0,
         });
     }
-    let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-    let opt = unsafe { &*opt };
+    if end + OPT_LEN > len {
+        return Err(Counter::PassMalformed);
+    }
+    let rest = len - end;
+    let copied = if rest < OPTBUF_LEN { rest } else { OPTBUF_LEN };
+    // The same value (it is 11..=64), masked so the verifier sees 1..=64
+    // however LLVM folds the checks above.
+    let copied = ((copied - 1) & (OPTBUF_LEN - 1)) + 1;
+    let words = scratch.optbuf.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < OPTBUF_LEN / 8 {
+        // Volatile so LLVM keeps the stores instead of calling memset.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (off + end) as u32,
+            scratch.optbuf.as_mut_ptr() as *mut c_void,
+            copied as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(Counter::PassMalformed);
+    }
+    let opt = &scratch.optbuf;
     let rtype = u16::from_be_bytes([opt[1], opt[2]]);
     let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
     let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
@@ -291,8 +331,10 @@ fn opt(ctx: &XdpContext, off: usize, mut end: usize, arcount: u16) -> Result<Edn
         if rdlen < OPTION_HDR_LEN {
             return Err(Counter::PassEdns);
         }
-        let o = ptr_at::<[u8; OPTION_HDR_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-        let o = unsafe { &*o };
+        if end + OPTION_HDR_LEN > len {
+            return Err(Counter::PassMalformed);
+        }
+        let o = &opt[OPT_LEN..OPT_LEN + OPTION_HDR_LEN];
         let code = u16::from_be_bytes([o[0], o[1]]);
         let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
         let cookie_len_ok = olen == COOKIE_CLIENT_LEN
@@ -302,6 +344,15 @@ fn opt(ctx: &XdpContext, off: usize, mut end: usize, arcount: u16) -> Result<Edn
         }
         end += rdlen;
     }
+    // Whole when the message ends here (the caller checks): at most
+    // OPT_LEN + 44 bytes, and the rest of the buffer is zero.
+    let words = scratch.optbuf.as_ptr() as *const u32;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < OPTBUF_LEN / 4 {
+        sum += unsafe { *words.add(i) } as u64;
+        i += 1;
+    }
     Ok(Edns {
         present: true,
         max_size: if size < CLASSIC_UDP_SIZE {
@@ -310,6 +361,7 @@ fn opt(ctx: &XdpContext, off: usize, mut end: usize, arcount: u16) -> Result<Edn
             size
         },
         end,
+        sum: fold(sum).swap_bytes(),
     })
 }
 
@@ -337,17 +389,22 @@ pub fn parse(
     let tc_sum = fold(qtype as u64 + qclass as u64);
     let qsum = fold(fold(sum).swap_bytes() as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
 
-    let edns = opt(ctx, off, DNS_HDR_LEN + name_len + 4, hdr.arcount)?;
+    let qlen = name_len + 4;
+    let edns = opt(ctx, off, len, DNS_HDR_LEN + qlen, hdr.arcount, scratch)?;
     if edns.end != len {
         // Trailing bytes, or a header that claims more than is there.
         return Err(Counter::PassMalformed);
     }
+    // QDCOUNT is 1, ANCOUNT and NSCOUNT 0; the OPT follows the question.
+    let header_sum = hdr.id as u64 + hdr.flags as u64 + 1 + hdr.arcount as u64;
+    let msg_sum = fold(header_sum + qsum as u64 + shift_odd(edns.sum, qlen & 1 == 1) as u64);
     Ok(Query {
         id: hdr.id,
         rd_cd: hdr.flags & (FLAG_RD | FLAG_CD),
         name_len,
         hash: key_hash_finish(hash, name_len, qtype),
         qsum,
+        msg_sum,
         edns: edns.present,
         max_size: edns.max_size,
     })

@@ -42,6 +42,7 @@ pub mod args;
 pub mod attach;
 pub mod cleanup;
 pub mod error;
+mod interface_macs;
 pub mod loader;
 mod metrics;
 pub mod pins;

@@ -15,10 +15,11 @@ use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
 use super::error::FastPathError;
+use super::interface_macs::InterfaceMap;
 use super::loader::{self, build_config, open_pinned};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
-use super::shared::{Shared, State, program};
+use super::shared::{Shared, State};
 use super::{cleanup, stats};
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 
@@ -111,6 +112,7 @@ impl FastPath {
         let state = State {
             ebpf: loaded.ebpf,
             attacher: Attacher::new(layout.clone(), selector, args.xdp_mode),
+            interface_map: InterfaceMap::new(loaded.interfaces),
         };
         let shared = Arc::new(Shared {
             layout,
@@ -121,14 +123,7 @@ impl FastPath {
             answers: answers_reader,
             state: Mutex::new(state),
         });
-        {
-            let mut guard = shared.lock();
-            let state = &mut *guard;
-            let program = program(&mut state.ebpf);
-            state
-                .attacher
-                .reconcile(program, shared.program_id, &interfaces, true);
-        }
+        shared.lock().attach(shared.program_id, &interfaces, true);
 
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs(args.rescan_interval);
