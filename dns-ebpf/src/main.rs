@@ -38,6 +38,7 @@ mod entry;
 mod eth;
 mod ip;
 mod ptr;
+mod trace;
 mod udp;
 
 use aya_ebpf::bindings::xdp_action;
@@ -90,6 +91,7 @@ pub fn nodedns_xdp(ctx: XdpContext) -> u32 {
     if let Some(c) = COUNTERS.get_ptr_mut(counter as u32) {
         unsafe { *c += 1 };
     }
+    trace::verdict(&ctx, action, counter);
     action
 }
 

@@ -41,6 +41,7 @@ pub mod object;
 pub mod args;
 pub mod attach;
 pub mod cleanup;
+mod debug_log;
 pub mod error;
 mod interface_macs;
 pub mod loader;

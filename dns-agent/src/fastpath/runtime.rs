@@ -14,6 +14,7 @@ use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
+use super::debug_log::DebugLog;
 use super::error::FastPathError;
 use super::interface_macs::InterfaceMap;
 use super::loader::{self, build_config, open_pinned};
@@ -64,6 +65,8 @@ pub struct FastPath {
     shared: Arc<Shared>,
     follower: Option<Follower>,
     exit: ExitPolicy,
+    /// Forwards the program's records when it was built with debug-log.
+    _debug_log: Option<DebugLog>,
 }
 
 impl FastPath {
@@ -101,7 +104,8 @@ impl FastPath {
             }
         }
 
-        let loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let mut loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let debug_log = DebugLog::start(&mut loaded.ebpf);
         let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
         let capacity = args.map_entries;
         tracing::info!(
@@ -143,6 +147,7 @@ impl FastPath {
                 stop,
             }),
             exit: ExitPolicy::from_args(args),
+            _debug_log: debug_log,
         }))
     }
 
