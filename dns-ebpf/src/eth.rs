@@ -39,7 +39,8 @@ pub fn parse(ctx: &XdpContext) -> Result<L3, Counter> {
 /// take it: to the interface's own unicast address, or to its bridge's
 /// when the interface is a bridge port. A frame to any other address
 /// (broadcast, multicast, another host) is not ours to answer, and the
-/// answer would carry that address as its source.
+/// answer would carry that address as its source
+/// (docs/design.md#accepted-frames).
 #[inline(always)]
 pub fn to_us(ctx: &XdpContext, macs: &InterfaceMacs) -> Result<(), Counter> {
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Counter::PassMalformed)?;

@@ -61,7 +61,8 @@ pub fn parse(ctx: &XdpContext, off: usize, ip: &Ip, port: u16) -> Result<Udp, Co
 /// which the device was to complete, and the stack trusts such a frame
 /// without verifying it. That seed is accepted as it is; rejecting it would
 /// pass every pod's query. Anything else must verify: a zero field means
-/// "no checksum" over IPv4 and is invalid over IPv6.
+/// "no checksum" over IPv4 and is invalid over IPv6
+/// (docs/design.md#checksums).
 #[inline(always)]
 pub fn checksum_ok<const V6: bool>(udp: &Udp, ip: &Ip, msg_sum: u16) -> bool {
     if udp.check == 0 {

@@ -4,7 +4,8 @@
 //! bridge port, the bridge's. It is rebuilt from every link dump, before
 //! attaching, so the program never runs on an interface it cannot check
 //! (it would pass every query there, counted as `pass_mac`). Not pinned:
-//! each agent fills its own before its program takes over the links.
+//! each agent fills its own before its program takes over the links
+//! (docs/design.md#accepted-frames).
 
 use std::collections::BTreeMap;
 
