@@ -271,14 +271,13 @@ struct Edns {
 
 /// The optional OPT record at `end` (the message offset after the
 /// question, `len` the message length): either empty or a lone DNS
-/// COOKIE, which is ignored. It is copied into zeroed scratch and read
-/// there, so its checksum is a fixed number of word adds.
+/// COOKIE, which is ignored.
 #[inline(always)]
 fn opt(
     ctx: &XdpContext,
     off: usize,
     len: usize,
-    mut end: usize,
+    end: usize,
     arcount: u16,
     scratch: &mut Scratch,
 ) -> Result<Edns, Counter> {
@@ -290,6 +289,41 @@ fn opt(
             sum: 0,
         });
     }
+    copy_opt(ctx, off, len, end, scratch)?;
+    let opt = &scratch.optbuf;
+    let rtype = u16::from_be_bytes([opt[1], opt[2]]);
+    let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    // opt[5] extended RCODE, opt[6] version.
+    if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
+        return Err(Counter::PassEdns);
+    }
+    if rdlen != 0 {
+        lone_cookie(opt, rdlen, end + OPT_LEN, len)?;
+    }
+    Ok(Edns {
+        present: true,
+        max_size: if size < CLASSIC_UDP_SIZE {
+            CLASSIC_UDP_SIZE
+        } else {
+            size
+        },
+        end: end + OPT_LEN + rdlen,
+        sum: opt_sum(scratch),
+    })
+}
+
+/// Copies the OPT record at message offset `end` into zeroed scratch, as
+/// much of it as `OPTBUF_LEN` holds: reading it there needs no packet
+/// bounds checks, and its checksum is a fixed number of word adds.
+#[inline(always)]
+fn copy_opt(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    end: usize,
+    scratch: &mut Scratch,
+) -> Result<(), Counter> {
     if end + OPT_LEN > len {
         return Err(Counter::PassMalformed);
     }
@@ -316,36 +350,41 @@ fn opt(
     if rc != 0 {
         return Err(Counter::PassMalformed);
     }
-    let opt = &scratch.optbuf;
-    let rtype = u16::from_be_bytes([opt[1], opt[2]]);
-    let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
-    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-    // opt[5] extended RCODE, opt[6] version.
-    if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
+    Ok(())
+}
+
+/// The OPT's options (`rdlen` bytes from message offset `start`, of `len`)
+/// must be one DNS COOKIE of a valid length. It is ignored, and the
+/// answer's OPT carries no options (RFC 7873 section 5.2).
+#[inline(always)]
+fn lone_cookie(
+    opt: &[u8; OPTBUF_LEN],
+    rdlen: usize,
+    start: usize,
+    len: usize,
+) -> Result<(), Counter> {
+    if rdlen < OPTION_HDR_LEN {
         return Err(Counter::PassEdns);
     }
-    end += OPT_LEN;
-    if rdlen != 0 {
-        // Only a lone COOKIE is accepted: it is ignored, and the answer's
-        // OPT carries no options (RFC 7873 section 5.2).
-        if rdlen < OPTION_HDR_LEN {
-            return Err(Counter::PassEdns);
-        }
-        if end + OPTION_HDR_LEN > len {
-            return Err(Counter::PassMalformed);
-        }
-        let o = &opt[OPT_LEN..OPT_LEN + OPTION_HDR_LEN];
-        let code = u16::from_be_bytes([o[0], o[1]]);
-        let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
-        let cookie_len_ok = olen == COOKIE_CLIENT_LEN
-            || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
-        if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
-            return Err(Counter::PassEdns);
-        }
-        end += rdlen;
+    if start + OPTION_HDR_LEN > len {
+        return Err(Counter::PassMalformed);
     }
-    // Whole when the message ends here (the caller checks): at most
-    // OPT_LEN + 44 bytes, and the rest of the buffer is zero.
+    let o = &opt[OPT_LEN..OPT_LEN + OPTION_HDR_LEN];
+    let code = u16::from_be_bytes([o[0], o[1]]);
+    let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
+    let cookie_len_ok = olen == COOKIE_CLIENT_LEN
+        || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
+    if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
+        return Err(Counter::PassEdns);
+    }
+    Ok(())
+}
+
+/// The copied OPT record's sum, as if at an even offset. Whole when the
+/// message ends with it (the caller checks): at most `OPT_LEN` + 44 bytes,
+/// and the rest of the buffer is zero.
+#[inline(always)]
+fn opt_sum(scratch: &Scratch) -> u16 {
     let words = scratch.optbuf.as_ptr() as *const u32;
     let mut sum = 0u64;
     let mut i = 0;
@@ -353,16 +392,7 @@ fn opt(
         sum += unsafe { *words.add(i) } as u64;
         i += 1;
     }
-    Ok(Edns {
-        present: true,
-        max_size: if size < CLASSIC_UDP_SIZE {
-            CLASSIC_UDP_SIZE
-        } else {
-            size
-        },
-        end,
-        sum: fold(sum).swap_bytes(),
-    })
+    fold(sum).swap_bytes()
 }
 
 /// Parses the query at `off` (`len` bytes, the rest of the datagram) and

@@ -117,10 +117,7 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
     };
     let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
     let udp = udp::parse(ctx, l4, &ip, cfg.port)?;
-    // A query to us; but sent to us the way the stack would take it?
-    let ifindex = ctx.ingress_ifindex() as u32;
-    let macs = unsafe { IFACES.get(ifindex) }.ok_or(Counter::PassMac)?;
-    eth::to_us(ctx, macs)?;
+    sent_to_us(ctx)?;
 
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::PassHelperFailed)?;
     entry::clear_key(scratch);
@@ -130,33 +127,12 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
         return Err(Counter::PassChecksum);
     }
 
-    // By reference on purpose: by value would copy the 132-byte key onto
-    // the BPF stack first.
-    #[allow(clippy::needless_borrows_for_generic_args)]
-    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
-    let copy = &mut scratch.entry as *mut AnswerEntry;
-    let body_len = entry::copy_head(copy, value, query.hash)?;
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
-    if now >= expires {
-        return Err(Counter::Expired);
-    }
-    let remaining = (expires - now) / NS_PER_SEC;
-    let ttl = if remaining < max_ttl as u64 {
-        remaining as u32
-    } else {
-        max_ttl
-    };
-    let body_len = entry::copy_rest(copy, value, body_len, query.hash)?;
-    let e = unsafe { &mut *copy };
-    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
-    let body_len = entry::body_len_of(e)?;
-
+    let served = serve(scratch, query.hash)?;
     let reply = Reply {
         query: &query,
-        entry: e,
-        body_len,
-        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+        entry: served.entry,
+        body_len: served.body_len,
+        body_sum: served.body_sum,
         pseudo_sum: ip.pseudo_sum,
         edns_udp_size: if cfg.edns_udp_size == 0 {
             EDNS_UDP_SIZE
@@ -173,6 +149,56 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
         return Err(Counter::PassTooBig);
     }
     answer::write::<V6>(ctx, &reply)
+}
+
+/// A query to us; but sent to us the way the stack would take it, to this
+/// interface's MAC address?
+#[inline(always)]
+fn sent_to_us(ctx: &XdpContext) -> Result<(), Counter> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let macs = unsafe { IFACES.get(ifindex) }.ok_or(Counter::PassMac)?;
+    eth::to_us(ctx, macs)
+}
+
+/// The entry to answer with, ready to send.
+struct Served<'a> {
+    entry: &'a AnswerEntry,
+    body_len: usize,
+    /// Body checksum with the TTLs filled in.
+    body_sum: u16,
+}
+
+/// Looks the key in `scratch` up, copies the entry into scratch, checks
+/// the copy belongs to the question hashed to `hash` and is still alive,
+/// and writes its remaining lifetime into every TTL.
+#[inline(always)]
+fn serve(scratch: &mut Scratch, hash: u64) -> Result<Served<'_>, Counter> {
+    // By reference on purpose: by value would copy the 132-byte key onto
+    // the BPF stack first.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
+    let copy = &mut scratch.entry as *mut AnswerEntry;
+    let body_len = entry::copy_head(copy, value, hash)?;
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
+    if now >= expires {
+        return Err(Counter::Expired);
+    }
+    let remaining = (expires - now) / NS_PER_SEC;
+    let ttl = if remaining < max_ttl as u64 {
+        remaining as u32
+    } else {
+        max_ttl
+    };
+    let body_len = entry::copy_rest(copy, value, body_len, hash)?;
+    let e = unsafe { &mut *copy };
+    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
+    let body_len = entry::body_len_of(e)?;
+    Ok(Served {
+        entry: e,
+        body_len,
+        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+    })
 }
 
 #[cfg(not(test))]
