@@ -9,3 +9,4 @@ mod cluster;
 mod promotion;
 mod restart;
 mod xdp;
+mod xdp_frames;
