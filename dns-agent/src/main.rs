@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dns_agent::cluster::{self, ClusterArgs};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::kernel::packet::PacketSocket;
 use dns_agent::promotion::{AnswerSink, MapSink};
+use dns_agent::resolver::transparent::TransparentPath;
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
 use dns_agent::zone::Zone;
 use tokio_util::sync::CancellationToken;
@@ -146,6 +148,12 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
             "cluster zone not synced yet: serving anyway, cluster names get SERVFAIL until it is"
         );
     }
+    if let Some(fp) = fast_path {
+        learn_cluster_dns(&args, fp, &mut cluster, &cancel);
+    }
+    let transparent = fast_path
+        .map(|fp| transparent_path(fp, args.fastpath.transparent))
+        .transpose()?;
     let zone: std::sync::Arc<dyn Zone> = cluster.zone.clone();
     let sink = match fast_path {
         Some(fp) => {
@@ -160,6 +168,7 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
         sink,
         registry,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
+        transparent,
     };
     let running = resolver::start(args.resolver, deps, cancel.clone())
         .await
@@ -172,6 +181,54 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
     running.wait().await;
     while cluster.tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// With the API server and no `--cluster-dns-ip`, the kernel learns the
+/// cluster DNS Service's addresses once they can be read
+/// (`cluster::kube_dns`).
+fn learn_cluster_dns(
+    args: &RunArgs,
+    fast_path: &FastPath,
+    cluster: &mut cluster::ClusterHandle,
+    cancel: &CancellationToken,
+) {
+    if !args.fastpath.cluster_dns_ips.is_empty() || args.cluster.manifests.is_some() {
+        return;
+    }
+    let Some(client) = cluster.client.clone() else {
+        return;
+    };
+    let setter = fast_path.cluster_dns();
+    let cancel = cancel.clone();
+    cluster.tasks.spawn(async move {
+        let Some(addrs) = cluster::kube_dns::wait_for_cluster_dns(client, cancel).await else {
+            return;
+        };
+        match setter.set(&addrs) {
+            Ok(()) => tracing::info!(addresses = ?addrs, "cluster DNS Service addresses learnt from the API server"),
+            Err(e) => tracing::error!(error = %e, addresses = ?addrs, "cannot use the cluster DNS Service addresses"),
+        }
+    });
+}
+
+/// The ring, the heartbeat and, in transparent mode, the packet socket the
+/// answers leave through.
+fn transparent_path(fast_path: &FastPath, transparent: bool) -> anyhow::Result<TransparentPath> {
+    let socket = if transparent {
+        Some(PacketSocket::open().context(
+            "opening the AF_PACKET socket of transparent mode (needs CAP_NET_RAW; or pass \
+             --transparent=false)",
+        )?)
+    } else {
+        None
+    };
+    Ok(TransparentPath {
+        ring: fast_path
+            .take_ring()
+            .context("the transparent ring was already taken")?,
+        heartbeat: fast_path.heartbeat(),
+        socket,
+    })
 }
 
 /// Longest wait for the cluster zone's first full sync before binding the

@@ -205,6 +205,7 @@ impl TestResolver {
                 sink: Some(sink.clone() as Arc<dyn AnswerSink>),
                 registry: registry(),
                 keep_interface_on_exit: false,
+                transparent: None,
             };
             match start_resolver(args, deps, cancel.clone()).await {
                 Ok(running) => {

@@ -6,6 +6,9 @@
 //!   then the [`forwarder`] (cache, coalescing, failover, serve-stale).
 //!   Answers go on to [`crate::promotion`], which puts cluster answers and
 //!   hot upstream answers into the kernel map.
+//! - [`transparent`]: the queries to a cluster DNS address the kernel hands
+//!   over through its ring, answered as frames of their own, and the
+//!   heartbeat the kernel fails open without.
 //! - [`http`]: `/metrics` for the whole shared registry, `/healthz`, `/readyz`.
 //!
 //! Entry points: [`start`] binds everything and returns a [`Running`]
@@ -20,6 +23,7 @@ pub mod http;
 pub mod interface;
 pub mod listen;
 pub mod metrics;
+pub mod transparent;
 pub mod upstreams;
 
 use std::net::SocketAddr;
@@ -41,6 +45,7 @@ use forwarder::{Forwarder, ForwarderConfig};
 use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
 use metrics::ResolverMetrics;
+use transparent::{TransparentMetrics, TransparentPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolverError {
@@ -74,6 +79,9 @@ pub struct ResolverDeps {
     /// Keep the listen interface/addresses on exit (agent-wide
     /// `--keep-on-exit`, for a seamless restart).
     pub keep_interface_on_exit: bool,
+    /// The ring of queries to the cluster DNS address and the heartbeat;
+    /// None without the fast path.
+    pub transparent: Option<TransparentPath>,
 }
 
 /// A started resolver.
@@ -115,9 +123,11 @@ pub async fn start(
         sink,
         mut registry,
         keep_interface_on_exit,
+        transparent,
     } = deps;
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
     let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
+    let transparent_metrics = Arc::new(TransparentMetrics::new(&mut registry));
 
     let interface = if args.no_create_interface {
         ListenInterface::default()
@@ -142,7 +152,21 @@ pub async fn start(
         metrics_addr,
         health_addr,
     } = Sockets::bind(&args).await?;
-    let mut tasks = serve_dns(dns, handler, &args, &metrics, &cancel);
+    let limits = listen::Limits {
+        queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
+        tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
+        tcp_idle: args.tcp_idle_timeout(),
+    };
+    let mut tasks = serve_dns(dns, handler.clone(), &limits, &metrics, &cancel);
+    if let Some(path) = transparent {
+        tasks.spawn(transparent::serve(
+            path,
+            handler,
+            limits.queries.clone(),
+            transparent_metrics,
+            cancel.clone(),
+        ));
+    }
     if let Some(promoter) = promoter {
         tasks.spawn(promoter.run(cancel.clone()));
     }
@@ -291,15 +315,10 @@ impl Sockets {
 fn serve_dns(
     dns: Vec<(tokio::net::UdpSocket, tokio::net::TcpListener)>,
     handler: Arc<Handler>,
-    args: &ResolverArgs,
+    limits: &listen::Limits,
     metrics: &Arc<ResolverMetrics>,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
-    let limits = listen::Limits {
-        queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
-        tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
-        tcp_idle: args.tcp_idle_timeout(),
-    };
     let mut tasks = JoinSet::new();
     for (udp, tcp) in dns {
         tasks.spawn(listen::serve_udp(
