@@ -36,7 +36,7 @@ enum Command {
     /// The one test command (README, CI): setup check, build-ebpf, fmt, clippy,
     /// build, unit tests and the root integration tests. Needs root.
     Test(test::TestArgs),
-    /// Run the kernel fuzz test of the XDP program (tests/tests/xdp_fuzz.rs).
+    /// Run the kernel fuzz test of the XDP program (the `fuzz` test binary).
     FuzzXdp(fuzz::FuzzArgs),
     /// One-command demo on a lab node with two pods (no cluster needed).
     Demo(delegate::DelegateArgs),

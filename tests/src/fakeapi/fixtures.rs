@@ -1,7 +1,4 @@
-//! Object builders and polling helpers for cluster tests.
-
-use std::path::Path;
-use std::time::{Duration, Instant};
+//! Object builders for cluster tests.
 
 use serde_json::{Value, json};
 
@@ -49,26 +46,4 @@ pub fn slice(
             e
         }).collect::<Vec<_>>(),
     })
-}
-
-/// Polls `check` every 10 ms until it returns true or `deadline` passes;
-/// returns the time it took. Panics with `what` on timeout.
-pub async fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    start.elapsed()
-}
-
-/// Writes `text` to `path` atomically (write + rename), so a watcher of the
-/// folder never reads half a file unless a test wants it to.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
 }
