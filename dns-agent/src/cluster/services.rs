@@ -92,18 +92,15 @@ impl Query<'_> {
         self.srv_answer(self.srv_set(view, wanted))
     }
 
-    /// Whether an SRV name for the ports `wanted` accepts exists: a port of
-    /// the Service spec, or for a headless Service a port of a slice with a
-    /// published endpoint (headless SRV records are per endpoint).
+    /// Whether an SRV name for the ports `wanted` accepts exists: a named
+    /// port of the Service spec (§2.3.2), and for a headless Service at
+    /// least one published endpoint too, its records being per endpoint
+    /// (§2.4.2).
     fn srv_exists(&self, view: &ServiceView, wanted: impl Fn(&NamedPort) -> bool) -> bool {
+        let ported = view.svc.ports.iter().any(wanted);
         match view.svc.kind {
-            ServiceKind::Headless => view.slices.iter().any(|s| {
-                s.ports.iter().any(&wanted)
-                    && s.endpoints
-                        .iter()
-                        .any(|e| e.published(&view.svc) && !e.addresses.is_empty())
-            }),
-            _ => view.svc.ports.iter().any(wanted),
+            ServiceKind::Headless => ported && view.published().any(|e| !e.addresses.is_empty()),
+            _ => ported,
         }
     }
 
@@ -139,8 +136,16 @@ impl Query<'_> {
             ServiceKind::Headless => {
                 let names = endpoint_addresses(view);
                 let mut targets: Vec<&str> = Vec::new();
-                for slice in &view.slices {
-                    for p in slice.ports.iter().filter(|p| wanted(p)) {
+                for p in view.svc.ports.iter().filter(|p| wanted(p)) {
+                    for slice in &view.slices {
+                        // The number the slice gives the port: where the
+                        // pods listen (its targetPort), as kube-dns and
+                        // CoreDNS answer; the Service's if it names none.
+                        let number = slice
+                            .ports
+                            .iter()
+                            .find(|sp| sp.name == p.name && sp.protocol == p.protocol)
+                            .map_or(p.port, |sp| sp.port);
                         for ep in slice.endpoints.iter().filter(|e| e.published(&view.svc)) {
                             let Some(host) = ep.hosts().into_iter().next() else {
                                 continue;
@@ -148,7 +153,7 @@ impl Query<'_> {
                             let host = names.get_key_value(&host).map_or("", |(k, _)| &**k);
                             let mut labels = vec![host];
                             labels.extend(svc_labels);
-                            let record = srv(p.port, self.name_in_zone(&labels));
+                            let record = srv(number, self.name_in_zone(&labels));
                             if !set.answers.contains(&record) {
                                 set.answers.push(record);
                             }

@@ -112,6 +112,18 @@ fn conformance_fixture() -> Vec<Change> {
             "endpoints": [{"addresses": ["10.244.4.1"], "hostname": "s-0", "conditions": {"ready": false}}],
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]
         }))),
+        // Headless, port 80 in the Service reaching 8080 on the pods.
+        Change::UpsertService(svc(json!({
+            "metadata": {"name": "hl", "namespace": "default"},
+            "spec": {"clusterIP": "None", "ports": [
+                {"name": "web", "port": 80, "targetPort": 8080}, {"name": "admin", "port": 9000}]}
+        }))),
+        Change::UpsertSlice(slice(json!({
+            "metadata": {"name": "hl-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "hl"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.5.1"], "hostname": "h-0"}],
+            "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}, {"name": "extra", "port": 7000, "protocol": "TCP"}]
+        }))),
         external("alias", "web.default.svc.cluster.local"),
         external("alias2", "alias.default.svc.cluster.local"),
         external("to-missing", "nope.default.svc.cluster.local"),
@@ -608,9 +620,9 @@ fn metrics_are_registered_and_move() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for want in [
-        "nodedns_cluster_services 27",
-        "nodedns_cluster_endpointslices 5",
-        "nodedns_cluster_endpoints 8",
+        "nodedns_cluster_services 28",
+        "nodedns_cluster_endpointslices 6",
+        "nodedns_cluster_endpoints 9",
         "nodedns_cluster_ready 1",
         "nodedns_cluster_source_errors_total{source=\"services\"} 1",
     ] {
@@ -655,6 +667,15 @@ fn conformance_table() {
             "0 100 5432 db-0.db.default.svc.cluster.local.",
         ]),
         (format!("v4only.default.{z}"), SRV, OK, vec![]),
+        // §2.4.2: headless SRV names are the Service's named ports; the
+        // number is where the endpoints listen (the slice's port).
+        (format!("_web._tcp.hl.default.{z}"), SRV, OK, vec!["0 100 8080 h-0.hl.default.svc.cluster.local."]),
+        (format!("_admin._tcp.hl.default.{z}"), SRV, OK, vec!["0 100 9000 h-0.hl.default.svc.cluster.local."]),
+        (format!("_extra._tcp.hl.default.{z}"), SRV, NX, vec![]),
+        (format!("hl.default.{z}"), SRV, OK, vec![
+            "0 100 8080 h-0.hl.default.svc.cluster.local.",
+            "0 100 9000 h-0.hl.default.svc.cluster.local.",
+        ]),
         // Endpoints of a ClusterIP Service: dashed names and PTRs (CoreDNS).
         (format!("10-244-3-1.web.default.{z}"), A, OK, vec!["10.244.3.1"]),
         (format!("10-244-3-1.web.default.{z}"), AAAA, OK, vec![]),
