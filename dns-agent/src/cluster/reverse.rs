@@ -19,7 +19,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::lookup::{Query, Step, data};
-use super::snapshot::ZoneConfig;
+use super::snapshot::{PtrHost, ZoneConfig, dashed};
 
 /// A name under `in-addr.arpa.` or `ip6.arpa.`, its address labels read
 /// most significant first.
@@ -202,7 +202,15 @@ impl Query<'_> {
         {
             let mut names: Vec<Name> = Vec::with_capacity(targets.len());
             for t in targets {
-                let mut labels: Vec<&str> = t.host.as_deref().into_iter().collect();
+                let dashed_ip;
+                let mut labels: Vec<&str> = match &t.host {
+                    PtrHost::Service => Vec::new(),
+                    PtrHost::Hostname(h) => vec![h],
+                    PtrHost::Dashed => {
+                        dashed_ip = dashed(&ip);
+                        vec![&dashed_ip]
+                    }
+                };
                 labels.extend([&*t.service.key.name, &*t.service.key.namespace, "svc"]);
                 let target = self.name_in_zone(&labels);
                 if !names.contains(&target) {

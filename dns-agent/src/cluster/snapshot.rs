@@ -92,9 +92,19 @@ pub struct ServiceView {
 pub struct PtrTarget {
     /// Shared with the view, so 50k endpoint PTRs do not copy 50k keys.
     pub service: Arc<ServiceInfo>,
-    /// The endpoint's name under the Service (its `hostname`, or its
-    /// address dashed); `None` for a ClusterIP.
-    pub host: Option<Box<str>>,
+    pub host: PtrHost,
+}
+
+/// Which name under the Service a PTR target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PtrHost {
+    /// The Service name itself (a ClusterIP).
+    Service,
+    /// An endpoint's `hostname`.
+    Hostname(Box<str>),
+    /// An endpoint without one: its address dashed, spelled when answered
+    /// rather than stored (one string less per endpoint).
+    Dashed,
 }
 
 impl ServiceView {
@@ -116,9 +126,9 @@ impl ServiceView {
     }
 
     /// Addresses that reverse-resolve to this service or its endpoints.
-    pub(super) fn ptr_targets(&self, mode: EndpointRecords) -> Vec<(IpAddr, Option<Box<str>>)> {
-        let mut targets: Vec<(IpAddr, Option<Box<str>>)> = match &self.svc.kind {
-            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
+    pub(super) fn ptr_targets(&self, mode: EndpointRecords) -> Vec<(IpAddr, PtrHost)> {
+        let mut targets: Vec<(IpAddr, PtrHost)> = match &self.svc.kind {
+            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, PtrHost::Service)).collect(),
             _ => Vec::new(),
         };
         if !self.has_endpoint_names(mode) {
@@ -127,12 +137,12 @@ impl ServiceView {
         for ep in self.published() {
             for ip in &ep.addresses {
                 let host = match (&ep.hostname, mode) {
-                    (Some(h), _) => h.clone(),
-                    (None, EndpointRecords::All) => dashed(ip).into(),
+                    (Some(h), _) => PtrHost::Hostname(h.clone()),
+                    (None, EndpointRecords::All) => PtrHost::Dashed,
                     // The schema gives PTRs to real hostnames only.
                     (None, EndpointRecords::Headless) => continue,
                 };
-                targets.push((*ip, Some(host)));
+                targets.push((*ip, host));
             }
         }
         targets
