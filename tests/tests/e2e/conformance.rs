@@ -130,6 +130,16 @@ impl Setup {
         }
     }
 
+    /// Negative answers, each `(what, question, status, SOA owner)`, three
+    /// ways.
+    fn negatives(&self, cases: &[(&str, &[&str], &str, &str)]) {
+        for (what, question, status, soa_owner) in cases {
+            self.three_ways(what, question, |what, r| {
+                assert_negative(what, r, status, soa_owner)
+            });
+        }
+    }
+
     /// `question` without a cookie, asked until the kernel answers it (the
     /// first answer, from userspace, installs it): that reply.
     fn from_kernel(&self, what: &str, question: &[&str]) -> Reply {
@@ -332,22 +342,27 @@ fn reverse_zones_are_whole_and_name_every_endpoint() {
             r.raw
         );
     });
-    // 10.96.0.20 (web) is under 0.96.10: an empty non-terminal.
-    s.three_ways(
-        "reverse empty non-terminal",
-        &["0.96.10.in-addr.arpa", "PTR"],
-        |what, r| assert_negative(what, r, "NOERROR", apex),
-    );
-    s.three_ways(
-        "reverse name with nothing under it",
-        &["9.96.10.in-addr.arpa", "PTR"],
-        |what, r| assert_negative(what, r, "NXDOMAIN", apex),
-    );
-    s.three_ways(
-        "unknown address in the zone",
-        &["-x", "10.96.9.9"],
-        |what, r| assert_negative(what, r, "NXDOMAIN", apex),
-    );
+    s.negatives(&[
+        // 10.96.0.20 (web) is under 0.96.10: an empty non-terminal.
+        (
+            "reverse empty non-terminal",
+            &["0.96.10.in-addr.arpa", "PTR"],
+            "NOERROR",
+            apex,
+        ),
+        (
+            "reverse name with nothing under it",
+            &["9.96.10.in-addr.arpa", "PTR"],
+            "NXDOMAIN",
+            apex,
+        ),
+        (
+            "unknown address in the zone",
+            &["-x", "10.96.9.9"],
+            "NXDOMAIN",
+            apex,
+        ),
+    ]);
     assert_eq!(s.upstream_queries("in-addr.arpa"), 0, "leaked upstream");
 
     // Endpoints of a ClusterIP Service: a PTR to their dashed name, which
@@ -368,17 +383,21 @@ fn reverse_zones_are_whole_and_name_every_endpoint() {
 #[test]
 fn headless_srv_and_ns_answers() {
     let s = Setup::start(&[]);
-    let zone_soa = "cluster.local.";
-    s.three_ways(
-        "headless, nothing ready",
-        &["sleepy.default.svc.cluster.local", "A"],
-        |what, r| assert_negative(what, r, "NXDOMAIN", zone_soa),
-    );
-    s.three_ways(
-        "headless SRV, nothing ready",
-        &["_http._tcp.sleepy.default.svc.cluster.local", "SRV"],
-        |what, r| assert_negative(what, r, "NXDOMAIN", zone_soa),
-    );
+    let zone = "cluster.local.";
+    s.negatives(&[
+        (
+            "headless, nothing ready",
+            &["sleepy.default.svc.cluster.local", "A"],
+            "NXDOMAIN",
+            zone,
+        ),
+        (
+            "headless SRV, nothing ready",
+            &["_http._tcp.sleepy.default.svc.cluster.local", "SRV"],
+            "NXDOMAIN",
+            zone,
+        ),
+    ]);
     let db = "db.default.svc.cluster.local.";
     s.three_ways(
         "headless SRV additional",
@@ -477,14 +496,21 @@ fn owner_names_keep_the_query_case() {
 #[test]
 fn pod_records_can_be_disabled() {
     let s = Setup::start(&["--pod-records", "disabled"]);
-    for name in [
-        "10-244-1-10.default.pod.cluster.local",
-        "default.pod.cluster.local",
-    ] {
-        s.three_ways("pod records disabled", &[name, "A"], |what, r| {
-            assert_negative(what, r, "NXDOMAIN", "cluster.local.")
-        });
-    }
+    let zone = "cluster.local.";
+    s.negatives(&[
+        (
+            "pod name",
+            &["10-244-1-10.default.pod.cluster.local", "A"],
+            "NXDOMAIN",
+            zone,
+        ),
+        (
+            "pod namespace",
+            &["default.pod.cluster.local", "A"],
+            "NXDOMAIN",
+            zone,
+        ),
+    ]);
     let web = s.dig(&["web.default.svc.cluster.local", "A"]);
     assert_eq!(web.rdata("A"), ["10.96.0.20"], "{}", web.raw);
 }
