@@ -115,7 +115,7 @@ impl Setup {
     fn three_ways(&self, what: &str, question: &[&str], expect: impl Fn(&str, &Reply)) {
         let udp = self.dig(question);
         let tcp = self.dig(&[&["+tcp"], question].concat());
-        let kernel = self.from_kernel(what, question);
+        let kernel = self.asked_of_kernel(what, question);
         for (path, reply) in [("udp", &udp), ("tcp", &tcp), ("kernel", &kernel)] {
             expect(&format!("{what} ({path})"), reply);
         }
@@ -142,7 +142,7 @@ impl Setup {
 
     /// `question` without a cookie, asked until the kernel answers it (the
     /// first answer, from userspace, installs it): that reply.
-    fn from_kernel(&self, what: &str, question: &[&str]) -> Reply {
+    fn asked_of_kernel(&self, what: &str, question: &[&str]) -> Reply {
         let args = [&["+nocookie"], question].concat();
         wait_for(&format!("{what}: answered by XDP"), KERNEL_BOUND, || {
             let before = self.agent.inspect().counter("hit");
