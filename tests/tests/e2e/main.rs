@@ -11,3 +11,4 @@ mod conformance;
 mod promotion;
 mod restart;
 mod xdp;
+mod xdp_frames;
