@@ -223,6 +223,20 @@ fn assert_negative(what: &str, r: &Reply, status: &str, soa_owner: &str) {
     );
 }
 
+/// An SRV answer's records and its additional section (every address
+/// RRset of every target, RFC 2181 §5), both sorted.
+#[track_caller]
+fn assert_srv(what: &str, r: &Reply, srv: &[String], additional: &[String]) {
+    assert_eq!(r.sorted_rdata("SRV"), srv, "{what}:\n{}", r.raw);
+    let mut added = listed(&r.additional);
+    added.sort();
+    assert_eq!(
+        added, additional,
+        "{what}: every address of every target\n{}",
+        r.raw
+    );
+}
+
 /// ExternalName Services (§2.5, RFC 1034 §4.3.2): the CNAME and the
 /// target's records, the target forwarded and cached, every TTL the
 /// chain's minimum, and glibc resolving it.
@@ -403,48 +417,32 @@ fn headless_srv_and_ns_answers() {
         "headless SRV additional",
         &["_postgres._tcp.db.default.svc.cluster.local", "SRV"],
         |what, r| {
-            assert_eq!(
-                r.sorted_rdata("SRV"),
-                [
+            assert_srv(
+                what,
+                r,
+                &[
                     format!("0 100 5432 db-0.{db}"),
-                    format!("0 100 5432 db-1.{db}")
+                    format!("0 100 5432 db-1.{db}"),
                 ],
-                "{what}:\n{}",
-                r.raw
-            );
-            let mut additional = listed(&r.additional);
-            additional.sort();
-            assert_eq!(
-                additional,
-                [
+                &[
                     format!("db-0.{db} A 10.244.1.20"),
                     format!("db-0.{db} AAAA fd00:10:244:1::20"),
                     format!("db-1.{db} A 10.244.2.20"),
                 ],
-                "{what}: every address of every target\n{}",
-                r.raw
-            );
+            )
         },
     );
     let web = "web.default.svc.cluster.local.";
     s.three_ways("SRV at the Service name", &[web, "SRV"], |what, r| {
-        assert_eq!(
-            r.sorted_rdata("SRV"),
-            [format!("0 100 443 {web}"), format!("0 100 80 {web}")],
-            "{what}:\n{}",
-            r.raw
-        );
-        let mut additional = listed(&r.additional);
-        additional.sort();
-        assert_eq!(
-            additional,
-            [
+        assert_srv(
+            what,
+            r,
+            &[format!("0 100 443 {web}"), format!("0 100 80 {web}")],
+            &[
                 format!("{web} A 10.96.0.20"),
-                format!("{web} AAAA fd00:10:96::20")
+                format!("{web} AAAA fd00:10:96::20"),
             ],
-            "{what}:\n{}",
-            r.raw
-        );
+        )
     });
     s.three_ways("apex NS", &["cluster.local", "NS"], |what, r| {
         assert_eq!(
