@@ -16,6 +16,7 @@
 
 pub mod args;
 pub mod cache;
+mod chase;
 pub mod exchange;
 pub mod forwarder;
 pub mod handler;
