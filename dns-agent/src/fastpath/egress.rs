@@ -60,6 +60,53 @@ impl EgressLinks {
         self.attached.len()
     }
 
+    /// At startup, before the XDP program is swapped in: takes over every
+    /// egress link a previous agent pinned on an interface that still
+    /// exists. The new XDP program fails queries open only where its map
+    /// says the egress program runs; filled afterwards, the moment between
+    /// the XDP swap and the egress reconcile would pass those queries
+    /// nowhere. Links of interfaces the XDP program then does not run on
+    /// are dropped by [`EgressLinks::reconcile`].
+    pub fn adopt_pinned(&mut self, program: &mut SchedClassifier, interfaces: &[Interface]) {
+        let pins = match self.layout.pinned_egress_links() {
+            Ok(pins) => pins,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list pinned egress links");
+                return;
+            }
+        };
+        for (ifindex, _) in pins {
+            let Some(iface) = interfaces.iter().find(|i| i.ifindex == ifindex) else {
+                continue;
+            };
+            if self.attached.contains_key(&ifindex) {
+                continue;
+            }
+            self.take(program, ifindex, &iface.name);
+        }
+    }
+
+    /// Attaches (or adopts) on `ifindex` and records it in the map.
+    fn take(&mut self, program: &mut SchedClassifier, ifindex: u32, name: &str) {
+        match self.attach_or_adopt(program, ifindex, name) {
+            Ok(link) => {
+                // The XDP program may fail queries open here from now on.
+                if let Err(e) = self.map.insert(ifindex, RUNS, 0) {
+                    tracing::warn!(interface = name, error = %e,
+                        "cannot record the egress program's interface: its listen-address queries do not fail open");
+                }
+                self.failed.remove(&ifindex);
+                self.attached.insert(ifindex, link);
+            }
+            Err(detail) => {
+                if self.failed.insert(ifindex) {
+                    tracing::warn!(interface = name, ifindex, %detail,
+                        "egress program not attached: listen-address queries on this interface do not fail open");
+                }
+            }
+        }
+    }
+
     /// Brings the egress links in line with `xdp`, the interfaces our XDP
     /// program runs on (`interfaces`: the namespace's links). `startup`:
     /// also remove pins of interfaces no longer served, which only the
@@ -81,23 +128,7 @@ impl EgressLinks {
             if self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex) {
                 continue;
             }
-            match self.attach_or_adopt(program, ifindex, name) {
-                Ok(link) => {
-                    // The XDP program may fail queries open here from now on.
-                    if let Err(e) = self.map.insert(ifindex, RUNS, 0) {
-                        tracing::warn!(interface = name, error = %e,
-                            "cannot record the egress program's interface: its listen-address queries do not fail open");
-                    }
-                    self.failed.remove(&ifindex);
-                    self.attached.insert(ifindex, link);
-                }
-                Err(detail) => {
-                    if self.failed.insert(ifindex) {
-                        tracing::warn!(interface = name, ifindex, %detail,
-                            "egress program not attached: listen-address queries on this interface do not fail open");
-                    }
-                }
-            }
+            self.take(program, ifindex, name);
         }
         self.sweep_pins(&wanted, startup);
     }

@@ -65,6 +65,11 @@ impl State {
     /// program onto (and off) each interface.
     pub(crate) fn attach(&mut self, program_id: u32, interfaces: &[Interface], startup: bool) {
         self.interface_map.sync(interfaces);
+        if startup {
+            // Before the XDP swap: see `EgressLinks::adopt_pinned`.
+            let egress = egress_program(&mut self.ebpf);
+            self.egress.adopt_pinned(egress, interfaces);
+        }
         let program = program(&mut self.ebpf);
         self.attacher
             .reconcile(program, program_id, interfaces, startup);
