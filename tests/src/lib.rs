@@ -9,7 +9,9 @@
 //!   check) and what tests read from it; [`metrics`] and [`http`] for its
 //!   pages.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
-//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server).
+//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
+//!   [`cluster_dns`]: the cluster DNS Service behind a kube-proxy-like
+//!   DNAT, as a node reaches it.
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
 //!   in-process, without the binary.
 //! - [`xdp`], [`frames`]: the XDP program through `BPF_PROG_TEST_RUN`.
@@ -19,6 +21,7 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod cluster_dns;
 pub mod fakeapi;
 pub mod frames;
 pub mod hostile;

@@ -1,6 +1,83 @@
-//! The "Statistics:" block dnsperf prints at the end of a run, parsed.
+//! dnsperf from a lab pod in the background ([`DnsperfLoad`]), and the
+//! "Statistics:" block it prints at the end of a run, parsed.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::lab::{Daemon, Lab, Pod};
+
+/// Client sockets per dnsperf, so SO_REUSEPORT spreads them over agents
+/// side by side.
+const CLIENTS: u32 = 8;
+/// Queries dnsperf keeps outstanding: enough that it never pauses while
+/// nobody answers (a pause would hide losses from the figures).
+const OUTSTANDING: u32 = 5000;
+/// Room past the run and its timeout before a run counts as hung.
+const FINISH_SLACK: Duration = Duration::from_secs(10);
+
+/// A bounded dnsperf run: `qps` queries a second from `file` for `seconds`
+/// to `server`, a query lost after `timeout_secs`.
+#[derive(Clone, Debug)]
+pub struct DnsperfLoad {
+    pub server: IpAddr,
+    pub file: PathBuf,
+    pub qps: u64,
+    pub seconds: u64,
+    pub timeout_secs: u64,
+    /// Each line of the file once (`-n 1`), for names asked only once.
+    pub once: bool,
+}
+
+impl DnsperfLoad {
+    /// Starts dnsperf in `pod`, logging as `name` in the lab's log dir.
+    pub fn start(&self, lab: &Lab, pod: &Pod, name: &str) -> Daemon {
+        let (server, file) = (self.server.to_string(), self.file.display().to_string());
+        let (qps, secs, timeout) = (
+            self.qps.to_string(),
+            self.seconds.to_string(),
+            self.timeout_secs.to_string(),
+        );
+        let (clients, outstanding) = (CLIENTS.to_string(), OUTSTANDING.to_string());
+        let mut args = vec![
+            "-s",
+            &server,
+            "-d",
+            &file,
+            "-Q",
+            &qps,
+            "-l",
+            &secs,
+            "-t",
+            &timeout,
+            "-c",
+            &clients,
+            "-q",
+            &outstanding,
+        ];
+        if self.once {
+            args.extend(["-n", "1"]);
+        }
+        lab.start_in(pod.netns(), name, "dnsperf", &args)
+            .expect("start dnsperf (apt-get install dnsperf)")
+    }
+
+    /// Waits for the run `daemon` (from [`DnsperfLoad::start`]) to end and
+    /// parses its summary.
+    pub fn finish(&self, daemon: &mut Daemon) -> DnsperfSummary {
+        let bound = Duration::from_secs(self.seconds + self.timeout_secs) + FINISH_SLACK;
+        let status = daemon.wait(bound).expect("dnsperf finishes");
+        assert!(
+            status.success(),
+            "{} failed: {status}\n{}",
+            daemon.name(),
+            daemon.log()
+        );
+        DnsperfSummary::parse(&daemon.log())
+            .unwrap_or_else(|| panic!("no dnsperf summary:\n{}", daemon.log()))
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct DnsperfSummary {

@@ -13,11 +13,11 @@
 //! checks that the new agent adopted the pinned maps and links: one XDP
 //! program per interface, the same pins as before, nothing leaked.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nodedns_tests::agent::AgentSpec;
-use nodedns_tests::client::DnsperfSummary;
+use nodedns_tests::client::{DnsperfLoad, DnsperfSummary};
 use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary};
 use nodedns_tests::upstream::{EXAMPLE_ZONE, NODE_UPSTREAM, start_node_upstream};
 
@@ -38,12 +38,6 @@ const HOT_QPS: u64 = 1200;
 const COLD_QPS: u64 = 800;
 /// dnsperf's wait for an answer before it counts the query lost, seconds.
 const PERF_TIMEOUT_SECS: u64 = 2;
-/// Client sockets per dnsperf, so SO_REUSEPORT spreads them over both agents.
-const PERF_CLIENTS: &str = "8";
-/// Queries dnsperf keeps outstanding: enough that it never pauses while no
-/// agent answers (a pause would hide losses from the figures).
-const PERF_OUTSTANDING: &str = "5000";
-
 /// Names the kernel answers: cluster names (positive and NODATA) and the
 /// search-path NXDOMAINs a pod with ndots:5 sends.
 const HOT: &[(&str, &str)] = &[
@@ -63,8 +57,8 @@ const HOT: &[(&str, &str)] = &[
 
 /// A hot and a cold dnsperf running side by side from one pod.
 struct Load {
-    hot: Daemon,
-    cold: Daemon,
+    hot: (DnsperfLoad, Daemon),
+    cold: (DnsperfLoad, Daemon),
 }
 
 impl Load {
@@ -83,56 +77,32 @@ impl Load {
             })
             .collect();
         std::fs::write(&cold_file, cold).unwrap();
-        let perf = |name: &str, file: &Path, qps: u64, once: bool| {
-            let (qps, secs, timeout) = (
-                qps.to_string(),
-                RUN_SECS.to_string(),
-                PERF_TIMEOUT_SECS.to_string(),
-            );
-            let server = LISTEN_V4.to_string();
-            let mut args = vec![
-                "-s",
-                &server,
-                "-d",
-                file.to_str().unwrap(),
-                "-Q",
-                &qps,
-                "-l",
-                &secs,
-                "-t",
-                &timeout,
-                "-c",
-                PERF_CLIENTS,
-                "-q",
-                PERF_OUTSTANDING,
-            ];
-            if once {
-                args.extend(["-n", "1"]);
-            }
-            lab.start_in(pod.netns(), name, "dnsperf", &args)
-                .expect("start dnsperf (apt-get install dnsperf)")
+        let perf = |file: PathBuf, qps: u64, once: bool| DnsperfLoad {
+            server: LISTEN_V4.into(),
+            file,
+            qps,
+            seconds: RUN_SECS,
+            timeout_secs: PERF_TIMEOUT_SECS,
+            once,
         };
+        let (hot, cold) = (
+            perf(hot_file, HOT_QPS, false),
+            perf(cold_file, COLD_QPS, true),
+        );
+        let hot_run = hot.start(lab, pod, &format!("dnsperf-hot-{case}"));
+        let cold_run = cold.start(lab, pod, &format!("dnsperf-cold-{case}"));
         Self {
-            hot: perf(&format!("dnsperf-hot-{case}"), &hot_file, HOT_QPS, false),
-            cold: perf(&format!("dnsperf-cold-{case}"), &cold_file, COLD_QPS, true),
+            hot: (hot, hot_run),
+            cold: (cold, cold_run),
         }
     }
 
     /// Waits for both runs to finish and parses their summaries.
     fn finish(mut self) -> (DnsperfSummary, DnsperfSummary) {
-        let bound = Duration::from_secs(RUN_SECS + PERF_TIMEOUT_SECS + 10);
-        let result = |d: &mut Daemon| {
-            let status = d.wait(bound).expect("dnsperf finishes");
-            assert!(
-                status.success(),
-                "{} failed: {status}\n{}",
-                d.name(),
-                d.log()
-            );
-            DnsperfSummary::parse(&d.log())
-                .unwrap_or_else(|| panic!("no dnsperf summary:\n{}", d.log()))
-        };
-        (result(&mut self.hot), result(&mut self.cold))
+        (
+            self.hot.0.finish(&mut self.hot.1),
+            self.cold.0.finish(&mut self.cold.1),
+        )
     }
 }
 
