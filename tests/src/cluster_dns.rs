@@ -117,6 +117,29 @@ impl ClusterDns {
                 ],
             )?;
         }
+        // A rule with no target in `raw` PREROUTING, before conntrack and
+        // before any kube-proxy rule: it counts every UDP packet to a
+        // ClusterIP that netfilter sees at all ([`Self::netfilter_udp_packets`]).
+        for (tool, dst) in [
+            ("iptables", format!("{CLUSTER_DNS_V4}/32")),
+            ("ip6tables", format!("{CLUSTER_DNS_V6}/128")),
+        ] {
+            node.run(
+                tool,
+                &[
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-d",
+                    &dst,
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "53",
+                ],
+            )?;
+        }
         let server = DnsmasqSpec::new(SocketAddr::new(POD_V4.into(), 53))
             .also_listen(POD_V6.into())
             // The start-up probe's name; `#` below matches every other name.
@@ -164,6 +187,27 @@ impl ClusterDns {
             .filter(|(_, from)| *from == client)
             .map(|(name, _)| name)
             .collect()
+    }
+
+    /// UDP packets to port 53 of either ClusterIP that entered netfilter
+    /// in the `node` namespace (the lab's node): what kube-proxy and
+    /// conntrack could have seen.
+    pub fn netfilter_udp_packets(node: &Netns) -> Result<u64> {
+        let mut total = 0;
+        for tool in ["iptables", "ip6tables"] {
+            let out = node.run(tool, &["-t", "raw", "-S", "PREROUTING", "-v"])?;
+            // "-A PREROUTING -d 10.96.0.10/32 -p udp -m udp --dport 53 -c <pkts> <bytes>"
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let counted = line.starts_with("-A PREROUTING")
+                    && line.contains("-p udp")
+                    && line.contains("--dport 53");
+                if let Some((_, counters)) = line.split_once(" -c ").filter(|_| counted) {
+                    let packets = counters.split_whitespace().next().unwrap_or("0");
+                    total += packets.parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        Ok(total)
     }
 
     pub fn netns(&self) -> &Netns {

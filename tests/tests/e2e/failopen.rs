@@ -6,8 +6,11 @@
 //! before kubelet's `clusterDNS` changed), pod 1's the link-local address.
 //!
 //! - Transparent mode: the kernel answers hot names for the ClusterIP, the
-//!   agent answers the rest, the stand-in sees nothing, and the node's
-//!   conntrack holds no entry for any of it; TCP goes to the Service.
+//!   agent answers the rest, the stand-in sees nothing, no UDP packet to
+//!   the ClusterIP enters the node's netfilter (a counting rule in `raw`
+//!   PREROUTING, ahead of conntrack and of any kube-proxy rule, stays at
+//!   zero), and conntrack holds no entry for any of it; TCP goes to the
+//!   Service.
 //! - Fail-open: with the agent SIGKILLed or SIGSTOPped, every query from
 //!   either pod is answered by the stand-in, from the address the pod
 //!   asked; a new (or continued) agent takes over again.
@@ -309,6 +312,11 @@ fn transparent_mode_serves_the_cluster_ip_on_the_node_without_conntrack() {
         Vec::<String>::new(),
         "no conntrack entry for intercepted traffic"
     );
+    assert_eq!(
+        ClusterDns::netfilter_udp_packets(c.node()).unwrap(),
+        0,
+        "netfilter (so kube-proxy, in any of its modes) saw no UDP packet to a ClusterIP"
+    );
 
     // TCP to the ClusterIP is passed untouched to the Service (kube-proxy):
     // answered by the stand-in, and tracked, which shows conntrack is on.
@@ -347,6 +355,8 @@ fn with_transparent_off_the_cluster_ip_stays_with_the_service() {
     let reply = dig(pod, CLUSTER_DNS_V4.into(), WEB, "A");
     assert_eq!(who(&reply), Who::StandIn, "{}", reply.raw);
     assert_eq!(agent.inspect().counter("intercepted"), 0);
+    // The counter the transparent test holds at zero does count them here.
+    assert!(ClusterDns::netfilter_udp_packets(c.node()).unwrap() > 0);
     let metrics = agent.metrics(c.node());
     assert_eq!(metrics.value("nodedns_transparent_mode"), Some(0.0));
     // The link-local address is the agent's as before.
