@@ -365,6 +365,21 @@ fn with_transparent_off_the_cluster_ip_stays_with_the_service() {
 }
 
 #[test]
+fn with_manifests_the_cluster_ip_is_served_only_when_given() {
+    let c = Cluster::new();
+    let agent = AgentSpec::examples()
+        .listen_on(&[LISTEN_V4.into(), LISTEN_V6.into()])
+        .upstream(NODE_UPSTREAM)
+        .start(&c.lab, "agent");
+    let metrics = agent.metrics(c.node());
+    assert_eq!(metrics.value("nodedns_cluster_dns_addresses"), Some(0.0));
+    assert_eq!(metrics.value("nodedns_transparent_mode"), Some(0.0));
+    let reply = dig(c.pod(CLUSTER_IP_POD), CLUSTER_DNS_V4.into(), WEB, "A");
+    assert_eq!(who(&reply), Who::StandIn, "{}", reply.raw);
+    assert_eq!(agent.inspect().counter("intercepted"), 0);
+}
+
+#[test]
 fn sigkill_fails_open_to_the_service_and_a_new_agent_takes_over() {
     let c = Cluster::new();
     let mut agent = spec().start(&c.lab, "agent-1");
@@ -402,7 +417,49 @@ fn sigkill_fails_open_to_the_service_and_a_new_agent_takes_over() {
     assert!(report.contains("detached egress link"), "{report}");
     assert!(!report.contains("warning"), "{report}");
     assert!(!c.lab.bpffs().exists(), "cleanup removes the pin directory");
-    assert!(c.node().xdp_attachments().unwrap().is_empty());
+    assert_nothing_attached(&c, "dns-agent cleanup");
+}
+
+/// No XDP and no egress program left on the node's pod interfaces.
+fn assert_nothing_attached(c: &Cluster, case: &str) {
+    assert!(
+        c.node().xdp_attachments().unwrap().is_empty(),
+        "{case}: XDP"
+    );
+    for pod in c.lab.pods() {
+        let ifname = pod.node_ifname();
+        assert_eq!(
+            c.node().tcx_egress_programs(ifname).unwrap(),
+            Vec::<String>::new(),
+            "{case}: egress programs on {ifname}"
+        );
+    }
+}
+
+#[test]
+fn cleanup_on_exit_removes_the_egress_program_and_the_flows_map() {
+    let c = Cluster::new();
+    // The fixture's default exit policy: --cleanup-on-exit.
+    let mut agent = AgentSpec::examples()
+        .listen_on(&[LISTEN_V4.into(), LISTEN_V6.into()])
+        .upstream(NODE_UPSTREAM)
+        .args(&["--cluster-dns-ip", &CLUSTER_DNS_V4.to_string()])
+        .start(&c.lab, "agent");
+    for pod in c.lab.pods() {
+        assert_eq!(
+            c.node().tcx_egress_programs(pod.node_ifname()).unwrap(),
+            ["nodedns_egress"],
+            "the egress program runs next to XDP"
+        );
+    }
+    assert!(c.lab.bpffs().join("NODEDNS_FLOWS").exists());
+    let status = agent.stop();
+    assert!(status.success(), "{status}\n{}", agent.log_tail());
+    assert!(
+        !c.lab.bpffs().exists(),
+        "--cleanup-on-exit removes every pin"
+    );
+    assert_nothing_attached(&c, "--cleanup-on-exit");
 }
 
 #[test]
