@@ -77,68 +77,39 @@ impl ClusterDns {
         // The node routes between pods and the stand-in, as a node does.
         node.run("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"])?;
         node.run("sysctl", &["-q", "-w", "net.ipv6.conf.all.forwarding=1"])?;
-        for proto in ["udp", "tcp"] {
-            node.run(
+        // The DNAT kube-proxy's iptables mode writes, for both families and
+        // protocols; then a rule with no target in `raw` PREROUTING, before
+        // conntrack and before any kube-proxy rule: it counts every UDP
+        // packet to a ClusterIP that netfilter sees at all
+        // ([`Self::netfilter_udp_packets`]).
+        let families = [
+            (
                 "iptables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    &format!("{CLUSTER_DNS_V4}/32"),
-                    "-p",
-                    proto,
-                    "--dport",
-                    "53",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    &format!("{POD_V4}:53"),
-                ],
-            )?;
-            node.run(
+                format!("{CLUSTER_DNS_V4}/32"),
+                format!("{POD_V4}:53"),
+            ),
+            (
                 "ip6tables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    &format!("{CLUSTER_DNS_V6}/128"),
-                    "-p",
-                    proto,
-                    "--dport",
-                    "53",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    &format!("[{POD_V6}]:53"),
-                ],
-            )?;
-        }
-        // A rule with no target in `raw` PREROUTING, before conntrack and
-        // before any kube-proxy rule: it counts every UDP packet to a
-        // ClusterIP that netfilter sees at all ([`Self::netfilter_udp_packets`]).
-        for (tool, dst) in [
-            ("iptables", format!("{CLUSTER_DNS_V4}/32")),
-            ("ip6tables", format!("{CLUSTER_DNS_V6}/128")),
-        ] {
-            node.run(
-                tool,
-                &[
-                    "-t",
-                    "raw",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    &dst,
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "53",
-                ],
-            )?;
+                format!("{CLUSTER_DNS_V6}/128"),
+                format!("[{POD_V6}]:53"),
+            ),
+        ];
+        for (tool, cluster_ip, standin) in &families {
+            let mut rules: Vec<String> = ["udp", "tcp"]
+                .iter()
+                .map(|proto| {
+                    format!(
+                        "-t nat -A PREROUTING -d {cluster_ip} -p {proto} --dport 53 \
+                         -j DNAT --to-destination {standin}"
+                    )
+                })
+                .collect();
+            rules.push(format!(
+                "-t raw -A PREROUTING -d {cluster_ip} -p udp --dport 53"
+            ));
+            for rule in rules {
+                node.run(tool, &rule.split_whitespace().collect::<Vec<_>>())?;
+            }
         }
         let server = DnsmasqSpec::new(SocketAddr::new(POD_V4.into(), 53))
             .also_listen(POD_V6.into())

@@ -297,22 +297,14 @@ pub enum TcpChecksum {
 /// Parses a plain (no options) TCP frame: (source, destination, checksum
 /// state); panics on anything else, and on a wrong IPv4 header checksum.
 pub fn parse_tcp(frame: &[u8]) -> (SocketAddr, SocketAddr, TcpChecksum) {
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let l3 = &frame[ETH_LEN..];
-    let (src, dst, l4): (IpAddr, IpAddr, &[u8]) = if ethertype == ETH_P_IP {
+    if u16::from_be_bytes([frame[12], frame[13]]) == ETH_P_IP {
         assert_eq!(
-            fold(sum_bytes(&l3[..IPV4_LEN])),
+            fold(sum_bytes(&frame[ETH_LEN..ETH_LEN + IPV4_LEN])),
             0xffff,
             "IPv4 header checksum"
         );
-        let s: [u8; 4] = l3[12..16].try_into().unwrap();
-        let d: [u8; 4] = l3[16..20].try_into().unwrap();
-        (s.into(), d.into(), &l3[IPV4_LEN..])
-    } else {
-        let s: [u8; 16] = l3[8..24].try_into().unwrap();
-        let d: [u8; 16] = l3[24..40].try_into().unwrap();
-        (s.into(), d.into(), &l3[IPV6_LEN..])
-    };
+    }
+    let (src, dst, l4) = addresses_and_l4(frame);
     let pseudo = pseudo_sum_of(src, dst, IPPROTO_TCP, l4.len());
     let check = u16::from_be_bytes([l4[16], l4[17]]);
     let state = if check == fold(pseudo) {
@@ -333,9 +325,14 @@ pub fn parse_tcp(frame: &[u8]) -> (SocketAddr, SocketAddr, TcpChecksum) {
 /// Whether a UDP frame's checksum field holds exactly the pseudo-header
 /// seed of `CHECKSUM_PARTIAL` for its current addresses.
 pub fn udp_checksum_is_seed(frame: &[u8]) -> bool {
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let (src, dst, l4) = addresses_and_l4(frame);
+    u16::from_be_bytes([l4[6], l4[7]]) == fold(pseudo_sum(src, dst, l4.len()))
+}
+
+/// An IPv4 or IPv6 frame's source, destination and transport bytes.
+fn addresses_and_l4(frame: &[u8]) -> (IpAddr, IpAddr, &[u8]) {
     let l3 = &frame[ETH_LEN..];
-    let (src, dst, l4): (IpAddr, IpAddr, &[u8]) = if ethertype == ETH_P_IP {
+    if u16::from_be_bytes([frame[12], frame[13]]) == ETH_P_IP {
         let s: [u8; 4] = l3[12..16].try_into().unwrap();
         let d: [u8; 4] = l3[16..20].try_into().unwrap();
         (s.into(), d.into(), &l3[IPV4_LEN..])
@@ -343,8 +340,7 @@ pub fn udp_checksum_is_seed(frame: &[u8]) -> bool {
         let s: [u8; 16] = l3[8..24].try_into().unwrap();
         let d: [u8; 16] = l3[24..40].try_into().unwrap();
         (s.into(), d.into(), &l3[IPV6_LEN..])
-    };
-    u16::from_be_bytes([l4[6], l4[7]]) == fold(pseudo_sum(src, dst, l4.len()))
+    }
 }
 
 /// Whether an IPv4 frame's header checksum verifies (IPv6 has none).
