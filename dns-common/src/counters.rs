@@ -75,8 +75,10 @@ counters! {
     /// frame too long for a record: passed to the cluster DNS Service.
     PassRingFull = "pass_ring_full",
     /// No agent serves, and a query to a listen address cannot fail open:
-    /// no cluster address of its family, or no egress program on the
-    /// interface to give the reply its source back. Passed untouched.
+    /// no cluster address of its family (while one of the other family is
+    /// set; with none at all the query keeps its own pass reason), or no
+    /// egress program on the interface to give the reply its source back.
+    /// Passed untouched.
     PassNoFailOpen = "pass_no_fail_open",
     /// Not an outcome (also counted as `hit` or `redirected`): a query to
     /// a cluster DNS address taken from the stack, so kube-proxy and

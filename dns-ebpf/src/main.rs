@@ -197,6 +197,11 @@ fn unanswered<const V6: bool>(ctx: &XdpContext, cfg: &Config, ip: &Ip) -> (u32, 
         },
         (true, false) => pass(Counter::FailedOpen),
         (false, true) => (xdp_action::XDP_PASS, ring::parked_reason()),
+        // No cluster DNS address at all: fail-open is not set up, so the
+        // query goes to the stack with its own reason, as before it existed.
+        (false, false) if cfg.cluster_v4_count == 0 && cfg.cluster_v6_count == 0 => {
+            (xdp_action::XDP_PASS, ring::parked_reason())
+        }
         (false, false) => match failopen::udp::<V6>(ctx, cfg, ip, now) {
             Ok(()) => pass(Counter::FailedOpen),
             Err(c) => pass(c),
