@@ -85,8 +85,8 @@ pub struct FastPathArgs {
     #[arg(long)]
     pub cleanup_on_exit: bool,
 
-    /// The ClusterIP of the cluster's DNS Service (repeatable, IPv4 and
-    /// IPv6). The kernel answers queries to it like queries to --listen
+    /// The ClusterIP of the cluster's DNS Service (repeatable or
+    /// comma-separated, IPv4 and IPv6, at most 4 per family). The kernel answers queries to it like queries to --listen
     /// (transparent mode, see --transparent), and sends the queries it
     /// cannot answer there while no agent serves (fail-open). Default with
     /// the API server: the ClusterIPs of Service kube-system/kube-dns;
