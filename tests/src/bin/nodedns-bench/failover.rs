@@ -70,7 +70,11 @@ pub fn measure(rounds: usize) -> Result<Vec<Failover>> {
             }
             match signal {
                 Signal::Stop => agent.signal(Signal::Cont),
-                _ => agent.restart(&lab),
+                _ => {
+                    // Reaps it (the signal alone leaves a process to wait for).
+                    agent.kill();
+                    agent.restart(&lab);
+                }
             }
             // Serving again before the next case: a miss is the agent's.
             let pod = lab.pod(0);
