@@ -115,7 +115,7 @@ pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Coun
             size[1],
             0,
             0,
-            0,
+            q.edns_do,
             0,
             0,
             0,
@@ -127,7 +127,13 @@ pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Coun
             unsafe { core::ptr::write_volatile(p.add(k), rr[k]) };
             k += 1;
         }
-        let even = fold(((TYPE_OPT_LO as u64) << 8) + size[0] as u64 + ((size[1] as u64) << 8));
+        // Byte 7 (the DO flag) is the low byte of its word.
+        let even = fold(
+            ((TYPE_OPT_LO as u64) << 8)
+                + size[0] as u64
+                + ((size[1] as u64) << 8)
+                + q.edns_do as u64,
+        );
         opt_sum = shift_odd(even, (q.qlen() + body_len) & 1 == 1);
     }
 

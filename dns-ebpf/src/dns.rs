@@ -33,6 +33,8 @@ const CLASS_IN: u16 = 1;
 const FLAGS_NOT_QUERY: u16 = 0xfa00;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_CD: u16 = 0x0010;
+/// DNSSEC OK, in the first byte of the OPT record's flags.
+const EDNS_FLAG_DO: u8 = 0x80;
 const LABEL_TYPE_MASK: u8 = 0xc0;
 /// A name of MAX_NAME_LEN bytes has at most half as many labels.
 const MAX_LABELS: usize = MAX_NAME_LEN / 2;
@@ -63,6 +65,9 @@ pub struct Query {
     /// Whether the query carried an EDNS0 OPT record (empty or a lone
     /// COOKIE); the answer then carries our OPT, without options.
     pub edns: bool,
+    /// The first byte of the query's EDNS flags with only DO kept (0x80 or
+    /// 0): RFC 3225 section 3 has it copied into the answer's OPT.
+    pub edns_do: u8,
     /// Largest DNS message the client can take over UDP.
     pub max_size: usize,
 }
@@ -224,6 +229,7 @@ pub fn parse(
 
     let mut end = DNS_HDR_LEN + name_len + 4;
     let mut edns = false;
+    let mut edns_do = 0;
     let mut max_size = CLASSIC_UDP_SIZE;
     if arcount == 1 {
         let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
@@ -254,6 +260,8 @@ pub fn parse(
             end += rdlen;
         }
         edns = true;
+        // opt[7..9] are the EDNS flags; DO is the top bit.
+        edns_do = opt[7] & EDNS_FLAG_DO;
         max_size = if size < CLASSIC_UDP_SIZE {
             CLASSIC_UDP_SIZE
         } else {
@@ -271,6 +279,7 @@ pub fn parse(
         hash,
         qsum,
         edns,
+        edns_do,
         max_size,
     })
 }
