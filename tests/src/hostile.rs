@@ -8,8 +8,16 @@
 //! an SOA (TTL 3600, MINIMUM 60); names whose first label starts with `big`
 //! -> 60 A records (too big for 512-byte UDP); names whose first label
 //! starts with `shadow` -> a CNAME to `web.default.svc.cluster.local.` plus
-//! a forged A record for that cluster name; other types -> NODATA + SOA.
+//! a forged A record for that cluster name; names whose first label starts
+//! with `extra` -> their A record plus, unasked, an A record and an NS
+//! delegation (with glue) for `victim.example.`; names whose first label
+//! starts with `out` -> a CNAME to `target.elsewhere.example.` plus a forged
+//! A record (6.6.6.6) for it; other types -> NODATA + SOA.
+//!
+//! It remembers the names it was asked, as received (case included): the
+//! last [`MAX_NAMES_KEPT`].
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +38,14 @@ pub enum Bad {
     /// QR=0: a query, not a response.
     NotResponse,
     Garbage,
+    /// Right ID and question, but every letter of the name in the other
+    /// case, and a poisonous answer: a spoofer who guessed the ID, not the
+    /// DNS 0x20 case.
+    WrongCase,
 }
+
+/// Names remembered by [`HostileUpstream::names`].
+pub const MAX_NAMES_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
@@ -49,6 +64,9 @@ pub enum Behavior {
     Slow(Duration),
     ServFail,
     Refused,
+    /// Answer correctly, but echo the question's name lower-cased, as an
+    /// upstream that does not preserve case does.
+    FoldCase,
 }
 
 struct Shared {
@@ -56,6 +74,19 @@ struct Shared {
     ttl: AtomicU32,
     udp_queries: AtomicUsize,
     tcp_queries: AtomicUsize,
+    names: Mutex<VecDeque<String>>,
+}
+
+impl Shared {
+    fn remember(&self, query: &Message) {
+        let mut names = self.names.lock().unwrap();
+        for q in &query.queries {
+            if names.len() == MAX_NAMES_KEPT {
+                names.pop_front();
+            }
+            names.push_back(q.name.to_ascii());
+        }
+    }
 }
 
 /// The server; stops when dropped.
@@ -76,6 +107,7 @@ impl HostileUpstream {
             ttl: AtomicU32::new(300),
             udp_queries: AtomicUsize::new(0),
             tcp_queries: AtomicUsize::new(0),
+            names: Mutex::new(VecDeque::new()),
         });
         let cancel = CancellationToken::new();
         tokio::spawn(serve_udp(udp, shared.clone(), cancel.clone()));
@@ -105,6 +137,11 @@ impl HostileUpstream {
 
     pub fn queries(&self) -> usize {
         self.udp_queries() + self.tcp_queries()
+    }
+
+    /// The names asked (the last [`MAX_NAMES_KEPT`]), spelled as received.
+    pub fn names(&self) -> Vec<String> {
+        self.shared.names.lock().unwrap().iter().cloned().collect()
     }
 }
 
@@ -159,6 +196,31 @@ fn answer(query: &Message, ttl: u32) -> Message {
             ttl,
             RData::A(A::new(6, 6, 6, 6)),
         ));
+    } else if first.starts_with("extra") {
+        let victim = name("victim.example.");
+        let ns = name("ns.victim.example.");
+        reply.add_answer(Record::from_rdata(
+            q.name.clone(),
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        reply.add_answer(Record::from_rdata(
+            victim.clone(),
+            ttl,
+            RData::A(A::new(6, 6, 6, 6)),
+        ));
+        let delegation = RData::NS(hickory_proto::rr::rdata::NS(ns.clone()));
+        reply.add_authority(Record::from_rdata(victim, ttl, delegation));
+        reply.add_additional(Record::from_rdata(ns, ttl, RData::A(A::new(6, 6, 6, 7))));
+    } else if first.starts_with("out") {
+        let target = name("target.elsewhere.example.");
+        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
+        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
+        reply.add_answer(Record::from_rdata(
+            target,
+            ttl,
+            RData::A(A::new(6, 6, 6, 6)),
+        ));
     } else if q.query_type == RecordType::A {
         let count = if first.starts_with("big") { 60 } else { 1 };
         for i in 0..count {
@@ -195,6 +257,25 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
             for r in &mut reply.answers {
                 r.data = RData::A(A::new(6, 6, 6, 6));
             }
+        }
+        Bad::WrongCase => {
+            let flipped: String = reply.queries[0]
+                .name
+                .to_ascii()
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' => c.to_ascii_uppercase(),
+                    'A'..='Z' => c.to_ascii_lowercase(),
+                    c => c,
+                })
+                .collect();
+            let flipped = Name::from_ascii(&flipped).expect("same name, other case");
+            reply.queries[0].name = flipped.clone();
+            reply.answers = vec![Record::from_rdata(
+                flipped,
+                86_400,
+                RData::A(A::new(6, 6, 6, 6)),
+            )];
         }
         Bad::Garbage => {
             let mut junk = vec![0u8; 64];
@@ -235,7 +316,17 @@ fn udp_replies(query: &Message, shared: &Shared) -> (Duration, Vec<Vec<u8>>) {
         Behavior::Slow(d) => (d, vec![good()]),
         Behavior::ServFail => (Duration::ZERO, vec![coded(ResponseCode::ServFail)]),
         Behavior::Refused => (Duration::ZERO, vec![coded(ResponseCode::Refused)]),
+        Behavior::FoldCase => (Duration::ZERO, vec![folded(query, ttl)]),
     }
+}
+
+/// The right answer with the question's name lower-cased.
+fn folded(query: &Message, ttl: u32) -> Vec<u8> {
+    let mut m = answer(query, ttl);
+    for q in &mut m.queries {
+        q.name = q.name.to_lowercase();
+    }
+    m.to_vec().expect("encodable")
 }
 
 async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -250,6 +341,7 @@ async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationT
         let Ok(query) = Message::from_vec(&buf[..n]) else {
             continue;
         };
+        shared.remember(&query);
         let (delay, replies) = udp_replies(&query, &shared);
         let socket = socket.clone();
         tokio::spawn(async move {
@@ -276,6 +368,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellat
                 stream.read_exact(&mut buf).await.ok()?;
                 shared.tcp_queries.fetch_add(1, Ordering::Relaxed);
                 let query = Message::from_vec(&buf).ok()?;
+                shared.remember(&query);
                 let behavior = *shared.behavior.lock().unwrap();
                 let ttl = shared.ttl.load(Ordering::Relaxed);
                 let reply = match behavior {
@@ -285,6 +378,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellat
                         answer(&query, ttl).to_vec().ok()?
                     }
                     Behavior::Bad(how) => bad(&query, how, ttl),
+                    Behavior::FoldCase => folded(&query, ttl),
                     _ => answer(&query, ttl).to_vec().ok()?,
                 };
                 let mut framed = (reply.len() as u16).to_be_bytes().to_vec();

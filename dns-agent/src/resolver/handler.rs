@@ -9,7 +9,7 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::forwarder::Forwarder;
+use super::forwarder::{Forwarder, Ttl};
 use super::metrics::{Path, ResolverMetrics};
 use crate::promotion::Promoter;
 use crate::zone::{Zone, ZoneLookup};
@@ -107,6 +107,27 @@ impl Handler {
         encode(&reply, usize::MAX)
     }
 
+    /// SERVFAIL at once for a query whose client is at its bound
+    /// (`--max-concurrent-per-client`); None when it cannot be read as a
+    /// query. Cheaper than answering: it must keep up with a flood.
+    pub fn overloaded(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        self.metrics
+            .client_limited
+            .get_or_create(&super::metrics::BoundLabels { bound: "queries" })
+            .inc();
+        let request = Message::from_vec(query).ok()?;
+        if request.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let exchange = Exchange {
+            started,
+            tcp: transport == Transport::Tcp,
+            limit: size_limit(&request, transport),
+        };
+        self.reject(&request, ResponseCode::ServFail, &exchange)
+    }
+
     /// An error response to a readable query that fails validation.
     fn reject(
         &self,
@@ -176,7 +197,11 @@ impl Handler {
                         answer.expires(),
                     );
                 }
-                answer.sections.with_ttl_cap(fwd.ttl_cap).write_to(reply);
+                let sections = match fwd.ttl {
+                    Ttl::AtMost(cap) => answer.sections.with_ttl_cap(cap),
+                    Ttl::Exactly(ttl) => answer.sections.with_ttl(ttl),
+                };
+                sections.write_to(reply);
             }
             Err(rcode) => reply.metadata.response_code = *rcode,
         }
@@ -228,15 +253,18 @@ fn response_to(request: &Message, q: &Query) -> Message {
     reply.metadata.recursion_available = true;
     reply.metadata.checking_disabled = request.metadata.checking_disabled;
     reply.add_query(q.clone());
-    if request.edns.is_some() {
-        reply.set_edns(our_edns());
+    if let Some(edns) = &request.edns {
+        reply.set_edns(our_edns(Some(edns)));
     }
     reply
 }
 
-fn our_edns() -> Edns {
+/// Our OPT record: 1232 bytes, and the DO bit of the query's, which RFC
+/// 3225 section 3 requires to be copied into the response.
+fn our_edns(query: Option<&Edns>) -> Edns {
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_UDP_SIZE);
+    edns.set_dnssec_ok(query.is_some_and(|q| q.flags().dnssec_ok));
     edns
 }
 
@@ -253,7 +281,7 @@ fn error_reply(
     }
     // BADVERS only exists in EDNS (its upper bits live in the OPT record).
     if edns.is_some() || rcode == ResponseCode::BADVERS {
-        reply.set_edns(our_edns());
+        reply.set_edns(our_edns(edns));
     }
     reply
 }

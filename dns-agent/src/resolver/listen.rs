@@ -19,8 +19,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clients::{Clients, ConnectionPermit};
 use super::handler::{Handler, Transport};
-use super::metrics::ResolverMetrics;
+use super::metrics::{BoundLabels, ResolverMetrics};
 
 /// Largest UDP query read (larger datagrams are cut and answered FORMERR).
 const UDP_QUERY_BUF: usize = 4096;
@@ -105,7 +106,8 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 pub struct Limits {
     /// Client queries in progress, UDP and TCP together.
     pub queries: Arc<Semaphore>,
-    pub tcp_connections: Arc<Semaphore>,
+    /// Per-client queries and connections, node-wide connections.
+    pub clients: Arc<Clients>,
     pub tcp_idle: Duration,
 }
 
@@ -129,6 +131,14 @@ pub async fn serve_udp(
                 }
             },
         };
+        // One client at its bound is answered at once, without waiting:
+        // it must not hold up the others' queries behind it.
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            if let Some(response) = handler.overloaded(&buf[..n], Transport::Udp) {
+                let _ = socket.try_send_to(&response, peer);
+            }
+            continue;
+        };
         // Waiting here leaves further queries in the socket buffer, where
         // the kernel drops the excess: backpressure, not an unbounded queue.
         let permit = tokio::select! {
@@ -141,11 +151,18 @@ pub async fn serve_udp(
             &handler,
             buf[..n].to_vec(),
             peer,
-            permit,
+            (permit, client),
         );
     }
     drain_udp(&socket, &handler, &limits, &in_flight, &mut buf).await;
 }
+
+/// What a query in progress holds: its place in `--max-concurrent` and in
+/// its client's share.
+type QueryPermits = (
+    tokio::sync::OwnedSemaphorePermit,
+    super::clients::QueryPermit,
+);
 
 fn spawn_udp_query(
     in_flight: &TaskTracker,
@@ -153,14 +170,14 @@ fn spawn_udp_query(
     handler: &Arc<Handler>,
     query: Vec<u8>,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: QueryPermits,
 ) {
     let (socket, handler) = (socket.clone(), handler.clone());
     in_flight.spawn(async move {
         if let Some(response) = handler.handle(&query, Transport::Udp).await {
             let _ = socket.send_to(&response, peer).await;
         }
-        drop(permit);
+        drop(permits);
     });
 }
 
@@ -180,10 +197,14 @@ async fn drain_udp(
         let Ok((n, peer)) = socket.try_recv_from(buf) else {
             break; // WouldBlock: the queue is empty
         };
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            continue;
+        };
         let Ok(permit) = limits.queries.clone().try_acquire_owned() else {
             break;
         };
-        spawn_udp_query(in_flight, socket, handler, buf[..n].to_vec(), peer, permit);
+        let query = buf[..n].to_vec();
+        spawn_udp_query(in_flight, socket, handler, query, peer, (permit, client));
         drained += 1;
     }
     in_flight.close();
@@ -208,11 +229,11 @@ pub async fn serve_tcp(
 ) {
     let mut connections = JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "TCP accept failed");
@@ -221,20 +242,28 @@ pub async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = limits.tcp_connections.clone().try_acquire_owned() else {
-            metrics.tcp_refused.inc();
-            drop(stream);
-            continue;
+        let admitted = match limits.clients.try_connection(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(bound) => {
+                metrics
+                    .tcp_refused
+                    .get_or_create(&BoundLabels { bound })
+                    .inc();
+                drop(stream);
+                continue;
+            }
         };
+        metrics.tcp_reclaimed.inc_by(admitted.reclaimed as u64);
         let (handler, limits, metrics, cancel) = (
             handler.clone(),
             limits.clone(),
             metrics.clone(),
             cancel.clone(),
         );
+        let permit = admitted.permit;
         connections.spawn(async move {
             metrics.tcp_connections.inc();
-            connection(stream, handler, limits, cancel).await;
+            connection(stream, peer, handler, limits, &permit, cancel).await;
             metrics.tcp_connections.dec();
             drop(permit);
         });
@@ -244,11 +273,14 @@ pub async fn serve_tcp(
 
 /// One client connection: length-prefixed queries read in a loop, answered
 /// concurrently (up to TCP_PIPELINE_DEPTH), responses written in completion
-/// order. Idle, slow or garbage-sending clients are disconnected.
+/// order. Idle, slow or garbage-sending clients are disconnected, and so is
+/// an idle connection reclaimed to make room for another.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     handler: Arc<Handler>,
     limits: Limits,
+    permit: &ConnectionPermit,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -270,6 +302,7 @@ async fn connection(
     loop {
         let len = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = permit.reclaimed.cancelled() => break,
             r = tokio::time::timeout(limits.tcp_idle, rd.read_u16()) => match r {
                 Ok(Ok(len)) => len as usize,
                 _ => break,
@@ -286,15 +319,22 @@ async fn connection(
         let Ok(slot) = pipeline.clone().acquire_owned().await else {
             break;
         };
-        let Ok(permit) = limits.queries.clone().acquire_owned().await else {
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            if let Some(response) = handler.overloaded(&query, Transport::Tcp) {
+                let _ = tx.send(response).await;
+            }
+            continue;
+        };
+        let Ok(global) = limits.queries.clone().acquire_owned().await else {
             break;
         };
         let (tx, handler) = (tx.clone(), handler.clone());
+        let busy = permit.begin();
         tokio::spawn(async move {
             if let Some(response) = handler.handle(&query, Transport::Tcp).await {
                 let _ = tx.send(response).await;
             }
-            drop((slot, permit));
+            drop((slot, global, client, busy));
         });
     }
     drop(tx);

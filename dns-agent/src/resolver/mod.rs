@@ -11,8 +11,11 @@
 //! Entry points: [`start`] binds everything and returns a [`Running`]
 //! resolver (errors surface before any serving); [`run`] is start + wait.
 
+pub mod any;
 pub mod args;
+pub mod budget;
 pub mod cache;
+pub mod clients;
 pub mod exchange;
 pub mod forwarder;
 pub mod handler;
@@ -20,6 +23,7 @@ pub mod http;
 pub mod interface;
 pub mod listen;
 pub mod metrics;
+pub mod scrub;
 pub mod upstreams;
 
 use std::net::SocketAddr;
@@ -37,6 +41,8 @@ pub use args::ResolverArgs;
 use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
 use crate::zone::{ForwardPolicy, Zone};
 use cache::{Cache, CacheConfig, Clamps};
+use clients::{ClientBounds, Clients};
+use exchange::ExchangeConfig;
 use forwarder::{Forwarder, ForwarderConfig};
 use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
@@ -116,6 +122,9 @@ pub async fn start(
         mut registry,
         keep_interface_on_exit,
     } = deps;
+    // ANY is answered here for every user of the zone alike: the handler,
+    // the forwarder and promotion (which re-derives kernel entries from it).
+    let zone = any::AnyAware::wrap(zone);
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
     let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
 
@@ -223,7 +232,16 @@ fn forwarder(
             defaults: default_upstreams(args),
             stubs: args.stub_domains.clone(),
             attempt_timeout: args.upstream_timeout(),
-            max_outstanding: args.max_outstanding.max(1),
+            limits: budget::Limits {
+                total: args.max_outstanding,
+                per_zone: args.max_outstanding_per_zone,
+                per_upstream: args.max_outstanding_per_upstream,
+            },
+            exchange: ExchangeConfig {
+                randomize_case: args.upstream_0x20,
+                spoof_threshold: args.upstream_spoof_threshold,
+                spoof_tcp_for: Duration::from_secs(args.upstream_spoof_tcp_secs),
+            },
             serve_stale_after: args.serve_stale.then(|| args.serve_stale_after()),
             stale_ttl: args.serve_stale_ttl,
             stale_recheck: Duration::from_secs(args.serve_stale_recheck_secs),
@@ -297,7 +315,11 @@ fn serve_dns(
 ) -> JoinSet<()> {
     let limits = listen::Limits {
         queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
-        tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
+        clients: Clients::new(ClientBounds {
+            queries_per_client: args.max_concurrent_per_client,
+            tcp_total: args.tcp_max_connections,
+            tcp_per_client: args.tcp_max_connections_per_client,
+        }),
         tcp_idle: args.tcp_idle_timeout(),
     };
     let mut tasks = JoinSet::new();

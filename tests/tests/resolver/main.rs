@@ -9,3 +9,4 @@ mod forwarding;
 mod listen_interface;
 mod load;
 mod server;
+mod spoofing;
