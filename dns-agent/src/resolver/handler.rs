@@ -11,7 +11,6 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::forwarder::{Forwarder, Ttl};
 use super::metrics::{Path, ResolverMetrics};
-use crate::promotion::Promoter;
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
 
@@ -25,7 +24,8 @@ pub struct Handler {
     /// The zone's generation, read before each lookup (for promotion).
     pub zone_generation: tokio::sync::watch::Receiver<u64>,
     pub forwarder: Arc<Forwarder>,
-    pub promoter: Option<Arc<Promoter>>,
+    /// Set once the kernel map is there (see [`super::Sink`]).
+    pub promoter: super::PromoterSlot,
     pub metrics: Arc<ResolverMetrics>,
 }
 
@@ -167,7 +167,7 @@ impl Handler {
     ) -> Path {
         match lookup {
             ZoneLookup::Answer(answer) => {
-                if let Some(promoter) = &self.promoter {
+                if let Some(promoter) = self.promoter.get() {
                     promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
                 reply.metadata.authoritative = true;
@@ -187,7 +187,7 @@ impl Handler {
         match &fwd.outcome {
             Ok(answer) => {
                 if let (Some(promoter), Path::cache_hit | Path::forwarded) =
-                    (&self.promoter, fwd.path)
+                    (self.promoter.get(), fwd.path)
                 {
                     promoter.upstream_answer(
                         &q.name,

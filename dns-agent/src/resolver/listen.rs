@@ -3,9 +3,12 @@
 //! kind of work a client can cause is bounded.
 //!
 //! Hand-over without loss: each socket attaches a one-instruction reuseport
-//! program that sends new queries and connections to the group's newest
-//! socket, so once a new agent has bound, the old one receives nothing new;
-//! on shutdown it answers what is already queued and in flight, then closes.
+//! program that picks the socket of the group that gets new queries and
+//! connections. An agent binds at once, steering to the group's oldest
+//! socket (its predecessor's, or its own when alone) until its zone has
+//! synced, then to the newest (its own), so the old one receives nothing
+//! new; on shutdown it answers what is already queued and in flight, then
+//! closes (docs/design.md#hand-over).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,30 @@ const UDP_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// sockets join at the end, so in a hand-over (old, new) it is the new one.
 /// Out of range (a lone agent), the kernel falls back to its hash.
 const NEWEST_OF_TWO: u32 = 1;
+/// The group's first socket: the predecessor's in a hand-over (a socket
+/// that leaves is replaced by the last one, so when the old agent closes,
+/// the new one is first).
+const OLDEST: u32 = 0;
+
+/// Which socket of a reuseport group new queries and connections go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// The oldest: a predecessor that still serves, or ours when alone. A
+    /// just-started agent before its first sync, which could only SERVFAIL
+    /// cluster names.
+    Oldest,
+    /// The newest: ours, once we answer everything.
+    Newest,
+}
+
+impl Steering {
+    fn index(self) -> u32 {
+        match self {
+            Self::Oldest => OLDEST,
+            Self::Newest => NEWEST_OF_TWO,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -66,17 +93,47 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
     Ok(s)
 }
 
-/// Attaches the classic-BPF reuseport program `return NEWEST_OF_TWO` to the
-/// socket's group (replacing the previous agent's identical one). Best
-/// effort: without it a hand-over still works, but the old agent keeps its
-/// hash share until it closes and drops what is queued then.
-fn prefer_newest_socket(s: &Socket, addr: SocketAddr, proto: &str) {
-    if let Err(error) = crate::kernel::socket::steer_reuseport_group(s, NEWEST_OF_TWO) {
-        tracing::warn!(%addr, proto, %error, "cannot steer new queries to the newest socket: a restart may drop queued queries");
+/// Attaches the classic-BPF reuseport program `return <index>` to the
+/// socket's group (replacing the group's previous one). Best effort:
+/// without it a hand-over still works, but the old agent keeps its hash
+/// share until it closes and drops what is queued then.
+pub fn steer(s: &impl std::os::fd::AsFd, to: Steering, addr: SocketAddr, proto: &str) {
+    if let Err(error) = crate::kernel::socket::steer_reuseport_group(s, to.index()) {
+        tracing::warn!(%addr, proto, %error, ?to, "cannot steer new queries in the reuseport group: a restart may drop queued queries");
     }
 }
 
-pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+/// Copies of the DNS listening sockets (the same sockets, other file
+/// descriptors), kept to move their groups' steering once the zone syncs.
+pub struct Steerer(Vec<(Socket, SocketAddr, &'static str)>);
+
+impl Steerer {
+    /// Keeps a copy of every socket in `dns`.
+    pub fn of(dns: &[(UdpSocket, TcpListener)]) -> std::io::Result<Self> {
+        let mut copies = Vec::with_capacity(dns.len() * 2);
+        for (udp, tcp) in dns {
+            copies.push((
+                socket2::SockRef::from(udp).try_clone()?,
+                udp.local_addr()?,
+                "udp",
+            ));
+            copies.push((
+                socket2::SockRef::from(tcp).try_clone()?,
+                tcp.local_addr()?,
+                "tcp",
+            ));
+        }
+        Ok(Self(copies))
+    }
+
+    pub fn steer(&self, to: Steering) {
+        for (s, addr, proto) in &self.0 {
+            steer(s, to, *addr, proto);
+        }
+    }
+}
+
+pub fn bind_udp(addr: SocketAddr, steering: Steering) -> Result<UdpSocket, BindError> {
     let err = |source| BindError {
         addr,
         proto: "udp",
@@ -84,11 +141,11 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
     };
     let s = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
     let _ = s.set_recv_buffer_size(UDP_RCVBUF);
-    prefer_newest_socket(&s, addr, "udp");
+    steer(&s, steering, addr, "udp");
     UdpSocket::from_std(s.into()).map_err(err)
 }
 
-pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub fn bind_tcp(addr: SocketAddr, steering: Steering) -> Result<TcpListener, BindError> {
     let err = |source| BindError {
         addr,
         proto: "tcp",
@@ -97,7 +154,7 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
     let s = socket(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
     s.listen(TCP_BACKLOG).map_err(err)?;
     // A TCP socket joins its reuseport group at listen().
-    prefer_newest_socket(&s, addr, "tcp");
+    steer(&s, steering, addr, "tcp");
     TcpListener::from_std(s.into()).map_err(err)
 }
 

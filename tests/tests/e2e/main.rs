@@ -8,4 +8,5 @@ mod adopt;
 mod cluster;
 mod promotion;
 mod restart;
+mod start;
 mod xdp;
