@@ -34,6 +34,7 @@ struct Cli {
 #[derive(Args)]
 struct LogArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. `info,dns_agent=debug`).
+    /// kube's per-request error lines are off unless it names `kube_client`.
     #[arg(long, global = true, env = "NODEDNS_LOG", default_value = "info")]
     log_level: String,
     /// Log as JSON lines instead of human-readable text.
@@ -95,9 +96,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The directive that silences kube's per-request error lines.
+const KUBE_REQUEST_ERRORS_OFF: &str = "kube_client::client::builder=off";
+
 fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
+    // kube's HTTP layer logs an error for every failed request: with the
+    // API server down, a line per retry. The sources log the state changes
+    // and a summary instead; a filter that names kube_client gets it back.
+    if !args.log_level.contains("kube_client") {
+        filter = filter.add_directive(KUBE_REQUEST_ERRORS_OFF.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

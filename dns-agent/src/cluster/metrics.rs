@@ -19,6 +19,7 @@ pub struct ClusterMetrics {
     pub custom_records: Gauge,
     pub source_events: Family<SourceLabels, Counter>,
     pub source_errors: Family<SourceLabels, Counter>,
+    pub source_up: Family<SourceLabels, Gauge>,
 }
 
 impl ClusterMetrics {
@@ -69,12 +70,23 @@ impl ClusterMetrics {
             "Errors from each source (watch failures, bad files, bad objects)",
             self.source_errors.clone(),
         );
+        r.register(
+            "source_up",
+            "1 while a watched source answers, 0 while its watch fails and is retried with backoff",
+            self.source_up.clone(),
+        );
     }
 
     pub fn event(&self, source: &'static str) {
         self.source_events
             .get_or_create(&[("source", source)])
             .inc();
+    }
+
+    pub fn set_up(&self, source: &'static str, up: bool) {
+        self.source_up
+            .get_or_create(&[("source", source)])
+            .set(i64::from(up));
     }
 
     pub fn error(&self, source: &'static str) {

@@ -42,6 +42,7 @@ pub mod lookup;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+pub mod retry;
 pub mod sharded;
 pub mod snapshot;
 pub mod store;
@@ -113,6 +114,13 @@ pub struct ClusterArgs {
     /// (`namespace/name`), watched.
     #[arg(long, env = "NODEDNS_CUSTOM_CONFIGMAP", value_name = "NS/NAME")]
     pub custom_configmap: Option<String>,
+
+    /// Seconds each API server watch lasts before it is resumed; a watch
+    /// that delivers nothing (no event, no bookmark) for this plus 5 s is
+    /// restarted.
+    #[arg(long, env = "NODEDNS_WATCH_TIMEOUT_SECS", default_value_t = apiserver::WATCH_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub watch_timeout_secs: u32,
 }
 
 impl Default for ClusterArgs {
@@ -125,6 +133,7 @@ impl Default for ClusterArgs {
             reverse_cidrs: Vec::new(),
             custom_records: None,
             custom_configmap: None,
+            watch_timeout_secs: apiserver::WATCH_TIMEOUT_SECS,
         }
     }
 }
@@ -199,6 +208,12 @@ async fn kube_client(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
         }
         None => kube::Config::infer().await?,
     };
+    // kube's client retries 429, 503 and 504 on its own, up to 15 times from
+    // 5 ms on, under each of our attempts: an overloaded API server would
+    // get a burst of requests per attempt. One retry policy, ours
+    // (`retry.rs`), decides when to ask again.
+    let mut config = config;
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -234,9 +249,13 @@ pub async fn start(
             let source = manifests::ManifestsSource::new(dir.clone(), zone.clone())?;
             tasks.spawn(source.run(cancel.clone()));
         }
-        (None, Some(client)) => {
-            apiserver::spawn(client.clone(), zone.clone(), &mut tasks, cancel.clone())
-        }
+        (None, Some(client)) => apiserver::spawn(
+            client.clone(),
+            zone.clone(),
+            args.watch_timeout_secs,
+            &mut tasks,
+            cancel.clone(),
+        ),
         (None, None) => unreachable!("a client is created when there are no manifests"),
     }
 
@@ -258,6 +277,7 @@ pub async fn start(
             name.to_string(),
             zone.clone(),
             policy_tx,
+            args.watch_timeout_secs,
             cancel.clone(),
         ));
     } else {

@@ -4,5 +4,6 @@
 //! are printed, never asserted.
 
 mod apiserver;
+mod apiserver_retry;
 mod manifests;
 mod scale;
