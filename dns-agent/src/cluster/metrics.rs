@@ -20,6 +20,10 @@ pub struct ClusterMetrics {
     pub source_events: Family<SourceLabels, Counter>,
     pub source_errors: Family<SourceLabels, Counter>,
     pub source_up: Family<SourceLabels, Gauge>,
+    pub manifest_files: Gauge,
+    pub manifest_reads: Counter,
+    pub manifest_files_refused: Gauge,
+    pub manifest_duplicates: Gauge,
 }
 
 impl ClusterMetrics {
@@ -74,6 +78,26 @@ impl ClusterMetrics {
             "source_up",
             "1 while a watched source answers, 0 while its watch fails and is retried with backoff",
             self.source_up.clone(),
+        );
+        r.register(
+            "manifest_files",
+            "Manifest files loaded from --manifests",
+            self.manifest_files.clone(),
+        );
+        r.register(
+            "manifest_reads",
+            "Manifest files read: all at start, then only those an event names (and all after lost events)",
+            self.manifest_reads.clone(),
+        );
+        r.register(
+            "manifest_files_refused",
+            "Manifest files not loaded because of --manifests-max-files (each logged as an error)",
+            self.manifest_files_refused.clone(),
+        );
+        r.register(
+            "manifest_duplicates",
+            "Objects defined in more than one manifest file (the first file by path wins)",
+            self.manifest_duplicates.clone(),
         );
     }
 

@@ -90,6 +90,12 @@ pub struct ClusterArgs {
     #[arg(long, env = "NODEDNS_MANIFESTS", value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
+    /// Most manifest files loaded from --manifests; further files are not
+    /// loaded, each logged as an error and counted in
+    /// nodedns_cluster_manifest_files_refused.
+    #[arg(long, env = "NODEDNS_MANIFESTS_MAX_FILES", default_value_t = manifests::DEFAULT_MAX_FILES)]
+    pub manifests_max_files: usize,
+
     /// kubeconfig for the API server (default: $KUBECONFIG, then in-cluster,
     /// then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
@@ -129,6 +135,7 @@ impl Default for ClusterArgs {
             cluster_domain: "cluster.local".into(),
             ttl: 30,
             manifests: None,
+            manifests_max_files: manifests::DEFAULT_MAX_FILES,
             kubeconfig: None,
             reverse_cidrs: Vec::new(),
             custom_records: None,
@@ -246,7 +253,11 @@ pub async fn start(
 
     match (&args.manifests, &client) {
         (Some(dir), _) => {
-            let source = manifests::ManifestsSource::new(dir.clone(), zone.clone())?;
+            let source = manifests::ManifestsSource::new(
+                dir.clone(),
+                zone.clone(),
+                args.manifests_max_files,
+            )?;
             tasks.spawn(source.run(cancel.clone()));
         }
         (None, Some(client)) => apiserver::spawn(

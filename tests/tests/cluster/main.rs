@@ -6,4 +6,5 @@
 mod apiserver;
 mod apiserver_retry;
 mod manifests;
+mod manifests_watch;
 mod scale;
