@@ -8,5 +8,6 @@
 mod forwarding;
 mod listen_interface;
 mod load;
+mod rfc;
 mod server;
 mod spoofing;
