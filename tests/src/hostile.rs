@@ -151,6 +151,43 @@ impl Drop for HostileUpstream {
     }
 }
 
+/// A [`HostileUpstream`] listening inside a lab namespace (usually the
+/// node's), served by a runtime of its own, for tests of the real agent.
+pub struct NodeHostile {
+    // Field order is drop order: the server stops before its runtime.
+    upstream: HostileUpstream,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl NodeHostile {
+    /// Listens on `addr` inside `netns` (port 0 picks one).
+    pub fn start(netns: &crate::lab::Netns, addr: SocketAddr) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the hostile upstream");
+        // The sockets are created by the thread that polls `start`, which
+        // has entered the namespace; they stay in it wherever they are used.
+        let upstream = netns
+            .enter(|| runtime.block_on(HostileUpstream::start(addr)))
+            .expect("enter the namespace")
+            .expect("start the hostile upstream");
+        Self {
+            upstream,
+            _runtime: runtime,
+        }
+    }
+}
+
+impl std::ops::Deref for NodeHostile {
+    type Target = HostileUpstream;
+
+    fn deref(&self) -> &HostileUpstream {
+        &self.upstream
+    }
+}
+
 fn name(s: &str) -> Name {
     Name::from_ascii(s).expect("static name")
 }

@@ -73,6 +73,13 @@ pub struct Exchanger {
     metrics: Arc<ResolverMetrics>,
 }
 
+/// How the UDP half of an exchange ended, short of an error.
+enum Udp {
+    Reply(Message),
+    /// Truncated, or spoofing suspected: ask again over TCP (the reason).
+    AskOverTcp(&'static str),
+}
+
 /// A query as sent: its ID, its question (case randomised or not) and wire bytes.
 struct Sent {
     id: u16,
@@ -148,6 +155,23 @@ impl Exchanger {
             self.metrics.tcp_fallback(server, "spoof_suspected");
             return self.exchange_tcp(server, question, deadline).await;
         }
+        match self.exchange_udp(server, question, deadline).await? {
+            Udp::Reply(reply) => Ok(reply),
+            Udp::AskOverTcp(reason) => {
+                self.metrics.tcp_fallback(server, reason);
+                self.exchange_tcp(server, question, deadline).await
+            }
+        }
+    }
+
+    /// The UDP half of [`Exchanger::exchange`]. Its socket is closed when it
+    /// returns, before any TCP retry: a spoofer flooding it wastes nothing.
+    async fn exchange_udp(
+        &self,
+        server: SocketAddr,
+        question: &Query,
+        deadline: Instant,
+    ) -> Result<Udp, ExchangeError> {
         let sent = build(question, self.cfg.randomize_case)?;
         let local: SocketAddr = match server {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -170,19 +194,15 @@ impl Exchanger {
                 Ok(reply) => match mismatch(&reply, &sent) {
                     Some(reason) => reason,
                     // Never used (nor cached): the full answer comes over TCP.
-                    None if reply.metadata.truncation => {
-                        self.metrics.tcp_fallback(server, "truncated");
-                        return self.exchange_tcp(server, question, deadline).await;
-                    }
-                    None => return Ok(restore_case(reply, &question.name)),
+                    None if reply.metadata.truncation => return Ok(Udp::AskOverTcp("truncated")),
+                    None => return Ok(Udp::Reply(restore_case(reply, &question.name))),
                 },
             };
             self.metrics.rejected(server, reason);
             mismatches += 1;
             if self.cfg.spoof_threshold > 0 && mismatches >= self.cfg.spoof_threshold {
                 self.suspect(server, &question.name, mismatches);
-                self.metrics.tcp_fallback(server, "spoof_suspected");
-                return self.exchange_tcp(server, question, deadline).await;
+                return Ok(Udp::AskOverTcp("spoof_suspected"));
             }
         }
     }

@@ -8,5 +8,6 @@ mod adopt;
 mod cluster;
 mod promotion;
 mod restart;
+mod spoofing;
 mod start;
 mod xdp;
