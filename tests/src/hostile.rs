@@ -12,7 +12,8 @@
 //! with `extra` -> their A record plus, unasked, an A record and an NS
 //! delegation (with glue) for `victim.example.`; names whose first label
 //! starts with `out` -> a CNAME to `target.elsewhere.example.` plus a forged
-//! A record (6.6.6.6) for it; other types -> NODATA + SOA.
+//! A record (6.6.6.6) for it; names under [`DEAD_ZONE`] -> never answered
+//! (a zone whose servers are down); other types -> NODATA + SOA.
 //!
 //! It remembers the names it was asked, as received (case included): the
 //! last [`MAX_NAMES_KEPT`].
@@ -42,6 +43,17 @@ pub enum Bad {
     /// case, and a poisonous answer: a spoofer who guessed the ID, not the
     /// DNS 0x20 case.
     WrongCase,
+}
+
+/// A zone whose names the server never answers, whatever its behavior.
+pub const DEAD_ZONE: &str = "dead.test.";
+
+/// Whether `query` asks about a name under [`DEAD_ZONE`].
+fn is_dead(query: &Message) -> bool {
+    query
+        .queries
+        .first()
+        .is_some_and(|q| name(DEAD_ZONE).zone_of(&q.name))
 }
 
 /// Names remembered by [`HostileUpstream::names`].
@@ -328,6 +340,9 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
 
 /// The datagrams to send (in order, after `delay`) for one UDP query.
 fn udp_replies(query: &Message, shared: &Shared) -> (Duration, Vec<Vec<u8>>) {
+    if is_dead(query) {
+        return (Duration::ZERO, Vec::new());
+    }
     let behavior = *shared.behavior.lock().unwrap();
     let ttl = shared.ttl.load(Ordering::Relaxed);
     let good = || answer(query, ttl).to_vec().expect("encodable");
@@ -409,6 +424,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellat
                 let behavior = *shared.behavior.lock().unwrap();
                 let ttl = shared.ttl.load(Ordering::Relaxed);
                 let reply = match behavior {
+                    _ if is_dead(&query) => return None,
                     Behavior::Silence => return None,
                     Behavior::Slow(d) => {
                         tokio::time::sleep(d).await;

@@ -6,6 +6,7 @@
 
 mod adopt;
 mod cluster;
+mod fairness;
 mod promotion;
 mod restart;
 mod spoofing;

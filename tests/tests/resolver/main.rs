@@ -5,6 +5,7 @@
 //! to the kernel map goes to a memory sink. Also the listen interface the
 //! resolver creates, in a lab namespace.
 
+mod fairness;
 mod forwarding;
 mod listen_interface;
 mod load;
