@@ -181,5 +181,6 @@ async fn with_20k_files_a_change_reads_one_file() {
         changed.elapsed()
     );
     let read = m.manifest_reads.get() - reads;
+    println!("manifests: {read} files read for that change");
     assert!(read <= 2, "{read} files read for one change");
 }
