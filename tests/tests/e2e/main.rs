@@ -12,3 +12,4 @@ mod restart;
 mod spoofing;
 mod start;
 mod xdp;
+mod xdp_frames;
