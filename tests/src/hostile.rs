@@ -174,17 +174,7 @@ pub struct NodeHostile {
 impl NodeHostile {
     /// Listens on `addr` inside `netns` (port 0 picks one).
     pub fn start(netns: &crate::lab::Netns, addr: SocketAddr) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the hostile upstream");
-        // The sockets are created by the thread that polls `start`, which
-        // has entered the namespace; they stay in it wherever they are used.
-        let upstream = netns
-            .enter(|| runtime.block_on(HostileUpstream::start(addr)))
-            .expect("enter the namespace")
-            .expect("start the hostile upstream");
+        let (upstream, runtime) = netns.serve(|| HostileUpstream::start(addr));
         Self {
             upstream,
             _runtime: runtime,
@@ -217,6 +207,19 @@ fn soa(zone: &Name) -> Record {
     Record::from_rdata(zone.base_name(), 3600, RData::SOA(soa))
 }
 
+/// A CNAME from `owner` to `target`, and a forged A record (6.6.6.6) for
+/// the target that an upstream has no business giving.
+fn cname_with_forged_target(reply: &mut Message, owner: &Name, target: &str, ttl: u32) {
+    let target = name(target);
+    let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
+    reply.add_answer(Record::from_rdata(owner.clone(), ttl, cname));
+    reply.add_answer(Record::from_rdata(
+        target,
+        ttl,
+        RData::A(A::new(6, 6, 6, 6)),
+    ));
+}
+
 /// The correct answer to `query`.
 fn answer(query: &Message, ttl: u32) -> Message {
     let mut reply = Message::response(query.metadata.id, OpCode::Query);
@@ -237,14 +240,7 @@ fn answer(query: &Message, ttl: u32) -> Message {
         reply.metadata.response_code = ResponseCode::NXDomain;
         reply.add_authority(soa(&q.name));
     } else if first.starts_with("shadow") {
-        let target = name("web.default.svc.cluster.local.");
-        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
-        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
-        reply.add_answer(Record::from_rdata(
-            target,
-            ttl,
-            RData::A(A::new(6, 6, 6, 6)),
-        ));
+        cname_with_forged_target(&mut reply, &q.name, "web.default.svc.cluster.local.", ttl);
     } else if first.starts_with("extra") {
         let victim = name("victim.example.");
         let ns = name("ns.victim.example.");
@@ -262,14 +258,7 @@ fn answer(query: &Message, ttl: u32) -> Message {
         reply.add_authority(Record::from_rdata(victim, ttl, delegation));
         reply.add_additional(Record::from_rdata(ns, ttl, RData::A(A::new(6, 6, 6, 7))));
     } else if first.starts_with("out") {
-        let target = name("target.elsewhere.example.");
-        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
-        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
-        reply.add_answer(Record::from_rdata(
-            target,
-            ttl,
-            RData::A(A::new(6, 6, 6, 6)),
-        ));
+        cname_with_forged_target(&mut reply, &q.name, "target.elsewhere.example.", ttl);
     } else if q.query_type == RecordType::A {
         let count = if first.starts_with("big") { 60 } else { 1 };
         for i in 0..count {

@@ -6,12 +6,12 @@
 //! A slot is taken without waiting: beyond a bound the client gets SERVFAIL
 //! at once, which is what it would get after the upstream timeout anyway.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::rr::Name;
+
+use super::tally::Tally;
 
 /// The limits, from `--max-outstanding` and its per-zone and per-upstream
 /// companions.
@@ -25,10 +25,9 @@ pub struct Limits {
 #[derive(Default)]
 struct Counts {
     total: usize,
-    /// Only zones and upstreams with queries in flight: at most `total`
-    /// entries each, so both maps are bounded by `--max-outstanding`.
-    zones: HashMap<Name, usize>,
-    upstreams: HashMap<SocketAddr, usize>,
+    /// At most `total` entries each: bounded by `--max-outstanding`.
+    zones: Tally<Name>,
+    upstreams: Tally<SocketAddr>,
 }
 
 pub struct Budget {
@@ -70,11 +69,9 @@ impl Budget {
         if counts.total >= self.limits.total {
             return Err("total");
         }
-        let in_zone = counts.zones.entry(zone.clone()).or_default();
-        if *in_zone >= self.limits.per_zone {
+        if !counts.zones.try_add(zone, self.limits.per_zone) {
             return Err("zone");
         }
-        *in_zone += 1;
         counts.total += 1;
         Ok(ZoneSlot {
             budget: self.clone(),
@@ -86,11 +83,9 @@ impl Budget {
     /// as many queries in flight as it may have.
     pub fn try_upstream(self: &Arc<Self>, server: SocketAddr) -> Option<UpstreamSlot> {
         let mut counts = self.counts.lock().unwrap();
-        let n = counts.upstreams.entry(server).or_default();
-        if *n >= self.limits.per_upstream {
+        if !counts.upstreams.try_add(&server, self.limits.per_upstream) {
             return None;
         }
-        *n += 1;
         Some(UpstreamSlot {
             budget: self.clone(),
             server,
@@ -103,27 +98,18 @@ impl Budget {
     }
 }
 
-fn release<K: Eq + Hash>(map: &mut HashMap<K, usize>, key: &K) {
-    if let Some(n) = map.get_mut(key) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(key);
-        }
-    }
-}
-
 impl Drop for ZoneSlot {
     fn drop(&mut self) {
         let mut counts = self.budget.counts.lock().unwrap();
         counts.total -= 1;
-        release(&mut counts.zones, &self.zone);
+        counts.zones.remove_one(&self.zone);
     }
 }
 
 impl Drop for UpstreamSlot {
     fn drop(&mut self) {
         let mut counts = self.budget.counts.lock().unwrap();
-        release(&mut counts.upstreams, &self.server);
+        counts.upstreams.remove_one(&self.server);
     }
 }
 

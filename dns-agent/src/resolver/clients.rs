@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::tally::Tally;
+
 /// Above this share of `--tcp-max-connections` in use, every new connection
 /// first closes the connection idle the longest (idle at least
 /// [`RECLAIM_MIN_IDLE`]), so slow or idle clients give way to active ones
@@ -42,11 +44,10 @@ struct Connection {
 
 #[derive(Default)]
 struct State {
-    /// Queries in progress per client; only clients with some, so at most
-    /// `--max-concurrent` entries.
-    queries: HashMap<IpAddr, usize>,
-    /// Open connections per client; at most `--tcp-max-connections` entries.
-    tcp: HashMap<IpAddr, usize>,
+    /// Queries in progress per client: at most `--max-concurrent` entries.
+    queries: Tally<IpAddr>,
+    /// Open connections per client: at most `--tcp-max-connections` entries.
+    tcp: Tally<IpAddr>,
     /// Open connections by id; at most `--tcp-max-connections`.
     connections: HashMap<u64, Connection>,
     next_id: u64,
@@ -81,15 +82,6 @@ pub struct Admitted {
     pub reclaimed: usize,
 }
 
-fn decrement(map: &mut HashMap<IpAddr, usize>, client: &IpAddr) {
-    if let Some(n) = map.get_mut(client) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(client);
-        }
-    }
-}
-
 impl Clients {
     pub fn new(bounds: ClientBounds) -> Arc<Self> {
         Arc::new(Self {
@@ -108,12 +100,13 @@ impl Clients {
 
     /// A place for one more query of `client`, or None at its bound.
     pub fn try_query(self: &Arc<Self>, client: IpAddr) -> Option<QueryPermit> {
-        let mut state = self.lock();
-        let n = state.queries.entry(client).or_default();
-        if *n >= self.bounds.queries_per_client {
+        if !self
+            .lock()
+            .queries
+            .try_add(&client, self.bounds.queries_per_client)
+        {
             return None;
         }
-        *n += 1;
         Some(QueryPermit {
             clients: self.clone(),
             client,
@@ -124,7 +117,7 @@ impl Clients {
     /// room near the node-wide bound.
     pub fn try_connection(self: &Arc<Self>, client: IpAddr) -> Result<Admitted, Refusal> {
         let mut state = self.lock();
-        if state.tcp.get(&client).copied().unwrap_or(0) >= self.bounds.tcp_per_client {
+        if state.tcp.get(&client) >= self.bounds.tcp_per_client {
             return Err("client");
         }
         let now = Instant::now();
@@ -143,7 +136,7 @@ impl Clients {
         }
         let id = state.next_id;
         state.next_id += 1;
-        *state.tcp.entry(client).or_default() += 1;
+        state.tcp.add(&client);
         let close = CancellationToken::new();
         state.connections.insert(
             id,
@@ -183,7 +176,7 @@ fn reclaim_idlest(state: &mut State, min_idle: Duration, now: Instant) -> bool {
         return false;
     };
     let conn = state.connections.remove(&id).expect("found above");
-    decrement(&mut state.tcp, &conn.client);
+    state.tcp.remove_one(&conn.client);
     conn.close.cancel();
     true
 }
@@ -221,7 +214,7 @@ impl Drop for Busy {
 
 impl Drop for QueryPermit {
     fn drop(&mut self) {
-        decrement(&mut self.clients.lock().queries, &self.client);
+        self.clients.lock().queries.remove_one(&self.client);
     }
 }
 
@@ -230,7 +223,7 @@ impl Drop for ConnectionPermit {
         let mut state = self.clients.lock();
         // Already gone when it was reclaimed.
         if let Some(conn) = state.connections.remove(&self.id) {
-            decrement(&mut state.tcp, &conn.client);
+            state.tcp.remove_one(&conn.client);
         }
     }
 }

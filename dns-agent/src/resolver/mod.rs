@@ -24,6 +24,7 @@ pub mod interface;
 pub mod listen;
 pub mod metrics;
 pub mod scrub;
+pub mod tally;
 pub mod upstreams;
 
 use std::net::SocketAddr;

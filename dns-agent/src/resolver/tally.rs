@@ -1,0 +1,71 @@
+//! Counts of work in progress per key (a client, a zone, an upstream),
+//! holding only the keys with some: the map never outgrows the work it
+//! counts, which the node-wide bounds already bound.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+#[derive(Debug)]
+pub struct Tally<K>(HashMap<K, usize>);
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<K: Eq + Hash + Clone> Tally<K> {
+    /// How much `key` has in progress.
+    pub fn get(&self, key: &K) -> usize {
+        self.0.get(key).copied().unwrap_or(0)
+    }
+
+    /// Counts one more for `key` if it has fewer than `bound`.
+    pub fn try_add(&mut self, key: &K, bound: usize) -> bool {
+        if self.get(key) >= bound {
+            return false;
+        }
+        self.add(key);
+        true
+    }
+
+    /// Counts one more for `key` (its bound checked before).
+    pub fn add(&mut self, key: &K) {
+        *self.0.entry(key.clone()).or_default() += 1;
+    }
+
+    /// Counts one less for `key`, forgetting it at zero.
+    pub fn remove_one(&mut self, key: &K) {
+        if let Some(n) = self.0.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(key);
+            }
+        }
+    }
+
+    /// Keys with work in progress.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_leave_at_zero_and_stop_at_the_bound() {
+        let mut t = Tally::default();
+        assert!(t.try_add(&"a", 2) && t.try_add(&"a", 2));
+        assert!(!t.try_add(&"a", 2));
+        t.remove_one(&"a");
+        t.remove_one(&"a");
+        t.remove_one(&"a");
+        assert!(t.is_empty());
+    }
+}
