@@ -69,6 +69,15 @@ const MAX_STALE_MARKS: usize = 16_384;
 /// [`super::scrub::MAX_CHAIN`]).
 const MAX_CHASE: usize = 4;
 
+/// Why no upstream gave an answer.
+enum Failed {
+    /// They were asked and failed; the last error reply, if any.
+    Answered(Option<Message>),
+    /// None could be asked: each had its bound of queries in flight. Not
+    /// cached: the name is not at fault.
+    Busy,
+}
+
 /// What the client gets for a forwarded name.
 pub struct Forwarded {
     pub path: Path,
@@ -238,7 +247,8 @@ impl Forwarder {
         let (mut reply, mut scrubbed, mut bailiwick) =
             match self.ask_route(&name, qtype, &route, budget_end).await {
                 Ok((reply, scrubbed)) => (reply, scrubbed, route.zone),
-                Err(last_failure) => return self.failed(key, last_failure),
+                Err(Failed::Busy) => return Err(ResponseCode::ServFail),
+                Err(Failed::Answered(last_failure)) => return self.failed(key, last_failure),
             };
         // A stub domain's servers speak only for their zone: a chain that
         // leaves it is followed by asking the target's own servers.
@@ -299,18 +309,19 @@ impl Forwarder {
 
     /// One question to the servers of `route`, in health order, each within
     /// its own bound, until one answers NOERROR or NXDOMAIN; the reply comes
-    /// back scrubbed. Err holds the last error reply, if any.
+    /// back scrubbed.
     async fn ask_route(
         &self,
         name: &Name,
         qtype: RecordType,
         route: &Route,
         budget_end: tokio::time::Instant,
-    ) -> Result<(Message, Scrubbed), Option<Message>> {
+    ) -> Result<(Message, Scrubbed), Failed> {
         if route.servers.is_empty() {
             tracing::warn!(%name, "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)");
-            return Err(None);
+            return Err(Failed::Answered(None));
         }
+        let mut asked = false;
         let mut question = Query::query(name.clone(), qtype);
         question.query_class = DNSClass::IN;
         let mut last_failure = None;
@@ -325,6 +336,7 @@ impl Forwarder {
                     .inc();
                 continue;
             };
+            asked = true;
             self.metrics
                 .upstream_queries
                 .get_or_create(&super::metrics::UpstreamLabels {
@@ -354,7 +366,11 @@ impl Forwarder {
                 }
             }
         }
-        Err(last_failure)
+        if asked {
+            Err(Failed::Answered(last_failure))
+        } else {
+            Err(Failed::Busy)
+        }
     }
 
     /// Every upstream failed: remember the SERVFAIL briefly, so a storm of

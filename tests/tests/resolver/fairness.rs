@@ -136,3 +136,26 @@ async fn a_dead_zone_cannot_take_the_whole_upstream_budget() {
     );
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_upstream_gives_servfail_that_is_not_cached() {
+    let (up, r) =
+        TestResolver::with_hostile_upstream(&["--max-outstanding-per-upstream", "1"]).await;
+    up.set(Behavior::Slow(Duration::from_millis(500)));
+    let names = [
+        "first.example.com".to_string(),
+        "second.example.com".to_string(),
+    ];
+    let rcodes = burst(r.addr, IpAddr::from(unique_ip()), &names).await;
+    // The second finds the upstream's one slot taken: SERVFAIL at once.
+    assert_eq!(rcodes, [ResponseCode::ServFail, ResponseCode::NoError]);
+    assert_eq!(
+        r.metric("nodedns_upstream_overload_total", &[("bound", "upstream")])
+            .await,
+        1
+    );
+    // Not the name's fault: asked again, it is answered.
+    let d = dig_at(r.addr, "second.example.com", "A", &[]).await;
+    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.stop().await;
+}
