@@ -140,7 +140,9 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     let mut registry = dns_agent::metrics::new_registry();
     let xdp_metrics = Deferred::default();
     registry.register_collector(Box::new(xdp_metrics.clone()));
-    let cluster = cluster::start(&args.cluster, &mut registry, cancel.clone())
+    let mut cluster_args = args.cluster.clone();
+    cluster_args.ns_addresses = args.resolver.listen.clone();
+    let cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
     // Serve at once, whatever the API server does: external names are

@@ -49,6 +49,10 @@ impl Zone for AnyAware {
         for t in ANY_TYPES {
             let part = match self.inner.lookup(name, t) {
                 ZoneLookup::Answer(part) => part,
+                // The name holds a CNAME that leaves our zones: its data of
+                // this type is the target's, not the name's own RRset (the
+                // CNAME record itself comes from the CNAME lookup).
+                ZoneLookup::Alias(_) => continue,
                 // Ours or not, ready or not, does not depend on the type.
                 other => return other,
             };
@@ -67,7 +71,8 @@ impl Zone for AnyAware {
                     .filter(|r| r.name == owner && r.record_type() == t),
             );
         }
-        let mut answer = answer.expect("ANY_TYPES is not empty");
+        // CNAME comes first and is never an Alias.
+        let mut answer = answer.expect("the CNAME lookup answers");
         if !answer.answers.is_empty() {
             // Data: the negative answers' SOA does not belong.
             answer.authority.clear();

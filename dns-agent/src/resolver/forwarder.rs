@@ -95,6 +95,16 @@ pub enum Ttl {
     Exactly(u32),
 }
 
+impl Ttl {
+    /// `sections` with their TTLs written so.
+    pub fn apply(self, sections: &AnswerSections) -> AnswerSections {
+        match self {
+            Self::AtMost(cap) => sections.with_ttl_cap(cap),
+            Self::Exactly(ttl) => sections.with_ttl(ttl),
+        }
+    }
+}
+
 impl Forwarder {
     pub fn new(
         cfg: ForwarderConfig,

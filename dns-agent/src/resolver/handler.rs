@@ -9,7 +9,7 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::forwarder::{Forwarder, Ttl};
+use super::forwarder::Forwarder;
 use super::metrics::{Path, ResolverMetrics};
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
@@ -68,6 +68,10 @@ impl Handler {
         let generation = *self.zone_generation.borrow();
         let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
             ZoneLookup::NotOurs => self.answer_from_upstream(&q, &mut reply).await,
+            ZoneLookup::Alias(alias) => {
+                self.answer_through_alias(&q, alias, generation, &mut reply)
+                    .await
+            }
             lookup => self.answer_from_zone(&q, lookup, generation, &mut reply),
         };
         let rcode = reply.metadata.response_code;
@@ -170,10 +174,11 @@ impl Handler {
                 if let Some(promoter) = self.promoter.get() {
                     promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
-                reply.metadata.authoritative = true;
-                answer.write_to(reply);
+                // A SERVFAIL (a CNAME loop) asserts nothing about the name.
+                reply.metadata.authoritative = answer.rcode != ResponseCode::ServFail;
+                answer.with_query_case(&q.name).write_to(reply);
             }
-            ZoneLookup::NotReady | ZoneLookup::NotOurs => {
+            ZoneLookup::NotReady | ZoneLookup::NotOurs | ZoneLookup::Alias(_) => {
                 reply.metadata.response_code = ResponseCode::ServFail;
             }
         }
@@ -197,11 +202,7 @@ impl Handler {
                         answer.expires(),
                     );
                 }
-                let sections = match fwd.ttl {
-                    Ttl::AtMost(cap) => answer.sections.with_ttl_cap(cap),
-                    Ttl::Exactly(ttl) => answer.sections.with_ttl(ttl),
-                };
-                sections.write_to(reply);
+                fwd.ttl.apply(&answer.sections).write_to(reply);
             }
             Err(rcode) => reply.metadata.response_code = *rcode,
         }
@@ -286,8 +287,9 @@ fn error_reply(
     reply
 }
 
-/// Encodes `reply`; when it is larger than `limit`, the question alone with
-/// TC=1 so the client retries over TCP.
+/// Encodes `reply`; when it is larger than `limit`, without its additional
+/// records, or failing that the question alone with TC=1 so the client
+/// retries over TCP.
 fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     let bytes = match reply.to_vec() {
         Ok(b) => b,
@@ -304,6 +306,18 @@ fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     };
     if bytes.len() <= limit {
         return Some(bytes);
+    }
+    // RFC 2181 §9: TC=1 only when the answer itself does not fit; additional
+    // data that does not fit is left out, whole RRsets at a time (§5), here
+    // all of it.
+    if !reply.additionals.is_empty() {
+        let mut lean = reply.clone();
+        lean.additionals.clear();
+        if let Ok(bytes) = lean.to_vec()
+            && bytes.len() <= limit
+        {
+            return Some(bytes);
+        }
     }
     let mut truncated = reply.truncate();
     truncated.metadata.truncation = true;
@@ -335,5 +349,25 @@ mod tests {
         assert_eq!(cut.metadata.id, 7);
         assert_eq!(cut.queries.len(), 1);
         assert!(cut.answers.is_empty());
+    }
+
+    #[test]
+    fn additional_data_is_dropped_whole_before_truncating() {
+        use hickory_proto::rr::rdata::{A, SRV};
+        use hickory_proto::rr::{RData, Record};
+        let name = hickory_proto::rr::Name::from_ascii("_x._tcp.big.example.").unwrap();
+        let target = hickory_proto::rr::Name::from_ascii("t.big.example.").unwrap();
+        let mut reply = Message::response(7, OpCode::Query);
+        reply.add_query(Query::query(name.clone(), RecordType::SRV));
+        let srv = SRV::new(0, 100, 80, target.clone());
+        reply.add_answer(Record::from_rdata(name, 30, RData::SRV(srv)));
+        for i in 0..60u8 {
+            let a = RData::A(A::new(10, 0, 0, i));
+            reply.add_additional(Record::from_rdata(target.clone(), 30, a));
+        }
+        let out = Message::from_vec(&encode(&reply, PLAIN_UDP_SIZE).unwrap()).unwrap();
+        assert!(!out.metadata.truncation, "the answer fits: no TC");
+        assert_eq!(out.answers.len(), 1);
+        assert!(out.additionals.is_empty(), "no partial RRset");
     }
 }

@@ -19,6 +19,9 @@ use prometheus_client::registry::Registry;
 #[allow(non_camel_case_types)]
 pub enum Path {
     cluster,
+    /// A cluster name whose CNAME chain leaves the zone (an ExternalName
+    /// Service), completed through the forwarder.
+    chased,
     cache_hit,
     forwarded,
     stale,

@@ -15,6 +15,7 @@ pub mod any;
 pub mod args;
 pub mod budget;
 pub mod cache;
+mod chase;
 pub mod clients;
 pub mod exchange;
 pub mod forwarder;
