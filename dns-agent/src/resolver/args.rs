@@ -121,8 +121,8 @@ pub struct ResolverArgs {
     pub max_outstanding: usize,
 
     /// Upstream queries in flight at once for one zone (a stub domain, or a
-    /// name's last two labels), so a zone whose servers never answer cannot
-    /// take the whole --max-outstanding.
+    /// name's last two labels) once half of --max-outstanding is in use, so
+    /// a zone whose servers never answer cannot take the whole of it.
     #[arg(long, env = "NODEDNS_MAX_OUTSTANDING_PER_ZONE", default_value_t = 128)]
     pub max_outstanding_per_zone: usize,
 
@@ -156,8 +156,9 @@ pub struct ResolverArgs {
     #[arg(long, env = "NODEDNS_MAX_CONCURRENT", default_value_t = 4096)]
     pub max_concurrent: usize,
 
-    /// Queries being answered at once for one client (source address); more
-    /// get SERVFAIL at once, so one pod cannot take --max-concurrent.
+    /// Queries being answered at once for one client (source address) once
+    /// half of --max-concurrent is in use; more get SERVFAIL at once, so one
+    /// pod cannot take --max-concurrent.
     #[arg(long, env = "NODEDNS_MAX_CONCURRENT_PER_CLIENT", default_value_t = 256)]
     pub max_concurrent_per_client: usize,
 

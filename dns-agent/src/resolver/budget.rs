@@ -5,13 +5,16 @@
 //!
 //! A slot is taken without waiting: beyond a bound the client gets SERVFAIL
 //! at once, which is what it would get after the upstream timeout anyway.
+//! The per-zone share is enforced only while half the total is in use
+//! ([`super::tally::SHARES_ENFORCED_ABOVE`]): a burst for one zone on an
+//! idle node is asked, not refused.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::rr::Name;
 
-use super::tally::Tally;
+use super::tally::{Tally, contended};
 
 /// The limits, from `--max-outstanding` and its per-zone and per-upstream
 /// companions.
@@ -69,9 +72,12 @@ impl Budget {
         if counts.total >= self.limits.total {
             return Err("total");
         }
-        if !counts.zones.try_add(zone, self.limits.per_zone) {
+        if contended(counts.total, self.limits.total)
+            && counts.zones.get(zone) >= self.limits.per_zone
+        {
             return Err("zone");
         }
+        counts.zones.add(zone);
         counts.total += 1;
         Ok(ZoneSlot {
             budget: self.clone(),
@@ -153,6 +159,22 @@ mod tests {
         drop(a);
         let _e = budget.try_zone(&dead).expect("room again");
         assert_eq!(budget.in_flight(), 4);
+    }
+
+    #[test]
+    fn on_an_idle_node_one_zone_may_go_past_its_share() {
+        let budget = Budget::new(Limits {
+            total: 8,
+            per_zone: 1,
+            per_upstream: 8,
+        });
+        let busy = name("busy.example.");
+        let held: Vec<ZoneSlot> = (0..4).map(|_| budget.try_zone(&busy).unwrap()).collect();
+        // Half the total in use: from now on the share holds.
+        assert_eq!(budget.try_zone(&busy).err(), Some("zone"));
+        let _other = budget.try_zone(&name("other.example.")).unwrap();
+        drop(held);
+        assert!(budget.try_zone(&busy).is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Fair sharing between clients (docs/design.md#fair-sharing): one source
 //! address may hold at most `--max-concurrent-per-client` queries in
-//! progress and `--tcp-max-connections-per-client` TCP connections, so one
-//! pod cannot take what the node-wide bounds leave for everyone. Near
+//! progress (once half of `--max-concurrent` is in use: below it nobody
+//! else needs the room, see [`super::tally::SHARES_ENFORCED_ABOVE`]) and
+//! `--tcp-max-connections-per-client` TCP connections, so one pod cannot
+//! take what the node-wide bounds leave for everyone. Near
 //! `--tcp-max-connections`, the connection idle the longest is closed to
 //! make room for a new one (RFC 7766 section 6.2.3 lets a busy server do so).
 //!
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::tally::Tally;
+use super::tally::{Tally, contended};
 
 /// Above this share of `--tcp-max-connections` in use, every new connection
 /// first closes the connection idle the longest (idle at least
@@ -28,6 +30,8 @@ const RECLAIM_MIN_IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct ClientBounds {
+    /// `--max-concurrent`: the node-wide bound the query shares divide.
+    pub queries_total: usize,
     pub queries_per_client: usize,
     pub tcp_total: usize,
     pub tcp_per_client: usize,
@@ -46,6 +50,8 @@ struct Connection {
 struct State {
     /// Queries in progress per client: at most `--max-concurrent` entries.
     queries: Tally<IpAddr>,
+    /// Queries in progress, all clients together.
+    queries_in_progress: usize,
     /// Open connections per client: at most `--tcp-max-connections` entries.
     tcp: Tally<IpAddr>,
     /// Open connections by id; at most `--tcp-max-connections`.
@@ -86,6 +92,7 @@ impl Clients {
     pub fn new(bounds: ClientBounds) -> Arc<Self> {
         Arc::new(Self {
             bounds: ClientBounds {
+                queries_total: bounds.queries_total.max(1),
                 queries_per_client: bounds.queries_per_client.max(1),
                 tcp_total: bounds.tcp_total.max(1),
                 tcp_per_client: bounds.tcp_per_client.max(1),
@@ -98,15 +105,17 @@ impl Clients {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for one more query of `client`, or None at its bound.
+    /// A place for one more query of `client`, or None at its bound while
+    /// the node is busy.
     pub fn try_query(self: &Arc<Self>, client: IpAddr) -> Option<QueryPermit> {
-        if !self
-            .lock()
-            .queries
-            .try_add(&client, self.bounds.queries_per_client)
+        let mut state = self.lock();
+        if contended(state.queries_in_progress, self.bounds.queries_total)
+            && state.queries.get(&client) >= self.bounds.queries_per_client
         {
             return None;
         }
+        state.queries.add(&client);
+        state.queries_in_progress += 1;
         Some(QueryPermit {
             clients: self.clone(),
             client,
@@ -214,7 +223,9 @@ impl Drop for Busy {
 
 impl Drop for QueryPermit {
     fn drop(&mut self) {
-        self.clients.lock().queries.remove_one(&self.client);
+        let mut state = self.clients.lock();
+        state.queries.remove_one(&self.client);
+        state.queries_in_progress -= 1;
     }
 }
 
@@ -238,6 +249,7 @@ mod tests {
 
     fn clients(tcp_total: usize, tcp_per_client: usize) -> Arc<Clients> {
         Clients::new(ClientBounds {
+            queries_total: 2,
             queries_per_client: 2,
             tcp_total,
             tcp_per_client,
@@ -252,6 +264,22 @@ mod tests {
         assert!(c.try_query(ip(1)).is_none());
         assert!(c.try_query(ip(2)).is_some());
         drop(a);
+        assert!(c.try_query(ip(1)).is_some());
+    }
+
+    #[test]
+    fn on_an_idle_node_a_client_may_go_past_its_share() {
+        let c = Clients::new(ClientBounds {
+            queries_total: 8,
+            queries_per_client: 1,
+            tcp_total: 8,
+            tcp_per_client: 8,
+        });
+        let burst: Vec<QueryPermit> = (0..4).map(|_| c.try_query(ip(1)).unwrap()).collect();
+        // Half of --max-concurrent in use: the share holds from now on.
+        assert!(c.try_query(ip(1)).is_none());
+        assert!(c.try_query(ip(2)).is_some());
+        drop(burst);
         assert!(c.try_query(ip(1)).is_some());
     }
 

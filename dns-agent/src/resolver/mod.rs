@@ -405,6 +405,7 @@ fn serve_dns(
     let limits = listen::Limits {
         queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
         clients: Clients::new(ClientBounds {
+            queries_total: args.max_concurrent,
             queries_per_client: args.max_concurrent_per_client,
             tcp_total: args.tcp_max_connections,
             tcp_per_client: args.tcp_max_connections_per_client,

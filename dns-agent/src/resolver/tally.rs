@@ -5,6 +5,19 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+/// A share (per client, per zone) is enforced only once more than this
+/// part of the node-wide bound is in use. Below it nobody else needs the
+/// room, so one client's burst (a pod's queued queries answered at once
+/// after a hand-over, a batch job's lookups) is served, not refused; above
+/// it no one key takes more than its share of what is left.
+pub const SHARES_ENFORCED_ABOVE: (usize, usize) = (1, 2);
+
+/// Whether `in_use` of `bound` is enough that shares are enforced.
+pub fn contended(in_use: usize, bound: usize) -> bool {
+    let (num, den) = SHARES_ENFORCED_ABOVE;
+    in_use * den >= bound * num
+}
+
 #[derive(Debug)]
 pub struct Tally<K>(HashMap<K, usize>);
 
@@ -67,5 +80,13 @@ mod tests {
         t.remove_one(&"a");
         t.remove_one(&"a");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn shares_are_enforced_from_half_the_bound() {
+        assert!(!contended(0, 8));
+        assert!(!contended(3, 8));
+        assert!(contended(4, 8));
+        assert!(contended(1, 1));
     }
 }

@@ -43,7 +43,14 @@ async fn burst(server: SocketAddr, client: IpAddr, qnames: &[String]) -> Vec<Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_at_its_bound_gets_servfail_at_once_and_others_are_served() {
-    let (up, r) = TestResolver::with_hostile_upstream(&["--max-concurrent-per-client", "4"]).await;
+    // Shares hold once half of --max-concurrent is in use: 4 of 8.
+    let (up, r) = TestResolver::with_hostile_upstream(&[
+        "--max-concurrent-per-client",
+        "4",
+        "--max-concurrent",
+        "8",
+    ])
+    .await;
     up.set(Behavior::Slow(Duration::from_millis(700)));
     let (noisy, quiet) = (IpAddr::from(unique_ip()), IpAddr::from(unique_ip()));
     let names: Vec<String> = (0..10).map(|i| format!("burst{i}.example.com")).collect();
@@ -109,9 +116,10 @@ async fn a_client_at_its_connection_bound_is_refused_and_others_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_zone_cannot_take_the_whole_upstream_budget() {
+    // Shares hold once half of --max-outstanding is in use: 4 of 8.
     let (_up, r) = TestResolver::with_hostile_upstream(&[
         "--max-outstanding",
-        "16",
+        "8",
         "--max-outstanding-per-zone",
         "4",
         "--upstream-timeout-ms",
