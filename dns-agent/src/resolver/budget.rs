@@ -142,13 +142,17 @@ mod tests {
         Name::from_ascii(s).unwrap()
     }
 
+    fn budget(total: usize, per_zone: usize, per_upstream: usize) -> Arc<Budget> {
+        Budget::new(Limits {
+            total,
+            per_zone,
+            per_upstream,
+        })
+    }
+
     #[test]
     fn one_zone_cannot_take_the_whole_budget() {
-        let budget = Budget::new(Limits {
-            total: 4,
-            per_zone: 2,
-            per_upstream: 3,
-        });
+        let budget = budget(4, 2, 3);
         let dead = name("dead.example.");
         let a = budget.try_zone(&dead).unwrap();
         let _b = budget.try_zone(&dead).unwrap();
@@ -163,11 +167,7 @@ mod tests {
 
     #[test]
     fn on_an_idle_node_one_zone_may_go_past_its_share() {
-        let budget = Budget::new(Limits {
-            total: 8,
-            per_zone: 1,
-            per_upstream: 8,
-        });
+        let budget = budget(8, 1, 8);
         let busy = name("busy.example.");
         let held: Vec<ZoneSlot> = (0..4).map(|_| budget.try_zone(&busy).unwrap()).collect();
         // Half the total in use: from now on the share holds.
@@ -179,11 +179,7 @@ mod tests {
 
     #[test]
     fn one_upstream_cannot_take_the_whole_budget() {
-        let budget = Budget::new(Limits {
-            total: 10,
-            per_zone: 10,
-            per_upstream: 1,
-        });
+        let budget = budget(10, 10, 1);
         let a: SocketAddr = "10.0.0.1:53".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:53".parse().unwrap();
         let slot = budget.try_upstream(a).unwrap();

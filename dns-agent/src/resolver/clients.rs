@@ -248,9 +248,18 @@ mod tests {
     }
 
     fn clients(tcp_total: usize, tcp_per_client: usize) -> Arc<Clients> {
+        with_queries(2, 2, tcp_total, tcp_per_client)
+    }
+
+    fn with_queries(
+        queries_total: usize,
+        queries_per_client: usize,
+        tcp_total: usize,
+        tcp_per_client: usize,
+    ) -> Arc<Clients> {
         Clients::new(ClientBounds {
-            queries_total: 2,
-            queries_per_client: 2,
+            queries_total,
+            queries_per_client,
             tcp_total,
             tcp_per_client,
         })
@@ -269,12 +278,7 @@ mod tests {
 
     #[test]
     fn on_an_idle_node_a_client_may_go_past_its_share() {
-        let c = Clients::new(ClientBounds {
-            queries_total: 8,
-            queries_per_client: 1,
-            tcp_total: 8,
-            tcp_per_client: 8,
-        });
+        let c = with_queries(8, 1, 8, 8);
         let burst: Vec<QueryPermit> = (0..4).map(|_| c.try_query(ip(1)).unwrap()).collect();
         // Half of --max-concurrent in use: the share holds from now on.
         assert!(c.try_query(ip(1)).is_none());
