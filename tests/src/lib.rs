@@ -10,6 +10,7 @@
 //!   pages.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
 //!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
+//!   [`spoofer`]: the local attacker who forges the upstream's replies;
 //!   [`cluster_dns`]: the cluster DNS Service behind a kube-proxy-like
 //!   DNAT, as a node reaches it.
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
@@ -32,5 +33,6 @@ pub mod metrics;
 pub mod records;
 pub mod repo;
 pub mod resolver;
+pub mod spoofer;
 pub mod upstream;
 pub mod xdp;
