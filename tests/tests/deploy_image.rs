@@ -258,6 +258,16 @@ fn image_is_small_and_names_its_version_and_revision() {
         IMAGE_TAG,
         "deploy/daemonset.yaml names the image of this version"
     );
+    let kustomization = daemonset::documents("kustomization.yaml").remove(0);
+    let (name, tag) = IMAGE_TAG.split_once(':').unwrap();
+    assert!(
+        kustomization["images"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|i| i["name"].as_str() == Some(name) && i["newTag"].as_str() == Some(tag)),
+        "deploy/kustomization.yaml's images: override names {IMAGE_TAG}"
+    );
     let size: u64 = container::podman()
         .args(["image", "inspect", "--format", "{{.Size}}", &image])
         .output()
