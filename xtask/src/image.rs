@@ -86,7 +86,8 @@ pub enum BaseChoice {
     Auto,
     /// The Dockerfile's digest-pinned registry image.
     Pinned,
-    /// [`LOCAL_BASE`], made with debootstrap when missing.
+    /// localhost/nodedns/debian:bookworm-minbase, made with debootstrap
+    /// when missing.
     Local,
 }
 
