@@ -1,19 +1,31 @@
 //! nodedns agent library: everything `dns-agent` runs, split so the
 //! integration tests and the benchmark can drive the same code.
 //!
-//! Module map (each owns its flags as a `clap::Args` struct):
+//! Module map (each owns its flags as a `clap::Args` struct). Dependencies
+//! point down the list: resolver → promotion → fastpath → kernel.
+//! - [`answer`]: the sections of a DNS answer, the shape every module passes.
 //! - [`zone`]: the interface between cluster state and the resolver.
 //! - [`cluster`]: Kubernetes sources (API server, manifests folder, custom
 //!   records) and the record store that implements [`zone::Zone`].
 //! - [`resolver`]: UDP/TCP listeners, the authoritative answers, the
-//!   forwarding cache, the feeder that promotes hot answers to the kernel,
-//!   `/metrics` and health.
+//!   forwarding cache, `/metrics` and health.
+//! - [`promotion`]: which answers the kernel should give (cluster answers,
+//!   hot upstream answers), their encoding as map entries, the map sink, and
+//!   the entries a previous agent left.
 //! - [`fastpath`]: the XDP program's loader, attachments, pins, maps and
-//!   `inspect`; [`fastpath::entry`] encodes answers into map entries.
+//!   `cleanup`.
+//! - [`inspect`]: `dns-agent inspect`, the pinned maps decoded.
+//! - [`kernel`]: rtnetlink and the raw syscalls; all the `unsafe` code.
 //! - [`metrics`]: the shared Prometheus registry.
 
+#![deny(unsafe_code)]
+
+pub mod answer;
 pub mod cluster;
 pub mod fastpath;
+pub mod inspect;
+pub mod kernel;
 pub mod metrics;
+pub mod promotion;
 pub mod resolver;
 pub mod zone;

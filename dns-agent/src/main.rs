@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dns_agent::cluster::{self, ClusterArgs};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::promotion::{AnswerSink, MapSink};
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
 use dns_agent::zone::Zone;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run(*args),
-        Command::Inspect(args) => fastpath::run_inspect(&args).map_err(Into::into),
+        Command::Inspect(args) => dns_agent::inspect::run_inspect(&args).map_err(Into::into),
         Command::Cleanup(args) => cleanup(&args),
     };
     match result {
@@ -136,7 +137,9 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
     if let Some(fp) = fast_path {
         fp.register_metrics(&mut registry);
     }
-    let mut cluster = cluster::start(&args.cluster, &mut registry, cancel.clone())
+    let mut cluster_args = args.cluster.clone();
+    cluster_args.ns_addresses = args.resolver.listen.clone();
+    let mut cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
     // SO_REUSEPORT hands a new agent its share of the queries the moment it
@@ -154,10 +157,17 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
         );
     }
     let zone: std::sync::Arc<dyn Zone> = cluster.zone.clone();
+    let sink = match fast_path {
+        Some(fp) => {
+            let sink = MapSink::open(fp).context("opening the kernel answers map")?;
+            Some(std::sync::Arc::new(sink) as std::sync::Arc<dyn AnswerSink>)
+        }
+        None => None,
+    };
     let deps = ResolverDeps {
         zone,
         policy: cluster.forward_policy.clone(),
-        sink: fast_path.map(|fp| fp.sink()),
+        sink,
         registry,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
     };

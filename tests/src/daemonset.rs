@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_json::Value;
+
+use crate::repo::deploy_documents as documents;
 
 /// Pod fields that only matter to the API server or the scheduler.
 pub const IGNORED_POD_FIELDS: &[&str] = &["priorityClassName", "tolerations"];
@@ -47,25 +49,6 @@ const SECURITY_FIELDS: &[&str] = &[
     "capabilities",
     "seccompProfile",
 ];
-
-/// The repository's `deploy/` folder.
-pub fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// Every YAML document of `deploy/<file>`.
-pub fn documents(file: &str) -> Vec<Value> {
-    let path = deploy_dir().join(file);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
-        })
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 /// The agent's pod as the DaemonSet's template describes it.
 #[derive(Clone, Debug)]
@@ -159,7 +142,7 @@ impl AgentPod {
         let template = &ds["spec"]["template"];
         let pod = &template["spec"];
         check_fields("pod spec", pod, POD_FIELDS, IGNORED_POD_FIELDS);
-        let containers = pod["containers"].as_sequence().expect("containers");
+        let containers = pod["containers"].as_array().expect("containers");
         assert_eq!(
             containers.len(),
             1,
@@ -169,13 +152,13 @@ impl AgentPod {
         check_fields("container", c, CONTAINER_FIELDS, &[]);
 
         let volumes: BTreeMap<String, &Value> = pod["volumes"]
-            .as_sequence()
+            .as_array()
             .into_iter()
             .flatten()
             .map(|v| (str_at(v, "name").to_string(), v))
             .collect();
         let mounts = c["volumeMounts"]
-            .as_sequence()
+            .as_array()
             .into_iter()
             .flatten()
             .map(|m| {
@@ -196,12 +179,12 @@ impl AgentPod {
             .collect();
 
         let mut env = BTreeMap::new();
-        for source in c["envFrom"].as_sequence().into_iter().flatten() {
+        for source in c["envFrom"].as_array().into_iter().flatten() {
             check_fields("envFrom", source, &["configMapRef"], &[]);
             let name = str_at(&source["configMapRef"], "name");
             env.extend(config_map(&namespace, name));
         }
-        for var in c["env"].as_sequence().into_iter().flatten() {
+        for var in c["env"].as_array().into_iter().flatten() {
             check_fields("env", var, &["name", "value"], &[]);
             env.insert(
                 str_at(var, "name").to_string(),
@@ -213,7 +196,7 @@ impl AgentPod {
         check_fields("securityContext", sc, SECURITY_FIELDS, &[]);
         let caps = |key: &str| -> Vec<String> {
             sc["capabilities"][key]
-                .as_sequence()
+                .as_array()
                 .into_iter()
                 .flatten()
                 .map(|v| v.as_str().expect("a capability name").to_string())
@@ -247,7 +230,7 @@ impl AgentPod {
         };
 
         let strings = |v: &Value| -> Vec<String> {
-            v.as_sequence()
+            v.as_array()
                 .into_iter()
                 .flatten()
                 .map(|s| s.as_str().expect("a string").to_string())
@@ -255,15 +238,10 @@ impl AgentPod {
         };
         Self {
             annotations: template["metadata"]["annotations"]
-                .as_mapping()
+                .as_object()
                 .into_iter()
                 .flatten()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().unwrap().to_string(),
-                        v.as_str().unwrap_or_default().to_string(),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect(),
             service_account: pod["serviceAccountName"].as_str().map(str::to_string),
             host_network: pod["hostNetwork"].as_bool().unwrap_or(false),
@@ -454,27 +432,26 @@ fn config_map(namespace: &str, name: &str) -> BTreeMap<String, String> {
         })
         .unwrap_or_else(|| panic!("configmap.yaml has no ConfigMap {namespace}/{name}"));
     cm["data"]
-        .as_mapping()
+        .as_object()
         .into_iter()
         .flatten()
         .map(|(k, v)| {
             let value = match v {
                 Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                other => other.to_string(),
             };
-            (k.as_str().expect("a string key").to_string(), value)
+            (k.clone(), value)
         })
         .collect()
 }
 
 /// The ConfigMap document `name` of deploy/configmap.yaml as JSON, for the
 /// fake API server.
-pub fn config_map_object(name: &str) -> serde_json::Value {
-    let doc = documents("configmap.yaml")
+pub fn config_map_object(name: &str) -> Value {
+    documents("configmap.yaml")
         .into_iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"].as_str() == Some(name))
-        .unwrap_or_else(|| panic!("configmap.yaml has no ConfigMap {name}"));
-    serde_json::to_value(doc).expect("a ConfigMap converts to JSON")
+        .unwrap_or_else(|| panic!("configmap.yaml has no ConfigMap {name}"))
 }
 
 fn http_probe(probe: &Value) -> Option<HttpProbe> {
@@ -482,7 +459,7 @@ fn http_probe(probe: &Value) -> Option<HttpProbe> {
         return None;
     }
     let get = &probe["httpGet"];
-    assert!(get.is_mapping(), "only httpGet probes are translated");
+    assert!(get.is_object(), "only httpGet probes are translated");
     Some(HttpProbe {
         host: get["host"].as_str().unwrap_or("127.0.0.1").to_string(),
         port: get["port"]
@@ -501,8 +478,8 @@ fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// Panics on a field neither translated nor listed as ignorable.
 fn check_fields(what: &str, v: &Value, known: &[&str], ignored: &[&str]) {
-    for key in v.as_mapping().into_iter().flatten().map(|(k, _)| k) {
-        let key = key.as_str().unwrap_or_default();
+    for key in v.as_object().into_iter().flatten().map(|(k, _)| k) {
+        let key = key.as_str();
         assert!(
             known.contains(&key) || ignored.contains(&key),
             "{what} field `{key}` is not translated to podman by tests/src/daemonset.rs: \

@@ -1,11 +1,17 @@
 //! `cargo xtask fuzz-xdp --count N`: the kernel fuzz test of the XDP program
-//! (tests/tests/xdp_fuzz.rs) with a chosen number of frames.
+//! (the `fuzz` test binary, tests/tests/fuzz/) with a chosen number of frames.
 
 use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::shell::{self, cargo};
 use crate::{ebpf, test, workspace};
+
+/// The fuzz tier's test binary and its root module.
+const FUZZ_BINARY: &str = "fuzz";
+const FUZZ_TESTS: &str = "tests/tests/fuzz/main.rs";
+/// How many frames the fuzz test runs (it reads this env var).
+const COUNT_ENV: &str = "NODEDNS_FUZZ_COUNT";
 
 #[derive(Args)]
 pub struct FuzzArgs {
@@ -16,8 +22,8 @@ pub struct FuzzArgs {
 
 pub fn run(args: &FuzzArgs) -> Result<()> {
     test::require_root("cargo xtask fuzz-xdp")?;
-    if !workspace::root().join("tests/tests/xdp_fuzz.rs").is_file() {
-        bail!("tests/tests/xdp_fuzz.rs does not exist yet (issue 3 adds it)");
+    if !workspace::root().join(FUZZ_TESTS).is_file() {
+        bail!("{FUZZ_TESTS} does not exist: the fuzz tests have moved or gone");
     }
     ebpf::build(&Default::default())?;
     shell::run(
@@ -27,10 +33,10 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
                 "--package",
                 "nodedns-tests",
                 "--test",
-                "xdp_fuzz",
+                FUZZ_BINARY,
                 "--",
                 "--nocapture",
             ])
-            .env("NODEDNS_FUZZ_COUNT", args.count.to_string()),
+            .env(COUNT_ENV, args.count.to_string()),
     )
 }

@@ -41,7 +41,7 @@ enum Command {
     /// docker where a docker engine answers) and print its size. Makes a
     /// Debian base image with debootstrap when no registry is reachable.
     Image(image::ImageArgs),
-    /// Run the kernel fuzz test of the XDP program (tests/tests/xdp_fuzz.rs).
+    /// Run the kernel fuzz test of the XDP program (the `fuzz` test binary).
     FuzzXdp(fuzz::FuzzArgs),
     /// One-command demo on a lab node with two pods (no cluster needed).
     Demo(delegate::DelegateArgs),

@@ -2,8 +2,8 @@
 //!
 //! Each step checks first and says "present" or what it installs, so a second
 //! run is a fast no-op. The recipe (Debian's rustc-web with the prebuilt BPF
-//! `core`, bpf-linker 0.13 against Debian's LLVM 22) is the one DESIGN.md
-//! records as verified on these machines.
+//! `core`, bpf-linker 0.13 against Debian's LLVM 22) is the route used on the
+//! project's machines (docs/design.md#toolchain).
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -81,10 +81,50 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// What the test harnesses reported, summed over the test binaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl TestCounts {
+    /// Adds a harness's `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
+    fn add_result_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} ignored", self.passed, self.ignored)?;
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a `cargo test` command like [`run`], streaming its output, and on
 /// failure names the failed tests (the harness prints `test <name> ... FAILED`
-/// on stdout) so the summary says which ones.
-pub fn run_tests(cmd: &mut Command) -> Result<()> {
+/// on stdout) so the summary says which ones. Returns the harnesses' counts.
+pub fn run_tests(cmd: &mut Command) -> Result<TestCounts> {
     use std::io::{BufRead, BufReader, Write};
 
     eprintln!("$ {}", describe(cmd));
@@ -93,6 +133,7 @@ pub fn run_tests(cmd: &mut Command) -> Result<()> {
         .spawn()
         .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     let mut failed = Vec::new();
+    let mut counts = TestCounts::default();
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
@@ -104,12 +145,39 @@ pub fn run_tests(cmd: &mut Command) -> Result<()> {
         {
             failed.push(name.to_string());
         }
+        counts.add_result_line(&line);
     }
     drop(out);
     let status = child.wait().context("waiting for cargo test")?;
     match (status.success(), failed.is_empty()) {
-        (true, _) => Ok(()),
+        (true, _) => Ok(counts),
         (false, true) => bail!("`{}` failed ({status})", describe(cmd)),
         (false, false) => bail!("failed: {}", failed.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestCounts;
+
+    #[test]
+    fn counts_sum_the_harness_result_lines() {
+        let mut counts = TestCounts::default();
+        for line in [
+            "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 3.1s",
+            "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+            "test foo ... ok",
+        ] {
+            counts.add_result_line(line);
+        }
+        assert_eq!(
+            counts,
+            TestCounts {
+                passed: 14,
+                failed: 1,
+                ignored: 1
+            }
+        );
+        assert_eq!(counts.to_string(), "14 passed, 1 ignored, 1 failed");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every gate runs even when an earlier one fails (so one run reports all
 //! problems), except that a failed setup or build stops the steps that need
-//! its output. The summary at the end lists each step with its time.
+//! its output. The summary at the end lists each step with its time, and
+//! the test steps with how many tests passed and were ignored.
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
@@ -13,12 +14,14 @@ use clap::Args;
 use crate::ebpf::{self, Toolchain};
 use crate::image;
 use crate::setup;
-use crate::shell::{self, cargo};
+use crate::shell::{self, TestCounts, cargo};
 use crate::workspace;
 
 /// Host crates with unit tests (the workspace's default members minus the
 /// integration-test crate, whose tests need root and run last).
 const UNIT_TEST_PACKAGES: &[&str] = &["dns-common", "dns-agent", "xtask"];
+/// The integration tests: the support library's own tests and every test
+/// binary (one per tier, `tests/tests/<tier>/main.rs`), all in one run.
 const INTEGRATION_PACKAGE: &str = "nodedns-tests";
 
 #[derive(Args)]
@@ -30,7 +33,8 @@ pub struct TestArgs {
 }
 
 enum Outcome {
-    Passed,
+    /// With what the step reports (test counts), if anything.
+    Passed(Option<String>),
     Failed(String),
     Skipped(&'static str),
 }
@@ -44,21 +48,38 @@ struct Step {
 #[derive(Default)]
 struct Report {
     steps: Vec<Step>,
+    tests: TestCounts,
 }
 
 impl Report {
     /// Runs one step, prints a banner, records its outcome and time.
     fn step(&mut self, name: &'static str, f: impl FnOnce() -> Result<()>) -> bool {
+        self.run_step(name, || f().map(|()| None))
+    }
+
+    /// A step that runs tests: its counts go into the summary.
+    fn test_step(&mut self, name: &'static str, f: impl FnOnce() -> Result<TestCounts>) -> bool {
+        let mut counts = TestCounts::default();
+        let passed = self.run_step(name, || {
+            counts = f()?;
+            Ok(Some(counts.to_string()))
+        });
+        self.tests.passed += counts.passed;
+        self.tests.ignored += counts.ignored;
+        passed
+    }
+
+    fn run_step(&mut self, name: &'static str, f: impl FnOnce() -> Result<Option<String>>) -> bool {
         eprintln!("\n==> {name}");
         let start = Instant::now();
         let outcome = match f() {
-            Ok(()) => Outcome::Passed,
+            Ok(detail) => Outcome::Passed(detail),
             Err(e) => {
                 eprintln!("==> {name}: FAILED: {e:#}");
                 Outcome::Failed(format!("{e:#}"))
             }
         };
-        let passed = matches!(outcome, Outcome::Passed);
+        let passed = matches!(outcome, Outcome::Passed(_));
         self.steps.push(Step {
             name,
             outcome,
@@ -79,7 +100,7 @@ impl Report {
         eprintln!("\n==> summary");
         for step in &self.steps {
             let (status, detail) = match &step.outcome {
-                Outcome::Passed => ("ok", String::new()),
+                Outcome::Passed(detail) => ("ok", detail.clone().unwrap_or_default()),
                 Outcome::Failed(e) => ("FAILED", first_line(e)),
                 Outcome::Skipped(why) => ("skipped", (*why).to_string()),
             };
@@ -90,7 +111,13 @@ impl Report {
                 step.took.as_secs_f64()
             );
         }
-        eprintln!("  {:<34} {:<8} {:>7.1}s", "total", "", total.as_secs_f64());
+        eprintln!(
+            "  {:<34} {:<8} {:>7.1}s  tests: {}",
+            "total",
+            "",
+            total.as_secs_f64(),
+            self.tests
+        );
     }
 
     fn failures(&self) -> Vec<&'static str> {
@@ -139,7 +166,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             image_id = image::build(&Default::default())?;
             Ok(())
         });
-        report.step("unit tests", || {
+        report.test_step("unit tests", || {
             let mut cmd = cargo();
             cmd.args(["test", "--no-fail-fast"]);
             for package in UNIT_TEST_PACKAGES {
@@ -148,7 +175,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             shell::run_tests(&mut cmd)
         });
         if built {
-            report.step("integration tests (root, real kernel)", || {
+            report.test_step("integration tests (root, real kernel)", || {
                 shell::run_tests(
                     cargo()
                         .args([
@@ -211,12 +238,16 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 /// Lints dns-ebpf for its real target: clippy must come from the same
-/// toolchain that builds it (Debian's rust-web-clippy, or nightly's).
+/// toolchain that builds it (Debian's rust-web-clippy, or nightly's). Both
+/// builds are linted, the default one and the one with the `debug-log`
+/// feature, so the opt-in code does not rot.
 fn clippy_ebpf() -> Result<()> {
+    let toolchain = Toolchain::find()?;
+    shell::run(toolchain.cargo("clippy")?.args(["--", "-D", "warnings"]))?;
     shell::run(
-        Toolchain::find()?
+        toolchain
             .cargo("clippy")?
-            .args(["--", "-D", "warnings"]),
+            .args(["--features", "debug-log", "--", "-D", "warnings"]),
     )
 }
 

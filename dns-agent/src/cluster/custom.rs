@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -64,23 +65,23 @@ fn parse_server(s: &str) -> Result<SocketAddr, String> {
 
 /// A value that is either a JSON/YAML string (the kube-dns ConfigMap style)
 /// or already structured YAML (handier in a file).
-fn structured<T: serde::de::DeserializeOwned>(value: serde_yaml::Value) -> Result<T, String> {
+fn structured<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
     match value {
-        serde_yaml::Value::String(text) => serde_yaml::from_str(&text).map_err(|e| e.to_string()),
-        other => serde_yaml::from_value(other).map_err(|e| e.to_string()),
+        Value::String(text) => serde_saphyr::from_str(&text).map_err(|e| super::yaml_error(&e, 0)),
+        other => serde_json::from_value(other).map_err(|e| e.to_string()),
     }
 }
 
 impl CustomConfig {
     /// Parses the ConfigMap `data` map (or the file's top-level map).
-    pub fn from_map(map: BTreeMap<String, serde_yaml::Value>) -> Result<Self, CustomError> {
+    pub fn from_map(map: BTreeMap<String, Value>) -> Result<Self, CustomError> {
         let mut config = Self::default();
         for (key, value) in map {
             match key.as_str() {
                 "hosts" => {
                     let text = match value {
-                        serde_yaml::Value::String(s) => s,
-                        serde_yaml::Value::Null => String::new(),
+                        Value::String(s) => s,
+                        Value::Null => String::new(),
                         _ => return Err(CustomError::Syntax("hosts must be a text block".into())),
                     };
                     config.hosts = HostsTable::parse(&text)?;
@@ -125,13 +126,8 @@ impl CustomConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let map: BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("line {}: ", l.line()))
-                .unwrap_or_default();
-            CustomError::Syntax(format!("{at}{e}"))
-        })?;
+        let map: BTreeMap<String, Value> = serde_saphyr::from_str(text)
+            .map_err(|e| CustomError::Syntax(super::yaml_error(&e, 0)))?;
         Self::from_map(map)
     }
 
@@ -146,7 +142,7 @@ impl CustomConfig {
         let map = data
             .into_iter()
             .filter(|(k, _)| known.contains(&k.as_str()))
-            .map(|(k, v)| (k, serde_yaml::Value::String(v)))
+            .map(|(k, v)| (k, Value::String(v)))
             .collect();
         Self::from_map(map)
     }

@@ -50,6 +50,18 @@ pub struct FileObjects {
     pub slices: Vec<SliceInfo>,
 }
 
+/// Parser limits for one document. serde-saphyr's default budget (250k
+/// nodes) refuses a `List` of some 15k Services; [`MAX_FILE_BYTES`]
+/// already bounds the work, so the node and event limits follow it.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_FILE_BYTES as usize,
+            max_events: MAX_FILE_BYTES as usize,
+        },
+    }
+}
+
 /// Splits a YAML stream into documents, with the line each starts on.
 fn documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
@@ -78,10 +90,15 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileObjects, ManifestError>
             line,
             reason,
         };
-        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
-            let line = e.location().map_or(start, |l| start + l.line() - 1);
-            err(line, e.to_string())
-        })?;
+        // Kubernetes objects are JSON at heart: YAML goes into a JSON value,
+        // which k8s-openapi's types then read.
+        let value: serde_json::Value = serde_saphyr::from_str_with_options(&doc, yaml_options())
+            .map_err(|e| {
+                let line = e
+                    .location()
+                    .map_or(start, |l| start + (l.line() as usize).saturating_sub(1));
+                err(line, super::yaml_error(&e, start - 1))
+            })?;
         if value.is_null() {
             continue;
         }
@@ -90,7 +107,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileObjects, ManifestError>
     Ok(out)
 }
 
-fn collect(value: serde_yaml::Value, out: &mut FileObjects) -> Result<(), String> {
+fn collect(value: serde_json::Value, out: &mut FileObjects) -> Result<(), String> {
     let kind = value
         .get("kind")
         .and_then(|k| k.as_str())
@@ -99,20 +116,20 @@ fn collect(value: serde_yaml::Value, out: &mut FileObjects) -> Result<(), String
     match kind.as_str() {
         "Service" => {
             let svc: Service =
-                serde_yaml::from_value(value).map_err(|e| format!("Service: {e}"))?;
+                serde_json::from_value(value).map_err(|e| format!("Service: {e}"))?;
             out.services
                 .push(ServiceInfo::from_service(&svc).map_err(|e| e.to_string())?);
         }
         "EndpointSlice" => {
             let slice: EndpointSlice =
-                serde_yaml::from_value(value).map_err(|e| format!("EndpointSlice: {e}"))?;
+                serde_json::from_value(value).map_err(|e| format!("EndpointSlice: {e}"))?;
             out.slices
                 .push(SliceInfo::from_slice(&slice).map_err(|e| e.to_string())?);
         }
         k if k.ends_with("List") => {
             let items = value
                 .get("items")
-                .and_then(|i| i.as_sequence())
+                .and_then(|i| i.as_array())
                 .cloned()
                 .unwrap_or_default();
             for item in items {

@@ -8,31 +8,32 @@
 //! - custom records and forwarding settings ([`custom`]), from
 //!   `--custom-records FILE` or the ConfigMap `--custom-configmap ns/name`.
 //!
-//! The record store ([`store`]) implements [`crate::zone::Zone`]; the answers
-//! follow the Kubernetes DNS schema 1.1.0 ([`lookup`]).
+//! The record store ([`store`]) implements [`crate::zone::Zone`]: it swaps
+//! in an immutable [`snapshot`] after every batch, and the answers are read
+//! from it following the Kubernetes DNS schema 1.1.0 ([`lookup`]).
 //!
 //! # Custom records format
 //!
-//! The file and the ConfigMap's `data` use the same keys (the ConfigMap keys
-//! kube-dns users know, plus `hosts`):
+//! The file and the ConfigMap's `data` use the same three keys: the ones
+//! kube-dns users know, plus `hosts`. `deploy/custom-records.example.yaml`
+//! is the example; the README shows it and a test loads it.
 //!
-//! ```yaml
-//! # hosts-style lines: IP name [name...]; the first name is the PTR target
-//! hosts: |
-//!   192.168.10.5 nas.lab.example nas.lab
-//!   fd00:10::5   nas.lab.example
-//! # zone -> servers (IP or IP:port); a JSON string as in kube-dns, or YAML
-//! stubDomains: |
-//!   {"corp.example": ["10.0.0.53", "10.0.0.54:5353"]}
-//! # replaces the node's upstreams when not empty
-//! upstreamNameservers: |
-//!   ["1.1.1.1", "9.9.9.9"]
-//! ```
+//! - `hosts`: a text block of hosts-style lines, `IP name [name...]`, where
+//!   `#` starts a comment. Exactly those names are answered authoritatively
+//!   (A, AAAA), before the cluster zone is consulted, and the first name
+//!   given for an address is its PTR target. Other names, even in the same
+//!   domains, are not affected.
+//! - `stubDomains`: zone -> servers (`IP`, `IP:port` or `[IPv6]:port`; port
+//!   53 by default). The longest matching zone wins.
+//! - `upstreamNameservers`: servers that replace the default upstreams
+//!   (`--upstream`, or the node's resolv.conf) when the list is not empty.
 //!
-//! Host names are answered authoritatively for exactly those names (A, AAAA,
-//! and PTR for their addresses); every other name is not ours. A change to
-//! the file or the ConfigMap applies within about a second, without a
-//! restart; a broken edit is logged and the last good content stays.
+//! `stubDomains` and `upstreamNameservers` are JSON (or YAML) text, as in
+//! kube-dns; in the file they may also be plain YAML. The file rejects other
+//! keys; a ConfigMap may hold others, which are ignored. The file is re-read
+//! every 500 ms and the ConfigMap is watched, so a change applies within
+//! about a second, without a restart; a broken edit is logged and the last
+//! good content stays.
 
 pub mod apiserver;
 pub mod custom;
@@ -41,7 +42,10 @@ pub mod lookup;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+pub mod reverse;
+mod services;
 pub mod sharded;
+pub mod snapshot;
 pub mod store;
 
 #[cfg(test)]
@@ -58,7 +62,20 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Registry;
 use crate::zone::ForwardPolicy;
 pub use model::{ObjectKey, ServiceInfo, SliceInfo};
-pub use store::{Change, ClusterZone, SyncSource, ZoneConfig};
+
+/// A YAML error on one line, with its line and column counted from the
+/// start of the file (`lines_before`: lines that precede the parsed text).
+fn yaml_error(e: &serde_saphyr::Error, lines_before: usize) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+        line_offset: lines_before as u64,
+    };
+    e.without_snippet().render_with_options(options)
+}
+pub use snapshot::{
+    DNS_SERVICE_NAME, DNS_SERVICE_NAMESPACE, EndpointRecords, PodRecords, ZoneConfig,
+};
+pub use store::{Change, ClusterZone, SyncSource};
 
 /// Cluster-state flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -81,8 +98,9 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// A service or pod CIDR whose reverse zone is answered authoritatively
-    /// (unknown addresses get NXDOMAIN). Repeatable.
+    /// A service or pod CIDR whose reverse zones are answered
+    /// authoritatively and whole: SOA and NS at their apexes, NXDOMAIN or
+    /// NODATA for names without PTR records, nothing forwarded. Repeatable.
     #[arg(
         long = "reverse-cidr",
         env = "NODEDNS_REVERSE_CIDRS",
@@ -100,6 +118,52 @@ pub struct ClusterArgs {
     /// (`namespace/name`), watched.
     #[arg(long, env = "NODEDNS_CUSTOM_CONFIGMAP", value_name = "NS/NAME")]
     pub custom_configmap: Option<String>,
+
+    /// Pod records `a-b-c-d.<ns>.pod.<zone>`: `insecure` answers the address
+    /// spelled in the name (kubeadm's default); `disabled` makes every name
+    /// under `pod.<zone>` NXDOMAIN.
+    #[arg(
+        long,
+        env = "NODEDNS_POD_RECORDS",
+        value_enum,
+        default_value = "insecure"
+    )]
+    pub pod_records: PodRecords,
+
+    /// Which endpoints get names and PTR records: `all` gives every
+    /// Service's endpoints a name under the Service (hostname or dashed IP)
+    /// and a PTR to it, as CoreDNS does; `headless` only what the schema
+    /// requires (names under headless Services, PTRs for hostnames). `all`
+    /// grows the zone by one reverse entry per endpoint.
+    #[arg(
+        long,
+        env = "NODEDNS_ENDPOINT_RECORDS",
+        value_enum,
+        default_value = "all"
+    )]
+    pub endpoint_records: EndpointRecords,
+
+    /// The cluster DNS Service (`namespace/name`): while it has addresses
+    /// the zone's NS record names it, as CoreDNS does; otherwise the NS is
+    /// `ns.dns.<zone>`, which answers the --listen addresses.
+    #[arg(long, env = "NODEDNS_DNS_SERVICE", value_name = "NS/NAME",
+          default_value = "kube-system/kube-dns", value_parser = parse_object_key)]
+    pub dns_service: ObjectKey,
+
+    /// Addresses `ns.dns.<zone>` answers without a DNS Service: the
+    /// resolver's --listen addresses, set by `dns-agent run`.
+    #[arg(skip)]
+    pub ns_addresses: Vec<std::net::IpAddr>,
+}
+
+/// `namespace/name`.
+fn parse_object_key(text: &str) -> Result<ObjectKey, String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjectKey::new(ns, name))
+        }
+        _ => Err(format!("{text:?} must be namespace/name")),
+    }
 }
 
 impl Default for ClusterArgs {
@@ -112,6 +176,10 @@ impl Default for ClusterArgs {
             reverse_cidrs: Vec::new(),
             custom_records: None,
             custom_configmap: None,
+            pod_records: PodRecords::Insecure,
+            endpoint_records: EndpointRecords::All,
+            dns_service: ObjectKey::new(DNS_SERVICE_NAMESPACE, DNS_SERVICE_NAME),
+            ns_addresses: Vec::new(),
         }
     }
 }
@@ -195,11 +263,15 @@ pub async fn start(
     registry: &mut Registry,
     cancel: CancellationToken,
 ) -> Result<ClusterHandle, ClusterError> {
-    let config = ZoneConfig::new(&args.cluster_domain, args.ttl, args.reverse_cidrs.clone())
+    let mut config = ZoneConfig::new(&args.cluster_domain, args.ttl, args.reverse_cidrs.clone())
         .map_err(|source| ClusterError::BadDomain {
             domain: args.cluster_domain.clone(),
             source,
         })?;
+    config.pod_records = args.pod_records;
+    config.endpoint_records = args.endpoint_records;
+    config.dns_service = args.dns_service.clone();
+    config.ns_addresses = args.ns_addresses.clone();
     let required: &[SyncSource] = match args.manifests {
         Some(_) => &[SyncSource::Manifests],
         None => &[SyncSource::Services, SyncSource::EndpointSlices],

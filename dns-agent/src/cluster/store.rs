@@ -13,43 +13,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{LowerName, Name, RecordType};
-use ipnet::IpNet;
+use hickory_proto::rr::{LowerName, RecordType};
 use tokio::sync::watch;
 
 use super::hosts::HostsTable;
 use super::metrics::ClusterMetrics;
-use super::model::{ApproxBytes, ObjectKey, ServiceInfo, ServiceKind, SliceInfo};
-use super::sharded::ShardedMap;
+use super::model::{ApproxBytes, ObjectKey, ServiceInfo, SliceInfo};
+use super::reverse::interior_prefixes;
+use super::snapshot::{PtrTarget, ServiceView, Snapshot, ZoneConfig};
 use crate::zone::{Zone, ZoneLookup};
-
-/// Static settings of the cluster zone.
-#[derive(Debug, Clone)]
-pub struct ZoneConfig {
-    /// The cluster domain, lower case and absolute (`cluster.local.`).
-    pub domain: LowerName,
-    /// TTL of every record; also the SOA minimum (negative-caching TTL).
-    pub ttl: u32,
-    /// Reverse zones we are authoritative for (NXDOMAIN for unknown IPs).
-    pub reverse_cidrs: Vec<IpNet>,
-}
-
-impl ZoneConfig {
-    /// `domain` like `cluster.local` (a trailing dot is accepted).
-    pub fn new(
-        domain: &str,
-        ttl: u32,
-        reverse_cidrs: Vec<IpNet>,
-    ) -> Result<Self, hickory_proto::ProtoError> {
-        let mut name = Name::from_ascii(domain)?;
-        name.set_fqdn(true);
-        Ok(Self {
-            domain: LowerName::new(&name),
-            ttl,
-            reverse_cidrs,
-        })
-    }
-}
 
 /// One change to cluster state, from any source.
 #[derive(Debug, Clone)]
@@ -70,51 +42,6 @@ pub enum SyncSource {
     Services,
     EndpointSlices,
     Manifests,
-}
-
-/// A Service with the EndpointSlices that belong to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceView {
-    pub svc: Arc<ServiceInfo>,
-    pub slices: Vec<Arc<SliceInfo>>,
-}
-
-/// A name a reverse (PTR) query answers with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PtrTarget {
-    pub service: ObjectKey,
-    /// Endpoint hostname; `None` for a ClusterIP.
-    pub hostname: Option<Box<str>>,
-}
-
-impl ServiceView {
-    /// Addresses that reverse-resolve to this service or its endpoints.
-    fn ptr_targets(&self) -> Vec<(IpAddr, Option<Box<str>>)> {
-        match &self.svc.kind {
-            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
-            ServiceKind::Headless => self
-                .slices
-                .iter()
-                .flat_map(|s| s.endpoints.iter())
-                .filter(|e| e.published(&self.svc))
-                .filter_map(|e| e.hostname.as_ref().map(|h| (e, h)))
-                .flat_map(|(e, h)| e.addresses.iter().map(move |ip| (*ip, Some(h.clone()))))
-                .collect(),
-            ServiceKind::ExternalName(_) => Vec::new(),
-        }
-    }
-}
-
-/// What readers see: immutable, swapped as a whole.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub generation: u64,
-    pub ready: bool,
-    pub services: ShardedMap<ObjectKey, Arc<ServiceView>>,
-    /// Number of services per namespace: `<ns>.svc.<zone>` exists (NODATA)
-    /// while the namespace has at least one.
-    pub namespaces: Arc<HashMap<Box<str>, u32>>,
-    pub reverse: ShardedMap<IpAddr, Vec<PtrTarget>>,
 }
 
 #[derive(Default)]
@@ -185,7 +112,7 @@ impl ClusterZone {
             return;
         }
         for key in &dirty {
-            w.rebuild(key);
+            w.rebuild(key, &self.config);
         }
         self.publish(&mut w, false);
     }
@@ -244,7 +171,8 @@ impl Writer {
             * (size_of::<ObjectKey>() + size_of::<usize>());
         let reverse = self.reverse_entries
             * (size_of::<IpAddr>() + size_of::<Vec<PtrTarget>>() + size_of::<PtrTarget>() + 16);
-        self.object_bytes + views + index + reverse
+        let nodes = self.working.reverse_nodes.len() * (size_of::<((IpAddr, u8), u32)>() + 8);
+        self.object_bytes + views + index + reverse + nodes
     }
 
     fn apply_one(&mut self, change: Change, dirty: &mut HashSet<ObjectKey>) {
@@ -339,8 +267,27 @@ impl Writer {
         dirty.insert(old.service.clone());
     }
 
+    /// An address gained (`added`) or lost its PTR records: counts it under
+    /// every reverse-zone name above it, which exists while its count is
+    /// not zero.
+    fn count_nodes(&mut self, cfg: &ZoneConfig, ip: &IpAddr, added: bool) {
+        for node in interior_prefixes(cfg, ip) {
+            match (self.working.reverse_nodes.get_mut(&node), added) {
+                (Some(n), true) => *n += 1,
+                (Some(n), false) if *n > 1 => *n -= 1,
+                (Some(_), false) => {
+                    self.working.reverse_nodes.remove(&node);
+                }
+                (None, true) => {
+                    self.working.reverse_nodes.insert(node, 1);
+                }
+                (None, false) => {}
+            }
+        }
+    }
+
     /// Recomputes the view of one service and the indexes derived from it.
-    fn rebuild(&mut self, key: &ObjectKey) {
+    fn rebuild(&mut self, key: &ObjectKey, cfg: &ZoneConfig) {
         let new = self.services.get(key).map(|svc| {
             Arc::new(ServiceView {
                 svc: svc.clone(),
@@ -355,28 +302,32 @@ impl Writer {
         if old == new {
             return;
         }
+        let mode = cfg.endpoint_records;
         if let Some(old) = &old {
-            for (ip, hostname) in old.ptr_targets() {
-                if let Some(targets) = self.working.reverse.get_mut(&ip) {
-                    let before = targets.len();
-                    targets.retain(|t| !(t.service == *key && t.hostname == hostname));
-                    self.reverse_entries -= before - targets.len();
-                    if targets.is_empty() {
-                        self.working.reverse.remove(&ip);
-                    }
+            for (ip, host) in old.ptr_targets(mode) {
+                let Some(targets) = self.working.reverse.get_mut(&ip) else {
+                    continue;
+                };
+                let before = targets.len();
+                targets.retain(|t| !(t.service.key == *key && t.host == host));
+                self.reverse_entries -= before - targets.len();
+                if targets.is_empty() {
+                    self.working.reverse.remove(&ip);
+                    self.count_nodes(cfg, &ip, false);
                 }
             }
         }
         if let Some(new) = &new {
-            for (ip, hostname) in new.ptr_targets() {
+            for (ip, host) in new.ptr_targets(mode) {
                 let target = PtrTarget {
-                    service: key.clone(),
-                    hostname,
+                    service: new.svc.clone(),
+                    host,
                 };
                 match self.working.reverse.get_mut(&ip) {
                     Some(targets) => targets.push(target),
                     None => {
                         self.working.reverse.insert(ip, vec![target]);
+                        self.count_nodes(cfg, &ip, true);
                     }
                 }
                 self.reverse_entries += 1;

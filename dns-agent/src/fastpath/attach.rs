@@ -16,10 +16,10 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 
 use super::args::XdpModeArg;
 use super::error::FastPathError;
-use super::link_info::{self, XdpLinkState};
-use super::netlink::Interface;
 use super::pins::{PinLayout, remove_pin};
 use super::selector::InterfaceSelector;
+use crate::kernel::bpf::{XdpLinkState, detach_pinned_link, read_pinned_xdp_link};
+use crate::kernel::netlink::Interface;
 
 /// How the program runs on one interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -245,7 +245,8 @@ impl Attacher {
         let veth = iface.kind.as_deref() == Some("veth");
         match self.mode {
             // Native XDP_TX on veth only reaches the peer if the peer runs
-            // an XDP program itself (DESIGN.md); generic mode always works.
+            // an XDP program itself (docs/design.md#generic-xdp-on-veth);
+            // generic mode always works.
             XdpModeArg::Auto if veth => &[AttachMode::Skb],
             XdpModeArg::Auto => &[AttachMode::Native, AttachMode::Skb],
             XdpModeArg::Native => &[AttachMode::Native],
@@ -300,7 +301,7 @@ impl Attacher {
             path: pin.clone(),
             reason,
         };
-        let state = match link_info::read_pinned(pin) {
+        let state = match read_pinned_xdp_link(pin) {
             Ok(Some(state)) if state.ifindex == iface.ifindex => state,
             other => {
                 tracing::info!(pin = %pin.display(), state = ?other, "removing stale XDP link pin");
@@ -421,7 +422,7 @@ impl Attacher {
             if self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex) {
                 continue;
             }
-            let state = link_info::read_pinned(&pin);
+            let state = read_pinned_xdp_link(&pin);
             let defunct =
                 !matches!(state, Ok(Some(XdpLinkState { ifindex: i, .. })) if i == ifindex);
             let unselected = by_index
@@ -458,7 +459,7 @@ fn release(att: Attachment, how: Release, program_id: Option<u32>) {
     let Attachment { status, link, pin } = att;
     if how == Release::Detach {
         let ours = program_id.is_none_or(|id| {
-            link_info::read_pinned(&pin).map_or(true, |s| s.is_none_or(|s| s.prog_id == id))
+            read_pinned_xdp_link(&pin).map_or(true, |s| s.is_none_or(|s| s.prog_id == id))
         });
         if ours {
             if let Err(e) = detach_and_unpin(&pin) {
@@ -473,7 +474,7 @@ fn release(att: Attachment, how: Release, program_id: Option<u32>) {
 
 /// Detaches a pinned link now, then removes its pin.
 pub(crate) fn detach_and_unpin(pin: &std::path::Path) -> Result<(), FastPathError> {
-    match link_info::detach_pinned(pin) {
+    match detach_pinned_link(pin) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {

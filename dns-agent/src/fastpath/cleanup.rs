@@ -9,9 +9,9 @@ use std::path::Path;
 use dns_common::PROGRAM_NAME;
 
 use super::error::FastPathError;
-use super::link_info;
-use super::netlink;
 use super::pins::{PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
+use crate::kernel::bpf::{detach_pinned_link, read_pinned_xdp_link};
+use crate::kernel::netlink;
 
 /// What [`cleanup`] removed and what it could not.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,11 +73,11 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
     check_bpffs(layout.root())?;
     let names = netlink::list_interfaces().unwrap_or_default();
     for (ifindex, pin) in layout.pinned_links()? {
-        let live = matches!(link_info::read_pinned(&pin), Ok(Some(s)) if s.ifindex == ifindex);
+        let live = matches!(read_pinned_xdp_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
         if live {
             // Detach even if a running agent still holds the link: cleanup
             // means nothing of ours stays attached.
-            link_info::detach_pinned(&pin).map_err(|e| FastPathError::io(&pin, e))?;
+            detach_pinned_link(&pin).map_err(|e| FastPathError::io(&pin, e))?;
         }
         if remove_pin(&pin)? {
             let name = live

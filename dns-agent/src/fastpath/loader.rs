@@ -1,4 +1,4 @@
-//! Loads the XDP object: adopts the pinned maps a previous agent left when
+//! Loads the XDP object: reuses the pinned maps a previous agent left when
 //! they still fit, pins fresh ones otherwise, loads the program and writes
 //! the config map.
 
@@ -11,14 +11,14 @@ use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
-    MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
+    MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
 use super::pins::{PINNED_MAPS, PinLayout, remove_pin};
 
-/// The shape a pinned map must have to be adopted.
+/// The shape a pinned map must have to be reused.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MapSpec {
     pub name: &'static str,
@@ -75,10 +75,12 @@ impl MapSpec {
 pub(crate) struct Loaded {
     pub ebpf: Ebpf,
     pub program_id: u32,
-    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
     pub counters: PerCpuArray<MapData, u64>,
-    /// Maps taken over from a previous agent (their entries survive).
-    pub adopted: Vec<&'static str>,
+    /// The program's own (unpinned) interfaces map, still empty.
+    pub interfaces: HashMap<MapData, u32, InterfaceMacs>,
+    /// Maps a previous agent pinned, reused as they are (their entries
+    /// survive).
+    pub reused: Vec<&'static str>,
     /// Kernel memory of each pinned map (`memlock` in fdinfo), in bytes.
     pub memory: Vec<(&'static str, u64)>,
 }
@@ -128,7 +130,7 @@ pub(crate) fn load(
     let root_existed = layout.root().exists();
     layout.ensure()?;
     let specs = map_specs(answer_entries);
-    let mut adopted = Vec::new();
+    let mut reused = Vec::new();
     let mut created = Vec::new();
     for spec in &specs {
         let path = layout.map(spec.name);
@@ -137,7 +139,7 @@ pub(crate) fn load(
             continue;
         }
         match MapInfo::from_pin(&path).map(|info| spec.mismatch(&info)) {
-            Ok(None) => adopted.push(spec.name),
+            Ok(None) => reused.push(spec.name),
             Ok(Some((what, found, expected))) => {
                 // Left by an agent with another layout or --map-entries. The
                 // old program keeps its own reference until its links move
@@ -167,7 +169,7 @@ pub(crate) fn load(
             let _ = fs::remove_dir(layout.root());
         }
     }
-    let (ebpf, program_id, answers, counters) = result?;
+    let (ebpf, program_id, counters, interfaces) = result?;
 
     let memory = PINNED_MAPS
         .iter()
@@ -176,9 +178,9 @@ pub(crate) fn load(
     Ok(Loaded {
         ebpf,
         program_id,
-        answers,
         counters,
-        adopted,
+        interfaces,
+        reused,
         memory,
     })
 }
@@ -186,8 +188,8 @@ pub(crate) fn load(
 type LoadParts = (
     Ebpf,
     u32,
-    HashMap<MapData, AnswerKey, AnswerEntry>,
     PerCpuArray<MapData, u64>,
+    HashMap<MapData, u32, InterfaceMacs>,
 );
 
 fn load_pinned(
@@ -242,9 +244,9 @@ fn load_pinned(
     config_map
         .set(0, config, 0)
         .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
-    let answers = take(&mut ebpf, MAP_ANSWERS)?;
     let counters = take(&mut ebpf, MAP_COUNTERS)?;
-    Ok((ebpf, program_id, answers, counters))
+    let interfaces = take(&mut ebpf, MAP_INTERFACES)?;
+    Ok((ebpf, program_id, counters, interfaces))
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>
@@ -273,17 +275,11 @@ where
     M::try_from(map).map_err(|e| FastPathError::map(name, e))
 }
 
-/// Kernel memory charged to a pinned map, from `memlock:` in its fdinfo
-/// (aya's `MapInfo` does not carry it).
+/// Kernel memory charged to a pinned map (aya's `MapInfo` does not carry it).
 pub(crate) fn map_memory(path: &Path) -> Option<u64> {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsFd;
     let data = MapData::from_pin(path).ok()?;
-    let fd = data.fd().as_fd().as_raw_fd();
-    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("memlock:"))
-        .and_then(|v| v.trim().parse().ok())
+    crate::kernel::bpf::map_memlock(data.fd().as_fd())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::attach::SkipReason;
-use super::runtime::Shared;
+use super::shared::Shared;
 use super::stats;
 
 pub(crate) struct XdpCollector {

@@ -10,20 +10,17 @@
 //! bpffs holds nothing but pins and directories, so this directory is the
 //! complete record of what the fast path created on the node; `cleanup`
 //! removes exactly these names. `NODEDNS_SCRATCH` is per-CPU scratch space
-//! with no state worth keeping, so it is not pinned.
+//! with no state worth keeping, and `NODEDNS_IFACES` is rebuilt from the
+//! interfaces by every agent before its program runs, so neither is pinned.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use dns_common::{MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
 
 use super::error::FastPathError;
-
-/// `statfs` magic of bpffs.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
 /// Sub-directory holding one pinned link per attached interface.
 const LINKS_DIR: &str = "links";
 const LINK_PREFIX: &str = "xdp-if";
@@ -109,18 +106,6 @@ pub fn check_bpffs(path: &Path) -> Result<(), FastPathError> {
         });
     }
     Ok(())
-}
-
-fn fs_type(path: &Path) -> io::Result<i64> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statfs fills the zeroed struct we own; the path is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs
-    Ok(st.f_type as i64)
 }
 
 /// Removes a pin; a pin that is already gone is not an error.

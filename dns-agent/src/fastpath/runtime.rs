@@ -1,29 +1,31 @@
 //! The running fast path: loads the object, keeps the attachments in line
-//! with the interfaces on a follower thread, and hands out the map sink.
+//! with the interfaces on a follower thread, and lends out the answers map.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::Xdp;
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS, PROGRAM_NAME};
+use aya::maps::{HashMap, MapData};
+use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
+use super::debug_log::DebugLog;
 use super::error::FastPathError;
+use super::interface_macs::InterfaceMap;
 use super::loader::{self, build_config, open_pinned};
-use super::map_sink::MapSink;
-use super::netlink::{self, LinkEvents, Wake, Waker};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
-use super::sink::AnswerSink;
+use super::shared::{Shared, State};
 use super::{cleanup, stats};
+use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
+
+/// The kernel answers map, as promotion writes it and `inspect` reads it.
+pub type AnswersMap = HashMap<MapData, AnswerKey, AnswerEntry>;
 
 /// What happens to the kernel side when the fast path stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,48 +50,6 @@ impl ExitPolicy {
     }
 }
 
-pub(crate) struct Shared {
-    pub layout: PinLayout,
-    pub program_id: u32,
-    pub capacity: u32,
-    pub memory: Vec<(&'static str, u64)>,
-    pub counters: PerCpuArray<MapData, u64>,
-    /// A second descriptor of the answers map for reads, so walking it does
-    /// not hold up the sink's writers.
-    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
-    pub state: Mutex<State>,
-}
-
-pub(crate) struct State {
-    pub ebpf: Ebpf,
-    pub attacher: Attacher,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl State {
-    fn reconcile(&mut self, program_id: u32, startup: bool) -> Result<(), FastPathError> {
-        let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
-            op: "link dump",
-            source,
-        })?;
-        let program = program(&mut self.ebpf);
-        self.attacher
-            .reconcile(program, program_id, &interfaces, startup);
-        Ok(())
-    }
-}
-
-fn program(ebpf: &mut Ebpf) -> &mut Xdp {
-    ebpf.program_mut(PROGRAM_NAME)
-        .and_then(|p| <&mut Xdp>::try_from(p).ok())
-        .expect("the loader checked the program")
-}
-
 struct Follower {
     handle: JoinHandle<()>,
     waker: Waker,
@@ -103,9 +63,10 @@ struct Follower {
 /// [`FastPath::start`] (the follower thread inherits it).
 pub struct FastPath {
     shared: Arc<Shared>,
-    sink: Arc<MapSink>,
     follower: Option<Follower>,
     exit: ExitPolicy,
+    /// Forwards the program's records when it was built with debug-log.
+    _debug_log: Option<DebugLog>,
 }
 
 impl FastPath {
@@ -143,18 +104,19 @@ impl FastPath {
             }
         }
 
-        let loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let mut loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let debug_log = DebugLog::start(&mut loaded.ebpf);
         let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
         let capacity = args.map_entries;
-        let sink = Arc::new(MapSink::new(loaded.answers, capacity));
         tracing::info!(
             bpffs = %layout.root().display(), program_id = loaded.program_id, capacity,
-            adopted_maps = ?loaded.adopted, memory_bytes = ?loaded.memory,
+            reused_maps = ?loaded.reused, memory_bytes = ?loaded.memory,
             "XDP fast path loaded"
         );
         let state = State {
             ebpf: loaded.ebpf,
             attacher: Attacher::new(layout.clone(), selector, args.xdp_mode),
+            interface_map: InterfaceMap::new(loaded.interfaces),
         };
         let shared = Arc::new(Shared {
             layout,
@@ -165,14 +127,7 @@ impl FastPath {
             answers: answers_reader,
             state: Mutex::new(state),
         });
-        {
-            let mut guard = shared.lock();
-            let state = &mut *guard;
-            let program = program(&mut state.ebpf);
-            state
-                .attacher
-                .reconcile(program, shared.program_id, &interfaces, true);
-        }
+        shared.lock().attach(shared.program_id, &interfaces, true);
 
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs(args.rescan_interval);
@@ -181,24 +136,25 @@ impl FastPath {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("nodedns-xdp-links".into())
-                .spawn(move || follow(&shared, &events, &stop, interval))
+                .spawn(move || follow(&shared, events, &stop, interval))
                 .map_err(|e| FastPathError::io("thread nodedns-xdp-links", e))?
         };
         Ok(Some(Self {
             shared,
-            sink,
             follower: Some(Follower {
                 handle,
                 waker,
                 stop,
             }),
             exit: ExitPolicy::from_args(args),
+            _debug_log: debug_log,
         }))
     }
 
-    /// The sink the resolver writes kernel answers to.
-    pub fn sink(&self) -> Arc<dyn AnswerSink> {
-        self.sink.clone()
+    /// A descriptor of its own on the answers map, for a writer (promotion's
+    /// `MapSink`) that must not wait for the readers here.
+    pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
+        open_pinned(&self.shared.layout, MAP_ANSWERS)
     }
 
     pub fn program_id(&self) -> u32 {
@@ -306,7 +262,7 @@ impl Drop for FastPath {
 }
 
 /// The follower thread: rescan on link events, on wake-ups and on a timer.
-fn follow(shared: &Shared, events: &LinkEvents, stop: &AtomicBool, interval: Duration) {
+fn follow(shared: &Shared, mut events: LinkEvents, stop: &AtomicBool, interval: Duration) {
     /// Pause after a netlink error, so a broken socket cannot spin.
     const ERROR_BACKOFF: Duration = Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) {

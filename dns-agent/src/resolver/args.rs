@@ -1,6 +1,6 @@
 //! The resolver's flags. Defaults follow NodeLocal DNSCache / CoreDNS where
-//! users already know them (see DESIGN.md); every bound is a flag here or a
-//! named constant next to the code it bounds.
+//! users already know them (docs/design.md#defaults); every bound is a flag
+//! here or a named constant next to the code it bounds.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::metrics::ResolverMetrics;
+use crate::answer::AnswerSections;
 
 pub type CacheKey = (LowerName, RecordType);
 
@@ -29,10 +30,7 @@ pub struct Clamps {
 /// A cached upstream answer. `ttl` is the clamped lifetime it was stored with.
 #[derive(Debug)]
 pub struct CachedAnswer {
-    pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
-    pub additionals: Vec<Record>,
+    pub sections: AnswerSections,
     pub ttl: u32,
     pub stored: Instant,
     pub bytes: usize,
@@ -61,26 +59,14 @@ impl CachedAnswer {
         if ttl == 0 {
             return None;
         }
-        let answers = reply.answers.clone();
-        let authority = reply.authorities.clone();
-        let additionals: Vec<Record> = reply
-            .additionals
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .cloned()
-            .collect();
+        let sections = AnswerSections::from_message(reply);
         let bytes = ENTRY_OVERHEAD_BYTES
-            + answers
-                .iter()
-                .chain(&authority)
-                .chain(&additionals)
+            + sections
+                .records()
                 .map(|r| r.to_bytes().map(|b| b.len()).unwrap_or(256))
                 .sum::<usize>();
         Some(Self {
-            rcode,
-            answers,
-            authority,
-            additionals,
+            sections,
             ttl,
             stored: now,
             bytes,
@@ -181,7 +167,9 @@ impl Cache {
             return CacheLookup::Fresh { answer, prefetch };
         }
         match self.cfg.stale_max_age {
-            Some(max_age) if now < expires + max_age && answer.rcode != ResponseCode::ServFail => {
+            Some(max_age)
+                if now < expires + max_age && answer.sections.rcode != ResponseCode::ServFail =>
+            {
                 CacheLookup::Stale(answer)
             }
             _ => {
@@ -197,11 +185,11 @@ impl Cache {
     pub fn insert(&self, key: CacheKey, answer: CachedAnswer) -> Arc<CachedAnswer> {
         let answer = Arc::new(answer);
         let mut inner = self.inner.lock().unwrap();
-        if answer.rcode == ResponseCode::ServFail
+        if answer.sections.rcode == ResponseCode::ServFail
             && inner
                 .map
                 .get(&key)
-                .is_some_and(|s| s.answer.rcode != ResponseCode::ServFail)
+                .is_some_and(|s| s.answer.sections.rcode != ResponseCode::ServFail)
         {
             return answer;
         }
@@ -403,7 +391,9 @@ mod tests {
             CachedAnswer::from_reply(&m, &clamps(), now).unwrap(),
         );
         match c.get(&key("a.example."), now) {
-            CacheLookup::Fresh { answer, .. } => assert_eq!(answer.rcode, ResponseCode::NoError),
+            CacheLookup::Fresh { answer, .. } => {
+                assert_eq!(answer.sections.rcode, ResponseCode::NoError)
+            }
             _ => panic!("data lost"),
         }
     }

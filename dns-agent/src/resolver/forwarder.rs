@@ -16,6 +16,7 @@ use super::cache::{Cache, CacheKey, CacheLookup, CachedAnswer};
 use super::exchange::{deadline_after, exchange};
 use super::metrics::{Path, ResolverMetrics};
 use super::upstreams::{UpstreamHealth, route};
+use crate::answer::AnswerSections;
 use crate::zone::{ForwardPolicy, Zone, ZoneLookup};
 
 /// The result of one upstream fetch, shared by every query that waited on it.
@@ -307,15 +308,7 @@ fn rcode_kind(rcode: ResponseCode) -> &'static str {
 
 fn uncached(reply: &Message) -> CachedAnswer {
     CachedAnswer {
-        rcode: reply.metadata.response_code,
-        answers: reply.answers.clone(),
-        authority: reply.authorities.clone(),
-        additionals: reply
-            .additionals
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .cloned()
-            .collect(),
+        sections: AnswerSections::from_message(reply),
         ttl: 0,
         stored: Instant::now(),
         bytes: 0,

@@ -1,16 +1,17 @@
-//! One client query in, one response out: validation, the cluster zone,
-//! then the forwarder; the response sized for the client's transport.
+//! One client query in, one response out, read like a CoreDNS ServeDNS:
+//! validate the query, then answer from the cluster zone or from upstream
+//! (the forwarder), and size the response for the client's transport.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::feeder::Feeder;
 use super::forwarder::Forwarder;
 use super::metrics::{Path, ResolverMetrics};
+use crate::promotion::Promoter;
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
 
@@ -21,10 +22,10 @@ const MAX_TCP_SIZE: usize = u16::MAX as usize;
 
 pub struct Handler {
     pub zone: Arc<dyn Zone>,
-    /// The zone's generation, read before each lookup (for the feeder).
+    /// The zone's generation, read before each lookup (for promotion).
     pub zone_generation: tokio::sync::watch::Receiver<u64>,
     pub forwarder: Arc<Forwarder>,
-    pub feeder: Option<Arc<Feeder>>,
+    pub promoter: Option<Arc<Promoter>>,
     pub metrics: Arc<ResolverMetrics>,
 }
 
@@ -34,145 +35,208 @@ pub enum Transport {
     Tcp,
 }
 
+/// One query being answered: what the metrics and the encoder need.
+struct Exchange {
+    started: Instant,
+    tcp: bool,
+    /// Largest response the client takes.
+    limit: usize,
+}
+
 impl Handler {
     /// The wire response to `query`, or None when it must be dropped (no
     /// readable header, or a response rather than a query).
     pub async fn handle(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let started = Instant::now();
         let tcp = transport == Transport::Tcp;
-        let request = match Message::from_vec(query) {
-            Ok(m) => m,
-            Err(_) => {
-                let header = Header::read(&mut BinDecoder::new(query)).ok()?;
-                if header.metadata.message_type != MessageType::Query {
-                    return None;
-                }
-                let rcode = ResponseCode::FormErr;
-                self.metrics.query(
-                    Path::rejected,
-                    RecordType::Unknown(0),
-                    rcode,
-                    tcp,
-                    started.elapsed(),
-                );
-                return encode(
-                    &error_reply(
-                        header.metadata.id,
-                        header.metadata.op_code,
-                        rcode,
-                        None,
-                        None,
-                    ),
-                    usize::MAX,
-                );
-            }
+        let Ok(request) = Message::from_vec(query) else {
+            return self.reject_unparsable(query, tcp, started);
         };
         if request.metadata.message_type != MessageType::Query {
             return None;
         }
-        let limit = match transport {
-            Transport::Tcp => MAX_TCP_SIZE,
-            Transport::Udp => request
-                .edns
-                .as_ref()
-                .map(|e| (e.max_payload() as usize).clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE as usize))
-                .unwrap_or(PLAIN_UDP_SIZE),
+        let exchange = Exchange {
+            started,
+            tcp,
+            limit: size_limit(&request, transport),
         };
-        let id = request.metadata.id;
-        let op = request.metadata.op_code;
+        let q = match validate(&request) {
+            Ok(q) => q,
+            Err(rcode) => return self.reject(&request, rcode, &exchange),
+        };
+        let mut reply = response_to(&request, &q);
+        let generation = *self.zone_generation.borrow();
+        let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
+            ZoneLookup::NotOurs => self.answer_from_upstream(&q, &mut reply).await,
+            ZoneLookup::Alias(alias) => {
+                self.answer_through_alias(&q, alias, generation, &mut reply)
+                    .await
+            }
+            lookup => self.answer_from_zone(&q, lookup, generation, &mut reply),
+        };
+        let rcode = reply.metadata.response_code;
+        let bytes = encode(&reply, exchange.limit);
+        self.metrics.query(
+            path,
+            q.query_type,
+            rcode,
+            exchange.tcp,
+            exchange.started.elapsed(),
+        );
+        bytes
+    }
+
+    /// A query whose header is all that can be read: FORMERR, unless it is
+    /// not a query at all.
+    fn reject_unparsable(&self, query: &[u8], tcp: bool, started: Instant) -> Option<Vec<u8>> {
+        let header = Header::read(&mut BinDecoder::new(query)).ok()?;
+        if header.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let rcode = ResponseCode::FormErr;
+        self.metrics.query(
+            Path::rejected,
+            RecordType::Unknown(0),
+            rcode,
+            tcp,
+            started.elapsed(),
+        );
+        let reply = error_reply(
+            header.metadata.id,
+            header.metadata.op_code,
+            rcode,
+            None,
+            None,
+        );
+        encode(&reply, usize::MAX)
+    }
+
+    /// An error response to a readable query that fails validation.
+    fn reject(
+        &self,
+        request: &Message,
+        rcode: ResponseCode,
+        exchange: &Exchange,
+    ) -> Option<Vec<u8>> {
         let question = request.queries.first().cloned();
         let qtype = question
             .as_ref()
-            .map(|q| q.query_type)
-            .unwrap_or(RecordType::Unknown(0));
-        let reject = |rcode: ResponseCode| {
-            self.metrics
-                .query(Path::rejected, qtype, rcode, tcp, started.elapsed());
-            encode(
-                &error_reply(id, op, rcode, question.clone(), request.edns.as_ref()),
-                limit,
-            )
-        };
-        if op != OpCode::Query {
-            return reject(ResponseCode::NotImp);
-        }
-        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            return reject(ResponseCode::BADVERS);
-        }
-        let Some(q) = question.clone().filter(|_| request.queries.len() == 1) else {
-            return reject(ResponseCode::FormErr);
-        };
-        if q.query_class != DNSClass::IN {
-            return reject(ResponseCode::Refused);
-        }
-        if matches!(
-            q.query_type,
-            RecordType::OPT | RecordType::AXFR | RecordType::IXFR
-        ) {
-            return reject(ResponseCode::NotImp);
-        }
-
-        let mut reply = Message::response(id, OpCode::Query);
-        reply.metadata.recursion_desired = request.metadata.recursion_desired;
-        reply.metadata.recursion_available = true;
-        reply.metadata.checking_disabled = request.metadata.checking_disabled;
-        reply.add_query(q.clone());
-        if request.edns.is_some() {
-            reply.set_edns(our_edns());
-        }
-
-        let generation = *self.zone_generation.borrow();
-        let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
-            ZoneLookup::Answer(answer) => {
-                if let Some(feeder) = &self.feeder {
-                    feeder.cluster_answer(&q.name, q.query_type, &answer, generation);
-                }
-                reply.metadata.authoritative = true;
-                reply.metadata.response_code = answer.rcode;
-                reply.answers = answer.answers;
-                reply.authorities = answer.authority;
-                reply.additionals = answer.additionals;
-                Path::cluster
-            }
-            ZoneLookup::NotReady => {
-                reply.metadata.response_code = ResponseCode::ServFail;
-                Path::cluster
-            }
-            ZoneLookup::NotOurs => {
-                let fwd = self.forwarder.resolve(&q.name, q.query_type).await;
-                match &fwd.outcome {
-                    Ok(answer) => {
-                        if let (Some(feeder), Path::cache_hit | Path::forwarded) =
-                            (&self.feeder, fwd.path)
-                        {
-                            feeder.upstream_answer(&q.name, q.query_type, answer);
-                        }
-                        reply.metadata.response_code = answer.rcode;
-                        let aged = |records: &[Record]| -> Vec<Record> {
-                            records
-                                .iter()
-                                .map(|r| {
-                                    let mut r = r.clone();
-                                    r.ttl = r.ttl.min(fwd.ttl_cap);
-                                    r
-                                })
-                                .collect()
-                        };
-                        reply.answers = aged(&answer.answers);
-                        reply.authorities = aged(&answer.authority);
-                        reply.additionals = aged(&answer.additionals);
-                    }
-                    Err(rcode) => reply.metadata.response_code = *rcode,
-                }
-                fwd.path
-            }
-        };
-        let rcode = reply.metadata.response_code;
-        let bytes = encode(&reply, limit);
-        self.metrics
-            .query(path, q.query_type, rcode, tcp, started.elapsed());
-        bytes
+            .map_or(RecordType::Unknown(0), |q| q.query_type);
+        self.metrics.query(
+            Path::rejected,
+            qtype,
+            rcode,
+            exchange.tcp,
+            exchange.started.elapsed(),
+        );
+        let reply = error_reply(
+            request.metadata.id,
+            request.metadata.op_code,
+            rcode,
+            question,
+            request.edns.as_ref(),
+        );
+        encode(&reply, exchange.limit)
     }
+
+    /// The cluster zone's authoritative answer (SERVFAIL before its first
+    /// sync), installed in the kernel map too.
+    fn answer_from_zone(
+        &self,
+        q: &Query,
+        lookup: ZoneLookup,
+        generation: u64,
+        reply: &mut Message,
+    ) -> Path {
+        match lookup {
+            ZoneLookup::Answer(answer) => {
+                if let Some(promoter) = &self.promoter {
+                    promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
+                }
+                // A SERVFAIL (a CNAME loop) asserts nothing about the name.
+                reply.metadata.authoritative = answer.rcode != ResponseCode::ServFail;
+                answer.with_query_case(&q.name).write_to(reply);
+            }
+            ZoneLookup::NotReady | ZoneLookup::NotOurs | ZoneLookup::Alias(_) => {
+                reply.metadata.response_code = ResponseCode::ServFail;
+            }
+        }
+        Path::cluster
+    }
+
+    /// The forwarder's answer (cache, upstream or stale), with TTLs aged;
+    /// fresh answers count towards promotion.
+    async fn answer_from_upstream(&self, q: &Query, reply: &mut Message) -> Path {
+        let fwd = self.forwarder.resolve(&q.name, q.query_type).await;
+        match &fwd.outcome {
+            Ok(answer) => {
+                if let (Some(promoter), Path::cache_hit | Path::forwarded) =
+                    (&self.promoter, fwd.path)
+                {
+                    promoter.upstream_answer(
+                        &q.name,
+                        q.query_type,
+                        &answer.sections,
+                        answer.ttl,
+                        answer.expires(),
+                    );
+                }
+                answer.sections.with_ttl_cap(fwd.ttl_cap).write_to(reply);
+            }
+            Err(rcode) => reply.metadata.response_code = *rcode,
+        }
+        fwd.path
+    }
+}
+
+/// The question, if the query is one this server answers; else the rcode
+/// that says why not.
+fn validate(request: &Message) -> Result<Query, ResponseCode> {
+    if request.metadata.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Err(ResponseCode::BADVERS);
+    }
+    let [q] = request.queries.as_slice() else {
+        return Err(ResponseCode::FormErr);
+    };
+    if q.query_class != DNSClass::IN {
+        return Err(ResponseCode::Refused);
+    }
+    if matches!(
+        q.query_type,
+        RecordType::OPT | RecordType::AXFR | RecordType::IXFR
+    ) {
+        return Err(ResponseCode::NotImp);
+    }
+    Ok(q.clone())
+}
+
+/// The largest response the client takes over `transport`.
+fn size_limit(request: &Message, transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => MAX_TCP_SIZE,
+        Transport::Udp => request
+            .edns
+            .as_ref()
+            .map(|e| (e.max_payload() as usize).clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE as usize))
+            .unwrap_or(PLAIN_UDP_SIZE),
+    }
+}
+
+/// An empty response to `request` for question `q`: its flags echoed, EDNS
+/// if the client used it.
+fn response_to(request: &Message, q: &Query) -> Message {
+    let mut reply = Message::response(request.metadata.id, OpCode::Query);
+    reply.metadata.recursion_desired = request.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.checking_disabled = request.metadata.checking_disabled;
+    reply.add_query(q.clone());
+    if request.edns.is_some() {
+        reply.set_edns(our_edns());
+    }
+    reply
 }
 
 fn our_edns() -> Edns {
@@ -199,8 +263,9 @@ fn error_reply(
     reply
 }
 
-/// Encodes `reply`; when it is larger than `limit`, the question alone with
-/// TC=1 so the client retries over TCP.
+/// Encodes `reply`; when it is larger than `limit`, without its additional
+/// records, or failing that the question alone with TC=1 so the client
+/// retries over TCP.
 fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     let bytes = match reply.to_vec() {
         Ok(b) => b,
@@ -218,6 +283,18 @@ fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     if bytes.len() <= limit {
         return Some(bytes);
     }
+    // RFC 2181 §9: TC=1 only when the answer itself does not fit; additional
+    // data that does not fit is left out, whole RRsets at a time (§5), here
+    // all of it.
+    if !reply.additionals.is_empty() {
+        let mut lean = reply.clone();
+        lean.additionals.clear();
+        if let Ok(bytes) = lean.to_vec()
+            && bytes.len() <= limit
+        {
+            return Some(bytes);
+        }
+    }
     let mut truncated = reply.truncate();
     truncated.metadata.truncation = true;
     truncated.to_vec().ok()
@@ -231,6 +308,7 @@ mod tests {
     fn oversized_reply_is_truncated_with_question() {
         let mut reply = Message::response(7, OpCode::Query);
         let name = hickory_proto::rr::Name::from_ascii("big.example.").unwrap();
+        use hickory_proto::rr::Record;
         reply.add_query(Query::query(name.clone(), RecordType::A));
         for i in 0..100u8 {
             let a = hickory_proto::rr::rdata::A::new(10, 0, 0, i);
@@ -247,5 +325,25 @@ mod tests {
         assert_eq!(cut.metadata.id, 7);
         assert_eq!(cut.queries.len(), 1);
         assert!(cut.answers.is_empty());
+    }
+
+    #[test]
+    fn additional_data_is_dropped_whole_before_truncating() {
+        use hickory_proto::rr::rdata::{A, SRV};
+        use hickory_proto::rr::{RData, Record};
+        let name = hickory_proto::rr::Name::from_ascii("_x._tcp.big.example.").unwrap();
+        let target = hickory_proto::rr::Name::from_ascii("t.big.example.").unwrap();
+        let mut reply = Message::response(7, OpCode::Query);
+        reply.add_query(Query::query(name.clone(), RecordType::SRV));
+        let srv = SRV::new(0, 100, 80, target.clone());
+        reply.add_answer(Record::from_rdata(name, 30, RData::SRV(srv)));
+        for i in 0..60u8 {
+            let a = RData::A(A::new(10, 0, 0, i));
+            reply.add_additional(Record::from_rdata(target.clone(), 30, a));
+        }
+        let out = Message::from_vec(&encode(&reply, PLAIN_UDP_SIZE).unwrap()).unwrap();
+        assert!(!out.metadata.truncation, "the answer fits: no TC");
+        assert_eq!(out.answers.len(), 1);
+        assert!(out.additionals.is_empty(), "no partial RRset");
     }
 }

@@ -6,7 +6,7 @@
 use std::io;
 use std::net::IpAddr;
 
-use super::netlink::{Netlink, if_index};
+use crate::kernel::netlink::{Netlink, if_index};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterfaceError {

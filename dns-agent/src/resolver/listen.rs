@@ -70,30 +70,7 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
 /// effort: without it a hand-over still works, but the old agent keeps its
 /// hash share until it closes and drops what is queued then.
 fn prefer_newest_socket(s: &Socket, addr: SocketAddr, proto: &str) {
-    use std::os::fd::AsRawFd;
-    let mut code = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: NEWEST_OF_TWO,
-    }];
-    let prog = libc::sock_fprog {
-        len: code.len() as u16,
-        filter: code.as_mut_ptr(),
-    };
-    // SAFETY: a valid fd, and a sock_fprog pointing at `code`, which
-    // outlives the call (the kernel copies the program).
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            (&prog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        let error = std::io::Error::last_os_error();
+    if let Err(error) = crate::kernel::socket::steer_reuseport_group(s, NEWEST_OF_TWO) {
         tracing::warn!(%addr, proto, %error, "cannot steer new queries to the newest socket: a restart may drop queued queries");
     }
 }

@@ -19,6 +19,9 @@ use prometheus_client::registry::Registry;
 #[allow(non_camel_case_types)]
 pub enum Path {
     cluster,
+    /// A cluster name whose CNAME chain leaves the zone (an ExternalName
+    /// Service), completed through the forwarder.
+    chased,
     cache_hit,
     forwarded,
     stale,
@@ -56,33 +59,6 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
-/// What became of an entry a previous agent left in the kernel map.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum AdoptAction {
-    /// A cluster-zone entry rewritten from the current zone.
-    rederived,
-    /// A cluster-zone entry deleted: the zone's answer no longer fits a
-    /// kernel entry.
-    withdrawn,
-    /// An upstream entry kept, tracked with its remaining lifetime.
-    tracked,
-    /// A cluster-zone entry kept unverified because the zone had not synced
-    /// yet; the first sync re-derives it.
-    pending,
-    /// Deleted: already expired.
-    expired,
-    /// Deleted: undecodable (torn, corrupt or another layout).
-    corrupt,
-    /// Deleted: an authoritative entry for a zone this agent does not serve.
-    foreign,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AdoptLabels {
-    pub action: AdoptAction,
-}
-
 #[derive(Clone)]
 pub struct LatencyBuckets;
 
@@ -93,7 +69,8 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
-/// Every counter the resolver, cache, forwarder and feeder keep.
+/// Every counter the resolver, cache and forwarder keep (promotion keeps
+/// its own, `crate::promotion::PromotionMetrics`).
 pub struct ResolverMetrics {
     pub queries: Family<QueryLabels, Counter>,
     pub latency: Family<PathLabels, Histogram, LatencyBuckets>,
@@ -110,13 +87,6 @@ pub struct ResolverMetrics {
     pub upstream_overload: Counter,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
-    pub map_entries: Gauge,
-    pub map_capacity: Gauge,
-    pub map_writes: Counter,
-    pub map_evictions: Counter,
-    pub map_encode_skipped: Counter,
-    pub map_write_errors: Counter,
-    pub map_adopted: Family<AdoptLabels, Counter>,
 }
 
 impl ResolverMetrics {
@@ -137,13 +107,6 @@ impl ResolverMetrics {
             upstream_overload: Counter::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
-            map_entries: Gauge::default(),
-            map_capacity: Gauge::default(),
-            map_writes: Counter::default(),
-            map_evictions: Counter::default(),
-            map_encode_skipped: Counter::default(),
-            map_write_errors: Counter::default(),
-            map_adopted: Family::default(),
         };
         let r = registry;
         r.register(
@@ -216,41 +179,6 @@ impl ResolverMetrics {
             "tcp_refused",
             "Client TCP connections closed at once because of the connection limit",
             m.tcp_refused.clone(),
-        );
-        r.register(
-            "map_entries",
-            "Answers the agent installed in the kernel map",
-            m.map_entries.clone(),
-        );
-        r.register(
-            "map_capacity",
-            "Capacity of the kernel answers map",
-            m.map_capacity.clone(),
-        );
-        r.register(
-            "map_writes",
-            "Kernel map entries written",
-            m.map_writes.clone(),
-        );
-        r.register(
-            "map_evictions",
-            "Kernel map entries evicted (least recently used) to make room",
-            m.map_evictions.clone(),
-        );
-        r.register(
-            "map_encode_skipped",
-            "Answers not promoted because they do not fit a kernel entry",
-            m.map_encode_skipped.clone(),
-        );
-        r.register(
-            "map_write_errors",
-            "Kernel map writes that failed",
-            m.map_write_errors.clone(),
-        );
-        r.register(
-            "map_adopted",
-            "Kernel map entries left by a previous agent, by what became of them at start",
-            m.map_adopted.clone(),
         );
         m
     }

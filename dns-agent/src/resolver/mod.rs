@@ -4,8 +4,8 @@
 //!   bounded work per client), on the interface [`interface`] manages.
 //! - [`handler`]: validation, the authoritative cluster zone ([`crate::zone`]),
 //!   then the [`forwarder`] (cache, coalescing, failover, serve-stale).
-//! - [`feeder`]: promotes cluster answers and hot upstream answers into the
-//!   kernel map and keeps them in step with the zone.
+//!   Answers go on to [`crate::promotion`], which puts cluster answers and
+//!   hot upstream answers into the kernel map.
 //! - [`http`]: `/metrics` for the whole shared registry, `/healthz`, `/readyz`.
 //!
 //! Entry points: [`start`] binds everything and returns a [`Running`]
@@ -13,15 +13,14 @@
 
 pub mod args;
 pub mod cache;
+mod chase;
 pub mod exchange;
-pub mod feeder;
 pub mod forwarder;
 pub mod handler;
 pub mod http;
 pub mod interface;
 pub mod listen;
 pub mod metrics;
-pub mod netlink;
 pub mod upstreams;
 
 use std::net::SocketAddr;
@@ -36,10 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::ResolverArgs;
 
-use crate::fastpath::sink::AnswerSink;
+use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
 use crate::zone::{ForwardPolicy, Zone};
 use cache::{Cache, CacheConfig, Clamps};
-use feeder::{Feeder, FeederConfig};
 use forwarder::{Forwarder, ForwarderConfig};
 use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
@@ -120,13 +118,62 @@ pub async fn start(
         keep_interface_on_exit,
     } = deps;
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
+    let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
 
     let interface = if args.no_create_interface {
         ListenInterface::default()
     } else {
         ListenInterface::setup(&args.listen_interface, &args.listen, keep_interface_on_exit)?
     };
+    let forwarder = forwarder(&args, policy, zone.clone(), metrics.clone());
+    let promoter = sink.map(|sink| promoter(&args, sink, zone.clone(), promotion_metrics));
+    let handler = Arc::new(Handler {
+        zone_generation: zone.changes(),
+        zone: zone.clone(),
+        forwarder,
+        promoter: promoter.clone(),
+        metrics: metrics.clone(),
+    });
 
+    // Bind everything first, then spawn, so a failure leaves nothing running.
+    let Sockets {
+        dns,
+        metrics: metrics_listener,
+        health: health_listener,
+        metrics_addr,
+        health_addr,
+    } = Sockets::bind(&args).await?;
+    let mut tasks = serve_dns(dns, handler, &args, &metrics, &cancel);
+    if let Some(promoter) = promoter {
+        tasks.spawn(promoter.run(cancel.clone()));
+    }
+    let health = Arc::new(http::Health {
+        zone,
+        listeners_up: Default::default(),
+    });
+    health.listeners_up.store(true, Ordering::Relaxed);
+    tasks.spawn(http::serve(
+        metrics_listener,
+        Arc::new(http::Pages::Metrics(Arc::new(registry))),
+        cancel.clone(),
+    ));
+    tasks.spawn(http::serve(
+        health_listener,
+        Arc::new(http::Pages::Health(health)),
+        cancel.clone(),
+    ));
+    tracing::info!(listen = ?args.listen, port = args.port, %metrics_addr, %health_addr, "resolver serving");
+    Ok(Running {
+        tasks,
+        interface,
+        metrics_addr,
+        health_addr,
+    })
+}
+
+/// The upstreams for names outside the cluster: `--upstream`, else the
+/// node's resolv.conf without our own addresses.
+fn default_upstreams(args: &ResolverArgs) -> Vec<SocketAddr> {
     let defaults = if args.upstreams.is_empty() {
         match std::fs::read_to_string(&args.resolv_conf) {
             Ok(text) => upstreams::from_resolv_conf(&text, &args.listen),
@@ -144,7 +191,16 @@ pub async fn start(
         );
     }
     tracing::info!(upstreams = ?defaults, stub_domains = args.stub_domains.len(), "forwarding configured");
+    defaults
+}
 
+/// The forwarder and its cache, as the flags set them.
+fn forwarder(
+    args: &ResolverArgs,
+    policy: watch::Receiver<Arc<ForwardPolicy>>,
+    zone: Arc<dyn Zone>,
+    metrics: Arc<ResolverMetrics>,
+) -> Arc<Forwarder> {
     let cache = Cache::new(
         CacheConfig {
             max_entries: args.cache_entries.max(1),
@@ -163,9 +219,9 @@ pub async fn start(
         },
         metrics.clone(),
     );
-    let forwarder = Arc::new(Forwarder::new(
+    Arc::new(Forwarder::new(
         ForwarderConfig {
-            defaults,
+            defaults: default_upstreams(args),
             stubs: args.stub_domains.clone(),
             attempt_timeout: args.upstream_timeout(),
             max_outstanding: args.max_outstanding.max(1),
@@ -174,62 +230,79 @@ pub async fn start(
             stale_recheck: Duration::from_secs(args.serve_stale_recheck_secs),
         },
         policy,
-        zone.clone(),
+        zone,
         cache,
-        metrics.clone(),
-    ));
-    let feeder = sink.map(|sink| {
-        Arc::new(Feeder::new(
-            FeederConfig {
-                hot_threshold: args.hot_threshold,
-                hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
-                cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
-            },
-            sink,
-            zone.clone(),
-            metrics.clone(),
-        ))
-    });
-    let handler = Arc::new(Handler {
-        zone_generation: zone.changes(),
-        zone: zone.clone(),
-        forwarder,
-        feeder: feeder.clone(),
-        metrics: metrics.clone(),
-    });
+        metrics,
+    ))
+}
 
-    let mut tasks = JoinSet::new();
+/// Promotion into `sink`, as the flags set it.
+fn promoter(
+    args: &ResolverArgs,
+    sink: Arc<dyn AnswerSink>,
+    zone: Arc<dyn Zone>,
+    metrics: Arc<PromotionMetrics>,
+) -> Arc<Promoter> {
+    Arc::new(Promoter::new(
+        PromotionConfig {
+            hot_threshold: args.hot_threshold,
+            hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
+            cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
+        },
+        sink,
+        zone,
+        metrics,
+    ))
+}
+
+/// Every socket the resolver serves, bound but not yet served.
+struct Sockets {
+    dns: Vec<(tokio::net::UdpSocket, tokio::net::TcpListener)>,
+    metrics: tokio::net::TcpListener,
+    health: tokio::net::TcpListener,
+    metrics_addr: SocketAddr,
+    health_addr: SocketAddr,
+}
+
+impl Sockets {
+    async fn bind(args: &ResolverArgs) -> Result<Self, ResolverError> {
+        let mut dns = Vec::new();
+        for ip in &args.listen {
+            let addr = SocketAddr::new(*ip, args.port);
+            dns.push((listen::bind_udp(addr)?, listen::bind_tcp(addr)?));
+        }
+        let http = |addr: SocketAddr, what: &'static str| async move {
+            http::bind(addr)
+                .await
+                .map_err(|source| ResolverError::Http { addr, what, source })
+        };
+        let metrics = http(args.metrics_addr, "metrics").await?;
+        let health = http(args.health_addr, "health").await?;
+        Ok(Self {
+            metrics_addr: metrics.local_addr().unwrap_or(args.metrics_addr),
+            health_addr: health.local_addr().unwrap_or(args.health_addr),
+            dns,
+            metrics,
+            health,
+        })
+    }
+}
+
+/// Spawns the UDP and TCP listeners, with the flags' bounds on work.
+fn serve_dns(
+    dns: Vec<(tokio::net::UdpSocket, tokio::net::TcpListener)>,
+    handler: Arc<Handler>,
+    args: &ResolverArgs,
+    metrics: &Arc<ResolverMetrics>,
+    cancel: &CancellationToken,
+) -> JoinSet<()> {
     let limits = listen::Limits {
         queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
         tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
         tcp_idle: args.tcp_idle_timeout(),
     };
-    // Bind everything first, then spawn, so a failure leaves nothing running.
-    let mut sockets = Vec::new();
-    for ip in &args.listen {
-        let addr = SocketAddr::new(*ip, args.port);
-        sockets.push((listen::bind_udp(addr)?, listen::bind_tcp(addr)?));
-    }
-    let metrics_listener =
-        http::bind(args.metrics_addr)
-            .await
-            .map_err(|source| ResolverError::Http {
-                addr: args.metrics_addr,
-                what: "metrics",
-                source,
-            })?;
-    let health_listener =
-        http::bind(args.health_addr)
-            .await
-            .map_err(|source| ResolverError::Http {
-                addr: args.health_addr,
-                what: "health",
-                source,
-            })?;
-    let metrics_addr = metrics_listener.local_addr().unwrap_or(args.metrics_addr);
-    let health_addr = health_listener.local_addr().unwrap_or(args.health_addr);
-
-    for (udp, tcp) in sockets {
+    let mut tasks = JoinSet::new();
+    for (udp, tcp) in dns {
         tasks.spawn(listen::serve_udp(
             udp,
             handler.clone(),
@@ -244,32 +317,7 @@ pub async fn start(
             cancel.clone(),
         ));
     }
-    if let Some(feeder) = feeder {
-        tasks.spawn(feeder.run(cancel.clone()));
-    }
-    let health = Arc::new(http::Health {
-        zone,
-        listeners_up: Default::default(),
-    });
-    health.listeners_up.store(true, Ordering::Relaxed);
-    let registry = Arc::new(registry);
-    tasks.spawn(http::serve(
-        metrics_listener,
-        Arc::new(http::Pages::Metrics(registry)),
-        cancel.clone(),
-    ));
-    tasks.spawn(http::serve(
-        health_listener,
-        Arc::new(http::Pages::Health(health)),
-        cancel.clone(),
-    ));
-    tracing::info!(listen = ?args.listen, port = args.port, %metrics_addr, %health_addr, "resolver serving");
-    Ok(Running {
-        tasks,
-        interface,
-        metrics_addr,
-        health_addr,
-    })
+    tasks
 }
 
 /// Runs the resolver until `cancel` fires.

@@ -6,19 +6,15 @@
 //! times, and prints who answered each (the kernel or userspace) and how fast,
 //! then the counters. Everything is removed at the end, unless `--keep`.
 
-#[path = "../../tests/e2e_node_support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nodedns_tests::lab::{BpffsDir, Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, agent_binary};
-use support::{
-    AgentSpec, Lookup, UPSTREAM_ZONE, count, kernel_counters, kernel_entries, metric, metrics,
-    start_upstream,
-};
+use nodedns_tests::agent::{Agent, AgentSpec, Inspect};
+use nodedns_tests::client::{Hosts, Reply};
+use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, agent_binary};
+use nodedns_tests::upstream::{Dnsmasq, EXAMPLE_ZONE, NODE_UPSTREAM, start_node_upstream};
 
 /// Rounds of the same lookups: the first is answered by userspace, which
 /// promotes cluster answers at once; later ones come from the kernel.
@@ -44,66 +40,72 @@ struct Step {
 }
 
 fn steps() -> Vec<Step> {
-    let tool = |tool: &str, args: &[&str]| {
-        let mut v = vec![tool];
-        v.extend_from_slice(match tool {
-            // A DNS COOKIE is EDNS the kernel leaves to userspace; pods'
-            // glibc sends none.
-            "dig" => &["+nocookie", "+time=1", "+tries=1"][..],
-            _ => &["+timeout=1", "+retry=0"][..],
-        });
-        v.extend_from_slice(args);
-        v.into_iter().map(String::from).collect()
-    };
-    let external = format!("api.{UPSTREAM_ZONE}");
+    let external = format!("api.{EXAMPLE_ZONE}");
     let v6 = format!("@{LISTEN_V6}");
-    vec![
-        Step {
-            pod: 0,
-            what: "short name, glibc search path, A+AAAA",
-            command: vec!["getent".into(), "ahosts".into(), "web".into()],
-        },
-        Step {
-            pod: 1,
-            what: "short name, dig +search",
-            command: tool("dig", &["+search", "web"]),
-        },
-        Step {
-            pod: 0,
-            what: "headless service: its ready endpoints",
-            command: tool("dig", &["+search", "db"]),
-        },
-        Step {
-            pod: 1,
-            what: "another namespace via the search path",
-            command: tool("dig", &["+search", "cart.shop"]),
-        },
-        Step {
-            pod: 1,
-            what: "AAAA over IPv6 to the IPv6 listen address",
-            command: tool("kdig", &[&v6, "web.default.svc.cluster.local", "AAAA"]),
-        },
-        Step {
-            pod: 0,
-            what: "SRV of a named port",
-            command: tool("kdig", &["_http._tcp.web.default.svc.cluster.local", "SRV"]),
-        },
-        Step {
-            pod: 1,
-            what: "PTR of a ClusterIP",
-            command: tool("kdig", &["-x", "10.96.0.20"]),
-        },
-        Step {
-            pod: 0,
-            what: "external name, forwarded to the local upstream",
-            command: tool("kdig", &[&external, "A"]),
-        },
-        Step {
-            pod: 1,
-            what: "NXDOMAIN in the cluster zone",
-            command: tool("kdig", &["nothere.default.svc.cluster.local", "A"]),
-        },
-    ]
+    let table: [(usize, &'static str, &str, &[&str]); 9] = [
+        (
+            0,
+            "short name, glibc search path, A+AAAA",
+            "getent",
+            &["ahosts", "web"],
+        ),
+        (1, "short name, dig +search", "dig", &["+search", "web"]),
+        (
+            0,
+            "headless service: its ready endpoints",
+            "dig",
+            &["+search", "db"],
+        ),
+        (
+            1,
+            "another namespace via the search path",
+            "dig",
+            &["+search", "cart.shop"],
+        ),
+        (
+            1,
+            "AAAA over IPv6 to the IPv6 listen address",
+            "kdig",
+            &[&v6, "web.default.svc.cluster.local", "AAAA"],
+        ),
+        (
+            0,
+            "SRV of a named port",
+            "kdig",
+            &["_http._tcp.web.default.svc.cluster.local", "SRV"],
+        ),
+        (1, "PTR of a ClusterIP", "kdig", &["-x", "10.96.0.20"]),
+        (
+            0,
+            "external name, forwarded to the local upstream",
+            "kdig",
+            &[&external, "A"],
+        ),
+        (
+            1,
+            "NXDOMAIN in the cluster zone",
+            "kdig",
+            &["nothere.default.svc.cluster.local", "A"],
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(pod, what, tool, args)| {
+            let bounds: &[&str] = match tool {
+                // A DNS COOKIE is EDNS the kernel leaves to userspace; pods'
+                // glibc sends none.
+                "dig" => &["+nocookie", "+time=1", "+tries=1"],
+                "kdig" => &["+timeout=1", "+retry=0"],
+                _ => &[],
+            };
+            let command = [&[tool][..], bounds, args].concat();
+            Step {
+                pod,
+                what,
+                command: command.into_iter().map(String::from).collect(),
+            }
+        })
+        .collect()
 }
 
 /// Counters that count DNS queries reaching the XDP program (not ARP, ND,
@@ -123,14 +125,19 @@ struct Outcome {
     latency: String,
 }
 
+/// The counter `name` in a snapshot (0 when absent).
+fn count(counters: &BTreeMap<String, u64>, name: &str) -> u64 {
+    counters.get(name).copied().unwrap_or(0)
+}
+
 fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
     let pod: &Pod = lab.pod(step.pod);
-    let before = kernel_counters(bpffs);
+    let before = Inspect::read(bpffs).counters();
     let started = Instant::now();
     let args: Vec<&str> = step.command[1..].iter().map(String::as_str).collect();
     let out = pod.netns().output(&step.command[0], &args);
     let elapsed = started.elapsed();
-    let after = kernel_counters(bpffs);
+    let after = Inspect::read(bpffs).counters();
     let hits = count(&after, "hit") - count(&before, "hit");
     let queries = dns_packets(&after) - dns_packets(&before);
     let by = match (hits, queries) {
@@ -147,17 +154,11 @@ fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
         };
     };
     if step.command[0] == "getent" {
-        // "10.96.0.20      STREAM web.default.svc.cluster.local" per line.
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut addrs: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        addrs.dedup();
-        let answer = if addrs.is_empty() {
+        let hosts = Hosts::parse(&out);
+        let answer = if hosts.addresses.is_empty() {
             "(no answer)".to_string()
         } else {
-            addrs.join(" ")
+            hosts.addresses.join(" ")
         };
         return Outcome {
             answer,
@@ -165,14 +166,14 @@ fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
             latency: format!("{:.1} ms (process)", elapsed.as_secs_f64() * 1e3),
         };
     }
-    let lookup = Lookup::parse(&out);
+    let lookup = Reply::parse(&out);
     let answer = if !lookup.answered() {
         "(no answer)".to_string()
     } else if lookup.answers.is_empty() {
         lookup.status.clone()
     } else if step.command.iter().any(|a| a == "+search") {
         // Which search-list name matched is the point of these lookups.
-        let owner = lookup.answers[0].split(' ').next().unwrap_or("");
+        let owner = &lookup.answers[0].owner;
         format!("{} {owner} -> {}", lookup.status, lookup.data().join(", "))
     } else {
         format!("{} {}", lookup.status, lookup.data().join(", "))
@@ -188,27 +189,10 @@ fn run_step(lab: &Lab, bpffs: &Path, step: &Step) -> Outcome {
     }
 }
 
-fn print_metrics(lab: &Lab, spec: &AgentSpec) {
-    let page = metrics(lab.node(), spec.metrics_port());
-    let mut by_path: BTreeMap<String, f64> = BTreeMap::new();
-    for line in page
-        .lines()
-        .filter(|l| l.starts_with("nodedns_queries_total{"))
-    {
-        let path = line
-            .split("path=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("?");
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *by_path.entry(path.to_string()).or_default() += value;
-    }
+fn print_metrics(lab: &Lab, agent: &Agent) {
+    let metrics = agent.metrics(lab.node());
     println!("\nResolver (userspace) metrics, from /metrics:");
-    for (path, n) in &by_path {
+    for (path, n) in metrics.sum_by("nodedns_queries_total", "path") {
         println!("  queries answered, path={path:<12} {n}");
     }
     for sample in [
@@ -218,13 +202,14 @@ fn print_metrics(lab: &Lab, spec: &AgentSpec) {
         "nodedns_xdp_map_entries",
         "nodedns_cluster_services",
     ] {
-        if let Some(v) = metric(&page, sample) {
+        if let Some(v) = metrics.value(sample) {
             println!("  {sample:<34} {v}");
         }
     }
 }
 
-fn print_keep(lab: &Lab, bpffs: &Path, spec: &AgentSpec, daemons: &[&Daemon]) {
+fn print_keep(lab: &Lab, running: &Agent, upstream: &Dnsmasq) {
+    let bpffs = lab.bpffs();
     let node = lab.node().name();
     let agent = agent_binary()
         .map(|p| p.display().to_string())
@@ -241,12 +226,11 @@ fn print_keep(lab: &Lab, bpffs: &Path, spec: &AgentSpec, daemons: &[&Daemon]) {
     println!("  nsenter --net=/run/netns/{node} bpftool net");
     println!(
         "  ip netns exec {node} curl -s 127.0.0.1:{}/metrics | grep ^nodedns_",
-        spec.metrics_port()
+        running.spec().metrics_addr().port()
     );
     println!("  logs: {}", lab.log_dir().display());
     println!("\nTo remove everything:");
-    let pids: Vec<String> = daemons.iter().map(|d| d.pid().to_string()).collect();
-    println!("  kill {}", pids.join(" "));
+    println!("  kill {} {}", running.pid(), upstream.pid());
     // In the node namespace: cleanup also removes the listen addresses.
     println!(
         "  nsenter --net=/run/netns/{node} {agent} cleanup --bpffs-path {}",
@@ -266,13 +250,13 @@ fn demo(keep: bool) -> Result<(), String> {
         "nodedns demo: a lab node with two pods, the agent on deploy/examples, XDP on the pods' veths\n"
     );
     let lab = Lab::new(2).map_err(|e| e.to_string())?;
-    let bpffs = BpffsDir::create().map_err(|e| e.to_string())?;
-    let mut upstream = start_upstream(&lab);
-    let mut spec = AgentSpec::new(bpffs.path(), "auto");
+    let mut upstream = start_node_upstream(&lab).map_err(|e| e.to_string())?;
+    let mut spec = AgentSpec::examples()
+        .listen_on(&[LISTEN_V4.into(), LISTEN_V6.into()])
+        .upstream(NODE_UPSTREAM)
+        .xdp_mode("auto");
     if keep {
-        spec.extra.push("--keep-on-exit".into());
-    } else {
-        spec.extra.push("--cleanup-on-exit".into());
+        spec = spec.keep_on_exit();
     }
     let mut agent = spec.start(&lab, "agent");
     println!("node netns   {}", lab.node().name());
@@ -286,9 +270,9 @@ fn demo(keep: bool) -> Result<(), String> {
         );
     }
     println!(
-        "listen       {LISTEN_V4}:53 (and IPv6), upstream dnsmasq 127.0.0.1:5353 for *.{UPSTREAM_ZONE}"
+        "listen       {LISTEN_V4}:53 (and IPv6), upstream dnsmasq 127.0.0.1:5353 for *.{EXAMPLE_ZONE}"
     );
-    println!("pins         {}\n", bpffs.path().display());
+    println!("pins         {}\n", lab.bpffs().display());
 
     let steps = steps();
     for round in 1..=ROUNDS {
@@ -305,7 +289,7 @@ fn demo(keep: bool) -> Result<(), String> {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(" ");
-            let o = run_step(&lab, bpffs.path(), step);
+            let o = run_step(&lab, lab.bpffs(), step);
             println!(
                 "  pod{} {:<40} {:<70} {:<10} {}",
                 step.pod,
@@ -323,28 +307,27 @@ fn demo(keep: bool) -> Result<(), String> {
     println!(
         "latency: dig's and kdig's own query time (dig counts whole ms); getent: the whole process\n"
     );
-    let counters = kernel_counters(bpffs.path());
+    let kernel = Inspect::read(lab.bpffs());
+    let counters = kernel.counters();
     println!("Kernel (XDP) counters, all CPUs:");
     for (name, n) in counters.iter().filter(|(_, n)| **n > 0) {
         println!("  {name:<22} {n}");
     }
-    println!("Kernel map: {} entries", kernel_entries(bpffs.path()).len());
-    print_metrics(&lab, &spec);
+    println!("Kernel map: {} entries", kernel.entries().len());
+    print_metrics(&lab, &agent);
 
     if keep {
-        print_keep(&lab, bpffs.path(), &spec, &[&agent, &upstream]);
+        print_keep(&lab, &agent, &upstream);
         // Leave every guard undropped: the processes, namespaces and pins
         // stay until the user runs the commands above.
         std::mem::forget(agent);
         std::mem::forget(upstream);
-        std::mem::forget(bpffs);
         std::mem::forget(lab);
         return Ok(());
     }
-    let status = agent
-        .stop(Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
+    let status = agent.stop();
     upstream
+        .daemon_mut()
         .stop(Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     if !status.success() {
@@ -353,7 +336,7 @@ fn demo(keep: bool) -> Result<(), String> {
             agent.log_tail()
         ));
     }
-    drop((agent, upstream, bpffs, lab));
+    drop((agent, upstream, lab));
     println!(
         "\nCleaned up (namespaces, veths, pins, processes). Demo took {:.1} s.",
         started.elapsed().as_secs_f64()

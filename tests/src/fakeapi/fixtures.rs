@@ -1,7 +1,4 @@
-//! Object builders and polling helpers for cluster tests.
-
-use std::path::Path;
-use std::time::{Duration, Instant};
+//! Object builders for cluster tests.
 
 use serde_json::{Value, json};
 
@@ -58,7 +55,7 @@ pub const SCALE_ENDPOINTS_PER_SERVICE: usize = 5;
 /// Every this many services of [`scale_cluster`] one is headless.
 pub const SCALE_HEADLESS_EVERY: usize = 5;
 
-/// A big cluster, the shape of `tests/tests/cluster_scale.rs`: `services`
+/// A big cluster, the shape of the `cluster` tier's scale tests: `services`
 /// Services `svc-<i>` in namespace `ns-<i % 100>`, dual-stack ClusterIPs
 /// `10.96.<i/256>.<i%256>` and `fd00:96::<i>`, except every fifth, which is
 /// headless with endpoint hostnames; each with one EndpointSlice of five
@@ -103,26 +100,4 @@ pub fn scale_cluster(services: usize) -> impl Iterator<Item = Value> {
         });
         [service, slice]
     })
-}
-
-/// Polls `check` every 10 ms until it returns true or `deadline` passes;
-/// returns the time it took. Panics with `what` on timeout.
-pub async fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    start.elapsed()
-}
-
-/// Writes `text` to `path` atomically (write + rename), so a watcher of the
-/// folder never reads half a file unless a test wants it to.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
 }

@@ -18,6 +18,7 @@
 
 pub mod fixtures;
 mod http;
+mod node_api;
 pub mod state;
 
 use std::collections::VecDeque;
@@ -27,12 +28,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use node_api::NodeApi;
 pub use state::Resource;
 use state::{State, WatchEvent};
 
@@ -139,11 +140,9 @@ impl FakeApi {
         for file in files {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let value = serde_yaml::Value::deserialize(doc)
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                let value =
-                    serde_json::to_value(value).map_err(|e| format!("{}: {e}", file.display()))?;
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            for value in docs {
                 applied += self.apply_value(value);
             }
         }
@@ -196,22 +195,18 @@ impl FakeApi {
         self.drop_watches();
     }
 
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The next `n` requests get `500 Internal Server Error`.
     pub fn fail_next(&self, n: u32) {
-        self.shared
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .fail_next = n;
+        self.faults().fail_next = n;
     }
 
     /// While down, every request gets `503` and open watches end.
     pub fn set_down(&self, down: bool) {
-        self.shared
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .down = down;
+        self.faults().down = down;
         if down {
             self.drop_watches();
         }
@@ -231,6 +226,15 @@ impl FakeApi {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// How many list (not watch) requests the server received: a relist
+    /// after a 410 adds one per resource.
+    pub fn list_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with("GET ") && !r.contains("watch=true"))
+            .count()
     }
 }
 

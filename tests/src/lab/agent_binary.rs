@@ -32,19 +32,3 @@ pub fn agent_binary() -> Result<PathBuf> {
             path: dir.join("../dns-agent"),
         })
 }
-
-/// `dns-agent inspect --json --bpffs-path <bpffs>`: the kernel's entries and
-/// counters, read from the pinned maps (bpffs is shared by every namespace).
-pub fn inspect_json(bpffs: &std::path::Path) -> serde_json::Value {
-    let out = std::process::Command::new(agent_binary().expect("the dns-agent binary"))
-        .args(["inspect", "--json", "--bpffs-path"])
-        .arg(bpffs)
-        .output()
-        .expect("run dns-agent inspect");
-    assert!(
-        out.status.success(),
-        "dns-agent inspect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
-}

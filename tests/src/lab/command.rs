@@ -41,3 +41,10 @@ pub(crate) fn checked(cmd: &mut Command) -> Result<Output> {
 pub(crate) fn ip(args: &[&str]) -> Result<Output> {
     checked(Command::new("ip").args(args))
 }
+
+/// Runs `program args` in the test's own namespace (bpftool on pins, `ip
+/// netns list`); fails unless it exits 0, and returns its stdout.
+pub fn run_here(program: &str, args: &[&str]) -> Result<String> {
+    let out = checked(Command::new(program).args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

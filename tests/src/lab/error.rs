@@ -10,6 +10,8 @@ pub enum LabError {
          for example through `cargo xtask test`"
     )]
     NotRoot,
+    #[error("/sys/fs/bpf is not a bpffs mount: mount it with `mount -t bpf bpf /sys/fs/bpf`")]
+    NoBpffs,
     #[error(
         "could not start `{command}`: {source} (is it installed? `cargo xtask setup` installs the lab's tools)"
     )]

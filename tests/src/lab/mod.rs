@@ -10,9 +10,10 @@
 //! ```
 //!
 //! The listen address sits on the node's `lo` because this kernel has no
-//! `dummy` netdev (DESIGN.md). Queries from a pod reach it through the pod's
-//! default route, cross the veth and enter the node on the host-side
-//! interface, where XDP attaches, like pod traffic on a real node.
+//! `dummy` netdev (docs/design.md#no-dummy-netdev). Queries from a pod reach
+//! it through the pod's default route, cross the veth and enter the node on
+//! the host-side interface, where XDP attaches, like pod traffic on a real
+//! node.
 //!
 //! Everything the lab creates has a name unique to the process and the lab
 //! (pid, counter, random suffix) and is removed by a guard's `Drop`, on panic
@@ -26,25 +27,31 @@ mod names;
 mod netns;
 mod pass_program;
 mod process;
+mod temp_dir;
 mod topology;
+mod turn;
 mod veth;
 mod wait;
+mod xdp_status;
 
 #[cfg(test)]
 mod self_test;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use agent_binary::{agent_binary, inspect_json};
-pub use bpffs::BpffsDir;
+pub use agent_binary::agent_binary;
+pub use bpffs::{BpffsDir, pin_files};
+pub use command::run_here;
 pub use error::{LabError, Result};
 pub use names::unique_suffix;
 pub use netns::Netns;
 pub use pass_program::{PassProgram, XdpAttach};
 pub use process::{Daemon, Signal};
-pub use topology::{Lab, MAX_PODS, POD_IFNAME, Pod, nstat};
+pub use temp_dir::{KEEP_LOGS_ENV, TempDir};
+pub use topology::{Lab, MAX_PODS, POD_IFNAME, Pod};
 pub use veth::VethPair;
-pub use wait::wait_for;
+pub use wait::{measure_until, wait_for, wait_until};
+pub use xdp_status::XdpAttachment;
 
 /// The node-local DNS address pods use (NodeLocal DNSCache's default).
 pub const LISTEN_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 10);
@@ -54,7 +61,8 @@ pub const LISTEN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x169, 0x254, 0x20, 0, 0, 
 pub const POD_SEARCH: &str = "default.svc.cluster.local svc.cluster.local cluster.local";
 
 /// Fails with a clear error unless the process runs as root. Privileged tests
-/// call this (through [`Lab::new`]) so they never pass by skipping.
+/// call this (through [`Lab::new`], [`Netns::create`], [`BpffsDir::create`]
+/// or the XDP harness) so they never pass by skipping.
 pub fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {

@@ -4,7 +4,10 @@
 //! shared machine, so every name carries the pid and a per-process counter;
 //! a random part guards against leftovers of a dead process with the same pid.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::error::{LabError, Result};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -12,6 +15,14 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn unique_suffix() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// Creates `<parent>/ndlab-<unique suffix>`: a directory of the lab's own.
+pub(crate) fn create_unique_dir(parent: &Path) -> Result<PathBuf> {
+    let path = parent.join(format!("ndlab-{}", unique_suffix()));
+    std::fs::create_dir(&path)
+        .map_err(|e| LabError::io(format!("create {}", path.display()), e))?;
+    Ok(path)
 }
 
 /// A short tag for interface names, which the kernel caps at 15 bytes:
@@ -24,6 +35,16 @@ pub fn short_tag() -> String {
 
 /// Kernel interface name limit (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
+
+/// Fails, naming the interface, when the kernel would refuse `name`.
+pub(crate) fn check_ifname(name: &str) -> Result<()> {
+    if name.len() > IFNAME_MAX {
+        return Err(LabError::Other(format!(
+            "interface name {name} is longer than {IFNAME_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

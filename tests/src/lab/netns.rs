@@ -1,5 +1,6 @@
 //! A named network namespace (`ip netns add`), removed on drop.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -8,7 +9,13 @@ use std::process::{Command, Output};
 
 use super::command::{self, ip};
 use super::error::{LabError, Result};
-use super::names::unique_suffix;
+use super::names::{check_ifname, unique_suffix};
+use crate::client::{Hosts, Reply};
+
+/// Bounds on one client run (`dig`, `kdig`): one try, two seconds. A later
+/// argument overrides them (`+time=1`).
+const DIG_BOUNDS: [&str; 2] = ["+time=2", "+tries=1"];
+const KDIG_BOUNDS: [&str; 2] = ["+timeout=2", "+retry=0"];
 
 /// A network namespace created by the lab, with `lo` up.
 ///
@@ -80,6 +87,71 @@ impl Netns {
         command::output(self.command(program).args(args))
     }
 
+    /// `dig <args>` from inside the namespace, bounded by [`DIG_BOUNDS`],
+    /// parsed. A timeout is a reply too ([`Reply::answered`] is false).
+    pub fn dig(&self, args: &[&str]) -> Result<Reply> {
+        let args = [&DIG_BOUNDS[..], args].concat();
+        Ok(Reply::parse(&self.output("dig", &args)?))
+    }
+
+    /// `kdig <args>` from inside the namespace, bounded by [`KDIG_BOUNDS`].
+    pub fn kdig(&self, args: &[&str]) -> Result<Reply> {
+        let args = [&KDIG_BOUNDS[..], args].concat();
+        Ok(Reply::parse(&self.output("kdig", &args)?))
+    }
+
+    /// `getent <args>` from inside the namespace: glibc's resolver with the
+    /// namespace's `resolv.conf` (search list, ndots:5).
+    pub fn getent(&self, args: &[&str]) -> Result<Hosts> {
+        Ok(Hosts::parse(&self.output("getent", args)?))
+    }
+
+    /// Absolute SNMP counters of the namespace. `-s` keeps nstat from
+    /// writing its history file, which is per user, not per namespace.
+    pub fn nstat(&self) -> Result<BTreeMap<String, u64>> {
+        let out = self.run("nstat", &["-a", "-s", "-z"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.to_string(), fields.next()?.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// UDP datagrams (IPv4 and IPv6) the namespace dropped for a bad
+    /// checksum: a reply with a wrong checksum otherwise looks like a
+    /// timeout (checksum offload stays on in the lab).
+    pub fn udp_csum_errors(&self) -> Result<u64> {
+        let counters = self.nstat()?;
+        ["UdpInCsumErrors", "Udp6InCsumErrors"]
+            .iter()
+            .map(|name| {
+                counters.get(*name).copied().ok_or_else(|| {
+                    LabError::Other(format!("nstat in {} shows no {name}", self.name))
+                })
+            })
+            .sum()
+    }
+
+    /// A veth pair with both ends in this namespace, both up (for the
+    /// loader's tests, which only need interfaces to attach to). It goes
+    /// with the namespace, or with [`Netns::del_link`].
+    pub fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
+        check_ifname(name)?;
+        check_ifname(peer)?;
+        self.ip(&["link", "add", name, "type", "veth", "peer", "name", peer])?;
+        self.ip(&["link", "set", name, "up"])?;
+        self.ip(&["link", "set", peer, "up"])?;
+        Ok(())
+    }
+
+    /// Deletes interface `name` (a veth takes its peer with it).
+    pub fn del_link(&self, name: &str) -> Result<()> {
+        self.ip(&["link", "del", name]).map(drop)
+    }
+
     /// Writes `/etc/netns/<name>/resolv.conf`, which processes started with
     /// [`Netns::command`] see as `/etc/resolv.conf`.
     pub fn set_resolv_conf(&mut self, text: &str) -> Result<()> {
@@ -129,6 +201,21 @@ impl Netns {
             )));
         }
         Ok(index)
+    }
+
+    /// The MAC address of interface `ifname` inside this namespace (`ip
+    /// netns exec` mounts the namespace's own `/sys`).
+    pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
+        let out = self.run("cat", &[&format!("/sys/class/net/{ifname}/address")])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bytes: Option<Vec<u8>> = text
+            .trim()
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        bytes
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| LabError::Other(format!("MAC of {ifname} in {}: {text:?}", self.name)))
     }
 
     /// Whether `ip netns list` still shows the namespace (for leak checks).

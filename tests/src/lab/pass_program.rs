@@ -1,10 +1,10 @@
 //! A two-instruction XDP_PASS program for the pod side of a veth pair.
 //!
 //! In native (driver) mode, veth drops XDP_TX replies at the peer unless the
-//! peer has an XDP program too (DESIGN.md). The benchmark's native-mode
-//! contender therefore needs one on the pod's `eth0`; it must do nothing and
-//! cost next to nothing, so it is assembled here instead of built with the
-//! eBPF toolchain.
+//! peer has an XDP program too (docs/design.md#generic-xdp-on-veth). The
+//! benchmark's native-mode contender therefore needs one on the pod's
+//! `eth0`; it must do nothing and cost next to nothing, so it is assembled
+//! here instead of built with the eBPF toolchain.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -1,11 +1,12 @@
 //! Tests of the lab itself: it builds what it promises and leaves nothing
 //! behind, on success and on panic. They need root, like every lab user.
 
-use std::path::Path;
-use std::process::Command;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::upstream::{Dnsmasq, DnsmasqSpec};
 
 const READY: Duration = Duration::from_secs(10);
 
@@ -14,7 +15,8 @@ struct Footprint {
     netns: Vec<String>,
     ifnames: Vec<String>,
     etc_dirs: Vec<String>,
-    log_dir: std::path::PathBuf,
+    log_dir: PathBuf,
+    bpffs: PathBuf,
 }
 
 impl Footprint {
@@ -34,26 +36,13 @@ impl Footprint {
                 .collect(),
             netns,
             log_dir: lab.log_dir().to_path_buf(),
+            bpffs: lab.bpffs().to_path_buf(),
         }
     }
 
     fn assert_gone(&self) {
-        let listed = String::from_utf8(
-            Command::new("ip")
-                .args(["netns", "list"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let links = String::from_utf8(
-            Command::new("ip")
-                .args(["-o", "link"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
+        let listed = run_here("ip", &["netns", "list"]).unwrap();
+        let links = run_here("ip", &["-o", "link"]).unwrap();
         for name in &self.netns {
             assert!(!listed.contains(name.as_str()), "netns {name} left behind");
             assert!(!Netns::exists(name), "/run/netns/{name} left behind");
@@ -67,6 +56,8 @@ impl Footprint {
         for dir in &self.etc_dirs {
             assert!(!Path::new(dir).exists(), "{dir} left behind");
         }
+        assert!(!self.log_dir.exists(), "log dir left behind");
+        assert!(!self.bpffs.exists(), "{} left behind", self.bpffs.display());
     }
 }
 
@@ -98,9 +89,9 @@ fn lab_builds_the_topology_and_removes_it() {
         assert!(routes.contains(&format!("dev {POD_IFNAME}")), "{routes}");
     }
     assert!(footprint.log_dir.is_dir());
+    assert!(footprint.bpffs.is_dir());
     drop(lab);
     footprint.assert_gone();
-    assert!(!footprint.log_dir.exists(), "log dir left behind");
 }
 
 #[test]
@@ -114,7 +105,6 @@ fn lab_cleans_up_when_a_test_panics() {
     assert!(result.is_err());
     let footprint = footprint.into_inner().unwrap().unwrap();
     footprint.assert_gone();
-    assert!(!footprint.log_dir.exists(), "log dir left behind");
 }
 
 #[test]
@@ -134,37 +124,21 @@ fn interfaces_resolve_only_inside_their_namespace() {
 
 /// dnsmasq on the node's listen addresses, answering `*.lab.test` with
 /// 10.9.9.9 and nothing else (no upstream).
-fn start_dnsmasq(lab: &Lab) -> Daemon {
-    let pid_file = lab.log_dir().join("dnsmasq.pid");
-    lab.start(
-        "dnsmasq",
-        "dnsmasq",
-        &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            &format!("--listen-address={LISTEN_V4}"),
-            &format!("--listen-address={LISTEN_V6}"),
-            &format!("--pid-file={}", pid_file.display()),
-            "--address=/lab.test/10.9.9.9",
-            "--log-facility=-",
-        ],
-    )
-    .unwrap()
+fn start_dnsmasq(lab: &Lab) -> Dnsmasq {
+    DnsmasqSpec::new(SocketAddr::new(LISTEN_V4.into(), 53))
+        .also_listen(LISTEN_V6.into())
+        .wildcard("lab.test", [10, 9, 9, 9].into())
+        .start(lab, lab.node(), "dnsmasq")
+        .unwrap()
 }
 
 /// Waits until `pod` gets 10.9.9.9 for `name` from dnsmasq over IPv4.
-fn wait_for_answer(pod: &Pod, dnsmasq: &Daemon, name: &str) {
+fn wait_for_answer(pod: &Pod, dnsmasq: &Dnsmasq, name: &str) {
     let answer = wait_for("dnsmasq to answer", READY, || {
-        let out = stdout(
-            pod.dig(&[&format!("@{LISTEN_V4}"), "+short", name, "A"])
-                .ok()?,
-        );
-        out.contains("10.9.9.9").then_some(out)
+        let reply = pod.dig(&[&format!("@{LISTEN_V4}"), name, "A"]).ok()?;
+        (reply.rdata("A") == ["10.9.9.9"]).then_some(reply)
     });
-    assert!(answer.is_ok(), "{answer:?}\n{}", dnsmasq.log_tail());
+    assert!(answer.is_ok(), "{answer:?}\n{}", dnsmasq.log());
 }
 
 #[test]
@@ -173,18 +147,17 @@ fn pods_reach_a_resolver_on_the_listen_addresses() {
     let mut dnsmasq = start_dnsmasq(&lab);
     let pod = lab.pod(1);
     wait_for_answer(pod, &dnsmasq, "x.lab.test");
-    let v6 = stdout(
-        pod.kdig(&[&format!("@{LISTEN_V6}"), "+short", "y.lab.test", "A"])
-            .unwrap(),
-    );
-    assert_eq!(v6.trim(), "10.9.9.9");
+    let v6 = pod
+        .kdig(&[&format!("@{LISTEN_V6}"), "y.lab.test", "A"])
+        .unwrap();
+    assert_eq!(v6.rdata("A"), ["10.9.9.9"], "{}", v6.raw);
     // glibc walks the search list (ndots:5) and ends at the absolute name.
-    let getent = stdout(pod.getent(&["ahostsv4", "z.lab.test"]).unwrap());
-    assert!(getent.contains("10.9.9.9"), "getent: {getent}");
+    let getent = pod.getent(&["ahostsv4", "z.lab.test"]).unwrap();
+    assert_eq!(getent.addresses, ["10.9.9.9"], "getent: {}", getent.raw);
     let counters = pod.nstat().unwrap();
     assert!(counters.contains_key("UdpInDatagrams"), "{counters:?}");
-    assert_eq!(counters.get("UdpInCsumErrors"), Some(&0), "{counters:?}");
-    dnsmasq.stop(Duration::from_secs(5)).unwrap();
+    assert_eq!(pod.udp_csum_errors().unwrap(), 0, "{counters:?}");
+    dnsmasq.daemon_mut().stop(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -238,27 +211,19 @@ fn bpffs_dir_is_unique_and_removed() {
 fn pass_program_attaches_natively_to_the_pod_side_and_detaches_on_drop() {
     let lab = Lab::new(1).unwrap();
     let pod = lab.pod(0);
-    let xdp_shown = || {
-        stdout(
-            pod.netns()
-                .ip(&["-d", "link", "show", "dev", POD_IFNAME])
-                .unwrap(),
-        )
-    };
     let mut dnsmasq = start_dnsmasq(&lab);
     let pass = pod.attach_pass_program().unwrap();
-    let shown = xdp_shown();
+    let mode = pod.netns().xdp_mode(POD_IFNAME).unwrap();
     assert!(
-        shown.contains("xdpdrv") || shown.contains("xdp "),
-        "no native XDP on {POD_IFNAME}: {shown}"
+        mode == "xdp" || mode == "xdpdrv",
+        "no native XDP on {POD_IFNAME}: {mode:?}"
     );
     // Replies still reach the client through the pod side's program.
     wait_for_answer(pod, &dnsmasq, "native.lab.test");
-    dnsmasq.stop(Duration::from_secs(5)).unwrap();
+    dnsmasq.daemon_mut().stop(Duration::from_secs(5)).unwrap();
     drop(pass);
     assert!(
-        !xdp_shown().contains("prog/xdp"),
-        "XDP still attached after drop: {}",
-        xdp_shown()
+        !pod.netns().has_xdp(POD_IFNAME).unwrap(),
+        "XDP still attached after drop"
     );
 }

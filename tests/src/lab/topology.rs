@@ -3,16 +3,19 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
+use super::bpffs::BpffsDir;
 use super::error::{LabError, Result};
-use super::names::{short_tag, unique_suffix};
+use super::names::short_tag;
 use super::netns::Netns;
 use super::pass_program::{PassProgram, XdpAttach};
 use super::process::Daemon;
+use super::temp_dir::TempDir;
+use super::turn::Turn;
 use super::veth::VethPair;
 use super::{LISTEN_V4, LISTEN_V6, POD_SEARCH, agent_binary};
+use crate::client::{Hosts, Reply};
 
 /// Pods get 10.201.<index>.0/24, so at most 256 of them.
 pub const MAX_PODS: usize = 256;
@@ -20,15 +23,20 @@ pub const MAX_PODS: usize = 256;
 pub const POD_IFNAME: &str = "eth0";
 
 /// A node with its pods. Dropping it removes, in order: the pods (veth pair,
-/// then namespace), the node namespace, and the log directory (kept when
-/// `NODEDNS_LAB_KEEP_LOGS` is set). Stop daemons before dropping the lab:
-/// declare them after it, so they are dropped first.
+/// then namespace), the node namespace, the node's pin directory, and the
+/// log directory (kept when `NODEDNS_LAB_KEEP_LOGS` is set). Stop daemons
+/// before dropping the lab: declare them after it, so they are dropped first.
 #[derive(Debug)]
 pub struct Lab {
     // Field order is drop order.
     pods: Vec<Pod>,
     node: Netns,
-    logs: LogDir,
+    /// Part of every host-side interface name (`veth<tag><index>`).
+    tag: String,
+    bpffs: BpffsDir,
+    logs: TempDir,
+    /// Released last, once everything of this lab is gone.
+    _turn: Turn,
 }
 
 /// One pod namespace and its veth pair to the node.
@@ -48,13 +56,25 @@ impl Lab {
     /// `resolv.conf` pointing at [`LISTEN_V4`]. The node holds [`LISTEN_V4`]
     /// and [`LISTEN_V6`] on `lo`.
     pub fn new(pods: usize) -> Result<Self> {
+        Self::create(pods, Turn::shared())
+    }
+
+    /// A lab that runs alone among the labs of its test binary: it waits
+    /// for the others to go and holds new ones back until it is dropped.
+    /// For tests that measure loss under load.
+    pub fn new_alone(pods: usize) -> Result<Self> {
+        Self::create(pods, Turn::alone())
+    }
+
+    fn create(pods: usize, turn: Turn) -> Result<Self> {
         super::require_root()?;
         if pods > MAX_PODS {
             return Err(LabError::Other(format!(
                 "a lab holds at most {MAX_PODS} pods, not {pods}"
             )));
         }
-        let logs = LogDir::create()?;
+        let logs = TempDir::create()?;
+        let bpffs = BpffsDir::create()?;
         let node = Netns::create("node")?;
         node.ip(&["addr", "add", &format!("{LISTEN_V4}/32"), "dev", "lo"])?;
         node.ip(&[
@@ -66,17 +86,32 @@ impl Lab {
             "lo",
             "nodad",
         ])?;
-        let tag = short_tag();
         let mut lab = Self {
             pods: Vec::with_capacity(pods),
             node,
+            tag: short_tag(),
+            bpffs,
             logs,
+            _turn: turn,
         };
-        for index in 0..pods {
-            let pod = Pod::create(&lab.node, &tag, index)?;
-            lab.pods.push(pod);
+        for _ in 0..pods {
+            lab.add_pod()?;
         }
         Ok(lab)
+    }
+
+    /// Adds a pod to a running lab, the way a new pod appears on a node:
+    /// its host-side veth matches `veth*` like the others. Returns its index.
+    pub fn add_pod(&mut self) -> Result<usize> {
+        let index = self.pods.len();
+        if index >= MAX_PODS {
+            return Err(LabError::Other(format!(
+                "a lab holds at most {MAX_PODS} pods"
+            )));
+        }
+        let pod = Pod::create(&self.node, &self.tag, index)?;
+        self.pods.push(pod);
+        Ok(index)
     }
 
     pub fn node(&self) -> &Netns {
@@ -93,7 +128,13 @@ impl Lab {
 
     /// Where daemons' logs go (removed with the lab unless `NODEDNS_LAB_KEEP_LOGS` is set).
     pub fn log_dir(&self) -> &Path {
-        &self.logs.path
+        self.logs.path()
+    }
+
+    /// The node's pin directory, as `/sys/fs/bpf/nodedns` is on a real node
+    /// (the agent's `--bpffs-path`); removed with the lab.
+    pub fn bpffs(&self) -> &Path {
+        self.bpffs.path()
     }
 
     /// Starts `program args` in the node namespace, logging to
@@ -112,7 +153,7 @@ impl Lab {
     ) -> Result<Daemon> {
         let mut cmd = netns.command(program);
         cmd.args(args);
-        Daemon::start(name, cmd, &self.logs.path.join(format!("{name}.log")))
+        Daemon::start(name, cmd, &self.log_dir().join(format!("{name}.log")))
     }
 
     /// Starts the built dns-agent in the node namespace with `args`. It runs
@@ -121,7 +162,7 @@ impl Lab {
     pub fn start_agent(&self, name: &str, args: &[&str]) -> Result<Daemon> {
         let mut cmd = self.node.command_net_only(agent_binary()?);
         cmd.args(args);
-        Daemon::start(name, cmd, &self.logs.path.join(format!("{name}.log")))
+        Daemon::start(name, cmd, &self.log_dir().join(format!("{name}.log")))
     }
 }
 
@@ -201,25 +242,20 @@ impl Pod {
         self.ipv6
     }
 
-    /// `dig +time=2 +tries=1 <args>` from the pod; the output whatever the
-    /// exit status (a timeout is a result some tests expect).
-    pub fn dig(&self, args: &[&str]) -> Result<Output> {
-        let mut full = vec!["+time=2", "+tries=1"];
-        full.extend_from_slice(args);
-        self.netns.output("dig", &full)
+    /// `dig <args>` from the pod, one try of two seconds ([`Netns::dig`]).
+    pub fn dig(&self, args: &[&str]) -> Result<Reply> {
+        self.netns.dig(args)
     }
 
-    /// `kdig +timeout=2 +retry=0 <args>` from the pod.
-    pub fn kdig(&self, args: &[&str]) -> Result<Output> {
-        let mut full = vec!["+timeout=2", "+retry=0"];
-        full.extend_from_slice(args);
-        self.netns.output("kdig", &full)
+    /// `kdig <args>` from the pod, no retry, two seconds.
+    pub fn kdig(&self, args: &[&str]) -> Result<Reply> {
+        self.netns.kdig(args)
     }
 
     /// `getent <args>` from the pod: glibc's resolver with the pod's
     /// `resolv.conf` (search list, ndots:5).
-    pub fn getent(&self, args: &[&str]) -> Result<Output> {
-        self.netns.output("getent", args)
+    pub fn getent(&self, args: &[&str]) -> Result<Hosts> {
+        self.netns.getent(args)
     }
 
     /// Attaches an XDP_PASS program to the pod's `eth0` in driver mode, so
@@ -231,58 +267,12 @@ impl Pod {
 
     /// The pod's kernel SNMP counters (`UdpInCsumErrors`, ...).
     pub fn nstat(&self) -> Result<BTreeMap<String, u64>> {
-        nstat(&self.netns)
+        self.netns.nstat()
     }
-}
 
-/// Absolute SNMP counters of a namespace. `-s` keeps nstat from writing its
-/// history file, which is per user, not per namespace.
-pub fn nstat(netns: &Netns) -> Result<BTreeMap<String, u64>> {
-    let out = netns.run("nstat", &["-a", "-s", "-z"])?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            Some((fields.next()?.to_string(), fields.next()?.parse().ok()?))
-        })
-        .collect())
-}
-
-/// The lab's log directory under the system temp dir.
-#[derive(Debug)]
-struct LogDir {
-    path: PathBuf,
-}
-
-impl LogDir {
-    fn create() -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("ndlab-{}", unique_suffix()));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| LabError::io(format!("create {}", path.display()), e))?;
-        Ok(Self { path })
-    }
-}
-
-/// Set to keep every lab's logs (the path is printed when the lab is dropped).
-pub const KEEP_LOGS_ENV: &str = "NODEDNS_LAB_KEEP_LOGS";
-
-impl Drop for LogDir {
-    fn drop(&mut self) {
-        // A failing test already shows each daemon's log tail (Daemon's
-        // Drop), so by default nothing is left in the temp dir, even on panic.
-        if std::env::var_os(KEEP_LOGS_ENV).is_some() {
-            eprintln!("lab: logs kept in {}", self.path.display());
-            return;
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "lab: removing the logs in {}; set {KEEP_LOGS_ENV}=1 to keep them",
-                self.path.display()
-            );
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("lab: could not remove {}: {e}", self.path.display());
-        }
+    /// Replies the pod dropped for a bad UDP checksum, IPv4 and IPv6
+    /// ([`Netns::udp_csum_errors`]).
+    pub fn udp_csum_errors(&self) -> Result<u64> {
+        self.netns.udp_csum_errors()
     }
 }

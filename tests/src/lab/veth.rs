@@ -1,8 +1,8 @@
 //! A veth pair between two lab namespaces, removed on drop.
 
 use super::command::ip;
-use super::error::{LabError, Result};
-use super::names::IFNAME_MAX;
+use super::error::Result;
+use super::names::check_ifname;
 use super::netns::Netns;
 
 /// A veth pair created directly inside two namespaces, so neither end ever
@@ -18,13 +18,8 @@ impl VethPair {
     /// Creates `host` in `host_netns` (the node side, where XDP attaches) and
     /// `peer` in `peer_netns` (the pod's `eth0`). Both ends are left down.
     pub fn create(host_netns: &Netns, host: &str, peer_netns: &Netns, peer: &str) -> Result<Self> {
-        for name in [host, peer] {
-            if name.len() > IFNAME_MAX {
-                return Err(LabError::Other(format!(
-                    "interface name {name} is longer than {IFNAME_MAX} bytes"
-                )));
-            }
-        }
+        check_ifname(host)?;
+        check_ifname(peer)?;
         ip(&[
             "-n",
             host_netns.name(),

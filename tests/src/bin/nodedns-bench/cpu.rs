@@ -70,18 +70,11 @@ impl Drop for BpfStats {
 
 /// Id of the XDP program attached to `ifname` in `netns`.
 pub fn xdp_prog_id(netns: &Netns, ifname: &str) -> Result<u32> {
-    let out = netns
-        .run("bpftool", &["-j", "net", "show", "dev", ifname])
-        .context("bpftool net show")?;
-    let json: Value = serde_json::from_slice(&out.stdout).context("parse bpftool net show")?;
-    let ids: Vec<u64> = json
-        .as_array()
+    let ids: Vec<u64> = netns
+        .xdp_attachments()?
         .into_iter()
-        .flatten()
-        .filter_map(|o| o.get("xdp")?.as_array())
-        .flatten()
-        .filter(|x| x.get("devname").and_then(Value::as_str) == Some(ifname))
-        .filter_map(|x| x.get("id")?.as_u64())
+        .filter(|a| a.ifname == ifname)
+        .map(|a| a.prog_id)
         .collect();
     match ids.as_slice() {
         [id] => Ok(*id as u32),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nodedns_tests::lab::{BpffsDir, Daemon, Lab, PassProgram, Pod, agent_binary, wait_for};
+use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec};
 
 use crate::cluster::Cluster;
 
@@ -62,12 +63,35 @@ impl Kind {
     }
 }
 
+/// A contender's process: the agent and unbound as plain daemons, dnsmasq
+/// through its guard.
+enum Process {
+    Daemon(Daemon),
+    Dnsmasq(Dnsmasq),
+}
+
+impl Process {
+    fn daemon(&self) -> &Daemon {
+        match self {
+            Self::Daemon(d) => d,
+            Self::Dnsmasq(d) => d.daemon(),
+        }
+    }
+
+    fn daemon_mut(&mut self) -> &mut Daemon {
+        match self {
+            Self::Daemon(d) => d,
+            Self::Dnsmasq(d) => d.daemon_mut(),
+        }
+    }
+}
+
 /// One running contender, reached from its own pod at its own address.
 pub struct Server {
     pub kind: Kind,
     pub addr: Ipv4Addr,
     pub pod: usize,
-    pub daemon: Daemon,
+    process: Process,
     pub manifests: Option<PathBuf>,
     pub bpffs: Option<BpffsDir>,
     _pass: Option<PassProgram>,
@@ -75,11 +99,11 @@ pub struct Server {
 
 impl Server {
     pub fn pid(&self) -> u32 {
-        self.daemon.pid()
+        self.process.daemon().pid()
     }
 
     pub fn stop(&mut self) {
-        if let Err(e) = self.daemon.stop(STOP_GRACE) {
+        if let Err(e) = self.process.daemon_mut().stop(STOP_GRACE) {
             eprintln!("bench: stopping {}: {e}", self.kind.label());
         }
     }
@@ -106,25 +130,17 @@ fn pinned(lab: &Lab, name: &str, program: &str, args: &[String]) -> Result<Daemo
     Daemon::start(name, cmd, &log).with_context(|| format!("start {name}"))
 }
 
-pub fn start_upstream(lab: &Lab, cluster: &Cluster) -> Result<Daemon> {
+pub fn start_upstream(lab: &Lab, cluster: &Cluster) -> Result<Dnsmasq> {
     add_address(lab, UPSTREAM)?;
-    let mut args = vec![
-        "--keep-in-foreground".to_string(),
-        "--conf-file=/dev/null".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--bind-interfaces".into(),
-        format!("--listen-address={UPSTREAM}"),
-        format!(
-            "--pid-file={}",
-            lab.log_dir().join("upstream.pid").display()
-        ),
-        // Long enough that no contender's cache expires during the bench.
-        "--local-ttl=300".into(),
-        "--log-facility=-".into(),
-    ];
-    args.extend(cluster.upstream_args());
-    pinned(lab, "upstream", "dnsmasq", &args)
+    // Long enough that no contender's cache expires during the bench.
+    let mut spec = DnsmasqSpec::new((UPSTREAM, 53).into())
+        .local_ttl(300)
+        .pin_to_cpu(SERVER_CPU);
+    for arg in cluster.upstream_args() {
+        spec = spec.arg(arg);
+    }
+    spec.start(lab, lab.node(), "upstream")
+        .context("start the upstream")
 }
 
 /// Starts contender `kind` at `addr`, queried from `pod`.
@@ -140,7 +156,7 @@ pub fn start(
     let pod = lab.pod(pod_index);
     let dir = lab.log_dir().join(kind.label());
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let (daemon, manifests, bpffs, pass) = match kind {
+    let (process, manifests, bpffs, pass) = match kind {
         Kind::XdpSkb | Kind::XdpNative | Kind::AgentNoXdp => {
             let manifests = dir.join("manifests");
             cluster.write_manifests(&manifests)?;
@@ -152,31 +168,21 @@ pub fn start(
             };
             let args = agent_args(kind, pod, addr, &manifests, bpffs.path(), ports);
             let daemon = start_agent(lab, kind.label(), &args)?;
-            (daemon, Some(manifests), Some(bpffs), pass)
+            (Process::Daemon(daemon), Some(manifests), Some(bpffs), pass)
         }
         Kind::Dnsmasq => {
             let conf = dir.join("dnsmasq.conf");
             std::fs::write(&conf, cluster.dnsmasq_records())
                 .with_context(|| format!("write {}", conf.display()))?;
-            let args = vec![
-                "--keep-in-foreground".to_string(),
-                format!("--conf-file={}", conf.display()),
-                "--no-resolv".into(),
-                "--no-hosts".into(),
-                "--bind-interfaces".into(),
-                format!("--listen-address={addr}"),
-                format!("--server={UPSTREAM}"),
-                "--cache-size=10000".into(),
-                format!("--local-ttl={CLUSTER_TTL}"),
-                format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-                "--log-facility=-".into(),
-            ];
-            (
-                pinned(lab, kind.label(), "dnsmasq", &args)?,
-                None,
-                None,
-                None,
-            )
+            let dnsmasq = DnsmasqSpec::new((addr, 53).into())
+                .local_ttl(CLUSTER_TTL)
+                .arg(format!("--conf-file={}", conf.display()))
+                .arg(format!("--server={UPSTREAM}"))
+                .arg("--cache-size=10000")
+                .pin_to_cpu(SERVER_CPU)
+                .start(lab, lab.node(), kind.label())
+                .with_context(|| format!("start {}", kind.label()))?;
+            (Process::Dnsmasq(dnsmasq), None, None, None)
         }
         Kind::Unbound => {
             let conf = dir.join("unbound.conf");
@@ -188,19 +194,15 @@ pub fn start(
                 "-c".into(),
                 conf.display().to_string(),
             ];
-            (
-                pinned(lab, kind.label(), "unbound", &args)?,
-                None,
-                None,
-                None,
-            )
+            let daemon = pinned(lab, kind.label(), "unbound", &args)?;
+            (Process::Daemon(daemon), None, None, None)
         }
     };
     let mut server = Server {
         kind,
         addr,
         pod: pod_index,
-        daemon,
+        process,
         manifests,
         bpffs,
         _pass: pass,
@@ -266,13 +268,11 @@ pub fn wait_ready(lab: &Lab, server: &mut Server, cluster: &Cluster) -> Result<(
         &format!("{} to answer {name}", server.kind.label()),
         READY_TIMEOUT,
         || {
-            if !server.daemon.is_running() {
+            if !server.process.daemon_mut().is_running() {
                 return Some(false);
             }
-            let out = pod.dig(&[&at, "+short", &name, "A"]).ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .contains(&want)
-                .then_some(true)
+            let reply = pod.dig(&[&at, &name, "A"]).ok()?;
+            (reply.rdata("A") == [want.as_str()]).then_some(true)
         },
     );
     match answered {
@@ -280,7 +280,7 @@ pub fn wait_ready(lab: &Lab, server: &mut Server, cluster: &Cluster) -> Result<(
         _ => bail!(
             "{} did not answer {name} within {READY_TIMEOUT:?}; its log:\n{}",
             server.kind.label(),
-            server.daemon.log_tail()
+            server.process.daemon().log_tail()
         ),
     }
 }

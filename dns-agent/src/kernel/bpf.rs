@@ -1,0 +1,105 @@
+//! The `bpf(2)` commands aya 0.14 does not offer: what a pinned XDP link is
+//! attached to (aya's `LinkInfo` has no ifindex, and its `FdLink` does not
+//! lend its descriptor), detaching a link at once (no `BPF_LINK_DETACH` in
+//! aya), and a map's charged memory (aya's `MapInfo` lacks `memlock`). The
+//! kernel ABI types are aya-obj's, the same bindings aya itself uses; every
+//! other BPF operation of the agent goes through aya.
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_link_info, bpf_link_type};
+
+/// A pinned XDP link as the kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpLinkState {
+    pub link_id: u32,
+    pub prog_id: u32,
+    /// Zero once the interface is gone (the kernel detached the link).
+    pub ifindex: u32,
+}
+
+/// Reads the pinned link at `path`. `Ok(None)`: it is a link, but not XDP.
+pub fn read_pinned_xdp_link(path: &Path) -> io::Result<Option<XdpLinkState>> {
+    let fd = obj_get(path)?;
+    // SAFETY: bpf_link_info is plain integers and unions of them; all-zero
+    // is a valid value.
+    let mut info: bpf_link_info = unsafe { mem::zeroed() };
+    let mut attr = zeroed_attr();
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = size_of::<bpf_link_info>() as u32;
+    attr.info.info = (&mut info as *mut bpf_link_info) as u64;
+    sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    if info.type_ != bpf_link_type::BPF_LINK_TYPE_XDP as u32 {
+        return Ok(None);
+    }
+    // SAFETY: for an XDP link the kernel fills the union's `xdp` member.
+    let ifindex = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+    Ok(Some(XdpLinkState {
+        link_id: info.id,
+        prog_id: info.prog_id,
+        ifindex,
+    }))
+}
+
+/// Detaches the pinned link at once. Dropping the last reference would
+/// detach too, but from a kernel workqueue a little later; this way the
+/// interface is free when we return. The pin itself stays.
+pub fn detach_pinned_link(path: &Path) -> io::Result<()> {
+    let fd = obj_get(path)?;
+    let mut attr = zeroed_attr();
+    attr.link_detach.link_fd = fd.as_raw_fd() as u32;
+    match sys_bpf(bpf_cmd::BPF_LINK_DETACH, &mut attr) {
+        Ok(_) => Ok(()),
+        // Already detached (its interface is gone).
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Kernel memory charged to a BPF map, from `memlock:` in its fdinfo.
+pub fn map_memlock(map: BorrowedFd<'_>) -> Option<u64> {
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", map.as_raw_fd())).ok()?;
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
+    let fd = sys_bpf(bpf_cmd::BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a union of plain-integer structs; the kernel wants
+    // every byte a command does not use to be zero.
+    unsafe { mem::zeroed() }
+}
+
+fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i32> {
+    // SAFETY: `attr` is a zero-padded bpf_attr for `cmd` that outlives the
+    // call; pointers in it (path, info) point at live buffers of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr,
+            size_of::<bpf_attr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as i32)
+    }
+}

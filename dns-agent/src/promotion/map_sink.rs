@@ -1,0 +1,99 @@
+//! [`AnswerSink`] over the pinned answers map of a running fast path.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use aya::maps::MapError;
+use dns_common::{AnswerEntry, AnswerKey};
+
+use super::sink::{AnswerSink, SinkError};
+use crate::fastpath::{AnswersMap, FastPath, FastPathError};
+
+/// `BPF_ANY`: create or replace.
+const BPF_ANY: u64 = 0;
+
+/// The kernel answers map. Updates are single `bpf(2)` calls, atomic per
+/// entry for the XDP reader (which still validates what it copies); the
+/// mutex only serialises this process's writers around aya's `&mut` API.
+pub struct MapSink {
+    map: Mutex<AnswersMap>,
+    capacity: u32,
+}
+
+impl MapSink {
+    /// A sink writing `fast_path`'s answers map (through a descriptor of its
+    /// own, so reads elsewhere do not wait for it).
+    pub fn open(fast_path: &FastPath) -> Result<Self, FastPathError> {
+        Ok(Self {
+            map: Mutex::new(fast_path.open_answers()?),
+            capacity: fast_path.capacity(),
+        })
+    }
+
+    fn errno(e: &MapError) -> Option<i32> {
+        match e {
+            MapError::SyscallError(s) => s.io_error.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl AnswerSink for MapSink {
+    fn put(&self, key: &AnswerKey, entry: &AnswerEntry) -> Result<(), SinkError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(key, entry, BPF_ANY)
+            .map_err(|e| match Self::errno(&e) {
+                // A full hash map answers E2BIG; a non-preallocated one ENOMEM.
+                Some(libc::E2BIG | libc::ENOMEM) => SinkError::Full {
+                    capacity: self.capacity,
+                },
+                _ => SinkError::Map(e.to_string()),
+            })
+    }
+
+    fn delete(&self, key: &AnswerKey) -> Result<(), SinkError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.remove(key) {
+            Ok(()) => Ok(()),
+            Err(e) if Self::errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(SinkError::Map(e.to_string())),
+        }
+    }
+
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn existing_keys(&self) -> Vec<AnswerKey> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let capacity = self.capacity as usize;
+        // When the key a walk stands on is deleted under it, the kernel
+        // starts over from the first bucket: skip keys seen before, and
+        // bound the steps so concurrent churn cannot keep the walk going.
+        let mut seen = HashSet::with_capacity(capacity.min(4096));
+        let mut keys = Vec::new();
+        for key in map.keys().take(capacity.saturating_mul(2)) {
+            match key {
+                Ok(key) => {
+                    if seen.insert(key) {
+                        keys.push(key);
+                        if keys.len() >= capacity {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, listed = keys.len(),
+                        "walking the kernel answers map failed; adopting what was listed");
+                    break;
+                }
+            }
+        }
+        keys
+    }
+
+    fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key, 0).ok()
+    }
+}

@@ -1,0 +1,324 @@
+//! `cargo xtask bench`: nodedns against dnsmasq and unbound on the lab
+//! topology (pod netns → veth → node netns), dnsperf on one CPU, the servers
+//! on the other. Method and limits: tests/bench/README.md.
+//!
+//! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
+//! one query each, write the summary; no load), `--runs N`, `--out DIR`.
+
+mod chart;
+mod cluster;
+mod counters;
+mod cpu;
+mod load;
+mod memory;
+mod microbench;
+mod png;
+mod propagation;
+mod report;
+mod servers;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use nodedns_tests::lab::Lab;
+
+use cluster::Cluster;
+use load::Load;
+use report::Report;
+use servers::{Kind, Server};
+
+/// Services in the cluster the load runs against.
+const SERVICES: usize = 1_000;
+
+struct Plan {
+    quick: bool,
+    dry_run: bool,
+    runs: usize,
+    rates: Vec<u32>,
+    seconds: u32,
+    saturation_seconds: u32,
+    memory_sizes: Vec<usize>,
+    propagation_rounds: usize,
+    out: PathBuf,
+}
+
+impl Plan {
+    fn from_args() -> Result<Self> {
+        let mut args = std::env::args().skip(1);
+        let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--dry-run" => dry_run = true,
+                "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
+                "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
+                "-h" | "--help" => {
+                    println!("nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR]");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?}; try --help"),
+            }
+        }
+        let out = out.unwrap_or_else(|| target_dir().join("bench"));
+        Ok(if quick {
+            Self {
+                quick,
+                dry_run,
+                runs: runs.unwrap_or(3),
+                rates: vec![20_000],
+                seconds: 5,
+                saturation_seconds: 4,
+                memory_sizes: vec![1_000, 10_000],
+                propagation_rounds: 3,
+                out,
+            }
+        } else {
+            Self {
+                quick,
+                dry_run,
+                runs: runs.unwrap_or(5),
+                rates: vec![20_000, 50_000],
+                seconds: 10,
+                saturation_seconds: 8,
+                memory_sizes: vec![1_000, 10_000, 50_000],
+                propagation_rounds: 7,
+                out,
+            }
+        })
+    }
+}
+
+/// `$CARGO_TARGET_DIR`, else the workspace's `target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn main() -> Result<()> {
+    let plan = Plan::from_args()?;
+    let started = Instant::now();
+    std::fs::create_dir_all(&plan.out).with_context(|| format!("create {}", plan.out.display()))?;
+    // Before bpf_stats goes on: the stats add their own clock reads to
+    // every run, TestRun included.
+    eprintln!("bench: XDP microbenchmark");
+    let micro = microbench::run(plan.quick || plan.dry_run);
+    let _stats = cpu::BpfStats::enable()?;
+    let cluster = Cluster::new(SERVICES);
+    // One pod per contender, plus one for the memory runs.
+    let lab = Lab::new(Kind::ALL.len() + 1).context("create the lab (needs root)")?;
+    let query_file = lab.log_dir().join("queries.txt");
+    std::fs::write(&query_file, cluster.query_file()).context("write the query file")?;
+    let _upstream = servers::start_upstream(&lab, &cluster)?;
+    let mut contenders = Vec::new();
+    for (i, kind) in Kind::ALL.into_iter().enumerate() {
+        let addr = Ipv4Addr::new(169, 254, 20, 21 + i as u8);
+        eprintln!("bench: starting {} at {addr}", kind.label());
+        let server = servers::start(&lab, kind, i, addr, &cluster, i as u16)?;
+        let prog = if kind.has_xdp() {
+            Some(cpu::xdp_prog_id(lab.node(), lab.pod(i).node_ifname())?)
+        } else {
+            None
+        };
+        contenders.push((server, prog));
+    }
+    let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
+    if plan.dry_run {
+        // Every contender already answered a cluster name; check the
+        // forwarding path too.
+        let external = &cluster.externals[0];
+        for (server, _) in &contenders {
+            let reply =
+                lab.pod(server.pod)
+                    .dig(&[&format!("@{}", server.addr), &external.name, "A"])?;
+            if reply.rdata("A") != [external.v4.to_string()] {
+                bail!(
+                    "{} did not forward {} to the upstream: {}",
+                    server.kind.label(),
+                    external.name,
+                    reply.raw
+                );
+            }
+            report.push(server.kind.label(), "ready", "bool", vec![1.0]);
+        }
+    } else {
+        idle_cpu(&contenders, &mut report)?;
+        warm(&lab, &contenders, &query_file)?;
+        rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        for (server, _) in &contenders {
+            if let (Some(dir), true) = (&server.bpffs, server.kind.has_xdp()) {
+                let counters = counters::XdpCounters::open(dir.path())?;
+                for c in dns_common::Counter::ALL {
+                    let n = counters.get(*c)? as f64;
+                    report.push(
+                        server.kind.label(),
+                        &format!("xdp_counter_{}", c.name()),
+                        "count",
+                        vec![n],
+                    );
+                }
+            }
+            let rss = cpu::rss_bytes(server.pid())? as f64;
+            if matches!(server.kind, Kind::Dnsmasq | Kind::Unbound) || server.bpffs.is_some() {
+                report.push(server.kind.label(), "rss_after_load", "bytes", vec![rss]);
+            }
+        }
+        eprintln!("bench: update propagation");
+        let props =
+            propagation::measure(&lab, &contenders[0].0, &cluster, plan.propagation_rounds)?;
+        let label = contenders[0].0.kind.label();
+        report.push(
+            label,
+            "propagation_any",
+            "ms",
+            props.iter().map(|p| p.any_ms).collect(),
+        );
+        report.push(
+            label,
+            "propagation_kernel",
+            "ms",
+            props.iter().filter_map(|p| p.kernel_ms).collect(),
+        );
+    }
+    let memory_sizes = if plan.dry_run {
+        vec![]
+    } else {
+        plan.memory_sizes.clone()
+    };
+    drop(contenders);
+    for m in memory::measure(&lab, Kind::ALL.len(), &memory_sizes)? {
+        let label = format!("nodedns-{}svc", m.services);
+        report.push(&label, "agent_rss", "bytes", vec![m.rss_bytes as f64]);
+        report.push(&label, "bpf_map_memory", "bytes", vec![m.map_bytes as f64]);
+        for (map, bytes) in &m.maps {
+            report.push(
+                &label,
+                &format!("bpf_map_{map}"),
+                "bytes",
+                vec![*bytes as f64],
+            );
+        }
+    }
+    report.push(
+        "xdp-program",
+        "testrun_hit",
+        "ns",
+        vec![micro.hit_ns as f64],
+    );
+    report.push(
+        "xdp-program",
+        "testrun_miss",
+        "ns",
+        vec![micro.miss_ns as f64],
+    );
+    report.push(
+        "xdp-program",
+        "testrun_pass",
+        "ns",
+        vec![micro.pass_ns as f64],
+    );
+
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    let summary = plan.out.join("summary.json");
+    report.write_json(&summary)?;
+    let png = plan.out.join("bench.png");
+    chart::write(&report, &png)?;
+    println!("{}", report.table());
+    println!("summary: {}\nchart:   {}", summary.display(), png.display());
+    Ok(())
+}
+
+/// Background CPU of every server with no queries (timers, rescans): what
+/// the per-query figures carry besides the queries.
+fn idle_cpu(contenders: &[(Server, Option<u32>)], report: &mut Report) -> Result<()> {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+    let before = contenders
+        .iter()
+        .map(|(s, _)| cpu::threads_ns(s.pid()))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::sleep(WINDOW);
+    for ((server, _), before) in contenders.iter().zip(before) {
+        let used = cpu::threads_ns(server.pid())?.saturating_sub(before);
+        let ms_per_s = used as f64 / 1e6 / WINDOW.as_secs_f64();
+        report.push(server.kind.label(), "idle_cpu", "ms/s", vec![ms_per_s]);
+    }
+    Ok(())
+}
+
+/// Two passes through the query file at a moderate rate: caches filled,
+/// hot names promoted into the XDP map.
+fn warm(lab: &Lab, contenders: &[(Server, Option<u32>)], file: &std::path::Path) -> Result<()> {
+    for (server, prog) in contenders {
+        eprintln!("bench: warming {}", server.kind.label());
+        let load = Load {
+            rate: Some(10_000),
+            seconds: 20,
+            passes: Some(2),
+            verbose: false,
+            file,
+        };
+        load::run(lab, server, *prog, &load)?;
+    }
+    Ok(())
+}
+
+/// The fixed rates of the plan, then saturation (no rate limit).
+fn rates_and_saturation(
+    lab: &Lab,
+    plan: &Plan,
+    contenders: &[(Server, Option<u32>)],
+    file: &std::path::Path,
+    report: &mut Report,
+) -> Result<()> {
+    for &rate in &plan.rates {
+        let load = Load {
+            rate: Some(rate),
+            seconds: plan.seconds,
+            passes: None,
+            verbose: true,
+            file,
+        };
+        let samples = interleaved(lab, plan, contenders, &format!("{rate} qps"), &load)?;
+        for ((server, _), s) in contenders.iter().zip(&samples) {
+            report.add_fixed_rate(server.kind.label(), rate, s);
+        }
+    }
+    let load = Load {
+        rate: None,
+        seconds: plan.saturation_seconds,
+        passes: None,
+        verbose: false,
+        file,
+    };
+    let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
+    for ((server, _), s) in contenders.iter().zip(&samples) {
+        report.add_saturation(server.kind.label(), s);
+    }
+    Ok(())
+}
+
+/// `plan.runs` rounds of `load`, every contender once per round (so a
+/// slow drift of the machine hits them all alike); samples by contender.
+fn interleaved(
+    lab: &Lab,
+    plan: &Plan,
+    contenders: &[(Server, Option<u32>)],
+    what: &str,
+    load: &Load,
+) -> Result<Vec<Vec<load::Sample>>> {
+    let mut samples: Vec<Vec<load::Sample>> = vec![Vec::new(); contenders.len()];
+    for run in 0..plan.runs {
+        for (i, (server, prog)) in contenders.iter().enumerate() {
+            eprintln!(
+                "bench: {what}, run {}/{}, {}",
+                run + 1,
+                plan.runs,
+                server.kind.label()
+            );
+            samples[i].push(load::run(lab, server, *prog, load)?);
+        }
+    }
+    Ok(samples)
+}

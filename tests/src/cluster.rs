@@ -1,0 +1,95 @@
+//! The cluster-state sources in-process, without the agent binary: started
+//! from `ClusterArgs` (a manifests folder, the fake API server), stopped on
+//! drop, and the zone's answers as strings a test compares.
+
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, RecordType};
+use tokio_util::sync::CancellationToken;
+
+use crate::internals::{ClusterArgs, ClusterHandle, Zone, ZoneLookup, new_registry, start_cluster};
+use crate::records::name;
+
+/// The running sources; dropping it cancels them.
+pub struct ClusterSources {
+    pub handle: ClusterHandle,
+    cancel: CancellationToken,
+}
+
+impl ClusterSources {
+    /// Starts the sources `args` name (panics if they cannot start).
+    pub async fn start(args: &ClusterArgs) -> Self {
+        let cancel = CancellationToken::new();
+        let mut registry = new_registry();
+        let handle = start_cluster(args, &mut registry, cancel.clone())
+            .await
+            .expect("cluster start");
+        Self { handle, cancel }
+    }
+
+    /// Starts the sources and waits, at most `deadline`, for the first full
+    /// sync.
+    pub async fn start_synced(args: &ClusterArgs, deadline: Duration) -> Self {
+        let sources = Self::start(args).await;
+        sources.wait_synced(deadline).await;
+        sources
+    }
+
+    /// Waits, at most `deadline`, for the first full sync; panics after.
+    pub async fn wait_synced(&self, deadline: Duration) {
+        tokio::time::timeout(deadline, self.handle.wait_until_ready())
+            .await
+            .unwrap_or_else(|_| panic!("no first full sync within {deadline:?}"));
+    }
+
+    /// Stops the sources (their tasks end; `handle.tasks` drains).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for ClusterSources {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// What the start of the sources `args` name fails with.
+pub async fn start_error(args: &ClusterArgs) -> String {
+    let mut registry = new_registry();
+    match start_cluster(args, &mut registry, CancellationToken::new()).await {
+        Ok(_) => panic!("start should fail"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `zone`'s answer to `qname`/`qtype` as strings: the records' data sorted,
+/// or `NODATA`, `NXDOMAIN`, another rcode, or the lookup's outcome
+/// (`NotOurs`, `NotReady`).
+pub fn answer(zone: &dyn Zone, qname: &str, qtype: RecordType) -> Vec<String> {
+    match lookup(zone, qname, qtype) {
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError && !a.answers.is_empty() => {
+            let mut v: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
+            v.sort();
+            v
+        }
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NoError => vec!["NODATA".into()],
+        ZoneLookup::Answer(a) if a.rcode == ResponseCode::NXDomain => vec!["NXDOMAIN".into()],
+        ZoneLookup::Answer(a) => vec![format!("{:?}", a.rcode)],
+        other => vec![format!("{other:?}")],
+    }
+}
+
+/// `zone`'s lookup of `qname`/`qtype`.
+pub fn lookup(zone: &dyn Zone, qname: &str, qtype: RecordType) -> ZoneLookup {
+    zone.lookup(&LowerName::from(name(qname)), qtype)
+}
+
+/// Asserts [`answer`] for every `(name, qtype, expected)` row.
+#[track_caller]
+pub fn assert_answers(zone: &dyn Zone, rows: &[(&str, RecordType, &[&str])]) {
+    for (qname, qtype, expected) in rows {
+        assert_eq!(answer(zone, qname, *qtype), *expected, "{qname} {qtype}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The cluster tier: the cluster-state sources in-process (no agent
+//! binary), from a manifests folder and from the fake API server with the
+//! real kube client, checked through the zone they build. Scale figures
+//! are printed, never asserted.
+
+mod apiserver;
+mod manifests;
+mod scale;
