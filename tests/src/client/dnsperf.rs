@@ -1,50 +1,48 @@
-//! dnsperf from a lab pod in the background ([`DnsperfLoad`]), and the
-//! "Statistics:" block it prints at the end of a run, parsed.
+//! dnsperf as a bounded load from a lab namespace, and the "Statistics:"
+//! block it prints at the end of a run, parsed.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::lab::{Daemon, Lab, Pod};
+use crate::lab::{Daemon, Lab, LabError, Netns, Result};
 
-/// Client sockets per dnsperf, so SO_REUSEPORT spreads them over agents
-/// side by side.
-const CLIENTS: u32 = 8;
 /// Queries dnsperf keeps outstanding: enough that it never pauses while
-/// nobody answers (a pause would hide losses from the figures).
-const OUTSTANDING: u32 = 5000;
-/// Room past the run and its timeout before a run counts as hung.
-const FINISH_SLACK: Duration = Duration::from_secs(10);
+/// nothing answers, which would hide losses.
+const MAX_OUTSTANDING: &str = "5000";
+/// Bound on dnsperf's exit after its run and timeout are over.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
 
-/// A bounded dnsperf run: `qps` queries a second from `file` for `seconds`
-/// to `server`, a query lost after `timeout_secs`.
-#[derive(Clone, Debug)]
-pub struct DnsperfLoad {
-    pub server: IpAddr,
-    pub file: PathBuf,
+/// One dnsperf run: `qps` queries a second from `names` (`name TYPE` lines)
+/// for `secs` seconds, at `server`:53.
+pub struct DnsperfRun {
+    pub server: String,
+    pub names: PathBuf,
     pub qps: u64,
-    pub seconds: u64,
+    pub secs: u64,
+    /// Seconds dnsperf waits for an answer before it counts a query lost.
     pub timeout_secs: u64,
-    /// Each line of the file once (`-n 1`), for names asked only once.
+    /// Client sockets (so SO_REUSEPORT spreads them over several servers).
+    pub clients: u32,
+    /// Send each name once instead of cycling through the file.
     pub once: bool,
 }
 
-impl DnsperfLoad {
-    /// Starts dnsperf in `pod`, logging as `name` in the lab's log dir.
-    pub fn start(&self, lab: &Lab, pod: &Pod, name: &str) -> Daemon {
-        let (server, file) = (self.server.to_string(), self.file.display().to_string());
-        let (qps, secs, timeout) = (
+impl DnsperfRun {
+    /// Starts dnsperf in `netns`, logging to the lab's log dir as `name`.
+    pub fn start(&self, lab: &Lab, netns: &Netns, name: &str) -> Result<Daemon> {
+        let (qps, secs, timeout, clients) = (
             self.qps.to_string(),
-            self.seconds.to_string(),
+            self.secs.to_string(),
             self.timeout_secs.to_string(),
+            self.clients.to_string(),
         );
-        let (clients, outstanding) = (CLIENTS.to_string(), OUTSTANDING.to_string());
+        let names = self.names.to_string_lossy();
         let mut args = vec![
             "-s",
-            &server,
+            &self.server,
             "-d",
-            &file,
+            &names,
             "-Q",
             &qps,
             "-l",
@@ -54,28 +52,27 @@ impl DnsperfLoad {
             "-c",
             &clients,
             "-q",
-            &outstanding,
+            MAX_OUTSTANDING,
         ];
         if self.once {
             args.extend(["-n", "1"]);
         }
-        lab.start_in(pod.netns(), name, "dnsperf", &args)
-            .expect("start dnsperf (apt-get install dnsperf)")
+        lab.start_in(netns, name, "dnsperf", &args)
     }
 
-    /// Waits for the run `daemon` (from [`DnsperfLoad::start`]) to end and
-    /// parses its summary.
-    pub fn finish(&self, daemon: &mut Daemon) -> DnsperfSummary {
-        let bound = Duration::from_secs(self.seconds + self.timeout_secs) + FINISH_SLACK;
-        let status = daemon.wait(bound).expect("dnsperf finishes");
-        assert!(
-            status.success(),
-            "{} failed: {status}\n{}",
-            daemon.name(),
-            daemon.log()
-        );
+    /// Waits for a run started by [`Self::start`] and parses its summary.
+    pub fn finish(&self, daemon: &mut Daemon) -> Result<DnsperfSummary> {
+        let bound = Duration::from_secs(self.secs + self.timeout_secs) + EXIT_GRACE;
+        let status = daemon.wait(bound)?;
+        if !status.success() {
+            return Err(LabError::Other(format!(
+                "{} failed ({status}):\n{}",
+                daemon.name(),
+                daemon.log()
+            )));
+        }
         DnsperfSummary::parse(&daemon.log())
-            .unwrap_or_else(|| panic!("no dnsperf summary:\n{}", daemon.log()))
+            .ok_or_else(|| LabError::Other(format!("no dnsperf summary:\n{}", daemon.log())))
     }
 }
 

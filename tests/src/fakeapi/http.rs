@@ -203,7 +203,7 @@ fn get(shared: &Shared, resource: Resource, namespace: &str, name: &str) -> Resp
         name: Some(name.to_string()),
     };
     match state.list(resource, &filter).into_iter().next() {
-        Some(object) => full(StatusCode::OK, object),
+        Some(object) => full(StatusCode::OK, object.clone()),
         None => full(
             StatusCode::NOT_FOUND,
             status(
@@ -233,7 +233,12 @@ fn list(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = offset.saturating_add(limit).min(items.len());
-    let page: Vec<Value> = items.get(offset.min(end)..end).unwrap_or_default().to_vec();
+    let page: Vec<Value> = items
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (*v).clone())
+        .collect();
     let mut metadata = json!({"resourceVersion": state.rv.to_string()});
     if end < items.len() {
         metadata["continue"] = json!(end.to_string());

@@ -535,10 +535,12 @@ const NO_AGENT: std::time::Duration = std::time::Duration::from_secs(2);
 const LOAD_QPS: u64 = 400;
 /// dnsperf's wait for an answer before it counts the query lost.
 const LOAD_TIMEOUT_SECS: u64 = 2;
+/// Client sockets per dnsperf.
+const LOAD_CLIENTS: u32 = 8;
 
 #[test]
 fn dnsperf_across_a_kill_loses_only_what_the_dead_agent_had_received() {
-    use nodedns_tests::client::DnsperfLoad;
+    use nodedns_tests::client::DnsperfRun;
     // Lost queries are the figure: no other lab of this binary meanwhile.
     let c = Cluster::with_lab(Lab::new_alone(2).unwrap());
     let mut agent = spec().start(&c.lab, "agent-1");
@@ -557,15 +559,18 @@ fn dnsperf_across_a_kill_loses_only_what_the_dead_agent_had_received() {
                 .map(|i| format!("l{index}-{i}.nx.default.svc.cluster.local A\n"))
                 .collect();
             std::fs::write(&file, names).unwrap();
-            let load = DnsperfLoad {
-                server,
-                file,
+            let load = DnsperfRun {
+                server: server.to_string(),
+                names: file,
                 qps: LOAD_QPS,
-                seconds: LOAD_SECS,
+                secs: LOAD_SECS,
                 timeout_secs: LOAD_TIMEOUT_SECS,
+                clients: LOAD_CLIENTS,
                 once: true,
             };
-            let run = load.start(&c.lab, c.pod(index), &format!("dnsperf-{index}"));
+            let run = load
+                .start(&c.lab, c.pod(index).netns(), &format!("dnsperf-{index}"))
+                .expect("start dnsperf (apt-get install dnsperf)");
             (load, run)
         })
         .collect();
@@ -575,7 +580,7 @@ fn dnsperf_across_a_kill_loses_only_what_the_dead_agent_had_received() {
     agent.restart(&c.lab);
     let summaries: Vec<_> = runs
         .iter_mut()
-        .map(|(load, run)| load.finish(run))
+        .map(|(load, run)| load.finish(run).unwrap())
         .collect();
     let after = agent.inspect().counters();
     let second = agent.metrics(c.node());
