@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::kernel::packet::PacketSocket;
 use dns_agent::metrics::Deferred;
 use dns_agent::promotion::{AnswerSink, MapSink};
+use dns_agent::resolver::transparent::TransparentPath;
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps, Sink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -150,7 +152,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     registry.register_collector(Box::new(xdp_metrics.clone()));
     let mut cluster_args = args.cluster.clone();
     cluster_args.ns_addresses = args.resolver.listen.clone();
-    let cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
+    let mut cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
     // Serve at once, whatever the API server does: external names are
@@ -158,12 +160,14 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     // sync, and until then a predecessor in a rolling update keeps the new
     // queries (docs/design.md#hand-over). The kernel map comes later.
     let (sink_tx, sink) = oneshot::channel();
+    let (transparent_tx, transparent) = oneshot::channel();
     let deps = ResolverDeps {
         zone: cluster.zone.clone(),
         policy: cluster.forward_policy.clone(),
         sink: Sink::Later(sink),
         registry,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
+        transparent: Some(transparent),
     };
     let (listen, port) = (args.resolver.listen.clone(), args.resolver.port);
     let running = resolver::start(args.resolver, deps, cancel.clone())
@@ -184,20 +188,28 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
             return Err(e).context("starting the XDP fast path");
         }
     };
-    // With XDP off, the sender goes unused: dropping it says so.
+    // With XDP off, the senders go unused: dropping them says so.
     if let Some(fp) = &fast_path {
         xdp_metrics.set(fp.collector());
-        match MapSink::open(fp) {
-            Ok(map) => {
+        let learn = args.fastpath.cluster_dns_ips.is_empty() && args.cluster.manifests.is_none();
+        if learn {
+            learn_cluster_dns(fp, &mut cluster, &cancel);
+        }
+        let opened = MapSink::open(fp)
+            .context("opening the kernel answers map")
+            .and_then(|map| Ok((map, transparent_path(fp, args.fastpath.transparent)?)));
+        match opened {
+            Ok((map, path)) => {
                 let _ = sink_tx.send(Arc::new(map) as Arc<dyn AnswerSink>);
+                let _ = transparent_tx.send(path);
             }
             Err(e) => {
                 stop(cancel, running, cluster).await;
-                return Err(e).context("opening the kernel answers map");
+                return Err(e);
             }
         }
     } else {
-        drop(sink_tx);
+        drop((sink_tx, transparent_tx));
     }
 
     shutdown.wait().await;
@@ -211,6 +223,50 @@ async fn stop(cancel: CancellationToken, running: resolver::Running, mut cluster
     cancel.cancel();
     running.wait().await;
     while cluster.tasks.join_next().await.is_some() {}
+}
+
+/// With the API server and no `--cluster-dns-ip`, the kernel learns the
+/// cluster DNS Service's addresses once they can be read
+/// (`cluster::kube_dns`).
+fn learn_cluster_dns(
+    fast_path: &FastPath,
+    cluster: &mut cluster::ClusterHandle,
+    cancel: &CancellationToken,
+) {
+    let Some(client) = cluster.client.clone() else {
+        return;
+    };
+    let setter = fast_path.cluster_dns();
+    let cancel = cancel.clone();
+    cluster.tasks.spawn(async move {
+        let Some(addrs) = cluster::kube_dns::wait_for_cluster_dns(client, cancel).await else {
+            return;
+        };
+        match setter.set(&addrs) {
+            Ok(()) => tracing::info!(addresses = ?addrs, "cluster DNS Service addresses learnt from the API server"),
+            Err(e) => tracing::error!(error = %e, addresses = ?addrs, "cannot use the cluster DNS Service addresses"),
+        }
+    });
+}
+
+/// The ring, the heartbeat and, in transparent mode, the packet socket the
+/// answers leave through.
+fn transparent_path(fast_path: &FastPath, transparent: bool) -> anyhow::Result<TransparentPath> {
+    let socket = if transparent {
+        Some(PacketSocket::open().context(
+            "opening the AF_PACKET socket of transparent mode (needs CAP_NET_RAW; or pass \
+             --transparent=false)",
+        )?)
+    } else {
+        None
+    };
+    Ok(TransparentPath {
+        ring: fast_path
+            .take_ring()
+            .context("the transparent ring was already taken")?,
+        heartbeat: fast_path.heartbeat(),
+        socket,
+    })
 }
 
 /// SIGTERM (Kubernetes) or SIGINT (a terminal), listened for from the

@@ -63,4 +63,38 @@ counters! {
     /// loopback or unspecified address, one of the listen addresses, or
     /// port 0.
     PassSource = "pass_source",
+    /// A query to a cluster DNS address the kernel did not answer, handed
+    /// to the agent through its ring buffer and dropped from the stack.
+    Redirected = "redirected",
+    /// No agent serves: a query the kernel could not answer went to the
+    /// cluster DNS Service instead (a query to a cluster address passed
+    /// untouched, one to a listen address rewritten to the cluster address;
+    /// every packet of a failed-open TCP connection counts).
+    FailedOpen = "failed_open",
+    /// A query the agent would take, but its ring buffer was full or the
+    /// frame too long for a record: passed to the cluster DNS Service.
+    PassRingFull = "pass_ring_full",
+    /// No agent serves, and a query to a listen address cannot fail open:
+    /// no cluster address of its family (while one of the other family is
+    /// set; with none at all the query keeps its own pass reason), or no
+    /// egress program on the interface to give the reply its source back.
+    /// Passed untouched.
+    PassNoFailOpen = "pass_no_fail_open",
+    /// Not an outcome (also counted as `hit` or `redirected`): a query to
+    /// a cluster DNS address taken from the stack, so kube-proxy and
+    /// conntrack never see it.
+    Intercepted = "intercepted",
+    /// Not an outcome, counted by the egress program: a reply from the
+    /// cluster DNS Service to a failed-open query, given back the source
+    /// address the pod asked.
+    ReplyRestored = "reply_restored",
+}
+
+impl Counter {
+    /// Whether the slot counts one verdict per packet of the XDP program
+    /// (`nodedns_xdp_packets_total{outcome}`); the others count events
+    /// beside it.
+    pub const fn is_outcome(self) -> bool {
+        !matches!(self, Counter::Intercepted | Counter::ReplyRestored)
+    }
 }

@@ -6,9 +6,13 @@
 #![no_std]
 
 pub mod counters;
+pub mod failopen;
 pub mod hash;
+pub mod transparent;
 
 pub use counters::Counter;
+pub use failopen::{FlowKey, FlowValue, Liveness};
+pub use transparent::{RingHeader, RingRecord};
 
 /// Longest question name, in wire format including the root label, that the
 /// kernel answers. Longer names are passed to userspace.
@@ -20,6 +24,9 @@ pub const MAX_BODY_LEN: usize = 512;
 pub const MAX_TTLS: usize = 32;
 /// Listen addresses of each family the kernel matches.
 pub const MAX_LISTEN_ADDRS: usize = 4;
+/// Cluster DNS Service addresses (ClusterIPs) of each family the kernel
+/// matches.
+pub const MAX_CLUSTER_DNS_ADDRS: usize = 4;
 /// The UDP payload size the kernel (and the agent) advertise in EDNS answers.
 pub const EDNS_UDP_SIZE: u16 = 1232;
 /// Default capacity of the answers map, in entries.
@@ -36,8 +43,24 @@ pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
 pub const MAP_SCRATCH: &str = "NODEDNS_SCRATCH";
 /// Interface index -> [`InterfaceMacs`]; filled by the agent, not pinned.
 pub const MAP_INTERFACES: &str = "NODEDNS_IFACES";
+/// Queries to a cluster DNS address handed to the agent
+/// ([`transparent`]); each agent's own, not pinned.
+pub const MAP_RING: &str = "NODEDNS_RING";
+/// Per-CPU room of the miss path (the ring record being put together);
+/// not pinned.
+pub const MAP_MISS_SCRATCH: &str = "NODEDNS_MISS";
+/// The agent's heartbeat ([`Liveness`]); each agent's own, not pinned.
+pub const MAP_LIVENESS: &str = "NODEDNS_LIVENESS";
+/// Failed-open flows ([`FlowKey`] -> [`FlowValue`]), shared by the XDP and
+/// the egress program; pinned, so every agent's programs share it.
+pub const MAP_FLOWS: &str = "NODEDNS_FLOWS";
+/// Interface index -> 1 where the egress program runs; filled by the
+/// agent, not pinned.
+pub const MAP_EGRESS: &str = "NODEDNS_EGRESS";
 /// The XDP program's function name in the object file.
 pub const PROGRAM_NAME: &str = "nodedns_xdp";
+/// The egress (TC) program's function name in the object file.
+pub const EGRESS_PROGRAM_NAME: &str = "nodedns_egress";
 
 /// Key of the answers map: the question name lower-cased, in wire format, and
 /// the query type. Bytes after `name_len` are zero so equal questions hash
@@ -159,6 +182,18 @@ pub struct Config {
     pub port: u16,
     /// UDP payload size advertised in the answer's OPT record.
     pub edns_udp_size: u16,
+    /// The cluster DNS Service's IPv4 addresses (network byte order): the
+    /// fail-open target, and served like a listen address when
+    /// `transparent` is set.
+    pub cluster_v4_addrs: [u32; MAX_CLUSTER_DNS_ADDRS],
+    pub cluster_v6_addrs: [[u8; 16]; MAX_CLUSTER_DNS_ADDRS],
+    pub cluster_v4_count: u8,
+    pub cluster_v6_count: u8,
+    /// Non-zero: UDP queries to a cluster address are served (transparent
+    /// mode); zero: they are left to the stack, and the cluster addresses
+    /// are only where queries fail open to.
+    pub transparent: u8,
+    pub _pad1: u8,
 }
 
 impl Config {
@@ -172,6 +207,12 @@ impl Config {
             _pad0: 0,
             port: 0,
             edns_udp_size: 0,
+            cluster_v4_addrs: [0; MAX_CLUSTER_DNS_ADDRS],
+            cluster_v6_addrs: [[0; 16]; MAX_CLUSTER_DNS_ADDRS],
+            cluster_v4_count: 0,
+            cluster_v6_count: 0,
+            transparent: 0,
+            _pad1: 0,
         }
     }
 }
@@ -191,12 +232,15 @@ pub struct InterfaceMacs {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four are repr(C), Copy, built of integers and arrays of
+    // SAFETY: all are repr(C), Copy, built of integers and arrays of
     // integers with no padding (checked by the layout tests).
     unsafe impl aya::Pod for super::AnswerKey {}
     unsafe impl aya::Pod for super::AnswerEntry {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::InterfaceMacs {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::Liveness {}
 }
 
 #[cfg(test)]
@@ -231,8 +275,20 @@ mod tests {
 
     #[test]
     fn config_layout_has_no_padding() {
-        assert_eq!(size_of::<Config>(), 16 + 64 + 4 + 4);
+        assert_eq!(size_of::<Config>(), 16 + 64 + 4 + 4 + 16 + 64 + 4);
         assert_eq!(offset_of!(Config, port), 84);
+        assert_eq!(offset_of!(Config, cluster_v4_addrs), 88);
+        assert_eq!(offset_of!(Config, cluster_v4_count), 168);
+    }
+
+    #[test]
+    fn failopen_layouts_have_no_padding() {
+        assert_eq!(size_of::<FlowKey>(), 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(offset_of!(FlowKey, port), 16);
+        assert_eq!(size_of::<FlowValue>(), 16 + 16 + 8);
+        assert_eq!(offset_of!(FlowValue, expires_ns), 32);
+        assert_eq!(size_of::<Liveness>(), 8);
+        assert_eq!(size_of::<RingHeader>(), 8);
     }
 
     #[test]

@@ -34,3 +34,29 @@ pub fn udp_finish(sum: u64) -> u16 {
     let c = !fold(sum);
     if c == 0 { 0xffff } else { c }
 }
+
+/// How much a checksummed sum changes when the 32-bit field `old` becomes
+/// `new` (host order): `~old + new`, word by word (RFC 1624).
+#[inline(always)]
+pub fn replace_diff32(old: u32, new: u32) -> u64 {
+    (0xffff - (old >> 16)) as u64
+        + (0xffff - (old & 0xffff)) as u64
+        + (new >> 16) as u64
+        + (new & 0xffff) as u64
+}
+
+/// A checksum field (host order) after its data changed by `diff`: the
+/// incremental update of RFC 1624, `~(~check + diff)`.
+#[inline(always)]
+pub fn update_full(check: u16, diff: u64) -> u16 {
+    !fold(!check as u64 + diff)
+}
+
+/// The pseudo-header seed a `CHECKSUM_PARTIAL` frame carries in its
+/// checksum field (the folded sum, not complemented), after the
+/// pseudo-header changed by `diff`: the stack completes the checksum from
+/// the seed later, so it must stay a seed (docs/design.md#checksums).
+#[inline(always)]
+pub fn update_seed(seed: u16, diff: u64) -> u16 {
+    fold(seed as u64 + diff)
+}

@@ -1,8 +1,9 @@
-//! IPv4 and IPv6 headers: is this UDP to one of our listen addresses, and
-//! the parts of the pseudo-header the UDP checksum needs.
+//! IPv4 and IPv6 headers: is this DNS to one of our listen addresses (or,
+//! in transparent mode, to a cluster DNS address), and the parts of the
+//! pseudo-header the UDP checksum needs.
 
 use aya_ebpf::programs::XdpContext;
-use dns_common::{Config, Counter, MAX_LISTEN_ADDRS};
+use dns_common::{Config, Counter, MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS};
 
 use crate::csum::word32;
 use crate::eth::ETH_LEN;
@@ -10,8 +11,8 @@ use crate::ptr::ptr_at;
 
 pub const IPV4_LEN: usize = 20;
 pub const IPV6_LEN: usize = 40;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 /// Hop limit of answers: a fresh value, as any host would send.
 const REPLY_TTL: u8 = 64;
@@ -42,21 +43,44 @@ pub struct Ipv6Hdr {
     pub daddr: [u32; 4],
 }
 
-/// What the UDP layer needs from the IP header.
+/// What the layers above need from the IP header.
+///
+/// Which of our addresses the packet is for (a listen address or, in
+/// transparent mode, a cluster DNS address) is not kept here on purpose:
+/// a value live through the answer path would make the verifier walk that
+/// path once per value. [`cluster_query`] tells it afterwards, from the
+/// packet.
 pub struct Ip {
     /// Payload length the IP header declares (the UDP datagram).
     pub payload_len: usize,
-    /// Pseudo-header sum without the UDP length: addresses and protocol.
+    /// Pseudo-header sum without the length: addresses and protocol.
     pub pseudo_sum: u64,
+    /// TCP to a listen address (only a failed-open connection is touched)
+    /// rather than UDP.
+    pub tcp: bool,
+}
+
+/// Whether a packet of `proto` to a listen address (`listen`) or a cluster
+/// address (`cluster`) is ours to look at, and whether it is TCP. TCP to a
+/// cluster address is left to the stack (kube-proxy).
+#[inline(always)]
+fn ours(proto: u8, listen: bool, cluster: bool) -> Result<bool, Counter> {
+    match proto {
+        IPPROTO_UDP if listen || cluster => Ok(false),
+        IPPROTO_TCP if listen => Ok(true),
+        _ => Err(Counter::PassNotDns),
+    }
 }
 
 #[inline(always)]
 pub fn parse_v4(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN).ok_or(Counter::PassMalformed)?;
     let ip = unsafe { &*ip };
-    if ip.proto != IPPROTO_UDP || !v4_is_ours(cfg, ip.daddr) {
-        return Err(Counter::PassNotDns);
-    }
+    let tcp = ours(
+        ip.proto,
+        v4_is_ours(cfg, ip.daddr),
+        cfg.transparent != 0 && v4_cluster_slot(cfg, ip.daddr).is_some(),
+    )?;
     if ip.ver_ihl != 0x45 {
         // Version 4 with options (or garbage): options are not parsed.
         return Err(if ip.ver_ihl >> 4 == 4 && ip.ver_ihl & 0xf > 5 {
@@ -83,7 +107,8 @@ pub fn parse_v4(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     let d = u32::from_be(ip.daddr);
     Ok(Ip {
         payload_len: tot_len - IPV4_LEN,
-        pseudo_sum: word32(s) + word32(d) + IPPROTO_UDP as u64,
+        pseudo_sum: word32(s) + word32(d) + ip.proto as u64,
+        tcp,
     })
 }
 
@@ -114,20 +139,36 @@ fn v4_is_ours(cfg: &Config, daddr: u32) -> bool {
     false
 }
 
+/// The slot of `daddr` (network order) among the cluster DNS addresses.
+#[inline(always)]
+pub fn v4_cluster_slot(cfg: &Config, daddr: u32) -> Option<usize> {
+    let n = cfg.cluster_v4_count as usize;
+    let mut i = 0;
+    while i < MAX_CLUSTER_DNS_ADDRS {
+        if i < n && cfg.cluster_v4_addrs[i] == daddr {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 #[inline(always)]
 pub fn parse_v6(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN).ok_or(Counter::PassMalformed)?;
     let ip = unsafe { &*ip };
-    if !v6_is_ours(cfg, &ip.daddr) {
+    let listen = v6_is_ours(cfg, &ip.daddr);
+    let cluster = cfg.transparent != 0 && v6_cluster_slot(cfg, &ip.daddr).is_some();
+    if !listen && !cluster {
         return Err(Counter::PassNotDns);
     }
-    match ip.next_hdr {
-        IPPROTO_UDP => {}
-        IPPROTO_TCP | IPPROTO_ICMPV6 => return Err(Counter::PassNotDns),
+    let tcp = match ip.next_hdr {
+        IPPROTO_UDP | IPPROTO_TCP => ours(ip.next_hdr, listen, cluster)?,
+        IPPROTO_ICMPV6 => return Err(Counter::PassNotDns),
         // Extension headers (hop-by-hop, routing, fragment, ...) and
         // anything else are not walked.
         _ => return Err(Counter::PassIpUnsupported),
-    }
+    };
     if u32::from_be(ip.ver_tc_flow) >> 28 != 6 {
         return Err(Counter::PassMalformed);
     }
@@ -138,7 +179,7 @@ pub fn parse_v6(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     if !v6_source_ok(cfg, &ip.saddr) {
         return Err(Counter::PassSource);
     }
-    let mut sum = IPPROTO_UDP as u64;
+    let mut sum = ip.next_hdr as u64;
     let mut i = 0;
     while i < 4 {
         sum += word32(u32::from_be(ip.saddr[i])) + word32(u32::from_be(ip.daddr[i]));
@@ -147,6 +188,7 @@ pub fn parse_v6(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     Ok(Ip {
         payload_len,
         pseudo_sum: sum,
+        tcp,
     })
 }
 
@@ -175,16 +217,77 @@ fn v6_is_ours(cfg: &Config, daddr: &[u32; 4]) -> bool {
     let n = cfg.v6_count as usize;
     let mut i = 0;
     while i < MAX_LISTEN_ADDRS {
-        if i < n {
-            let a = &cfg.v6_addrs[i];
-            let w = |k: usize| u32::from_ne_bytes([a[k], a[k + 1], a[k + 2], a[k + 3]]);
-            if w(0) == daddr[0] && w(4) == daddr[1] && w(8) == daddr[2] && w(12) == daddr[3] {
-                return true;
-            }
+        if i < n && v6_eq(&cfg.v6_addrs[i], daddr) {
+            return true;
         }
         i += 1;
     }
     false
+}
+
+/// The slot of `daddr` (network order words) among the cluster DNS
+/// addresses.
+#[inline(always)]
+pub fn v6_cluster_slot(cfg: &Config, daddr: &[u32; 4]) -> Option<usize> {
+    let n = cfg.cluster_v6_count as usize;
+    let mut i = 0;
+    while i < MAX_CLUSTER_DNS_ADDRS {
+        if i < n && v6_eq(&cfg.cluster_v6_addrs[i], daddr) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the query in the frame went to a cluster address (and not to a
+/// listen address that is one too): read from its destination, or from
+/// its source once `answered` turned it around.
+#[inline(always)]
+pub fn cluster_query<const V6: bool>(ctx: &XdpContext, cfg: &Config, answered: bool) -> bool {
+    if cfg.transparent == 0 {
+        return false;
+    }
+    if V6 {
+        let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN) else {
+            return false;
+        };
+        let ip = unsafe { &*ip };
+        let a = if answered { &ip.saddr } else { &ip.daddr };
+        !v6_is_ours(cfg, a) && v6_cluster_slot(cfg, a).is_some()
+    } else {
+        let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
+            return false;
+        };
+        let ip = unsafe { &*ip };
+        let a = if answered { ip.saddr } else { ip.daddr };
+        !v4_is_ours(cfg, a) && v4_cluster_slot(cfg, a).is_some()
+    }
+}
+
+/// Whether `daddr` (network order words, IPv4 in the first) is one of the
+/// listen addresses.
+#[inline(always)]
+pub fn is_listen<const V6: bool>(cfg: &Config, daddr: &[u32; 4]) -> bool {
+    if V6 {
+        v6_is_ours(cfg, daddr)
+    } else {
+        v4_is_ours(cfg, daddr[0])
+    }
+}
+
+/// An address from the config against one in a packet.
+#[inline(always)]
+pub fn v6_eq(a: &[u8; 16], packet: &[u32; 4]) -> bool {
+    let w = |k: usize| u32::from_ne_bytes([a[k], a[k + 1], a[k + 2], a[k + 3]]);
+    w(0) == packet[0] && w(4) == packet[1] && w(8) == packet[2] && w(12) == packet[3]
+}
+
+/// An IPv6 address from the config as the packet holds it.
+#[inline(always)]
+pub fn v6_words(a: &[u8; 16]) -> [u32; 4] {
+    let w = |k: usize| u32::from_ne_bytes([a[k], a[k + 1], a[k + 2], a[k + 3]]);
+    [w(0), w(4), w(8), w(12)]
 }
 
 /// Folded ones' complement sum of the IPv4 header (0xffff when its

@@ -1,13 +1,23 @@
 //! nodedns XDP program: answers hot DNS queries from the answers map with
 //! XDP_TX and passes everything else, untouched, to the kernel stack.
 //!
-//! Flow: Ethernet → IPv4/IPv6 → UDP to a listen address and port → the
-//! checks that the node's stack would take the frame too (source address
-//! and port, destination MAC of this interface) → DNS query (header, one
-//! question, optional OPT) → a UDP checksum the stack would accept → map
-//! lookup → validated copy of the entry → answer written in place. Any
-//! doubt on the way is XDP_PASS with a counter saying why: the stack then
-//! does what it would have done, and userspace answers what it takes.
+//! Flow: Ethernet → IPv4/IPv6 → UDP to a listen address and port (or, in
+//! transparent mode, to a cluster DNS address) → the checks that the
+//! node's stack would take the frame too (source address and port,
+//! destination MAC of this interface) → DNS query (header, one question,
+//! optional OPT) → a UDP checksum the stack would accept → map lookup →
+//! validated copy of the entry → answer written in place. Any doubt on the
+//! way is XDP_PASS with a counter saying why: the stack then does what it
+//! would have done, and userspace answers what it takes.
+//!
+//! What the kernel does not answer (docs/design.md#transparent-mode,
+//! docs/design.md#fail-open): to a listen address it goes to the stack
+//! (the agent's socket) while an agent serves, and to the cluster DNS
+//! Service (`failopen.rs`) while none does; to a cluster address it goes
+//! to the agent through its ring buffer (`ring.rs`, the one XDP_DROP),
+//! or, while no agent serves, untouched to the stack (kube-proxy). The
+//! egress program (`egress.rs`) gives the replies of failed-open
+//! listen-address queries their source back.
 //!
 //! Keeping the verifier's work bounded. It processes about 54k
 //! instructions for this program on kernel 6.18 (the limit is 1M;
@@ -34,10 +44,13 @@
 mod answer;
 mod csum;
 mod dns;
+mod egress;
 mod entry;
 mod eth;
+mod failopen;
 mod ip;
 mod ptr;
+mod ring;
 mod trace;
 mod udp;
 
@@ -54,8 +67,8 @@ use dns_common::{
 use crate::answer::Reply;
 use crate::entry::Scratch;
 use crate::eth::{ETH_LEN, L3};
-use crate::ip::{IPV4_LEN, IPV6_LEN};
-use crate::udp::UDP_LEN;
+use crate::ip::{IPV4_LEN, IPV6_LEN, Ip, cluster_query};
+use crate::udp::{UDP_LEN, Udp};
 
 // BTF-defined maps (`.maps` section): the object carries the key and value
 // types, so `bpftool map dump` prints decoded fields instead of hex. The
@@ -71,7 +84,7 @@ static ANSWERS: HashMap<AnswerKey, AnswerEntry, { DEFAULT_ANSWER_ENTRIES as usiz
 static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
 
 #[btf_map(name = "NODEDNS_CONFIG")]
-static CONFIG: Array<Config, 1> = Array::new();
+pub(crate) static CONFIG: Array<Config, 1> = Array::new();
 
 #[btf_map(name = "NODEDNS_SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
@@ -84,46 +97,133 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[xdp]
 pub fn nodedns_xdp(ctx: XdpContext) -> u32 {
-    let (action, counter) = match try_nodedns_xdp(&ctx) {
-        Ok(()) => (xdp_action::XDP_TX, Counter::Hit),
-        Err(reason) => (xdp_action::XDP_PASS, reason),
-    };
-    if let Some(c) = COUNTERS.get_ptr_mut(counter as u32) {
-        unsafe { *c += 1 };
-    }
-    trace::verdict(&ctx, action, counter);
+    let (action, slot) = verdict(&ctx);
+    count_slot(slot);
+    trace::verdict(&ctx, action, slot);
     action
 }
 
+/// Adds one to a counter of this CPU.
 #[inline(always)]
-fn try_nodedns_xdp(ctx: &XdpContext) -> Result<(), Counter> {
-    let l3 = eth::parse(ctx)?;
-    let cfg = CONFIG.get(0).ok_or(Counter::PassDisabled)?;
+pub(crate) fn count(counter: Counter) {
+    count_slot(counter as u32);
+}
+
+/// Adds one to the counter in `slot` (a `Counter` as `u32`).
+#[inline(always)]
+fn count_slot(slot: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// The XDP action and the counter slot naming why.
+#[inline(always)]
+fn verdict(ctx: &XdpContext) -> (u32, u32) {
+    let pass = |c: Counter| (xdp_action::XDP_PASS, c as u32);
+    let l3 = match eth::parse(ctx) {
+        Ok(l3) => l3,
+        Err(c) => return pass(c),
+    };
+    let Some(cfg) = CONFIG.get(0) else {
+        return pass(Counter::PassDisabled);
+    };
     if cfg.enabled == 0 {
-        return Err(Counter::PassDisabled);
+        return pass(Counter::PassDisabled);
     }
     match l3 {
-        L3::V4 => try_answer::<false>(ctx, cfg),
-        L3::V6 => try_answer::<true>(ctx, cfg),
+        L3::V4 => query::<false>(ctx, cfg),
+        L3::V6 => query::<true>(ctx, cfg),
     }
 }
 
 #[inline(always)]
-fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Counter> {
-    let ip = if V6 {
-        ip::parse_v6(ctx, cfg)?
+fn query<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> (u32, u32) {
+    let pass = |c: Counter| (xdp_action::XDP_PASS, c as u32);
+    let parsed = if V6 {
+        ip::parse_v6(ctx, cfg)
     } else {
-        ip::parse_v4(ctx, cfg)?
+        ip::parse_v4(ctx, cfg)
     };
+    let ip = match parsed {
+        Ok(ip) => ip,
+        Err(c) => return pass(c),
+    };
+    if ip.tcp {
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        return pass(failopen::tcp::<V6>(ctx, cfg, &ip, now));
+    }
     let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
-    let udp = udp::parse(ctx, l4, &ip, cfg.port)?;
-    sent_to_us(ctx)?;
+    let udp = match udp::parse(ctx, l4, &ip, cfg.port) {
+        Ok(udp) => udp,
+        Err(c) => return pass(c),
+    };
+    if let Err(c) = sent_to_us(ctx) {
+        return pass(c);
+    }
+    match try_answer::<V6>(ctx, cfg, &ip, &udp) {
+        Ok(()) => {
+            if cluster_query::<V6>(ctx, cfg, true) {
+                count(Counter::Intercepted);
+            }
+            (xdp_action::XDP_TX, Counter::Hit as u32)
+        }
+        // The stack drops it; so must everyone else.
+        Err(Counter::PassChecksum) => pass(Counter::PassChecksum),
+        Err(reason) => {
+            ring::park_reason(reason);
+            unanswered::<V6>(ctx, cfg, &ip)
+        }
+    }
+}
 
+/// A query the kernel did not answer (the reason parked by
+/// `ring::park_reason`): to the agent (its socket for a listen address,
+/// its ring for a cluster address) while it serves, else to the cluster
+/// DNS Service.
+#[inline(always)]
+fn unanswered<const V6: bool>(ctx: &XdpContext, cfg: &Config, ip: &Ip) -> (u32, u32) {
+    let pass = |c: Counter| (xdp_action::XDP_PASS, c as u32);
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let cluster = cluster_query::<V6>(ctx, cfg, false);
+    let serves = failopen::agent_serves::<V6>(ctx, cfg, now, cluster);
+    match (cluster, serves) {
+        (true, true) => match ring::redirect(ctx) {
+            Ok(()) => {
+                count(Counter::Intercepted);
+                (xdp_action::XDP_DROP, Counter::Redirected as u32)
+            }
+            Err(c) => pass(c),
+        },
+        (true, false) => pass(Counter::FailedOpen),
+        (false, true) => (xdp_action::XDP_PASS, ring::parked_reason()),
+        // No cluster DNS address at all: fail-open is not set up, so the
+        // query goes to the stack with its own reason, as before it existed.
+        (false, false) if cfg.cluster_v4_count == 0 && cfg.cluster_v6_count == 0 => {
+            (xdp_action::XDP_PASS, ring::parked_reason())
+        }
+        (false, false) => match failopen::udp::<V6>(ctx, cfg, ip, now) {
+            Ok(()) => pass(Counter::FailedOpen),
+            Err(c) => pass(c),
+        },
+    }
+}
+
+/// The answer from the map, written over the query, for a UDP datagram to
+/// one of our addresses that the stack would take.
+#[inline(always)]
+fn try_answer<const V6: bool>(
+    ctx: &XdpContext,
+    cfg: &Config,
+    ip: &Ip,
+    udp: &Udp,
+) -> Result<(), Counter> {
+    let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::PassHelperFailed)?;
     entry::clear_key(scratch);
     let scratch = unsafe { &mut *scratch };
     let query = dns::parse(ctx, l4 + UDP_LEN, udp.dns_len, scratch)?;
-    if !udp::checksum_ok::<V6>(&udp, &ip, query.msg_sum) {
+    if !udp::checksum_ok::<V6>(udp, ip, query.msg_sum) {
         return Err(Counter::PassChecksum);
     }
 

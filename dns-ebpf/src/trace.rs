@@ -12,22 +12,21 @@
 //! 135k.
 
 use aya_ebpf::programs::XdpContext;
-use dns_common::Counter;
 
 #[cfg(feature = "debug-log")]
 #[inline(always)]
-pub fn verdict(ctx: &XdpContext, action: u32, counter: Counter) {
+pub fn verdict(ctx: &XdpContext, action: u32, counter: u32) {
     let len = ctx.data_end() - ctx.data();
     aya_log_ebpf::debug!(
         ctx,
         "ifindex {} action {} outcome #{} len {}",
         ctx.ingress_ifindex() as u32,
         action,
-        counter as u32,
+        counter,
         len as u32
     );
 }
 
 #[cfg(not(feature = "debug-log"))]
 #[inline(always)]
-pub fn verdict(_ctx: &XdpContext, _action: u32, _counter: Counter) {}
+pub fn verdict(_ctx: &XdpContext, _action: u32, _counter: u32) {}

@@ -231,12 +231,122 @@ pub fn parse_udp(frame: &[u8]) -> Result<UdpFrame, FrameError> {
 }
 
 fn pseudo_sum(src: IpAddr, dst: IpAddr, udp_len: usize) -> u64 {
+    pseudo_sum_of(src, dst, IPPROTO_UDP, udp_len)
+}
+
+fn pseudo_sum_of(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
     let addrs = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => [s.octets().to_vec(), d.octets().to_vec()].concat(),
         (IpAddr::V6(s), IpAddr::V6(d)) => [s.octets().to_vec(), d.octets().to_vec()].concat(),
         _ => panic!("mixed address families"),
     };
-    sum_bytes(&addrs) + u64::from(IPPROTO_UDP) + udp_len as u64
+    sum_bytes(&addrs) + u64::from(proto) + len as u64
+}
+
+/// TCP header flags.
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A TCP segment without payload from `src` to `dst` with `flags`, as a
+/// pod's socket hands it to the host (the checksum field holds the
+/// pseudo-header seed of `CHECKSUM_PARTIAL`), or with a full checksum.
+pub fn tcp_frame(src: SocketAddr, dst: SocketAddr, flags: u8, full_checksum: bool) -> Vec<u8> {
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&src.port().to_be_bytes());
+    tcp.extend_from_slice(&dst.port().to_be_bytes());
+    tcp.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+    tcp.extend_from_slice(&0u32.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let pseudo = pseudo_sum_of(src.ip(), dst.ip(), IPPROTO_TCP, tcp.len());
+    let check = if full_checksum {
+        !fold(pseudo + sum_bytes(&tcp))
+    } else {
+        fold(pseudo)
+    };
+    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    let mut spec = FrameSpec::udp(src, dst);
+    spec.proto = IPPROTO_TCP;
+    // The UDP frame's IP header with the TCP segment in place of UDP.
+    let udp = spec.build(&[]);
+    let l4 = udp.len() - UDP_LEN;
+    let mut frame = udp[..l4].to_vec();
+    frame.extend_from_slice(&tcp);
+    let delta = tcp.len() - UDP_LEN;
+    if src.is_ipv4() {
+        let tot = u16::from_be_bytes([frame[ETH_LEN + 2], frame[ETH_LEN + 3]]) as usize + delta;
+        frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(tot as u16).to_be_bytes());
+        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&[0, 0]);
+        let c = !fold(sum_bytes(&frame[ETH_LEN..ETH_LEN + IPV4_LEN]));
+        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let plen = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]) as usize + delta;
+        frame[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&(plen as u16).to_be_bytes());
+    }
+    frame
+}
+
+/// A TCP frame's addresses and ports, and how its checksum reads: the
+/// pseudo-header seed, a full checksum that verifies, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpChecksum {
+    Seed,
+    Full,
+    Wrong,
+}
+
+/// Parses a plain (no options) TCP frame: (source, destination, checksum
+/// state); panics on anything else, and on a wrong IPv4 header checksum.
+pub fn parse_tcp(frame: &[u8]) -> (SocketAddr, SocketAddr, TcpChecksum) {
+    if u16::from_be_bytes([frame[12], frame[13]]) == ETH_P_IP {
+        assert_eq!(
+            fold(sum_bytes(&frame[ETH_LEN..ETH_LEN + IPV4_LEN])),
+            0xffff,
+            "IPv4 header checksum"
+        );
+    }
+    let (src, dst, l4) = addresses_and_l4(frame);
+    let pseudo = pseudo_sum_of(src, dst, IPPROTO_TCP, l4.len());
+    let check = u16::from_be_bytes([l4[16], l4[17]]);
+    let state = if check == fold(pseudo) {
+        TcpChecksum::Seed
+    } else if fold(pseudo + sum_bytes(l4)) == 0xffff {
+        TcpChecksum::Full
+    } else {
+        TcpChecksum::Wrong
+    };
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    (
+        SocketAddr::new(src, port(0)),
+        SocketAddr::new(dst, port(2)),
+        state,
+    )
+}
+
+/// Whether a UDP frame's checksum field holds exactly the pseudo-header
+/// seed of `CHECKSUM_PARTIAL` for its current addresses.
+pub fn udp_checksum_is_seed(frame: &[u8]) -> bool {
+    let (src, dst, l4) = addresses_and_l4(frame);
+    u16::from_be_bytes([l4[6], l4[7]]) == fold(pseudo_sum(src, dst, l4.len()))
+}
+
+/// An IPv4 or IPv6 frame's source, destination and transport bytes.
+fn addresses_and_l4(frame: &[u8]) -> (IpAddr, IpAddr, &[u8]) {
+    let l3 = &frame[ETH_LEN..];
+    if u16::from_be_bytes([frame[12], frame[13]]) == ETH_P_IP {
+        let s: [u8; 4] = l3[12..16].try_into().unwrap();
+        let d: [u8; 4] = l3[16..20].try_into().unwrap();
+        (s.into(), d.into(), &l3[IPV4_LEN..])
+    } else {
+        let s: [u8; 16] = l3[8..24].try_into().unwrap();
+        let d: [u8; 16] = l3[24..40].try_into().unwrap();
+        (s.into(), d.into(), &l3[IPV6_LEN..])
+    }
+}
+
+/// Whether an IPv4 frame's header checksum verifies (IPv6 has none).
+pub fn ip_header_ok(frame: &[u8]) -> bool {
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    ethertype != ETH_P_IP || fold(sum_bytes(&frame[ETH_LEN..ETH_LEN + IPV4_LEN])) == 0xffff
 }
 
 /// Plain RFC 1071 running sum of big-endian 16-bit words.

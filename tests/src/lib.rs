@@ -12,7 +12,9 @@
 //!   podman, started as `deploy/daemonset.yaml` says.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
 //!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
-//!   [`spoofer`]: the local attacker who forges the upstream's replies.
+//!   [`spoofer`]: the local attacker who forges the upstream's replies;
+//!   [`cluster_dns`]: the cluster DNS Service behind a kube-proxy-like
+//!   DNAT, as a node reaches it.
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
 //!   in-process, without the binary.
 //! - [`xdp`], [`frames`]: the XDP program through `BPF_PROG_TEST_RUN`.
@@ -22,6 +24,7 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod cluster_dns;
 pub mod container;
 pub mod daemonset;
 pub mod fakeapi;

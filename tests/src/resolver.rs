@@ -204,6 +204,7 @@ impl<Z: Zone> TestResolver<Z> {
                 sink: Sink::Ready(sink.clone() as Arc<dyn AnswerSink>),
                 registry: registry(),
                 keep_interface_on_exit: false,
+                transparent: None,
             };
             match start_resolver(args, deps, cancel.clone()).await {
                 Ok(running) => {

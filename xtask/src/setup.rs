@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
     "iptables",
+    // `conntrack -L`: the transparent path must leave no conntrack entry.
+    "conntrack",
     "ethtool",
     "bind9-dnsutils",
     "knot-dnsutils",

@@ -38,6 +38,7 @@
 pub mod apiserver;
 pub mod custom;
 pub mod hosts;
+pub mod kube_dns;
 pub mod lookup;
 pub mod manifests;
 pub mod metrics;
@@ -235,6 +236,9 @@ pub struct ClusterHandle {
     pub zone: Arc<ClusterZone>,
     pub forward_policy: watch::Receiver<Arc<ForwardPolicy>>,
     pub tasks: JoinSet<()>,
+    /// The API server client, when a source uses one (for the
+    /// `--cluster-dns-ip` default, [`kube_dns`]).
+    pub client: Option<kube::Client>,
     /// Kept when no custom source owns it, so `forward_policy.changed()`
     /// waits instead of failing at once.
     _idle_policy: Option<watch::Sender<Arc<ForwardPolicy>>>,
@@ -358,6 +362,7 @@ pub async fn start(
         zone,
         forward_policy,
         tasks,
+        client,
         _idle_policy: idle_policy,
     })
 }

@@ -1,5 +1,6 @@
 //! Command-line flags of the fast path, `inspect` and `cleanup`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, ValueEnum};
@@ -84,6 +85,28 @@ pub struct FastPathArgs {
     #[arg(long)]
     pub cleanup_on_exit: bool,
 
+    /// The ClusterIP of the cluster's DNS Service (repeatable or
+    /// comma-separated, IPv4 and IPv6, at most 4 per family). The kernel answers queries to it like queries to --listen
+    /// (transparent mode, see --transparent), and sends the queries it
+    /// cannot answer there while no agent serves (fail-open). Default with
+    /// the API server: the ClusterIPs of Service kube-system/kube-dns;
+    /// with --manifests: none.
+    #[arg(
+        long = "cluster-dns-ip",
+        env = "NODEDNS_CLUSTER_DNS_IP",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub cluster_dns_ips: Vec<IpAddr>,
+
+    /// Serve pods whose resolv.conf names the cluster DNS Service
+    /// (--cluster-dns-ip) on the node, without kube-proxy or conntrack.
+    /// With false, queries to it go to the Service as before, and it only
+    /// receives the queries that fail open while no agent serves.
+    #[arg(long, env = "NODEDNS_TRANSPARENT", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub transparent: bool,
+
     /// Seconds between safety-net rescans of interfaces (link events are
     /// followed as they come).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RESCAN_SECS,
@@ -144,6 +167,7 @@ mod tests {
         assert_eq!(args.bpffs_path, PathBuf::from(DEFAULT_BPFFS_PATH));
         assert_eq!(args.map_entries, DEFAULT_ANSWER_ENTRIES);
         assert!(!args.keep_on_exit && !args.cleanup_on_exit);
+        assert!(args.cluster_dns_ips.is_empty() && args.transparent);
     }
 
     #[test]
@@ -169,5 +193,15 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--keep-on-exit", "--cleanup-on-exit"]).is_err());
         assert!(Cli::try_parse_from(["x", "--map-entries", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--map-entries", "300000"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--cluster-dns-ip",
+            "10.96.0.10,fd00::a",
+            "--transparent",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.cluster_dns_ips.len(), 2);
+        assert!(!cli.args.transparent);
     }
 }

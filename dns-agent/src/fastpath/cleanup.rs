@@ -6,11 +6,11 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use dns_common::PROGRAM_NAME;
+use dns_common::{EGRESS_PROGRAM_NAME, PROGRAM_NAME};
 
 use super::error::FastPathError;
 use super::pins::{PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
-use crate::kernel::bpf::{detach_pinned_link, read_pinned_xdp_link};
+use crate::kernel::bpf::{detach_pinned_link, read_pinned_tcx_egress_link, read_pinned_xdp_link};
 use crate::kernel::netlink;
 
 /// What [`cleanup`] removed and what it could not.
@@ -18,23 +18,27 @@ use crate::kernel::netlink;
 pub struct CleanupReport {
     /// Link pins removed, as (ifindex, interface name if it still exists).
     pub links: Vec<(u32, Option<String>)>,
+    /// Egress (TCX) link pins removed, the same way.
+    pub egress_links: Vec<(u32, Option<String>)>,
     /// Map pins removed.
     pub maps: Vec<String>,
     pub removed_dir: bool,
     /// Interfaces (in this network namespace) still running a program named
-    /// like ours after the cleanup: attached from another pin directory, or
-    /// not through a pinned link.
+    /// like ours (XDP or egress) after the cleanup: attached from another
+    /// pin directory, or not through a pinned link.
     pub still_attached: Vec<String>,
 }
 
 impl fmt::Display for CleanupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (ifindex, name) in &self.links {
-            writeln!(
-                f,
-                "detached XDP link on {} (ifindex {ifindex})",
-                name.as_deref().unwrap_or("<gone>")
-            )?;
+        for (what, links) in [("XDP", &self.links), ("egress", &self.egress_links)] {
+            for (ifindex, name) in links {
+                writeln!(
+                    f,
+                    "detached {what} link on {} (ifindex {ifindex})",
+                    name.as_deref().unwrap_or("<gone>")
+                )?;
+            }
         }
         for map in &self.maps {
             writeln!(f, "removed map pin {map}")?;
@@ -42,14 +46,18 @@ impl fmt::Display for CleanupReport {
         if self.removed_dir {
             writeln!(f, "removed the pin directory")?;
         }
-        if self.links.is_empty() && self.maps.is_empty() && !self.removed_dir {
+        if self.links.is_empty()
+            && self.egress_links.is_empty()
+            && self.maps.is_empty()
+            && !self.removed_dir
+        {
             writeln!(f, "nothing to clean up")?;
         }
         for name in &self.still_attached {
             writeln!(
                 f,
-                "warning: {name} still runs {PROGRAM_NAME}, not attached from this pin directory: \
-                 is an agent running with another --bpffs-path?"
+                "warning: {name} still runs {PROGRAM_NAME} or {EGRESS_PROGRAM_NAME}, not attached \
+                 from this pin directory: is an agent running with another --bpffs-path?"
             )?;
         }
         Ok(())
@@ -72,23 +80,26 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
     }
     check_bpffs(layout.root())?;
     let names = netlink::list_interfaces().unwrap_or_default();
+    let name_of = |ifindex: u32| {
+        names
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .map(|i| i.name.clone())
+    };
     for (ifindex, pin) in layout.pinned_links()? {
         let live = matches!(read_pinned_xdp_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
-        if live {
-            // Detach even if a running agent still holds the link: cleanup
-            // means nothing of ours stays attached.
-            detach_pinned_link(&pin).map_err(|e| FastPathError::io(&pin, e))?;
+        if remove_link(&pin, live)? {
+            report
+                .links
+                .push((ifindex, live.then(|| name_of(ifindex)).flatten()));
         }
-        if remove_pin(&pin)? {
-            let name = live
-                .then(|| {
-                    names
-                        .iter()
-                        .find(|i| i.ifindex == ifindex)
-                        .map(|i| i.name.clone())
-                })
-                .flatten();
-            report.links.push((ifindex, name));
+    }
+    for (ifindex, pin) in layout.pinned_egress_links()? {
+        let live = matches!(read_pinned_tcx_egress_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
+        if remove_link(&pin, live)? {
+            report
+                .egress_links
+                .push((ifindex, live.then(|| name_of(ifindex)).flatten()));
         }
     }
     for map in PINNED_MAPS {
@@ -102,9 +113,20 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
     Ok(report)
 }
 
+/// Detaches a pinned link that is `live` (even if a running agent still
+/// holds it: cleanup means nothing of ours stays attached) and removes its
+/// pin. Whether there was a pin to remove.
+fn remove_link(pin: &Path, live: bool) -> Result<bool, FastPathError> {
+    if live {
+        detach_pinned_link(pin).map_err(|e| FastPathError::io(pin, e))?;
+    }
+    remove_pin(pin)
+}
+
 /// `--cleanup-on-exit`: the same, unless a newer agent still uses the pins.
 pub(crate) fn remove_if_unused(layout: &PinLayout) -> Result<(), FastPathError> {
-    let links = layout.pinned_links()?;
+    let mut links = layout.pinned_links()?;
+    links.extend(layout.pinned_egress_links()?);
     if !links.is_empty() {
         tracing::warn!(links = links.len(), bpffs = %layout.root().display(),
             "other XDP links are still pinned (a newer agent?); keeping the maps");
@@ -149,8 +171,10 @@ fn wait_detached() -> Result<Vec<String>, FastPathError> {
     }
 }
 
-/// Interfaces whose XDP program is named like ours.
+/// Interfaces whose XDP program, or one of whose TCX egress programs, is
+/// named like ours.
 fn attached_here() -> Result<Vec<String>, FastPathError> {
+    use aya::programs::{SchedClassifier, TcAttachType};
     let interfaces = netlink::list_interfaces().map_err(|source| FastPathError::Netlink {
         op: "link dump",
         source,
@@ -162,7 +186,16 @@ fn attached_here() -> Result<Vec<String>, FastPathError> {
         .collect();
     Ok(interfaces
         .into_iter()
-        .filter(|i| ours.iter().any(|&id| i.xdp.contains(id)))
+        .filter(|i| {
+            let egress = SchedClassifier::query_tcx(&i.name, TcAttachType::Egress)
+                .map(|(_, progs)| {
+                    progs
+                        .iter()
+                        .any(|p| p.name_as_str() == Some(EGRESS_PROGRAM_NAME))
+                })
+                .unwrap_or(false);
+            egress || ours.iter().any(|&id| i.xdp.contains(id))
+        })
         .map(|i| i.name)
         .collect())
 }

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use dns_common::{MAX_LISTEN_ADDRS, PROGRAM_NAME};
+use dns_common::{EGRESS_PROGRAM_NAME, MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FastPathError {
@@ -57,6 +57,12 @@ pub enum FastPathError {
     #[error("the kernel rejected {PROGRAM_NAME}: {0}")]
     Program(#[source] Box<aya::programs::ProgramError>),
 
+    #[error(
+        "the kernel rejected the egress program {EGRESS_PROGRAM_NAME} (TC, needed to fail \
+         open): {0}"
+    )]
+    EgressProgram(#[source] Box<aya::programs::ProgramError>),
+
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -75,6 +81,25 @@ pub enum FastPathError {
          {MAX_LISTEN_ADDRS}: list fewer addresses"
     )]
     TooManyListenAddrs { family: u8, count: usize },
+
+    #[error(
+        "{count} IPv{family} cluster DNS addresses, but the kernel matches at most \
+         {MAX_CLUSTER_DNS_ADDRS}: give fewer --cluster-dns-ip"
+    )]
+    TooManyClusterDnsAddrs { family: u8, count: usize },
+
+    #[error(
+        "{addr} is both a listen address and a --cluster-dns-ip: serving the cluster DNS \
+         address needs no --listen; drop it from one of the two"
+    )]
+    ClusterDnsIsListen { addr: std::net::IpAddr },
+
+    #[error("the transparent path's {what}: {source} (the agent needs CAP_NET_RAW)")]
+    Transparent {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("netlink {op} failed: {source}")]
     Netlink {

@@ -1,18 +1,21 @@
 //! Loads the XDP object: reuses the pinned maps a previous agent left when
-//! they still fit, pins fresh ones otherwise, loads the program and writes
-//! the config map.
+//! they still fit, pins fresh ones otherwise, loads the XDP and the egress
+//! program and writes the config map.
 
 use std::fs;
 use std::mem::size_of;
 use std::net::IpAddr;
 use std::path::Path;
 
-use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
-use aya::programs::Xdp;
+use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray, RingBuf};
+use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
+use dns_common::failopen::FLOWS_CAPACITY;
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
-    MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey,
+    FlowValue, InterfaceMacs, Liveness, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_EGRESS,
+    MAP_FLOWS, MAP_INTERFACES, MAP_LIVENESS, MAP_RING, MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS,
+    PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
@@ -28,7 +31,7 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 3] {
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
     [
         MapSpec {
             name: MAP_ANSWERS,
@@ -50,6 +53,13 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 3] {
             key_size: 4,
             value_size: size_of::<Config>() as u32,
             max_entries: 1,
+        },
+        MapSpec {
+            name: MAP_FLOWS,
+            types: &[MapType::LruHash],
+            key_size: size_of::<FlowKey>() as u32,
+            value_size: size_of::<FlowValue>() as u32,
+            max_entries: FLOWS_CAPACITY,
         },
     ]
 }
@@ -75,9 +85,19 @@ impl MapSpec {
 pub(crate) struct Loaded {
     pub ebpf: Ebpf,
     pub program_id: u32,
+    /// The egress program's id (loaded, not attached yet).
+    pub egress_program_id: u32,
     pub counters: PerCpuArray<MapData, u64>,
     /// The program's own (unpinned) interfaces map, still empty.
     pub interfaces: HashMap<MapData, u32, InterfaceMacs>,
+    /// The program's own (unpinned) map of interfaces where the egress
+    /// program runs, still empty.
+    pub egress_interfaces: HashMap<MapData, u32, u32>,
+    /// This agent's ring of redirected queries.
+    pub ring: RingBuf<MapData>,
+    /// This agent's liveness map (one [`Liveness`]), zero: no heartbeat
+    /// yet.
+    pub liveness: MapData,
     /// Maps a previous agent pinned, reused as they are (their entries
     /// survive).
     pub reused: Vec<&'static str>,
@@ -118,6 +138,44 @@ pub fn build_config(addrs: &[IpAddr], port: u16) -> Result<Config, FastPathError
     config.port = port;
     config.edns_udp_size = EDNS_UDP_SIZE;
     Ok(config)
+}
+
+/// Adds the cluster DNS Service's addresses to `config`: where queries
+/// fail open to, and, with `transparent`, addresses the kernel serves too.
+pub fn set_cluster_dns(
+    config: &mut Config,
+    addrs: &[IpAddr],
+    transparent: bool,
+) -> Result<(), FastPathError> {
+    let (v4, v6): (Vec<_>, Vec<_>) = addrs.iter().partition(|a| a.is_ipv4());
+    for (family, count) in [(4, v4.len()), (6, v6.len())] {
+        if count > MAX_CLUSTER_DNS_ADDRS {
+            return Err(FastPathError::TooManyClusterDnsAddrs { family, count });
+        }
+    }
+    config.cluster_v4_addrs = [0; MAX_CLUSTER_DNS_ADDRS];
+    config.cluster_v6_addrs = [[0; 16]; MAX_CLUSTER_DNS_ADDRS];
+    for (slot, addr) in v4.iter().enumerate() {
+        if let IpAddr::V4(a) = addr {
+            if config.v4_addrs[..config.v4_count as usize].contains(&u32::from_ne_bytes(a.octets()))
+            {
+                return Err(FastPathError::ClusterDnsIsListen { addr: *addr });
+            }
+            config.cluster_v4_addrs[slot] = u32::from_ne_bytes(a.octets());
+        }
+    }
+    for (slot, addr) in v6.iter().enumerate() {
+        if let IpAddr::V6(a) = addr {
+            if config.v6_addrs[..config.v6_count as usize].contains(&a.octets()) {
+                return Err(FastPathError::ClusterDnsIsListen { addr: *addr });
+            }
+            config.cluster_v6_addrs[slot] = a.octets();
+        }
+    }
+    config.cluster_v4_count = v4.len() as u8;
+    config.cluster_v6_count = v6.len() as u8;
+    config.transparent = transparent as u8;
+    Ok(())
 }
 
 /// Loads `object` with its maps pinned under `layout` and writes `config`.
@@ -169,35 +227,21 @@ pub(crate) fn load(
             let _ = fs::remove_dir(layout.root());
         }
     }
-    let (ebpf, program_id, counters, interfaces) = result?;
-
-    let memory = PINNED_MAPS
+    let mut loaded = result?;
+    loaded.reused = reused;
+    loaded.memory = PINNED_MAPS
         .iter()
         .map(|name| (*name, map_memory(&layout.map(name)).unwrap_or(0)))
         .collect();
-    Ok(Loaded {
-        ebpf,
-        program_id,
-        counters,
-        interfaces,
-        reused,
-        memory,
-    })
+    Ok(loaded)
 }
-
-type LoadParts = (
-    Ebpf,
-    u32,
-    PerCpuArray<MapData, u64>,
-    HashMap<MapData, u32, InterfaceMacs>,
-);
 
 fn load_pinned(
     object: &[u8],
     layout: &PinLayout,
     answer_entries: u32,
     config: &Config,
-) -> Result<LoadParts, FastPathError> {
+) -> Result<Loaded, FastPathError> {
     let paths: Vec<_> = PINNED_MAPS
         .iter()
         .map(|name| (*name, layout.map(name)))
@@ -239,14 +283,35 @@ fn load_pinned(
         .info()
         .map_err(|e| FastPathError::Program(Box::new(e)))?
         .id();
+    let egress: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM_NAME)
+        .ok_or(FastPathError::MissingProgram)?
+        .try_into()
+        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?;
+    egress
+        .load()
+        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?;
+    let egress_program_id = egress
+        .info()
+        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?
+        .id();
 
     let mut config_map: Array<MapData, Config> = take(&mut ebpf, MAP_CONFIG)?;
     config_map
         .set(0, config, 0)
         .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
-    let counters = take(&mut ebpf, MAP_COUNTERS)?;
-    let interfaces = take(&mut ebpf, MAP_INTERFACES)?;
-    Ok((ebpf, program_id, counters, interfaces))
+    Ok(Loaded {
+        program_id,
+        egress_program_id,
+        counters: take(&mut ebpf, MAP_COUNTERS)?,
+        interfaces: take(&mut ebpf, MAP_INTERFACES)?,
+        egress_interfaces: take(&mut ebpf, MAP_EGRESS)?,
+        ring: take(&mut ebpf, MAP_RING)?,
+        liveness: take_array_data(&mut ebpf, MAP_LIVENESS)?,
+        ebpf,
+        reused: Vec::new(),
+        memory: Vec::new(),
+    })
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>
@@ -257,6 +322,32 @@ where
         .take_map(name)
         .ok_or(FastPathError::MissingMap { name })?;
     M::try_from(map).map_err(|e| FastPathError::map(name, e))
+}
+
+/// An array map as raw `MapData`, for the few uses aya's typed maps do not
+/// cover (a shared mapping needs the descriptor).
+fn take_array_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, FastPathError> {
+    match ebpf.take_map(name) {
+        Some(aya::maps::Map::Array(data)) => {
+            let value_size = data.info().map(|i| i.value_size()).unwrap_or(0);
+            if value_size != size_of::<Liveness>() as u32 {
+                return Err(FastPathError::MapLayout {
+                    name,
+                    what: "value size",
+                    found: value_size,
+                    expected: size_of::<Liveness>() as u32,
+                });
+            }
+            Ok(data)
+        }
+        Some(_) => Err(FastPathError::MapLayout {
+            name,
+            what: "type",
+            found: 0,
+            expected: MapType::Array as u32,
+        }),
+        None => Err(FastPathError::MissingMap { name }),
+    }
 }
 
 /// Opens a pinned map of the given typed kind.
@@ -301,6 +392,29 @@ mod tests {
             (config.enabled, config.port, config.edns_udp_size),
             (1, 53, EDNS_UDP_SIZE)
         );
+    }
+
+    #[test]
+    fn cluster_dns_addresses_by_family() {
+        let listen: Vec<IpAddr> = vec!["169.254.20.10".parse().unwrap()];
+        let mut config = build_config(&listen, 53).unwrap();
+        let cluster: Vec<IpAddr> = vec!["10.96.0.10".parse().unwrap(), "fd00::a".parse().unwrap()];
+        set_cluster_dns(&mut config, &cluster, true).unwrap();
+        assert_eq!(config.cluster_v4_addrs[0].to_ne_bytes(), [10, 96, 0, 10]);
+        assert_eq!(config.cluster_v6_addrs[0][15], 0xa);
+        assert_eq!(
+            (
+                config.cluster_v4_count,
+                config.cluster_v6_count,
+                config.transparent
+            ),
+            (1, 1, 1)
+        );
+        let err = set_cluster_dns(&mut config, &listen, false).unwrap_err();
+        assert!(err.to_string().contains("both a listen address"), "{err}");
+        let many: Vec<IpAddr> = (1..=5).map(|i| IpAddr::from([10, 96, 0, i])).collect();
+        let err = set_cluster_dns(&mut config, &many, true).unwrap_err();
+        assert!(err.to_string().contains("at most 4"), "{err}");
     }
 
     #[test]

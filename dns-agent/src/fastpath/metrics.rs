@@ -1,4 +1,5 @@
-//! `nodedns_xdp_*` metrics, read from the kernel on each scrape.
+//! `nodedns_xdp_*`, `nodedns_failopen_*` and `nodedns_transparent_*`
+//! metrics of the kernel side, read from the kernel on each scrape.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+
+use dns_common::Counter;
 
 use super::attach::SkipReason;
 use super::shared::Shared;
@@ -36,21 +39,79 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
 impl Collector for XdpCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let shared = &self.shared;
         if let Ok(counters) = stats::read_counters(&shared.counters) {
-            let mut family = encoder.encode_descriptor(
-                "xdp_packets",
-                "Packets seen by the XDP program, by outcome (hit = answered in the kernel)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (counter, value) in counters {
-                let labels = [("outcome", counter.name())];
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            {
+                let mut family = encoder.encode_descriptor(
+                    "xdp_packets",
+                    "Packets seen by the XDP program, by outcome (hit = answered in the kernel)",
+                    None,
+                    MetricType::Counter,
+                )?;
+                for (counter, value) in counters.iter().filter(|(c, _)| c.is_outcome()) {
+                    let labels = [("outcome", counter.name())];
+                    ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
+                }
             }
+            let value = |wanted: Counter| {
+                counters
+                    .iter()
+                    .find(|(c, _)| *c == wanted)
+                    .map_or(0, |(_, v)| *v)
+            };
+            counter(
+                &mut encoder,
+                "xdp_intercepted",
+                "Queries to a cluster DNS address the kernel took from the stack: answered in \
+                 the kernel or handed to the agent; kube-proxy and conntrack never saw them",
+                value(Counter::Intercepted),
+            )?;
+            counter(
+                &mut encoder,
+                "failopen_replies_restored",
+                "Replies of the cluster DNS Service to failed-open listen-address queries, given \
+                 back the listen address as their source",
+                value(Counter::ReplyRestored),
+            )?;
         }
+        let liveness = shared.heartbeat.state();
+        gauge(
+            &mut encoder,
+            "failopen_active",
+            "1 while the kernel sees no agent serving (no heartbeat for 750 ms) and sends the \
+             queries it cannot answer to the cluster DNS Service, as last seen",
+            liveness.failing_open as i64,
+        )?;
+        {
+            let age = ConstGauge::new(liveness.age.map_or(-1.0, |a| a.as_secs_f64()));
+            age.encode(encoder.encode_descriptor(
+                "failopen_heartbeat_age_seconds",
+                "Age of the heartbeat the kernel reads (-1: none yet, or stopped)",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        let config = *shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        gauge(
+            &mut encoder,
+            "cluster_dns_addresses",
+            "Cluster DNS Service addresses the kernel knows (fail-open targets)",
+            (config.cluster_v4_count + config.cluster_v6_count) as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "transparent_mode",
+            "1 while the kernel serves queries to the cluster DNS addresses (transparent mode)",
+            (config.transparent != 0 && config.cluster_v4_count + config.cluster_v6_count > 0)
+                as i64,
+        )?;
         let entries = stats::count_entries(&shared.answers, shared.capacity);
         gauge(
             &mut encoder,
@@ -75,13 +136,20 @@ impl Collector for XdpCollector {
                 ConstGauge::new(*bytes as i64).encode(family.encode_family(&[("map", *map)])?)?;
             }
         }
-        let (interfaces, skipped) = {
+        let (interfaces, skipped, egress) = {
             let state = shared.lock();
             (
                 state.attacher.status(),
                 state.attacher.skip_totals().clone(),
+                state.egress.count(),
             )
         };
+        gauge(
+            &mut encoder,
+            "failopen_egress_interfaces",
+            "Interfaces running the egress program, where listen-address queries can fail open",
+            egress as i64,
+        )?;
         {
             let mut family = encoder.encode_descriptor(
                 "xdp_interface_info",

@@ -4,29 +4,36 @@
 //! <bpffs-path>/NODEDNS_ANSWERS     hash map, AnswerKey -> AnswerEntry
 //! <bpffs-path>/NODEDNS_COUNTERS    per-CPU array of u64, indexed by Counter
 //! <bpffs-path>/NODEDNS_CONFIG      array of one Config
+//! <bpffs-path>/NODEDNS_FLOWS       LRU hash, FlowKey -> FlowValue (failed-open flows)
 //! <bpffs-path>/links/xdp-if<N>     the XDP link on the interface with ifindex N
+//! <bpffs-path>/links/tc-if<N>      the TCX egress link on the interface with ifindex N
 //! ```
 //!
 //! bpffs holds nothing but pins and directories, so this directory is the
 //! complete record of what the fast path created on the node; `cleanup`
-//! removes exactly these names. `NODEDNS_SCRATCH` is per-CPU scratch space
-//! with no state worth keeping, and `NODEDNS_IFACES` is rebuilt from the
-//! interfaces by every agent before its program runs, so neither is pinned.
+//! removes exactly these names. `NODEDNS_SCRATCH` and `NODEDNS_MISS` are
+//! per-CPU scratch space with no state worth keeping; `NODEDNS_IFACES` and
+//! `NODEDNS_EGRESS` are rebuilt by every agent before its programs run
+//! there; `NODEDNS_RING` and `NODEDNS_LIVENESS` belong to the agent that
+//! loaded them (its queries and its heartbeat): none of these is pinned.
+//! `NODEDNS_FLOWS` is, because a failed-open query's reply must find its
+//! flow whichever agent's programs run when it comes back.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use dns_common::{MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
+use dns_common::{MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS};
 
 use super::error::FastPathError;
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
 /// Sub-directory holding one pinned link per attached interface.
 const LINKS_DIR: &str = "links";
 const LINK_PREFIX: &str = "xdp-if";
+const EGRESS_LINK_PREFIX: &str = "tc-if";
 
 /// The maps the fast path pins, by name.
-pub const PINNED_MAPS: [&str; 3] = [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG];
+pub const PINNED_MAPS: [&str; 4] = [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG, MAP_FLOWS];
 
 #[derive(Debug, Clone)]
 pub struct PinLayout {
@@ -54,8 +61,24 @@ impl PinLayout {
         self.links_dir().join(format!("{LINK_PREFIX}{ifindex}"))
     }
 
-    /// Every pinned link, as (ifindex, path). A missing directory is empty.
+    /// The egress program's link on `ifindex`.
+    pub fn egress_link(&self, ifindex: u32) -> PathBuf {
+        self.links_dir()
+            .join(format!("{EGRESS_LINK_PREFIX}{ifindex}"))
+    }
+
+    /// Every pinned XDP link, as (ifindex, path). A missing directory is
+    /// empty.
     pub fn pinned_links(&self) -> Result<Vec<(u32, PathBuf)>, FastPathError> {
+        self.pinned_with_prefix(LINK_PREFIX)
+    }
+
+    /// Every pinned egress link, as (ifindex, path).
+    pub fn pinned_egress_links(&self) -> Result<Vec<(u32, PathBuf)>, FastPathError> {
+        self.pinned_with_prefix(EGRESS_LINK_PREFIX)
+    }
+
+    fn pinned_with_prefix(&self, prefix: &str) -> Result<Vec<(u32, PathBuf)>, FastPathError> {
         let dir = self.links_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -68,7 +91,7 @@ impl PinLayout {
             let name = entry.file_name();
             let ifindex = name
                 .to_str()
-                .and_then(|n| n.strip_prefix(LINK_PREFIX))
+                .and_then(|n| n.strip_prefix(prefix))
                 .and_then(|n| n.parse::<u32>().ok());
             if let Some(ifindex) = ifindex {
                 links.push((ifindex, entry.path()));
@@ -125,6 +148,10 @@ mod tests {
     fn link_names_round_trip() {
         let layout = PinLayout::new("/sys/fs/bpf/x");
         assert_eq!(layout.link(42), Path::new("/sys/fs/bpf/x/links/xdp-if42"));
+        assert_eq!(
+            layout.egress_link(42),
+            Path::new("/sys/fs/bpf/x/links/tc-if42")
+        );
         assert_eq!(
             layout.map(MAP_ANSWERS),
             Path::new("/sys/fs/bpf/x/NODEDNS_ANSWERS")

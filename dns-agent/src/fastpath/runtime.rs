@@ -1,5 +1,6 @@
 //! The running fast path: loads the object, keeps the attachments in line
-//! with the interfaces on a follower thread, and lends out the answers map.
+//! with the interfaces on a follower thread, and lends out the answers map,
+//! the ring of redirected queries and the heartbeat.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,15 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use aya::maps::{HashMap, MapData};
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
+use dns_common::{AnswerEntry, AnswerKey, Config, Counter, MAP_ANSWERS, MAP_CONFIG};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
 use super::debug_log::DebugLog;
+use super::egress::EgressLinks;
 use super::error::FastPathError;
 use super::interface_macs::InterfaceMap;
-use super::loader::{self, build_config, open_pinned};
+use super::liveness::Heartbeat;
+use super::loader::{self, build_config, open_pinned, set_cluster_dns};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
 use super::shared::{Shared, State};
@@ -82,7 +85,8 @@ impl FastPath {
             return Ok(None);
         }
         let selector = InterfaceSelector::new(&args.interfaces, &args.exclude_interfaces)?;
-        let config = build_config(listen, port)?;
+        let mut config = build_config(listen, port)?;
+        set_cluster_dns(&mut config, &args.cluster_dns_ips, args.transparent)?;
         let object: Cow<'static, [u8]> = match &args.ebpf_object {
             Some(path) => Cow::Owned(std::fs::read(path).map_err(|e| FastPathError::io(path, e))?),
             None => Cow::Borrowed(super::object::EBPF_OBJECT),
@@ -113,9 +117,15 @@ impl FastPath {
             reused_maps = ?loaded.reused, memory_bytes = ?loaded.memory,
             "XDP fast path loaded"
         );
+        let heartbeat = Heartbeat::new(loaded.liveness)?;
         let state = State {
             ebpf: loaded.ebpf,
             attacher: Attacher::new(layout.clone(), selector, args.xdp_mode),
+            egress: EgressLinks::new(
+                layout.clone(),
+                loaded.egress_program_id,
+                loaded.egress_interfaces,
+            ),
             interface_map: InterfaceMap::new(loaded.interfaces),
         };
         let shared = Arc::new(Shared {
@@ -125,6 +135,9 @@ impl FastPath {
             memory: loaded.memory,
             counters: loaded.counters,
             answers: answers_reader,
+            heartbeat,
+            config: Mutex::new(config),
+            ring: Mutex::new(Some(loaded.ring)),
             state: Mutex::new(state),
         });
         shared.lock().attach(shared.program_id, &interfaces, true);
@@ -159,6 +172,30 @@ impl FastPath {
 
     pub fn program_id(&self) -> u32 {
         self.shared.program_id
+    }
+
+    /// This agent's heartbeat, which the resolver beats while it serves.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.shared.heartbeat.clone()
+    }
+
+    /// This agent's ring of redirected queries (transparent mode), for the
+    /// one consumer: `None` once taken.
+    pub fn take_ring(&self) -> Option<RingBuf<MapData>> {
+        lock(&self.shared.ring).take()
+    }
+
+    /// Sets the cluster DNS Service addresses, for the rest of the run:
+    /// the `--cluster-dns-ip` default learnt from the API server.
+    pub fn cluster_dns(&self) -> ClusterDns {
+        ClusterDns {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The config the program runs with.
+    pub fn config(&self) -> Config {
+        *lock(&self.shared.config)
     }
 
     pub fn capacity(&self) -> u32 {
@@ -233,22 +270,27 @@ impl FastPath {
         if follower.handle.join().is_err() {
             tracing::error!("the XDP interface follower panicked");
         }
+        // Whatever stays attached fails open from now on, not in 750 ms.
+        self.shared.heartbeat.stop();
         let mut state = self.shared.lock();
         let program_id = self.shared.program_id;
         match self.exit {
             ExitPolicy::Keep => {
                 state.attacher.release_all(Release::Keep, program_id);
+                state.egress.release_all(Release::Keep);
                 tracing::info!(bpffs = %self.shared.layout.root().display(),
-                    "leaving XDP attachments and maps pinned (--keep-on-exit)");
+                    "leaving XDP and egress attachments and maps pinned (--keep-on-exit)");
                 Ok(())
             }
             ExitPolicy::Detach => {
                 state.attacher.release_all(Release::Detach, program_id);
-                tracing::info!("XDP detached; maps stay pinned for the next start");
+                state.egress.release_all(Release::Detach);
+                tracing::info!("XDP and egress detached; maps stay pinned for the next start");
                 Ok(())
             }
             ExitPolicy::Cleanup => {
                 state.attacher.release_all(Release::Detach, program_id);
+                state.egress.release_all(Release::Detach);
                 drop(state);
                 cleanup::remove_if_unused(&self.shared.layout)
             }
@@ -261,6 +303,37 @@ impl Drop for FastPath {
         if let Err(e) = self.stop() {
             tracing::error!(error = %e, "stopping the XDP fast path");
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets the cluster DNS Service addresses of a running fast path (a clone
+/// of its handle, for a task that learns them later).
+#[derive(Clone)]
+pub struct ClusterDns {
+    shared: Arc<Shared>,
+}
+
+impl ClusterDns {
+    /// Writes `addrs` into the config map; the transparent setting stays.
+    pub fn set(&self, addrs: &[IpAddr]) -> Result<(), FastPathError> {
+        let mut config = lock(&self.shared.config);
+        let mut next = *config;
+        set_cluster_dns(&mut next, addrs, config.transparent != 0)?;
+        let mut map: Array<MapData, Config> = open_pinned(&self.shared.layout, MAP_CONFIG)?;
+        map.set(0, next, 0)
+            .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
+        *config = next;
+        Ok(())
+    }
+
+    /// Whether any cluster DNS address is set.
+    pub fn is_set(&self) -> bool {
+        let config = lock(&self.shared.config);
+        config.cluster_v4_count + config.cluster_v6_count > 0
     }
 }
 

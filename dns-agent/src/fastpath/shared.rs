@@ -4,13 +4,15 @@
 use std::sync::{Mutex, MutexGuard};
 
 use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::Xdp;
-use dns_common::{AnswerEntry, AnswerKey, PROGRAM_NAME};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{SchedClassifier, Xdp};
+use dns_common::{AnswerEntry, AnswerKey, Config, EGRESS_PROGRAM_NAME, PROGRAM_NAME};
 
 use super::attach::Attacher;
+use super::egress::EgressLinks;
 use super::error::FastPathError;
 use super::interface_macs::InterfaceMap;
+use super::liveness::Heartbeat;
 use super::pins::PinLayout;
 use crate::kernel::netlink::{self, Interface};
 
@@ -23,12 +25,18 @@ pub(crate) struct Shared {
     /// A second descriptor of the answers map for reads, so walking it does
     /// not hold up the sink's writers.
     pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
+    pub heartbeat: Heartbeat,
+    /// The config the program runs with, as last written.
+    pub config: Mutex<Config>,
+    /// This agent's ring of redirected queries, until the resolver takes it.
+    pub ring: Mutex<Option<RingBuf<MapData>>>,
     pub state: Mutex<State>,
 }
 
 pub(crate) struct State {
     pub ebpf: Ebpf,
     pub attacher: Attacher,
+    pub egress: EgressLinks,
     pub interface_map: InterfaceMap,
 }
 
@@ -53,12 +61,21 @@ impl State {
     }
 
     /// The interfaces map first: the program must know an interface's MAC
-    /// addresses before it runs there.
+    /// addresses before it runs there. The egress program follows the XDP
+    /// program onto (and off) each interface.
     pub(crate) fn attach(&mut self, program_id: u32, interfaces: &[Interface], startup: bool) {
         self.interface_map.sync(interfaces);
+        if startup {
+            // Before the XDP swap: see `EgressLinks::adopt_pinned`.
+            let egress = egress_program(&mut self.ebpf);
+            self.egress.adopt_pinned(egress, interfaces);
+        }
         let program = program(&mut self.ebpf);
         self.attacher
             .reconcile(program, program_id, interfaces, startup);
+        let xdp = self.attacher.status();
+        let egress = egress_program(&mut self.ebpf);
+        self.egress.reconcile(egress, &xdp, interfaces, startup);
     }
 }
 
@@ -66,4 +83,10 @@ pub(crate) fn program(ebpf: &mut Ebpf) -> &mut Xdp {
     ebpf.program_mut(PROGRAM_NAME)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
         .expect("the loader checked the program")
+}
+
+pub(crate) fn egress_program(ebpf: &mut Ebpf) -> &mut SchedClassifier {
+    ebpf.program_mut(EGRESS_PROGRAM_NAME)
+        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+        .expect("the loader checked the egress program")
 }

@@ -6,6 +6,9 @@
 //!   then the [`forwarder`] (cache, coalescing, failover, serve-stale).
 //!   Answers go on to [`crate::promotion`], which puts cluster answers and
 //!   hot upstream answers into the kernel map.
+//! - [`transparent`]: the queries to a cluster DNS address the kernel hands
+//!   over through its ring, answered as frames of their own, and the
+//!   heartbeat the kernel fails open without.
 //! - [`http`]: `/metrics` for the whole shared registry, `/healthz`, `/readyz`.
 //!
 //! Entry points: [`start`] binds everything and returns a [`Running`]
@@ -26,6 +29,7 @@ pub mod listen;
 pub mod metrics;
 pub mod scrub;
 pub mod tally;
+pub mod transparent;
 pub mod upstreams;
 
 use std::net::SocketAddr;
@@ -50,6 +54,7 @@ use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
 use listen::{Steerer, Steering};
 use metrics::ResolverMetrics;
+use transparent::{TransparentMetrics, TransparentPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolverError {
@@ -83,6 +88,9 @@ pub struct ResolverDeps {
     /// Keep the listen interface/addresses on exit (agent-wide
     /// `--keep-on-exit`, for a seamless restart).
     pub keep_interface_on_exit: bool,
+    /// The ring of queries to the cluster DNS address and the heartbeat,
+    /// once the fast path has loaded; None without the fast path.
+    pub transparent: Option<oneshot::Receiver<TransparentPath>>,
 }
 
 /// Where promotion writes, if anywhere.
@@ -137,12 +145,14 @@ pub async fn start(
         sink,
         mut registry,
         keep_interface_on_exit,
+        transparent,
     } = deps;
     // ANY is answered here for every user of the zone alike: the handler,
     // the forwarder and promotion (which re-derives kernel entries from it).
     let zone = any::AnyAware::wrap(zone);
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
     let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
+    let transparent_metrics = Arc::new(TransparentMetrics::new(&mut registry));
 
     let interface = if args.no_create_interface {
         ListenInterface::default()
@@ -180,7 +190,32 @@ pub async fn start(
             .inspect_err(|error| tracing::warn!(%error, "cannot keep the listening sockets to steer them later: a predecessor keeps new queries until it exits"))
             .ok(),
     };
-    let mut tasks = serve_dns(dns, handler, &args, &metrics, &cancel);
+    let limits = listen::Limits {
+        queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
+        clients: Clients::new(ClientBounds {
+            queries_total: args.max_concurrent,
+            queries_per_client: args.max_concurrent_per_client,
+            tcp_total: args.tcp_max_connections,
+            tcp_per_client: args.tcp_max_connections_per_client,
+        }),
+        tcp_idle: args.tcp_idle_timeout(),
+    };
+    let mut tasks = serve_dns(dns, handler.clone(), &limits, &metrics, &cancel);
+    if let Some(path) = transparent {
+        // The fast path loads after the listeners; its ring and heartbeat
+        // come with it.
+        let (queries, cancel) = (limits.queries.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let path = tokio::select! {
+                _ = cancel.cancelled() => return,
+                path = path => path,
+            };
+            // Err: no fast path after all (on a failure the agent stops).
+            if let Ok(path) = path {
+                transparent::serve(path, handler, queries, transparent_metrics, cancel).await;
+            }
+        });
+    }
     let health = Arc::new(http::Health {
         zone: zone.clone(),
         listeners_up: AtomicBool::new(true),
@@ -398,20 +433,10 @@ impl Sockets {
 fn serve_dns(
     dns: Vec<(tokio::net::UdpSocket, tokio::net::TcpListener)>,
     handler: Arc<Handler>,
-    args: &ResolverArgs,
+    limits: &listen::Limits,
     metrics: &Arc<ResolverMetrics>,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
-    let limits = listen::Limits {
-        queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
-        clients: Clients::new(ClientBounds {
-            queries_total: args.max_concurrent,
-            queries_per_client: args.max_concurrent_per_client,
-            tcp_total: args.tcp_max_connections,
-            tcp_per_client: args.tcp_max_connections_per_client,
-        }),
-        tcp_idle: args.tcp_idle_timeout(),
-    };
     let mut tasks = JoinSet::new();
     for (udp, tcp) in dns {
         tasks.spawn(listen::serve_udp(

@@ -38,6 +38,10 @@ pub struct Reply {
     pub edns: Option<String>,
     /// Query time in ms as the client measured it (dig: whole ms, kdig: 0.1).
     pub millis: Option<f64>,
+    /// The address the reply came from, as the client printed it (dig's
+    /// `SERVER:`, kdig's `From`); both drop a reply from another address
+    /// than they asked.
+    pub server: Option<String>,
     /// Everything the client printed, for failure messages.
     pub raw: String,
 }
@@ -127,6 +131,17 @@ impl Reply {
         });
         if let Some(time) = time {
             self.millis = time.split_whitespace().next().and_then(|n| n.parse().ok());
+        }
+        // dig: ";; SERVER: 169.254.20.10#53(169.254.20.10) (UDP)";
+        // kdig: ";; From 169.254.20.10@53(UDP) in 0.2 ms".
+        let server = line
+            .strip_prefix(";; SERVER: ")
+            .and_then(|s| s.split('#').next())
+            .or_else(|| line.strip_prefix(";; From ")?.split('@').next());
+        if self.server.is_none()
+            && let Some(server) = server
+        {
+            self.server = Some(server.to_string());
         }
     }
 
@@ -241,6 +256,7 @@ cluster.local.\t5\tIN\tSOA\tns.dns.cluster.local. hostmaster.cluster.local. 1 72
             Some("; EDNS: version: 0, flags:; udp: 1232")
         );
         assert_eq!(r.millis, Some(3.0));
+        assert_eq!(r.server.as_deref(), Some("169.254.20.10"));
         assert!(r.additional.is_empty(), "OPT is not a record");
     }
 
@@ -268,6 +284,7 @@ kube-dns.kube-system.svc.cluster.local. 30 IN A\t10.96.0.10
         assert_eq!(r.flags, ["qr", "aa", "rd", "ra"]);
         assert!(r.answers.is_empty() && r.has_soa());
         assert_eq!(r.millis, Some(0.2));
+        assert_eq!(r.server.as_deref(), Some("169.254.20.10"));
     }
 
     #[test]

@@ -98,8 +98,16 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-/// `(resource, namespace)` from a collection path.
-fn route(path: &str) -> Option<(Resource, Option<String>)> {
+/// What a request path names.
+struct Route {
+    resource: Resource,
+    namespace: Option<String>,
+    /// One object (`.../namespaces/<ns>/<plural>/<name>`): a `get`.
+    name: Option<String>,
+}
+
+/// The resource, namespace and object name a path names.
+fn route(path: &str) -> Option<Route> {
     let path = path.trim_matches('/');
     let (group, rest) = if let Some(rest) = path.strip_prefix("api/v1/") {
         ("api/v1", rest)
@@ -109,13 +117,17 @@ fn route(path: &str) -> Option<(Resource, Option<String>)> {
         return None;
     };
     let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        [plural] => Some((Resource::from_plural(group, plural)?, None)),
-        ["namespaces", ns, plural] => {
-            Some((Resource::from_plural(group, plural)?, Some(ns.to_string())))
-        }
-        _ => None,
-    }
+    let (plural, namespace, name) = match parts.as_slice() {
+        [plural] => (plural, None, None),
+        ["namespaces", ns, plural] => (plural, Some(ns.to_string()), None),
+        ["namespaces", ns, plural, name] => (plural, Some(ns.to_string()), Some(name.to_string())),
+        _ => return None,
+    };
+    Some(Route {
+        resource: Resource::from_plural(group, plural)?,
+        namespace,
+        name,
+    })
 }
 
 async fn handle(
@@ -154,12 +166,20 @@ async fn handle(
             );
         }
     }
-    let Some((resource, namespace)) = route(req.uri().path()) else {
+    let Some(Route {
+        resource,
+        namespace,
+        name,
+    }) = route(req.uri().path())
+    else {
         return full(
             StatusCode::NOT_FOUND,
             status(404, "NotFound", "fake API: unknown path"),
         );
     };
+    if let (Some(namespace), Some(name)) = (&namespace, name) {
+        return get(&shared, resource, namespace, &name);
+    }
     let params = query_params(req.uri().query());
     let filter = Filter {
         namespace,
@@ -172,6 +192,26 @@ async fn handle(
         watch(&shared, resource, filter, &params, cancel)
     } else {
         list(&shared, resource, &filter, &params)
+    }
+}
+
+/// One object, or 404 as the API server says it.
+fn get(shared: &Shared, resource: Resource, namespace: &str, name: &str) -> Response<Body> {
+    let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let filter = Filter {
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+    };
+    match state.list(resource, &filter).into_iter().next() {
+        Some(object) => full(StatusCode::OK, object.clone()),
+        None => full(
+            StatusCode::NOT_FOUND,
+            status(
+                404,
+                "NotFound",
+                &format!("{} \"{name}\" not found", resource.kind()),
+            ),
+        ),
     }
 }
 

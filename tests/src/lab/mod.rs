@@ -43,7 +43,7 @@ pub use agent_binary::agent_binary;
 pub use bpffs::{BpffsDir, pin_files};
 pub use command::run_here;
 pub use error::{LabError, Result};
-pub use names::unique_suffix;
+pub use names::{short_tag, unique_suffix};
 pub use netns::Netns;
 pub use pass_program::{PassProgram, XdpAttach};
 pub use process::{Daemon, Signal};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::bpffs::BpffsDir;
@@ -124,6 +124,15 @@ impl Lab {
 
     pub fn pods(&self) -> &[Pod] {
         &self.pods
+    }
+
+    /// Points pod `index`'s `resolv.conf` at `nameserver` (same search list
+    /// and ndots): a pod created before kubelet's `clusterDNS` changed names
+    /// the cluster DNS Service's ClusterIP instead of the link-local address.
+    pub fn set_pod_nameserver(&mut self, index: usize, nameserver: IpAddr) -> Result<()> {
+        self.pods[index].netns.set_resolv_conf(&format!(
+            "nameserver {nameserver}\nsearch {POD_SEARCH}\noptions ndots:5\n"
+        ))
     }
 
     /// Where daemons' logs go (removed with the lab unless `NODEDNS_LAB_KEEP_LOGS` is set).

@@ -87,3 +87,20 @@ fn collect_prog_ids(v: &Value, out: &mut Vec<u64>) {
         _ => {}
     }
 }
+
+impl Netns {
+    /// Names of the TCX egress programs on `ifname` (the fail-open egress
+    /// program is `nodedns_egress`); empty when none is attached. Asked
+    /// through aya, since the lab's bpftool predates TCX.
+    pub fn tcx_egress_programs(&self, ifname: &str) -> Result<Vec<String>> {
+        use aya::programs::{SchedClassifier, TcAttachType};
+        let name = ifname.to_string();
+        let listed = self.enter(move || SchedClassifier::query_tcx(&name, TcAttachType::Egress))?;
+        let (_, programs) = listed
+            .map_err(|e| LabError::Other(format!("query the TCX egress of {ifname}: {e}")))?;
+        Ok(programs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or("?").to_string())
+            .collect())
+    }
+}

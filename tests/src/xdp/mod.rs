@@ -5,6 +5,7 @@
 
 mod check;
 mod entry;
+pub mod failopen;
 mod kinds;
 mod names;
 mod query;

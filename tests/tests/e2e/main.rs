@@ -8,6 +8,7 @@
 mod adopt;
 mod cluster;
 mod conformance;
+mod failopen;
 mod fairness;
 mod promotion;
 mod restart;

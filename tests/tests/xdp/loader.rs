@@ -103,13 +103,34 @@ fn names(fp: &FastPath) -> Vec<String> {
     fp.interfaces().into_iter().map(|i| i.name).collect()
 }
 
+/// The pinned XDP links (`links/xdp-if<N>`).
 fn link_pins(dir: &Path) -> Vec<String> {
+    pins_named(dir, "xdp-if")
+}
+
+/// The pinned egress (TCX) links of fail-open (`links/tc-if<N>`), one next
+/// to each XDP link.
+fn egress_pins(dir: &Path) -> Vec<String> {
+    pins_named(dir, "tc-if")
+}
+
+fn pins_named(dir: &Path, prefix: &str) -> Vec<String> {
     match std::fs::read_dir(dir.join("links")) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(prefix))
             .collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// The config a fast path writes without cluster DNS addresses: the
+/// listen addresses, and `--transparent`'s default (which serves nothing
+/// until an address is set).
+fn config_without_cluster_dns() -> Config {
+    let mut config = build_config(&listen(), 53).unwrap();
+    config.transparent = 1;
+    config
 }
 
 /// `name` A `addr`, non-authoritative, with `ttl` as its TTL cap and
@@ -158,7 +179,7 @@ fn load_pins_maps_and_writes_config() {
         );
     }
     let config = pinned_config(&pins.path);
-    assert_eq!(config, build_config(&listen(), 53).unwrap());
+    assert_eq!(config, config_without_cluster_dns());
     assert_eq!(config.v4_addrs[0].to_ne_bytes(), [169, 254, 20, 10]);
 
     let answers = MapInfo::from_pin(pins.path.join(MAP_ANSWERS)).unwrap();
@@ -237,6 +258,7 @@ fn attachments_follow_interfaces() {
     until("tfa1 attached", || names(&fp).contains(&"tfa1".to_string()));
     assert_eq!(progs(&ns, "tfa1"), [u64::from(fp.program_id())]);
     assert_eq!(link_pins(&pins.path).len(), 2);
+    assert_eq!(egress_pins(&pins.path).len(), 2);
 
     ns.del_link("tfa1").unwrap();
     until("tfa1 dropped", || !names(&fp).contains(&"tfa1".to_string()));
@@ -378,7 +400,8 @@ fn cleanup_removes_everything() {
     let report = ns.enter(|| fastpath_cleanup(&pins.path)).unwrap().unwrap();
     println!("{report}");
     assert_eq!(report.links.len(), 2);
-    assert_eq!(report.maps.len(), 3);
+    assert_eq!(report.egress_links.len(), 2);
+    assert_eq!(report.maps.len(), 4, "answers, counters, config, flows");
     assert!(report.removed_dir);
     assert!(report.still_attached.is_empty(), "{report}");
     assert!(!pins.path.exists());
@@ -628,6 +651,7 @@ fn rolling_update_hands_links_over() {
         "the old agent's exit leaves the new agent's link alone"
     );
     assert_eq!(link_pins(&pins.path).len(), 1);
+    assert_eq!(egress_pins(&pins.path).len(), 1, "and its egress link");
     assert!(pins.path.join(MAP_ANSWERS).exists());
 
     // The same, when the old agent exits before it noticed the takeover.
@@ -816,6 +840,7 @@ fn restart_with_narrower_selection_detaches_the_rest() {
         "no longer selected: detached at once"
     );
     assert_eq!(link_pins(&pins.path).len(), 1);
+    assert_eq!(egress_pins(&pins.path).len(), 1, "the egress link too");
 }
 
 /// The BTF id bpftool reports for a pinned map (absent, so 0, without BTF).
@@ -882,7 +907,7 @@ fn upgrade_adopts_maps_pinned_without_btf() {
     assert_eq!(fp.entry_count(), 1);
     assert_eq!(
         pinned_config(&pins.path),
-        build_config(&listen(), 53).unwrap(),
+        config_without_cluster_dns(),
         "config written"
     );
     fp.shutdown().unwrap();

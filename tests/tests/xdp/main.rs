@@ -13,5 +13,6 @@ mod loader;
 mod microbench;
 mod race;
 mod smoke;
+mod transparent;
 mod verifier;
 mod veth;

@@ -3,12 +3,14 @@
 //! on the other. Method and limits: tests/bench/README.md.
 //!
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
-//! one query each, write the summary; no load), `--runs N`, `--out DIR`.
+//! one query each, write the summary; no load), `--runs N`, `--out DIR`,
+//! `--failover-only` (only the fail-open time, `--runs` rounds).
 
 mod chart;
 mod cluster;
 mod counters;
 mod cpu;
+mod failover;
 mod load;
 mod memory;
 mod microbench;
@@ -41,6 +43,11 @@ struct Plan {
     saturation_seconds: u32,
     memory_sizes: Vec<usize>,
     propagation_rounds: usize,
+    /// Rounds of each fail-open case (a dry run does one, to keep the
+    /// harness working).
+    failover_rounds: usize,
+    /// Measure the fail-open time alone (`--failover-only`).
+    failover_only: bool,
     out: PathBuf,
 }
 
@@ -48,14 +55,18 @@ impl Plan {
     fn from_args() -> Result<Self> {
         let mut args = std::env::args().skip(1);
         let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
+        let mut failover_only = false;
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--dry-run" => dry_run = true,
+                "--failover-only" => failover_only = true,
                 "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
                 "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
                 "-h" | "--help" => {
-                    println!("nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR]");
+                    println!(
+                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only]"
+                    );
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other:?}; try --help"),
@@ -72,6 +83,8 @@ impl Plan {
                 saturation_seconds: 4,
                 memory_sizes: vec![1_000, 10_000],
                 propagation_rounds: 3,
+                failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
+                failover_only,
                 out,
             }
         } else {
@@ -84,9 +97,21 @@ impl Plan {
                 saturation_seconds: 8,
                 memory_sizes: vec![1_000, 10_000, 50_000],
                 propagation_rounds: 7,
+                failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
+                failover_only,
                 out,
             }
         })
+    }
+}
+
+/// Rounds of each fail-open case: one in a dry run, `--runs` when only
+/// that is measured, else the plan's `default`.
+fn failover_rounds(dry_run: bool, only: bool, runs: Option<usize>, default: usize) -> usize {
+    match (dry_run, only, runs) {
+        (true, _, _) => 1,
+        (false, true, Some(runs)) => runs,
+        _ => default,
     }
 }
 
@@ -101,6 +126,11 @@ fn main() -> Result<()> {
     let plan = Plan::from_args()?;
     let started = Instant::now();
     std::fs::create_dir_all(&plan.out).with_context(|| format!("create {}", plan.out.display()))?;
+    if plan.failover_only {
+        let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
+        failover(&plan, &mut report)?;
+        return finish(&plan, report, started);
+    }
     // Before bpf_stats goes on: the stats add their own clock reads to
     // every run, TestRun included.
     eprintln!("bench: XDP microbenchmark");
@@ -201,6 +231,7 @@ fn main() -> Result<()> {
             );
         }
     }
+    failover(&plan, &mut report)?;
     report.push(
         "xdp-program",
         "testrun_hit",
@@ -220,6 +251,19 @@ fn main() -> Result<()> {
         vec![micro.pass_ns as f64],
     );
 
+    finish(&plan, report, started)
+}
+
+fn failover(plan: &Plan, report: &mut Report) -> Result<()> {
+    eprintln!("bench: fail-open after the agent's death");
+    for f in failover::measure(plan.failover_rounds)? {
+        report.push("nodedns-failover", f.metric, "ms", f.ms);
+    }
+    Ok(())
+}
+
+/// Writes the summary and the chart, and prints the table.
+fn finish(plan: &Plan, mut report: Report, started: Instant) -> Result<()> {
     report.elapsed_s = started.elapsed().as_secs_f64();
     let summary = plan.out.join("summary.json");
     report.write_json(&summary)?;

@@ -336,6 +336,20 @@ impl Report {
                 );
             }
         }
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.metric.starts_with("failopen_after_"))
+        {
+            let _ = writeln!(
+                t,
+                "{}: {:.0} ms (max {:.0}) < 1000 ms: {}",
+                e.metric,
+                e.median,
+                e.max,
+                verdict(e.max < 1000.0)
+            );
+        }
         if let Some(hit) = med("xdp-program", "testrun_hit") {
             let _ = writeln!(
                 t,
