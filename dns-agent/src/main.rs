@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dns_agent::cluster::{self, ClusterArgs};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::metrics::coredns::Coredns;
 use dns_agent::promotion::{AnswerSink, MapSink};
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
 use dns_agent::zone::Zone;
@@ -154,11 +155,16 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
         }
         None => None,
     };
+    let coredns = args
+        .resolver
+        .coredns_metrics
+        .then(|| Coredns::new(args.resolver.port, &args.cluster.cluster_domain));
     let deps = ResolverDeps {
         zone,
         policy: cluster.forward_policy.clone(),
         sink,
         registry,
+        coredns,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
     };
     let running = resolver::start(args.resolver, deps, cancel.clone())

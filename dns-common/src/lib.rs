@@ -5,6 +5,7 @@
 //! agree on every byte. The unit tests at the bottom pin sizes and offsets.
 #![no_std]
 
+pub mod answer_counters;
 pub mod counters;
 pub mod hash;
 
@@ -30,6 +31,8 @@ pub const DEFAULT_ANSWER_ENTRIES: u32 = 16_384;
 pub const MAP_ANSWERS: &str = "NODEDNS_ANSWERS";
 pub const MAP_COUNTERS: &str = "NODEDNS_COUNTERS";
 pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
+/// Per-CPU counters of the answers the kernel sent ([`answer_counters`]).
+pub const MAP_ANSWER_COUNTS: &str = "NODEDNS_ANSWER_COUNTS";
 pub const MAP_SCRATCH: &str = "NODEDNS_SCRATCH";
 /// The XDP program's function name in the object file.
 pub const PROGRAM_NAME: &str = "nodedns_xdp";

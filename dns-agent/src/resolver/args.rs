@@ -154,6 +154,13 @@ pub struct ResolverArgs {
           default_value_t = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9253))]
     pub metrics_addr: SocketAddr,
 
+    /// Serve the CoreDNS-compatible `coredns_*` families on /metrics too, so
+    /// dashboards and alerts made for CoreDNS and NodeLocal DNSCache work
+    /// (the `nodedns_*` families are always served).
+    #[arg(long, env = "NODEDNS_COREDNS_METRICS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub coredns_metrics: bool,
+
     /// `/healthz` and `/readyz` address. Not 8080, which clashes with other
     /// node agents; loopback because kubelet probes a hostNetwork pod on the
     /// node itself (httpGet.host: 127.0.0.1), so nothing else needs to reach it.

@@ -96,7 +96,7 @@ impl Forwarder {
             CacheLookup::Fresh { answer, prefetch } => {
                 if prefetch {
                     // Refresh in the background; this client gets the cached answer.
-                    self.metrics.cache_prefetches.inc();
+                    self.metrics.prefetch();
                     let _ = self.fetch(&key);
                 }
                 let ttl_cap = answer.remaining(now);
@@ -178,7 +178,7 @@ impl Forwarder {
             return Ok(rx.clone());
         }
         let Ok(permit) = self.outstanding.clone().try_acquire_owned() else {
-            self.metrics.upstream_overload.inc();
+            self.metrics.upstream_overloaded();
             return Err(ResponseCode::ServFail);
         };
         let (tx, rx) = watch::channel(None);
@@ -211,18 +211,22 @@ impl Forwarder {
         question.query_class = DNSClass::IN;
         let mut last_failure = None;
         let budget_end = tokio::time::Instant::now() + FORWARD_BUDGET;
+        if servers.iter().all(|s| self.health.is_down(*s)) {
+            self.metrics.all_upstreams_down();
+        }
         for server in self.health.order(&servers) {
             if tokio::time::Instant::now() >= budget_end {
                 break;
             }
-            self.metrics
-                .upstream_queries
-                .get_or_create(&super::metrics::UpstreamLabels {
-                    upstream: server.to_string(),
-                })
-                .inc();
+            self.metrics.upstream_query(server);
             let deadline = deadline_after(self.cfg.attempt_timeout).min(budget_end);
-            match exchange(server, &question, deadline, &self.metrics).await {
+            let sent = Instant::now();
+            let result = exchange(server, &question, deadline, &self.metrics).await;
+            if let Ok(reply) = &result {
+                self.metrics
+                    .upstream_reply(server, reply.metadata.response_code, sent.elapsed());
+            }
+            match result {
                 Ok(reply) => match reply.metadata.response_code {
                     ResponseCode::NoError | ResponseCode::NXDomain => {
                         self.health.success(server);
@@ -239,7 +243,7 @@ impl Forwarder {
                 Err(e) => {
                     tracing::debug!(%server, %name, error = %e, "upstream exchange failed");
                     self.health.failure(server);
-                    self.metrics.upstream_error(server, e.kind());
+                    self.metrics.upstream_no_reply(server, e.kind());
                 }
             }
         }

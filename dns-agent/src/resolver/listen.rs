@@ -157,7 +157,8 @@ fn spawn_udp_query(
 ) {
     let (socket, handler) = (socket.clone(), handler.clone());
     in_flight.spawn(async move {
-        if let Some(response) = handler.handle(&query, Transport::Udp).await {
+        // The socket is of one family (IPv6 ones are IPV6_V6ONLY).
+        if let Some(response) = handler.handle(&query, Transport::Udp, peer.is_ipv6()).await {
             let _ = socket.send_to(&response, peer).await;
         }
         drop(permit);
@@ -252,6 +253,7 @@ async fn connection(
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let ipv6 = stream.local_addr().is_ok_and(|a| a.is_ipv6());
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
@@ -291,7 +293,7 @@ async fn connection(
         };
         let (tx, handler) = (tx.clone(), handler.clone());
         tokio::spawn(async move {
-            if let Some(response) = handler.handle(&query, Transport::Tcp).await {
+            if let Some(response) = handler.handle(&query, Transport::Tcp, ipv6).await {
                 let _ = tx.send(response).await;
             }
             drop((slot, permit));
