@@ -7,9 +7,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use dns_agent::cli;
 use dns_agent::cluster::{self, ClusterArgs};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::logging::{self, Style};
 use dns_agent::metrics::coredns::Coredns;
 use dns_agent::promotion::{AnswerSink, MapSink};
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
@@ -34,7 +36,9 @@ struct LogArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. `info,dns_agent=debug`).
     #[arg(long, global = true, env = "NODEDNS_LOG", default_value = "info")]
     log_level: String,
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (the fatal error at
+    /// exit too). Text is coloured only on a terminal, and never with
+    /// NO_COLOR set.
     #[arg(long, global = true, env = "NODEDNS_LOG_JSON")]
     log_json: bool,
 }
@@ -73,9 +77,14 @@ struct CleanupCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = init_logging(&cli.log) {
-        eprintln!("dns-agent: {e:#}");
+    dns_agent::metrics::count_panics();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let style = Style::detect(cli.log.log_json);
+    if let Err(e) = logging::init(&cli.log.log_level, style) {
+        logging::fatal(&e.into(), style, false);
         return ExitCode::from(2);
     }
     let result = match cli.command {
@@ -86,25 +95,43 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("dns-agent: error: {e:#}");
+            logging::fatal(&e, style, true);
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
+/// The command line and `NODEDNS_*` environment, read leniently
+/// ([`cli`]). A usage error is printed as clap prints it, or as one JSON
+/// line under `--log-json`, and ends the process with code 2.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = cli::lenient_booleans(Cli::command());
+    let error = match cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if !error.use_stderr() {
+        error.exit(); // --help, --version
     }
-    Ok(())
+    let text = cli::explain(&cmd, &error, &argv);
+    let json = argv.iter().any(|a| a == "--log-json")
+        || std::env::var("NODEDNS_LOG_JSON").is_ok_and(|v| cli::truthy(&v));
+    if json {
+        let message: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+            .collect();
+        logging::print_unlogged(&message.join("; "), Style::Json);
+    } else {
+        eprint!("{text}");
+    }
+    Err(ExitCode::from(2))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ pub struct ResolverArgs {
         value_name = "IP",
         env = "NODEDNS_LISTEN",
         value_delimiter = ',',
+        value_parser = crate::cli::trimmed::<IpAddr>,
         default_value = "169.254.20.10"
     )]
     pub listen: Vec<IpAddr>,
@@ -203,6 +204,7 @@ impl ResolverArgs {
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to 53.
 pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
@@ -213,6 +215,7 @@ pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
 
 /// `ZONE=IP[:PORT]`.
 pub fn parse_stub_domain(s: &str) -> Result<StubDomain, String> {
+    let s = s.trim();
     let (zone, server) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not ZONE=IP[:PORT]"))?;
