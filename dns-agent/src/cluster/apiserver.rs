@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::logging::repeated::Repeated;
+
 use super::model::{ModelError, ObjectKey, ServiceInfo, SliceInfo};
 use super::store::{Change, ClusterZone, SyncSource};
 
@@ -98,11 +100,21 @@ where
             None
         }
     };
+    // An unreachable API server fails every retry: log when it starts,
+    // then a summary a minute, then the recovery.
+    let mut failing = Repeated::default();
+    let what = format!(
+        "watch of {} failing; retrying with backoff, last good state keeps serving",
+        kind.source
+    );
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
             event = stream.next() => event,
         };
+        if event.as_ref().is_some_and(|e| e.is_ok()) {
+            failing.recovered(&format!("watch of {}", kind.source));
+        }
         let Some(event) = event else {
             tracing::error!(
                 source = kind.source,
@@ -132,7 +144,7 @@ where
             Ok(Event::Delete(obj)) => zone.apply([(kind.delete)(key_of(&obj))]),
             Err(err) => {
                 metrics.error(kind.source);
-                tracing::warn!(source = kind.source, %err, "watch error; retrying with backoff, last good state keeps serving");
+                failing.failed(&what, &err);
             }
         }
     }

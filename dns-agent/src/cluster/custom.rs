@@ -247,12 +247,18 @@ pub async fn run_configmap(
         .timeout(super::apiserver::WATCH_TIMEOUT_SECS);
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut seen_in_list = false;
+    // An unreachable API server fails every retry: log the change, then
+    // summaries (crate::logging::repeated).
+    let mut failing = crate::logging::repeated::Repeated::default();
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
             event = stream.next() => event,
         };
         let Some(event) = event else { return };
+        if event.is_ok() {
+            failing.recovered("custom records watch");
+        }
         zone.metrics().event("custom");
         let apply = |cm: &ConfigMap| match CustomConfig::from_configmap(cm) {
             Ok(config) => {
@@ -278,7 +284,7 @@ pub async fn run_configmap(
             Ok(Event::Delete(_)) => install(CustomConfig::default(), &zone, &policy),
             Err(err) => {
                 zone.metrics().error("custom");
-                tracing::warn!(%err, "custom records watch error; retrying with backoff");
+                failing.failed("custom records watch failing; retrying with backoff", &err);
             }
         }
     }

@@ -156,6 +156,9 @@ pub struct ManifestsSource {
     dir: PathBuf,
     zone: Arc<ClusterZone>,
     files: BTreeMap<PathBuf, FileState>,
+    /// The folder unreadable at each rescan (every second): logged when it
+    /// starts, summarised, and when it reads again.
+    unreadable: crate::logging::repeated::Repeated,
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -177,6 +180,7 @@ impl ManifestsSource {
             dir,
             zone,
             files: BTreeMap::new(),
+            unreadable: Default::default(),
         })
     }
 
@@ -184,15 +188,21 @@ impl ManifestsSource {
     /// changed.
     pub fn scan(&mut self) -> bool {
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| is_manifest(p))
-                .collect(),
+            Ok(rd) => {
+                self.unreadable.recovered("manifests folder");
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| is_manifest(p))
+                    .collect()
+            }
             Err(err) => {
                 // The folder vanished (or lost permissions): keep serving.
                 self.zone.metrics().error("manifests");
-                tracing::error!(dir = %self.dir.display(), %err, "cannot read manifests folder; keeping the last good state");
+                let what = format!(
+                    "cannot read manifests folder {}; keeping the last good state",
+                    self.dir.display()
+                );
+                self.unreadable.failed(&what, &err);
                 return false;
             }
         };

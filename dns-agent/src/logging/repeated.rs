@@ -113,6 +113,40 @@ impl Repeated {
     pub fn is_on(&self) -> bool {
         self.episode.is_some()
     }
+
+    /// [`Self::occurred`], logged: a warning when it starts and at each
+    /// summary, a debug line otherwise. `what` names the condition ("upstream
+    /// 10.0.0.2:53 is not answering"); `error` is this occurrence's.
+    pub fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        match self.occurred(Instant::now()) {
+            Some(Report::Started) => tracing::warn!(%error, "{what}"),
+            Some(Report::Continuing {
+                errors,
+                over,
+                total,
+                since,
+            }) => tracing::warn!(
+                %error,
+                errors,
+                total,
+                since_secs = since.as_secs(),
+                "{what}: still failing, {errors} errors in the last {}s",
+                over.as_secs()
+            ),
+            _ => tracing::debug!(%error, "{what}"),
+        }
+    }
+
+    /// [`Self::cleared`], logged at info when the condition was on.
+    pub fn recovered(&mut self, what: &str) {
+        if let Some(Report::Ended { errors, lasted }) = self.cleared(Instant::now()) {
+            tracing::info!(
+                errors,
+                lasted_secs = lasted.as_secs(),
+                "{what}: recovered after {errors} errors"
+            );
+        }
+    }
 }
 
 impl Default for Repeated {

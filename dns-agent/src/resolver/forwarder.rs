@@ -17,6 +17,7 @@ use super::exchange::{deadline_after, exchange};
 use super::metrics::{Path, ResolverMetrics};
 use super::upstreams::{UpstreamHealth, route};
 use crate::answer::AnswerSections;
+use crate::logging::repeated::Repeated;
 use crate::zone::{ForwardPolicy, Zone, ZoneLookup};
 
 /// The result of one upstream fetch, shared by every query that waited on it.
@@ -50,6 +51,9 @@ pub struct Forwarder {
     /// Bounded by MAX_STALE_MARKS.
     stale_marks: Mutex<HashMap<CacheKey, Instant>>,
     metrics: Arc<ResolverMetrics>,
+    /// Questions asked with no upstream to send them to: logged once, then
+    /// summarised, not once per query.
+    no_upstream: Mutex<Repeated>,
 }
 
 /// Total time spent on one question across upstreams: below the 5 s a
@@ -86,6 +90,7 @@ impl Forwarder {
             outstanding,
             stale_marks: Mutex::new(HashMap::new()),
             metrics,
+            no_upstream: Mutex::default(),
         }
     }
 
@@ -204,7 +209,10 @@ impl Forwarder {
             route(&name, &policy, &self.cfg.stubs, &self.cfg.defaults)
         };
         if servers.is_empty() {
-            tracing::warn!(%name, "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)");
+            self.no_upstream.lock().unwrap().failed(
+                "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)",
+                &name,
+            );
             return Err(ResponseCode::ServFail);
         }
         let mut question = Query::query(name.clone(), key.1);
@@ -235,14 +243,13 @@ impl Forwarder {
                     }
                     rcode => {
                         // SERVFAIL, REFUSED, ...: this server cannot help; try the next.
-                        self.health.failure(server);
+                        self.health.failure(server, &rcode);
                         self.metrics.upstream_error(server, rcode_kind(rcode));
                         last_failure = Some(reply);
                     }
                 },
                 Err(e) => {
-                    tracing::debug!(%server, %name, error = %e, "upstream exchange failed");
-                    self.health.failure(server);
+                    self.health.failure(server, &e);
                     self.metrics.upstream_no_reply(server, e.kind());
                 }
             }
