@@ -157,7 +157,9 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
     if let Some(fp) = fast_path {
         fp.register_metrics(&mut registry);
     }
-    let mut cluster = cluster::start(&args.cluster, &mut registry, cancel.clone())
+    let mut cluster_args = args.cluster.clone();
+    cluster_args.ns_addresses = args.resolver.listen.clone();
+    let mut cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
     // SO_REUSEPORT hands a new agent its share of the queries the moment it

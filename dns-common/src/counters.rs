@@ -53,4 +53,14 @@ counters! {
     PassDisabled = "pass_disabled",
     /// A kernel helper (adjust_tail, store_bytes) failed.
     PassHelperFailed = "pass_helper_failed",
+    /// A UDP checksum the kernel stack would reject: wrong (and not the
+    /// partial sum a local socket leaves for offload), or zero over IPv6.
+    PassChecksum = "pass_checksum",
+    /// A destination MAC address other than the receiving interface's own
+    /// (or its bridge's): broadcast, multicast or another host's.
+    PassMac = "pass_mac",
+    /// A source the stack would not answer: a broadcast, multicast,
+    /// loopback or unspecified address, one of the listen addresses, or
+    /// port 0.
+    PassSource = "pass_source",
 }

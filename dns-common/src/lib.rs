@@ -25,6 +25,9 @@ pub const MAX_LISTEN_ADDRS: usize = 4;
 pub const EDNS_UDP_SIZE: u16 = 1232;
 /// Default capacity of the answers map, in entries.
 pub const DEFAULT_ANSWER_ENTRIES: u32 = 16_384;
+/// Capacity of the interfaces map: interfaces of the node the kernel path
+/// knows the MAC addresses of.
+pub const MAX_INTERFACES: u32 = 4096;
 
 /// Map names, as they appear in the object file, in `bpftool map show` and
 /// as pin file names under the agent's bpffs directory.
@@ -34,6 +37,8 @@ pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
 /// Per-CPU counters of the answers the kernel sent ([`answer_counters`]).
 pub const MAP_ANSWER_COUNTS: &str = "NODEDNS_ANSWER_COUNTS";
 pub const MAP_SCRATCH: &str = "NODEDNS_SCRATCH";
+/// Interface index -> [`InterfaceMacs`]; filled by the agent, not pinned.
+pub const MAP_INTERFACES: &str = "NODEDNS_IFACES";
 /// The XDP program's function name in the object file.
 pub const PROGRAM_NAME: &str = "nodedns_xdp";
 
@@ -174,13 +179,27 @@ impl Config {
     }
 }
 
+/// Value of the interfaces map, whose key is the ifindex (`u32`): the
+/// destination MAC addresses a query on that interface may carry for the
+/// kernel to answer it, as the stack would accept the frame.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct InterfaceMacs {
+    /// The interface's own address.
+    pub mac: [u8; 6],
+    /// For a bridge port, the bridge's address (the bridge delivers frames
+    /// sent to it locally); all zero otherwise.
+    pub bridge_mac: [u8; 6],
+}
+
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all three are repr(C), Copy, built of integers and arrays of
+    // SAFETY: all four are repr(C), Copy, built of integers and arrays of
     // integers with no padding (checked by the layout tests).
     unsafe impl aya::Pod for super::AnswerKey {}
     unsafe impl aya::Pod for super::AnswerEntry {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::InterfaceMacs {}
 }
 
 #[cfg(test)]
@@ -217,6 +236,12 @@ mod tests {
     fn config_layout_has_no_padding() {
         assert_eq!(size_of::<Config>(), 16 + 64 + 4 + 4);
         assert_eq!(offset_of!(Config, port), 84);
+    }
+
+    #[test]
+    fn interface_macs_layout_has_no_padding() {
+        assert_eq!(size_of::<InterfaceMacs>(), 12);
+        assert_eq!(offset_of!(InterfaceMacs, bridge_mac), 6);
     }
 
     #[test]

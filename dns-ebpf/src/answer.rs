@@ -47,18 +47,50 @@ impl Reply<'_> {
 pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Counter> {
     let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
     let dns_off = l4 + UDP_LEN;
-    let dns_len = r.dns_len();
-    let udp_len = UDP_LEN + dns_len;
-    let frame_len = l4 + udp_len;
+    let udp_len = UDP_LEN + r.dns_len();
+    resize(ctx, l4 + udp_len)?;
+    // Every packet pointer is re-derived after the resize.
+    let ports_sum = turn_around::<V6>(ctx, l4, udp_len)?;
+    let header_sum = write_header(ctx, dns_off, r)?;
+    let q = r.query;
+    let body_off = dns_off + DNS_HDR_LEN + q.qlen();
+    write_body(ctx, body_off, r)?;
+    let opt_sum = if q.edns {
+        write_opt(ctx, body_off + r.body_len, r)?
+    } else {
+        0
+    };
+    let sum = r.pseudo_sum
+        + 2 * udp_len as u64
+        + ports_sum
+        + header_sum
+        + q.qsum as u64
+        + shift_odd(r.body_sum, q.qlen() & 1 == 1) as u64
+        + opt_sum as u64;
+    let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
+    unsafe { (*udp).check = udp_finish(sum).to_be() };
+    Ok(())
+}
+
+/// Grows or shrinks the frame to `frame_len` bytes.
+#[inline(always)]
+fn resize(ctx: &XdpContext, frame_len: usize) -> Result<(), Counter> {
     let cur_len = ctx.data_end() - ctx.data();
     let delta = frame_len as i32 - cur_len as i32;
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return Err(Counter::PassHelperFailed);
     }
-    // Every packet pointer is re-derived after the resize.
-    let q = r.query;
-    let e = r.entry;
-    let body_off = dns_off + DNS_HDR_LEN + q.qlen();
+    Ok(())
+}
+
+/// Sends Ethernet, IP and UDP back where they came from, with the new
+/// lengths. Returns the ports' contribution to the UDP checksum.
+#[inline(always)]
+fn turn_around<const V6: bool>(
+    ctx: &XdpContext,
+    l4: usize,
+    udp_len: usize,
+) -> Result<u64, Counter> {
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Counter::PassHelperFailed)?;
     swap_macs(eth);
     if V6 {
@@ -71,7 +103,14 @@ pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Coun
     let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
     crate::udp::reply(udp, udp_len as u16);
     let (sport, dport) = unsafe { (u16::from_be((*udp).source), u16::from_be((*udp).dest)) };
+    Ok(sport as u64 + dport as u64)
+}
 
+/// The answer's DNS header over the query's (ID and question count stay).
+/// Returns the header's contribution to the UDP checksum.
+#[inline(always)]
+fn write_header(ctx: &XdpContext, dns_off: usize, r: &Reply<'_>) -> Result<u64, Counter> {
+    let (q, e) = (r.query, r.entry);
     let mut flags = FLAG_QR | FLAG_RA | q.rd_cd | (e.rcode as u16 & RCODE_MASK);
     if e.flags & ENTRY_FLAG_AUTHORITATIVE != 0 {
         flags |= FLAG_AA;
@@ -84,67 +123,60 @@ pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Coun
         (*hdr).nscount = e.nscount.to_be();
         (*hdr).arcount = arcount.to_be();
     }
+    // QDCOUNT is 1.
+    Ok(q.id as u64 + flags as u64 + 1 + e.ancount as u64 + e.nscount as u64 + arcount as u64)
+}
 
+/// The entry's records, after the echoed question.
+#[inline(always)]
+fn write_body(ctx: &XdpContext, body_off: usize, r: &Reply<'_>) -> Result<(), Counter> {
     let body_len = r.body_len;
-    if body_len > 0 {
-        // Masked so the verifier sees 1..=512 however LLVM folds the
-        // checks above (body_len is at most MAX_BODY_LEN already).
-        let n = ((body_len - 1) & (dns_common::MAX_BODY_LEN - 1)) + 1;
-        let rc = unsafe {
-            bpf_xdp_store_bytes(
-                ctx.ctx,
-                body_off as u32,
-                e.body.as_ptr() as *mut c_void,
-                n as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(Counter::PassHelperFailed);
-        }
+    if body_len == 0 {
+        return Ok(());
     }
-    let mut opt_sum = 0u16;
-    if q.edns {
-        let opt =
-            ptr_at::<[u8; OPT_LEN]>(ctx, body_off + body_len).ok_or(Counter::PassHelperFailed)?;
-        let size = r.edns_udp_size.to_be_bytes();
-        let rr = [
-            0,
-            TYPE_OPT_HI,
-            TYPE_OPT_LO,
-            size[0],
-            size[1],
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        let p = opt as *mut u8;
-        let mut k = 0;
-        while k < OPT_LEN {
-            // Volatile: plain stores of zeros become a call to a byte-loop memset.
-            unsafe { core::ptr::write_volatile(p.add(k), rr[k]) };
-            k += 1;
-        }
-        let even = fold(((TYPE_OPT_LO as u64) << 8) + size[0] as u64 + ((size[1] as u64) << 8));
-        opt_sum = shift_odd(even, (q.qlen() + body_len) & 1 == 1);
+    // Masked so the verifier sees 1..=512 however LLVM folds the checks
+    // above (body_len is at most MAX_BODY_LEN already).
+    let n = ((body_len - 1) & (dns_common::MAX_BODY_LEN - 1)) + 1;
+    let rc = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            body_off as u32,
+            r.entry.body.as_ptr() as *mut c_void,
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(Counter::PassHelperFailed);
     }
-
-    let sum = r.pseudo_sum
-        + 2 * udp_len as u64
-        + sport as u64
-        + dport as u64
-        + q.id as u64
-        + flags as u64
-        + 1
-        + e.ancount as u64
-        + e.nscount as u64
-        + arcount as u64
-        + q.qsum as u64
-        + shift_odd(r.body_sum, q.qlen() & 1 == 1) as u64
-        + opt_sum as u64;
-    let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
-    unsafe { (*udp).check = udp_finish(sum).to_be() };
     Ok(())
+}
+
+/// Our OPT record (no options) at `off`, for a query that had one.
+/// Returns its contribution to the UDP checksum.
+#[inline(always)]
+fn write_opt(ctx: &XdpContext, off: usize, r: &Reply<'_>) -> Result<u16, Counter> {
+    let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off).ok_or(Counter::PassHelperFailed)?;
+    let size = r.edns_udp_size.to_be_bytes();
+    let rr = [
+        0,
+        TYPE_OPT_HI,
+        TYPE_OPT_LO,
+        size[0],
+        size[1],
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let p = opt as *mut u8;
+    let mut k = 0;
+    while k < OPT_LEN {
+        // Volatile: plain stores of zeros become a call to a byte-loop memset.
+        unsafe { core::ptr::write_volatile(p.add(k), rr[k]) };
+        k += 1;
+    }
+    let even = fold(((TYPE_OPT_LO as u64) << 8) + size[0] as u64 + ((size[1] as u64) << 8));
+    Ok(shift_odd(even, (r.query.qlen() + r.body_len) & 1 == 1))
 }

@@ -11,7 +11,7 @@ use dns_common::hash::{key_hash_finish, key_hash_init, key_hash_word};
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use dns_common::{Counter, MAX_NAME_LEN};
 
-use crate::entry::{QBUF_LEN, Scratch};
+use crate::entry::{OPTBUF_LEN, QBUF_LEN, Scratch};
 
 use crate::csum::{fold, shift_odd};
 use crate::ptr::ptr_at;
@@ -60,6 +60,9 @@ pub struct Query {
     pub hash: u64,
     /// Ones' complement sum of the question (name, type, class) as sent.
     pub qsum: u16,
+    /// Ones' complement sum of the whole message as sent, for the UDP
+    /// checksum check.
+    pub msg_sum: u16,
     /// Whether the query carried an EDNS0 OPT record (empty or a lone
     /// COOKIE); the answer then carries our OPT, without options.
     pub edns: bool,
@@ -102,15 +105,17 @@ fn reload_name_len(scratch: &Scratch) -> Result<usize, Counter> {
     Ok(n)
 }
 
-/// Parses the query at `off` (`len` bytes, the rest of the datagram) and
-/// fills `scratch.key`, which must be zeroed.
+/// The header fields the parser keeps.
+struct Header {
+    id: u16,
+    flags: u16,
+    arcount: u16,
+}
+
+/// A plain query: QR, opcode and TC clear, one question, no answer or
+/// authority records, at most one additional record (the OPT).
 #[inline(always)]
-pub fn parse(
-    ctx: &XdpContext,
-    off: usize,
-    len: usize,
-    scratch: &mut Scratch,
-) -> Result<Query, Counter> {
+fn header(ctx: &XdpContext, off: usize) -> Result<Header, Counter> {
     let hdr = ptr_at::<DnsHdr>(ctx, off).ok_or(Counter::PassMalformed)?;
     let hdr = unsafe { &*hdr };
     let flags = u16::from_be(hdr.flags);
@@ -125,10 +130,23 @@ pub fn parse(
     if arcount > 1 {
         return Err(Counter::PassEdns);
     }
-    let id = u16::from_be(hdr.id);
+    Ok(Header {
+        id: u16::from_be(hdr.id),
+        flags,
+        arcount,
+    })
+}
 
-    // Copy the question out of the packet once: walking it in map memory
-    // needs no per-byte packet bounds checks.
+/// Copies what follows the header (`len` bytes at `off`), up to
+/// `QBUF_LEN`, into scratch once: walking it in map memory needs no
+/// per-byte packet bounds checks. Returns the number of bytes copied.
+#[inline(always)]
+fn copy_question(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    scratch: &mut Scratch,
+) -> Result<usize, Counter> {
     if len <= DNS_HDR_LEN {
         return Err(Counter::PassMalformed);
     }
@@ -145,10 +163,18 @@ pub fn parse(
     if rc != 0 {
         return Err(Counter::PassMalformed);
     }
+    Ok(copied)
+}
 
-    // Walk the labels. The position lives in map memory, which the
-    // verifier does not track: a register would carry a different range
-    // for every label layout and multiply its states past the limit.
+/// Walks the labels of the copied name and stores its wire length in
+/// `scratch.key.name_len` (left zero when no root label ends it within
+/// `MAX_NAME_LEN` bytes). Returns that length, checked to leave room for
+/// type and class in the copy.
+#[inline(always)]
+fn walk_labels(scratch: &mut Scratch, copied: usize) -> Result<usize, Counter> {
+    // The position lives in map memory, which the verifier does not track:
+    // a register would carry a different range for every label layout and
+    // multiply its states past the limit.
     let pos = &mut scratch.label_pos as *mut u32;
     unsafe { core::ptr::write_volatile(pos, 0) };
     let mut n = 0;
@@ -176,10 +202,15 @@ pub fn parse(
     if name_len + 4 > copied {
         return Err(Counter::PassMalformed);
     }
+    Ok(name_len)
+}
 
-    // Four bytes at a time: lower-case into the key, sum for the checksum
-    // (as sent, case preserved) and hash (`dns_common::hash::key_hash`
-    // works on the same zero-padded words). The buffers are 4-aligned.
+/// The name's contributions, four bytes at a time: its lower-cased form
+/// into the key, its hash (`dns_common::hash::key_hash` works on the same
+/// zero-padded words) and its ones' complement sum as sent (case
+/// preserved, native order). The buffers are 4-aligned.
+#[inline(always)]
+fn key_name(scratch: &mut Scratch) -> (u64, u64) {
     let src = scratch.qbuf.as_ptr() as *const u32;
     let dst = scratch.key.name.as_mut_ptr() as *mut u32;
     let mut hash = key_hash_init();
@@ -206,71 +237,205 @@ pub fn parse(
         hash = key_hash_word(hash, lower);
         w += 1;
     }
-    let name_len = reload_name_len(scratch)?;
+    (hash, sum)
+}
 
-    let tc = name_len & (MAX_NAME_LEN - 1);
-    let q = &scratch.qbuf;
-    let qtype = u16::from_be_bytes([q[tc], q[tc + 1]]);
-    let qclass = u16::from_be_bytes([q[tc + 2], q[tc + 3]]);
+/// QTYPE and QCLASS, right after the name (`name_len` bytes, at most
+/// `MAX_NAME_LEN`) in the copy, which has room for them.
+#[inline(always)]
+fn type_and_class(scratch: &Scratch, name_len: usize) -> Result<(u16, u16), Counter> {
+    // A checked slice, not a mask: a mask of the length would wrap a
+    // name of exactly MAX_NAME_LEN bytes to offset 0 and read the type
+    // and class from the name itself.
+    let tc = scratch
+        .qbuf
+        .get(name_len..name_len + 4)
+        .ok_or(Counter::PassMalformed)?;
+    Ok((
+        u16::from_be_bytes([tc[0], tc[1]]),
+        u16::from_be_bytes([tc[2], tc[3]]),
+    ))
+}
+
+/// What the additional section said.
+struct Edns {
+    /// An OPT record was there (empty or a lone COOKIE).
+    present: bool,
+    /// Largest DNS message the client can take over UDP.
+    max_size: usize,
+    /// Where the message ends, by the parse.
+    end: usize,
+    /// Ones' complement sum of the OPT record, as if at an even offset.
+    sum: u16,
+}
+
+/// The optional OPT record at `end` (the message offset after the
+/// question, `len` the message length): either empty or a lone DNS
+/// COOKIE, which is ignored.
+#[inline(always)]
+fn opt(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    end: usize,
+    arcount: u16,
+    scratch: &mut Scratch,
+) -> Result<Edns, Counter> {
+    if arcount != 1 {
+        return Ok(Edns {
+            present: false,
+            max_size: CLASSIC_UDP_SIZE,
+            end,
+            sum: 0,
+        });
+    }
+    copy_opt(ctx, off, len, end, scratch)?;
+    let opt = &scratch.optbuf;
+    let rtype = u16::from_be_bytes([opt[1], opt[2]]);
+    let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    // opt[5] extended RCODE, opt[6] version.
+    if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
+        return Err(Counter::PassEdns);
+    }
+    if rdlen != 0 {
+        lone_cookie(opt, rdlen, end + OPT_LEN, len)?;
+    }
+    Ok(Edns {
+        present: true,
+        max_size: if size < CLASSIC_UDP_SIZE {
+            CLASSIC_UDP_SIZE
+        } else {
+            size
+        },
+        end: end + OPT_LEN + rdlen,
+        sum: opt_sum(scratch),
+    })
+}
+
+/// Copies the OPT record at message offset `end` into zeroed scratch, as
+/// much of it as `OPTBUF_LEN` holds: reading it there needs no packet
+/// bounds checks, and its checksum is a fixed number of word adds.
+#[inline(always)]
+fn copy_opt(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    end: usize,
+    scratch: &mut Scratch,
+) -> Result<(), Counter> {
+    if end + OPT_LEN > len {
+        return Err(Counter::PassMalformed);
+    }
+    let rest = len - end;
+    let copied = if rest < OPTBUF_LEN { rest } else { OPTBUF_LEN };
+    // The same value (it is 11..=64), masked so the verifier sees 1..=64
+    // however LLVM folds the checks above.
+    let copied = ((copied - 1) & (OPTBUF_LEN - 1)) + 1;
+    let words = scratch.optbuf.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < OPTBUF_LEN / 8 {
+        // Volatile so LLVM keeps the stores instead of calling memset.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (off + end) as u32,
+            scratch.optbuf.as_mut_ptr() as *mut c_void,
+            copied as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(())
+}
+
+/// The OPT's options (`rdlen` bytes from message offset `start`, of `len`)
+/// must be one DNS COOKIE of a valid length. It is ignored, and the
+/// answer's OPT carries no options (RFC 7873 section 5.2).
+#[inline(always)]
+fn lone_cookie(
+    opt: &[u8; OPTBUF_LEN],
+    rdlen: usize,
+    start: usize,
+    len: usize,
+) -> Result<(), Counter> {
+    if rdlen < OPTION_HDR_LEN {
+        return Err(Counter::PassEdns);
+    }
+    if start + OPTION_HDR_LEN > len {
+        return Err(Counter::PassMalformed);
+    }
+    let o = &opt[OPT_LEN..OPT_LEN + OPTION_HDR_LEN];
+    let code = u16::from_be_bytes([o[0], o[1]]);
+    let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
+    let cookie_len_ok = olen == COOKIE_CLIENT_LEN
+        || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
+    if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
+        return Err(Counter::PassEdns);
+    }
+    Ok(())
+}
+
+/// The copied OPT record's sum, as if at an even offset. Whole when the
+/// message ends with it (the caller checks): at most `OPT_LEN` + 44 bytes,
+/// and the rest of the buffer is zero.
+#[inline(always)]
+fn opt_sum(scratch: &Scratch) -> u16 {
+    let words = scratch.optbuf.as_ptr() as *const u32;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < OPTBUF_LEN / 4 {
+        sum += unsafe { *words.add(i) } as u64;
+        i += 1;
+    }
+    fold(sum).swap_bytes()
+}
+
+/// Parses the query at `off` (`len` bytes, the rest of the datagram) and
+/// fills `scratch.key`, which must be zeroed.
+#[inline(always)]
+pub fn parse(
+    ctx: &XdpContext,
+    off: usize,
+    len: usize,
+    scratch: &mut Scratch,
+) -> Result<Query, Counter> {
+    let hdr = header(ctx, off)?;
+    let copied = copy_question(ctx, off, len, scratch)?;
+    walk_labels(scratch, copied)?;
+    let (hash, sum) = key_name(scratch);
+    let name_len = reload_name_len(scratch)?;
+    let (qtype, qclass) = type_and_class(scratch, name_len)?;
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
-    let hash = key_hash_finish(hash, name_len, qtype);
     scratch.key.qtype = qtype;
     // The name's native-order sum, swapped to big-endian space, plus type
     // and class, which sit at an odd offset when the name length is odd.
     let tc_sum = fold(qtype as u64 + qclass as u64);
     let qsum = fold(fold(sum).swap_bytes() as u64 + shift_odd(tc_sum, name_len & 1 == 1) as u64);
 
-    let mut end = DNS_HDR_LEN + name_len + 4;
-    let mut edns = false;
-    let mut max_size = CLASSIC_UDP_SIZE;
-    if arcount == 1 {
-        let opt = ptr_at::<[u8; OPT_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-        let opt = unsafe { &*opt };
-        let rtype = u16::from_be_bytes([opt[1], opt[2]]);
-        let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
-        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-        // opt[5] extended RCODE, opt[6] version.
-        if opt[0] != 0 || rtype != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
-            return Err(Counter::PassEdns);
-        }
-        end += OPT_LEN;
-        if rdlen != 0 {
-            // Only a lone COOKIE is accepted: it is ignored, and the
-            // answer's OPT carries no options (RFC 7873 section 5.2).
-            if rdlen < OPTION_HDR_LEN {
-                return Err(Counter::PassEdns);
-            }
-            let o = ptr_at::<[u8; OPTION_HDR_LEN]>(ctx, off + end).ok_or(Counter::PassMalformed)?;
-            let o = unsafe { &*o };
-            let code = u16::from_be_bytes([o[0], o[1]]);
-            let olen = u16::from_be_bytes([o[2], o[3]]) as usize;
-            let cookie_len_ok = olen == COOKIE_CLIENT_LEN
-                || (COOKIE_WITH_SERVER_MIN..=COOKIE_WITH_SERVER_MAX).contains(&olen);
-            if code != OPT_CODE_COOKIE || !cookie_len_ok || rdlen != OPTION_HDR_LEN + olen {
-                return Err(Counter::PassEdns);
-            }
-            end += rdlen;
-        }
-        edns = true;
-        max_size = if size < CLASSIC_UDP_SIZE {
-            CLASSIC_UDP_SIZE
-        } else {
-            size
-        };
-    }
-    if end != len {
+    let qlen = name_len + 4;
+    let edns = opt(ctx, off, len, DNS_HDR_LEN + qlen, hdr.arcount, scratch)?;
+    if edns.end != len {
         // Trailing bytes, or a header that claims more than is there.
         return Err(Counter::PassMalformed);
     }
+    // QDCOUNT is 1, ANCOUNT and NSCOUNT 0; the OPT follows the question.
+    let header_sum = hdr.id as u64 + hdr.flags as u64 + 1 + hdr.arcount as u64;
+    let msg_sum = fold(header_sum + qsum as u64 + shift_odd(edns.sum, qlen & 1 == 1) as u64);
     Ok(Query {
-        id,
-        rd_cd: flags & (FLAG_RD | FLAG_CD),
+        id: hdr.id,
+        rd_cd: hdr.flags & (FLAG_RD | FLAG_CD),
         name_len,
-        hash,
+        hash: key_hash_finish(hash, name_len, qtype),
         qsum,
-        edns,
-        max_size,
+        msg_sum,
+        edns: edns.present,
+        max_size: edns.max_size,
     })
 }

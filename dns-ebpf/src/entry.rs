@@ -10,6 +10,10 @@ use crate::csum::fold;
 /// Bytes of the question copied out of the packet: the longest name the
 /// kernel answers plus type and class.
 pub const QBUF_LEN: usize = MAX_NAME_LEN + 4;
+/// Bytes of the OPT record copied out of the packet: the longest one the
+/// kernel takes (fixed part, option header, a 40-byte cookie: 55) rounded
+/// up to a power of two, which lets a mask bound the copy's length.
+pub const OPTBUF_LEN: usize = 64;
 
 /// Per-CPU working memory: the map key being built, the question copied
 /// out of the packet and the value copy.
@@ -21,6 +25,8 @@ pub struct Scratch {
     pub entry: AnswerEntry,
     pub qbuf: [u8; QBUF_LEN],
     pub _pad: [u8; 4],
+    /// The OPT record, zero-padded (see `dns::opt`).
+    pub optbuf: [u8; OPTBUF_LEN],
 }
 
 const HEAD_LEN: usize = offset_of!(AnswerEntry, body);
@@ -36,7 +42,11 @@ const _: () = assert!(
         && TAIL_LEN.is_multiple_of(8)
 );
 const _: () = assert!(
-    offset_of!(Scratch, qbuf).is_multiple_of(4) && offset_of!(AnswerKey, name).is_multiple_of(4)
+    offset_of!(Scratch, qbuf).is_multiple_of(4)
+        && offset_of!(AnswerKey, name).is_multiple_of(4)
+        && offset_of!(Scratch, optbuf).is_multiple_of(8)
+        && OPTBUF_LEN.is_power_of_two()
+        && OPTBUF_LEN >= 55
 );
 
 /// Zeroes the key so bytes after the name compare and hash equal.
@@ -126,6 +136,11 @@ pub fn copy_rest(
         if i == full {
             // The last, partial word: only its first `rem` bytes are body.
             w &= (1u64 << (rem * 8)) - 1;
+            sum += (w & 0xffff_ffff) + (w >> 32);
+            // Leave now rather than by the bound: the verifier cannot
+            // relate `full` to `words`, and would otherwise walk every
+            // later round once for each round this branch was taken.
+            break;
         }
         sum += (w & 0xffff_ffff) + (w >> 32);
         i += 1;

@@ -1,7 +1,7 @@
 //! Ethernet II header.
 
 use aya_ebpf::programs::XdpContext;
-use dns_common::Counter;
+use dns_common::{Counter, InterfaceMacs};
 
 use crate::ptr::ptr_at;
 
@@ -33,6 +33,26 @@ pub fn parse(ctx: &XdpContext) -> Result<L3, Counter> {
         ETH_P_8021Q | ETH_P_8021AD => Err(Counter::PassVlan),
         _ => Err(Counter::PassNotDns),
     }
+}
+
+/// Whether the frame was sent to this interface the way the stack would
+/// take it: to the interface's own unicast address, or to its bridge's
+/// when the interface is a bridge port. A frame to any other address
+/// (broadcast, multicast, another host) is not ours to answer, and the
+/// answer would carry that address as its source
+/// (docs/design.md#accepted-frames).
+#[inline(always)]
+pub fn to_us(ctx: &XdpContext, macs: &InterfaceMacs) -> Result<(), Counter> {
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Counter::PassMalformed)?;
+    let dst = unsafe { (*eth).dst };
+    const GROUP_BIT: u8 = 0x01;
+    if dst[0] & GROUP_BIT != 0 {
+        return Err(Counter::PassMac);
+    }
+    if dst == macs.mac || (macs.bridge_mac != [0; 6] && dst == macs.bridge_mac) {
+        return Ok(());
+    }
+    Err(Counter::PassMac)
 }
 
 /// Sends the frame back where it came from.

@@ -77,11 +77,28 @@ pub fn parse_v4(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
         return Err(Counter::PassMalformed);
     }
     let s = u32::from_be(ip.saddr);
+    if !v4_source_ok(cfg, s, ip.saddr) {
+        return Err(Counter::PassSource);
+    }
     let d = u32::from_be(ip.daddr);
     Ok(Ip {
         payload_len: tot_len - IPV4_LEN,
         pseudo_sum: word32(s) + word32(d) + IPPROTO_UDP as u64,
     })
+}
+
+/// Whether the stack would answer a datagram from `saddr` (host order
+/// `s`): not "this network" (0/8, the unspecified address included), not
+/// loopback, multicast or the limited broadcast address, all of which
+/// it drops as martians, and not one of our own listen addresses.
+#[inline(always)]
+fn v4_source_ok(cfg: &Config, s: u32, saddr: u32) -> bool {
+    let first = s >> 24;
+    let zeronet = first == 0;
+    let loopback = first == 127;
+    let multicast = s >> 28 == 0xe;
+    let broadcast = s == u32::MAX;
+    !(zeronet || loopback || multicast || broadcast || v4_is_ours(cfg, saddr))
 }
 
 #[inline(always)]
@@ -118,6 +135,9 @@ pub fn parse_v6(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
     if ETH_LEN + IPV6_LEN + payload_len > ctx.data_end() - ctx.data() {
         return Err(Counter::PassMalformed);
     }
+    if !v6_source_ok(cfg, &ip.saddr) {
+        return Err(Counter::PassSource);
+    }
     let mut sum = IPPROTO_UDP as u64;
     let mut i = 0;
     while i < 4 {
@@ -128,6 +148,26 @@ pub fn parse_v6(ctx: &XdpContext, cfg: &Config) -> Result<Ip, Counter> {
         payload_len,
         pseudo_sum: sum,
     })
+}
+
+/// Whether the stack would answer a datagram from `saddr` (network
+/// order words): not unspecified, loopback or multicast, not an
+/// IPv4-mapped address (which `ip6_rcv` drops as a source), and not one
+/// of our own listen addresses.
+#[inline(always)]
+fn v6_source_ok(cfg: &Config, saddr: &[u32; 4]) -> bool {
+    let w = [
+        u32::from_be(saddr[0]),
+        u32::from_be(saddr[1]),
+        u32::from_be(saddr[2]),
+        u32::from_be(saddr[3]),
+    ];
+    let prefix_zero = w[0] == 0 && w[1] == 0;
+    let unspecified = prefix_zero && w[2] == 0 && w[3] == 0;
+    let loopback = prefix_zero && w[2] == 0 && w[3] == 1;
+    let v4_mapped = prefix_zero && w[2] == 0xffff;
+    let multicast = w[0] >> 24 == 0xff;
+    !(unspecified || loopback || v4_mapped || multicast || v6_is_ours(cfg, saddr))
 }
 
 #[inline(always)]

@@ -1,14 +1,25 @@
 //! nodedns XDP program: answers hot DNS queries from the answers map with
 //! XDP_TX and passes everything else, untouched, to the kernel stack.
 //!
-//! Flow: Ethernet → IPv4/IPv6 → UDP to a listen address and port → DNS
-//! query (header, one question, optional OPT) → map lookup → validated copy
-//! of the entry → answer written in place. Any doubt on the way is
-//! XDP_PASS with a counter saying why.
+//! Flow: Ethernet → IPv4/IPv6 → UDP to a listen address and port → the
+//! checks that the node's stack would take the frame too (source address
+//! and port, destination MAC of this interface) → DNS query (header, one
+//! question, optional OPT) → a UDP checksum the stack would accept → map
+//! lookup → validated copy of the entry → answer written in place. Any
+//! doubt on the way is XDP_PASS with a counter saying why: the stack then
+//! does what it would have done, and userspace answers what it takes.
 //!
-//! Keeping the verifier's work bounded. It processes about 740k instructions
-//! for this program on kernel 6.18 (the limit is 1M), so watch that figure
-//! when adding branches; the techniques that keep it there:
+//! Keeping the verifier's work bounded. It processes about 54k
+//! instructions for this program on kernel 6.18 (the limit is 1M;
+//! `tests/tests/xdp/verifier.rs` prints the figure and holds a budget, and
+//! CONTRIBUTING says how to see where the work goes). What costs is not
+//! length but the number of distinct states the verifier carries through a
+//! loop, so:
+//! - a loop leaves as soon as its work is done: a branch that could be the
+//!   last round but lets the loop run on makes the verifier walk every
+//!   later round once per round that branch was taken (the body copy's
+//!   partial word did that, for 690k of the 740k instructions it once
+//!   took);
 //! - the question is copied once into per-CPU scratch (`bpf_xdp_load_bytes`)
 //!   and walked there, so there is no per-byte packet bounds check;
 //! - loop bounds that end up used as offsets (name and body lengths) are
@@ -27,6 +38,7 @@ mod entry;
 mod eth;
 mod ip;
 mod ptr;
+mod trace;
 mod udp;
 
 use aya_ebpf::bindings::xdp_action;
@@ -34,7 +46,10 @@ use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray};
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
-use dns_common::{AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE};
+use dns_common::{
+    AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, InterfaceMacs,
+    MAX_INTERFACES,
+};
 
 use crate::answer::Reply;
 use crate::entry::Scratch;
@@ -61,6 +76,10 @@ static CONFIG: Array<Config, 1> = Array::new();
 #[btf_map(name = "NODEDNS_SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
+/// The MAC addresses of each interface, by ifindex (`dns_common::MAP_INTERFACES`).
+#[btf_map(name = "NODEDNS_IFACES")]
+static IFACES: HashMap<u32, InterfaceMacs, { MAX_INTERFACES as usize }> = HashMap::new();
+
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[xdp]
@@ -72,6 +91,7 @@ pub fn nodedns_xdp(ctx: XdpContext) -> u32 {
     if let Some(c) = COUNTERS.get_ptr_mut(counter as u32) {
         unsafe { *c += 1 };
     }
+    trace::verdict(&ctx, action, counter);
     action
 }
 
@@ -96,40 +116,23 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
         ip::parse_v4(ctx, cfg)?
     };
     let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
-    let dns_len = udp::parse(ctx, l4, &ip, cfg.port)?;
+    let udp = udp::parse(ctx, l4, &ip, cfg.port)?;
+    sent_to_us(ctx)?;
 
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::PassHelperFailed)?;
     entry::clear_key(scratch);
     let scratch = unsafe { &mut *scratch };
-    let query = dns::parse(ctx, l4 + UDP_LEN, dns_len, scratch)?;
-
-    // By reference on purpose: by value would copy the 132-byte key onto
-    // the BPF stack first.
-    #[allow(clippy::needless_borrows_for_generic_args)]
-    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
-    let copy = &mut scratch.entry as *mut AnswerEntry;
-    let body_len = entry::copy_head(copy, value, query.hash)?;
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
-    if now >= expires {
-        return Err(Counter::Expired);
+    let query = dns::parse(ctx, l4 + UDP_LEN, udp.dns_len, scratch)?;
+    if !udp::checksum_ok::<V6>(&udp, &ip, query.msg_sum) {
+        return Err(Counter::PassChecksum);
     }
-    let remaining = (expires - now) / NS_PER_SEC;
-    let ttl = if remaining < max_ttl as u64 {
-        remaining as u32
-    } else {
-        max_ttl
-    };
-    let body_len = entry::copy_rest(copy, value, body_len, query.hash)?;
-    let e = unsafe { &mut *copy };
-    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
-    let body_len = entry::body_len_of(e)?;
 
+    let served = serve(scratch, query.hash)?;
     let reply = Reply {
         query: &query,
-        entry: e,
-        body_len,
-        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+        entry: served.entry,
+        body_len: served.body_len,
+        body_sum: served.body_sum,
         pseudo_sum: ip.pseudo_sum,
         edns_udp_size: if cfg.edns_udp_size == 0 {
             EDNS_UDP_SIZE
@@ -146,6 +149,56 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
         return Err(Counter::PassTooBig);
     }
     answer::write::<V6>(ctx, &reply)
+}
+
+/// A query to us; but sent to us the way the stack would take it, to this
+/// interface's MAC address?
+#[inline(always)]
+fn sent_to_us(ctx: &XdpContext) -> Result<(), Counter> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let macs = unsafe { IFACES.get(ifindex) }.ok_or(Counter::PassMac)?;
+    eth::to_us(ctx, macs)
+}
+
+/// The entry to answer with, ready to send.
+struct Served<'a> {
+    entry: &'a AnswerEntry,
+    body_len: usize,
+    /// Body checksum with the TTLs filled in.
+    body_sum: u16,
+}
+
+/// Looks the key in `scratch` up, copies the entry into scratch, checks
+/// the copy belongs to the question hashed to `hash` and is still alive,
+/// and writes its remaining lifetime into every TTL.
+#[inline(always)]
+fn serve(scratch: &mut Scratch, hash: u64) -> Result<Served<'_>, Counter> {
+    // By reference on purpose: by value would copy the 132-byte key onto
+    // the BPF stack first.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
+    let copy = &mut scratch.entry as *mut AnswerEntry;
+    let body_len = entry::copy_head(copy, value, hash)?;
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
+    if now >= expires {
+        return Err(Counter::Expired);
+    }
+    let remaining = (expires - now) / NS_PER_SEC;
+    let ttl = if remaining < max_ttl as u64 {
+        remaining as u32
+    } else {
+        max_ttl
+    };
+    let body_len = entry::copy_rest(copy, value, body_len, hash)?;
+    let e = unsafe { &mut *copy };
+    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
+    let body_len = entry::body_len_of(e)?;
+    Ok(Served {
+        entry: e,
+        body_len,
+        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+    })
 }
 
 #[cfg(not(test))]

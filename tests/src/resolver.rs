@@ -131,13 +131,14 @@ pub fn unique_ip() -> Ipv4Addr {
     )
 }
 
-/// A resolver serving a [`StaticZone`] on a unique loopback address, with
-/// a [`MemorySink`] of [`SINK_CAPACITY`] entries as its kernel map.
-pub struct TestResolver {
+/// A resolver serving a zone (a [`StaticZone`] unless the test brings
+/// another, such as the real cluster zone) on a unique loopback address,
+/// with a [`MemorySink`] of [`SINK_CAPACITY`] entries as its kernel map.
+pub struct TestResolver<Z: Zone = StaticZone> {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
-    pub zone: Arc<StaticZone>,
+    pub zone: Arc<Z>,
     pub sink: Arc<MemorySink>,
     pub policy: watch::Sender<Arc<ForwardPolicy>>,
     cancel: CancellationToken,
@@ -157,18 +158,16 @@ impl TestResolver {
         let resolver = Self::start(&[up.addr], extra).await;
         (up, resolver)
     }
+}
 
-    pub async fn start_with_zone(
-        zone: Arc<StaticZone>,
-        upstreams: &[SocketAddr],
-        extra: &[&str],
-    ) -> Self {
+impl<Z: Zone> TestResolver<Z> {
+    pub async fn start_with_zone(zone: Arc<Z>, upstreams: &[SocketAddr], extra: &[&str]) -> Self {
         Self::start_full(zone, upstreams, extra, new_registry).await
     }
 
     /// As `start_with_zone`, with the registry other modules filled first.
     pub async fn start_full(
-        zone: Arc<StaticZone>,
+        zone: Arc<Z>,
         upstreams: &[SocketAddr],
         extra: &[&str],
         registry: fn() -> Registry,
@@ -263,7 +262,7 @@ impl TestResolver {
     }
 }
 
-impl Drop for TestResolver {
+impl<Z: Zone> Drop for TestResolver<Z> {
     fn drop(&mut self) {
         self.cancel.cancel();
     }

@@ -3,7 +3,7 @@
 //! itself: the lab's crate depends on dns-agent, whose build needs the object
 //! that `build-ebpf` (an xtask command) produces.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use crate::shell::{self, cargo};
@@ -12,9 +12,8 @@ use crate::{ebpf, setup, test, workspace};
 pub struct Flow {
     /// The xtask subcommand.
     pub command: &'static str,
-    /// The binary in tests/src/bin/ that implements it.
+    /// The binary of the `nodedns-tests` crate that implements it.
     pub binary: &'static str,
-    pub issue: u32,
     /// Build the agent with `--release` and hand its path to the binary in
     /// `NODEDNS_AGENT_BIN` (the bench measures the agent's own CPU cost),
     /// except for `--dry-run`.
@@ -24,13 +23,11 @@ pub struct Flow {
 pub const DEMO: Flow = Flow {
     command: "demo",
     binary: "nodedns-demo",
-    issue: 6,
     release_agent: false,
 };
 pub const BENCH: Flow = Flow {
     command: "bench",
     binary: "nodedns-bench",
-    issue: 7,
     release_agent: true,
 };
 
@@ -42,15 +39,6 @@ pub struct DelegateArgs {
 }
 
 pub fn run(flow: Flow, args: &DelegateArgs) -> Result<()> {
-    let source = workspace::root().join(format!("tests/src/bin/{}.rs", flow.binary));
-    if !source.is_file() {
-        bail!(
-            "`cargo xtask {}` is not implemented yet (issue {}): {} does not exist",
-            flow.command,
-            flow.issue,
-            source.display()
-        );
-    }
     test::require_root(&format!("cargo xtask {}", flow.command))?;
     setup::ensure()?;
     ebpf::build(&Default::default())?;

@@ -30,6 +30,11 @@ pub struct BuildArgs {
     /// unoptimised program, so there is no debug variant to choose.
     #[arg(long)]
     pub release: bool,
+    /// Build with the `debug-log` feature: one aya-log record per packet,
+    /// which the agent logs at debug level (`--log-level info,dns_ebpf=debug`).
+    /// For debugging only; the object replaces the one the agent embeds.
+    #[arg(long)]
+    pub debug_log: bool,
 }
 
 /// A toolchain that can build for bpfel-unknown-none.
@@ -144,8 +149,19 @@ pub fn build(args: &BuildArgs) -> Result<PathBuf> {
     }
     let toolchain = Toolchain::find()?;
     let _ = args.release;
-    eprintln!("build-ebpf: release build with {}", toolchain.name());
+    let variant = if args.debug_log {
+        ", with debug-log"
+    } else {
+        ""
+    };
+    eprintln!(
+        "build-ebpf: release build{variant} with {}",
+        toolchain.name()
+    );
     let mut cmd = toolchain.cargo("build")?;
+    if args.debug_log {
+        cmd.args(["--features", "debug-log"]);
+    }
     cmd.env(
         format!(
             "CARGO_TARGET_{}_LINKER",

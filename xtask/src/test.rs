@@ -228,12 +228,16 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 /// Lints dns-ebpf for its real target: clippy must come from the same
-/// toolchain that builds it (Debian's rust-web-clippy, or nightly's).
+/// toolchain that builds it (Debian's rust-web-clippy, or nightly's). Both
+/// builds are linted, the default one and the one with the `debug-log`
+/// feature, so the opt-in code does not rot.
 fn clippy_ebpf() -> Result<()> {
+    let toolchain = Toolchain::find()?;
+    shell::run(toolchain.cargo("clippy")?.args(["--", "-D", "warnings"]))?;
     shell::run(
-        Toolchain::find()?
+        toolchain
             .cargo("clippy")?
-            .args(["--", "-D", "warnings"]),
+            .args(["--features", "debug-log", "--", "-D", "warnings"]),
     )
 }
 

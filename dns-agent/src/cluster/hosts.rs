@@ -73,4 +73,9 @@ impl HostsTable {
     pub fn ptr(&self, ip: &IpAddr) -> Option<&Name> {
         self.reverse.get(ip)
     }
+
+    /// Every address with a PTR record.
+    pub fn ptr_addresses(&self) -> impl Iterator<Item = &IpAddr> {
+        self.reverse.keys()
+    }
 }

@@ -42,6 +42,8 @@ pub mod lookup;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+pub mod reverse;
+mod services;
 pub mod sharded;
 pub mod snapshot;
 pub mod store;
@@ -70,7 +72,9 @@ fn yaml_error(e: &serde_saphyr::Error, lines_before: usize) -> String {
     };
     e.without_snippet().render_with_options(options)
 }
-pub use snapshot::ZoneConfig;
+pub use snapshot::{
+    DNS_SERVICE_NAME, DNS_SERVICE_NAMESPACE, EndpointRecords, PodRecords, ZoneConfig,
+};
 pub use store::{Change, ClusterZone, SyncSource};
 
 /// Cluster-state flags.
@@ -94,8 +98,9 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// A service or pod CIDR whose reverse zone is answered authoritatively
-    /// (unknown addresses get NXDOMAIN). Repeatable.
+    /// A service or pod CIDR whose reverse zones are answered
+    /// authoritatively and whole: SOA and NS at their apexes, NXDOMAIN or
+    /// NODATA for names without PTR records, nothing forwarded. Repeatable.
     #[arg(
         long = "reverse-cidr",
         env = "NODEDNS_REVERSE_CIDRS",
@@ -114,6 +119,52 @@ pub struct ClusterArgs {
     /// (`namespace/name`), watched.
     #[arg(long, env = "NODEDNS_CUSTOM_CONFIGMAP", value_name = "NS/NAME")]
     pub custom_configmap: Option<String>,
+
+    /// Pod records `a-b-c-d.<ns>.pod.<zone>`: `insecure` answers the address
+    /// spelled in the name (kubeadm's default); `disabled` makes every name
+    /// under `pod.<zone>` NXDOMAIN.
+    #[arg(
+        long,
+        env = "NODEDNS_POD_RECORDS",
+        value_enum,
+        default_value = "insecure"
+    )]
+    pub pod_records: PodRecords,
+
+    /// Which endpoints get names and PTR records: `all` gives every
+    /// Service's endpoints a name under the Service (hostname or dashed IP)
+    /// and a PTR to it, as CoreDNS does; `headless` only what the schema
+    /// requires (names under headless Services, PTRs for hostnames). `all`
+    /// grows the zone by one reverse entry per endpoint.
+    #[arg(
+        long,
+        env = "NODEDNS_ENDPOINT_RECORDS",
+        value_enum,
+        default_value = "all"
+    )]
+    pub endpoint_records: EndpointRecords,
+
+    /// The cluster DNS Service (`namespace/name`): while it has addresses
+    /// the zone's NS record names it, as CoreDNS does; otherwise the NS is
+    /// `ns.dns.<zone>`, which answers the --listen addresses.
+    #[arg(long, env = "NODEDNS_DNS_SERVICE", value_name = "NS/NAME",
+          default_value = "kube-system/kube-dns", value_parser = parse_object_key)]
+    pub dns_service: ObjectKey,
+
+    /// Addresses `ns.dns.<zone>` answers without a DNS Service: the
+    /// resolver's --listen addresses, set by `dns-agent run`.
+    #[arg(skip)]
+    pub ns_addresses: Vec<std::net::IpAddr>,
+}
+
+/// `namespace/name`.
+fn parse_object_key(text: &str) -> Result<ObjectKey, String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjectKey::new(ns, name))
+        }
+        _ => Err(format!("{text:?} must be namespace/name")),
+    }
 }
 
 impl Default for ClusterArgs {
@@ -126,6 +177,10 @@ impl Default for ClusterArgs {
             reverse_cidrs: Vec::new(),
             custom_records: None,
             custom_configmap: None,
+            pod_records: PodRecords::Insecure,
+            endpoint_records: EndpointRecords::All,
+            dns_service: ObjectKey::new(DNS_SERVICE_NAMESPACE, DNS_SERVICE_NAME),
+            ns_addresses: Vec::new(),
         }
     }
 }
@@ -209,11 +264,15 @@ pub async fn start(
     registry: &mut Registry,
     cancel: CancellationToken,
 ) -> Result<ClusterHandle, ClusterError> {
-    let config = ZoneConfig::new(&args.cluster_domain, args.ttl, args.reverse_cidrs.clone())
+    let mut config = ZoneConfig::new(&args.cluster_domain, args.ttl, args.reverse_cidrs.clone())
         .map_err(|source| ClusterError::BadDomain {
             domain: args.cluster_domain.clone(),
             source,
         })?;
+    config.pod_records = args.pod_records;
+    config.endpoint_records = args.endpoint_records;
+    config.dns_service = args.dns_service.clone();
+    config.ns_addresses = args.ns_addresses.clone();
     let required: &[SyncSource] = match args.manifests {
         Some(_) => &[SyncSource::Manifests],
         None => &[SyncSource::Services, SyncSource::EndpointSlices],

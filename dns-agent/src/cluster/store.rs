@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::hosts::HostsTable;
 use super::metrics::ClusterMetrics;
 use super::model::{ApproxBytes, ObjectKey, ServiceInfo, SliceInfo};
+use super::reverse::interior_prefixes;
 use super::snapshot::{PtrTarget, ServiceView, Snapshot, ZoneConfig};
 use crate::zone::{Zone, ZoneLookup};
 
@@ -111,7 +112,7 @@ impl ClusterZone {
             return;
         }
         for key in &dirty {
-            w.rebuild(key);
+            w.rebuild(key, &self.config);
         }
         self.publish(&mut w, false);
     }
@@ -170,7 +171,8 @@ impl Writer {
             * (size_of::<ObjectKey>() + size_of::<usize>());
         let reverse = self.reverse_entries
             * (size_of::<IpAddr>() + size_of::<Vec<PtrTarget>>() + size_of::<PtrTarget>() + 16);
-        self.object_bytes + views + index + reverse
+        let nodes = self.working.reverse_nodes.len() * (size_of::<((IpAddr, u8), u32)>() + 8);
+        self.object_bytes + views + index + reverse + nodes
     }
 
     fn apply_one(&mut self, change: Change, dirty: &mut HashSet<ObjectKey>) {
@@ -265,8 +267,27 @@ impl Writer {
         dirty.insert(old.service.clone());
     }
 
+    /// An address gained (`added`) or lost its PTR records: counts it under
+    /// every reverse-zone name above it, which exists while its count is
+    /// not zero.
+    fn count_nodes(&mut self, cfg: &ZoneConfig, ip: &IpAddr, added: bool) {
+        for node in interior_prefixes(cfg, ip) {
+            match (self.working.reverse_nodes.get_mut(&node), added) {
+                (Some(n), true) => *n += 1,
+                (Some(n), false) if *n > 1 => *n -= 1,
+                (Some(_), false) => {
+                    self.working.reverse_nodes.remove(&node);
+                }
+                (None, true) => {
+                    self.working.reverse_nodes.insert(node, 1);
+                }
+                (None, false) => {}
+            }
+        }
+    }
+
     /// Recomputes the view of one service and the indexes derived from it.
-    fn rebuild(&mut self, key: &ObjectKey) {
+    fn rebuild(&mut self, key: &ObjectKey, cfg: &ZoneConfig) {
         let new = self.services.get(key).map(|svc| {
             Arc::new(ServiceView {
                 svc: svc.clone(),
@@ -281,28 +302,32 @@ impl Writer {
         if old == new {
             return;
         }
+        let mode = cfg.endpoint_records;
         if let Some(old) = &old {
-            for (ip, hostname) in old.ptr_targets() {
-                if let Some(targets) = self.working.reverse.get_mut(&ip) {
-                    let before = targets.len();
-                    targets.retain(|t| !(t.service == *key && t.hostname == hostname));
-                    self.reverse_entries -= before - targets.len();
-                    if targets.is_empty() {
-                        self.working.reverse.remove(&ip);
-                    }
+            for (ip, host) in old.ptr_targets(mode) {
+                let Some(targets) = self.working.reverse.get_mut(&ip) else {
+                    continue;
+                };
+                let before = targets.len();
+                targets.retain(|t| !(t.service.key == *key && t.host == host));
+                self.reverse_entries -= before - targets.len();
+                if targets.is_empty() {
+                    self.working.reverse.remove(&ip);
+                    self.count_nodes(cfg, &ip, false);
                 }
             }
         }
         if let Some(new) = &new {
-            for (ip, hostname) in new.ptr_targets() {
+            for (ip, host) in new.ptr_targets(mode) {
                 let target = PtrTarget {
-                    service: key.clone(),
-                    hostname,
+                    service: new.svc.clone(),
+                    host,
                 };
                 match self.working.reverse.get_mut(&ip) {
                     Some(targets) => targets.push(target),
                     None => {
                         self.working.reverse.insert(ip, vec![target]);
+                        self.count_nodes(cfg, &ip, true);
                     }
                 }
                 self.reverse_entries += 1;

@@ -7,12 +7,12 @@ use std::mem::size_of;
 use std::net::IpAddr;
 use std::path::Path;
 
-use aya::maps::{Array, MapData, MapInfo, MapType, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
-    MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
+    MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
@@ -76,6 +76,8 @@ pub(crate) struct Loaded {
     pub ebpf: Ebpf,
     pub program_id: u32,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The program's own (unpinned) interfaces map, still empty.
+    pub interfaces: HashMap<MapData, u32, InterfaceMacs>,
     /// Maps a previous agent pinned, reused as they are (their entries
     /// survive).
     pub reused: Vec<&'static str>,
@@ -167,7 +169,7 @@ pub(crate) fn load(
             let _ = fs::remove_dir(layout.root());
         }
     }
-    let (ebpf, program_id, counters) = result?;
+    let (ebpf, program_id, counters, interfaces) = result?;
 
     let memory = PINNED_MAPS
         .iter()
@@ -177,12 +179,18 @@ pub(crate) fn load(
         ebpf,
         program_id,
         counters,
+        interfaces,
         reused,
         memory,
     })
 }
 
-type LoadParts = (Ebpf, u32, PerCpuArray<MapData, u64>);
+type LoadParts = (
+    Ebpf,
+    u32,
+    PerCpuArray<MapData, u64>,
+    HashMap<MapData, u32, InterfaceMacs>,
+);
 
 fn load_pinned(
     object: &[u8],
@@ -237,7 +245,8 @@ fn load_pinned(
         .set(0, config, 0)
         .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
     let counters = take(&mut ebpf, MAP_COUNTERS)?;
-    Ok((ebpf, program_id, counters))
+    let interfaces = take(&mut ebpf, MAP_INTERFACES)?;
+    Ok((ebpf, program_id, counters, interfaces))
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>

@@ -10,7 +10,8 @@
 //! bpffs holds nothing but pins and directories, so this directory is the
 //! complete record of what the fast path created on the node; `cleanup`
 //! removes exactly these names. `NODEDNS_SCRATCH` is per-CPU scratch space
-//! with no state worth keeping, so it is not pinned.
+//! with no state worth keeping, and `NODEDNS_IFACES` is rebuilt from the
+//! interfaces by every agent before its program runs, so neither is pinned.
 
 use std::fs;
 use std::io;

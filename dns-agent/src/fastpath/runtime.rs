@@ -14,11 +14,13 @@ use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
+use super::debug_log::DebugLog;
 use super::error::FastPathError;
+use super::interface_macs::InterfaceMap;
 use super::loader::{self, build_config, open_pinned};
 use super::pins::PinLayout;
 use super::selector::InterfaceSelector;
-use super::shared::{Shared, State, program};
+use super::shared::{Shared, State};
 use super::{cleanup, stats};
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 
@@ -63,6 +65,8 @@ pub struct FastPath {
     shared: Arc<Shared>,
     follower: Option<Follower>,
     exit: ExitPolicy,
+    /// Forwards the program's records when it was built with debug-log.
+    _debug_log: Option<DebugLog>,
 }
 
 impl FastPath {
@@ -100,7 +104,8 @@ impl FastPath {
             }
         }
 
-        let loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let mut loaded = loader::load(&object, &layout, args.map_entries, &config)?;
+        let debug_log = DebugLog::start(&mut loaded.ebpf);
         let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
         let capacity = args.map_entries;
         tracing::info!(
@@ -111,6 +116,7 @@ impl FastPath {
         let state = State {
             ebpf: loaded.ebpf,
             attacher: Attacher::new(layout.clone(), selector, args.xdp_mode),
+            interface_map: InterfaceMap::new(loaded.interfaces),
         };
         let shared = Arc::new(Shared {
             layout,
@@ -121,14 +127,7 @@ impl FastPath {
             answers: answers_reader,
             state: Mutex::new(state),
         });
-        {
-            let mut guard = shared.lock();
-            let state = &mut *guard;
-            let program = program(&mut state.ebpf);
-            state
-                .attacher
-                .reconcile(program, shared.program_id, &interfaces, true);
-        }
+        shared.lock().attach(shared.program_id, &interfaces, true);
 
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs(args.rescan_interval);
@@ -148,6 +147,7 @@ impl FastPath {
                 stop,
             }),
             exit: ExitPolicy::from_args(args),
+            _debug_log: debug_log,
         }))
     }
 

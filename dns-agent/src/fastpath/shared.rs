@@ -10,8 +10,9 @@ use dns_common::{AnswerEntry, AnswerKey, PROGRAM_NAME};
 
 use super::attach::Attacher;
 use super::error::FastPathError;
+use super::interface_macs::InterfaceMap;
 use super::pins::PinLayout;
-use crate::kernel::netlink;
+use crate::kernel::netlink::{self, Interface};
 
 pub(crate) struct Shared {
     pub layout: PinLayout,
@@ -28,6 +29,7 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub ebpf: Ebpf,
     pub attacher: Attacher,
+    pub interface_map: InterfaceMap,
 }
 
 impl Shared {
@@ -46,10 +48,17 @@ impl State {
             op: "link dump",
             source,
         })?;
+        self.attach(program_id, &interfaces, startup);
+        Ok(())
+    }
+
+    /// The interfaces map first: the program must know an interface's MAC
+    /// addresses before it runs there.
+    pub(crate) fn attach(&mut self, program_id: u32, interfaces: &[Interface], startup: bool) {
+        self.interface_map.sync(interfaces);
         let program = program(&mut self.ebpf);
         self.attacher
-            .reconcile(program, program_id, &interfaces, startup);
-        Ok(())
+            .reconcile(program, program_id, interfaces, startup);
     }
 }
 

@@ -1,5 +1,6 @@
 //! rtnetlink (NETLINK_ROUTE) for the agent: list the links of the calling
-//! thread's network namespace with their kind and XDP programs, follow
+//! thread's network namespace with their kind, MAC address, bridge and XDP
+//! programs, follow
 //! link events, and make the few changes the listen interface needs
 //! (create a `dummy` link, bring a link up, add and delete host addresses,
 //! delete a link). Every request asks for an ACK and returns the kernel's
@@ -63,6 +64,10 @@ pub struct Interface {
     pub name: String,
     /// `IFLA_INFO_KIND` ("veth", "bridge", ...); `None` for physical devices.
     pub kind: Option<String>,
+    /// `IFLA_ADDRESS` when it is a 6-byte (Ethernet-like) address.
+    pub mac: Option<[u8; 6]>,
+    /// `IFLA_MASTER`: the bridge (or bond, ...) the interface is a port of.
+    pub master: Option<u32>,
     pub xdp: XdpPrograms,
 }
 
@@ -72,11 +77,15 @@ impl Interface {
             ifindex: link.header.index,
             name: String::new(),
             kind: None,
+            mac: None,
+            master: None,
             xdp: XdpPrograms::default(),
         };
         for attr in link.attributes {
             match attr {
                 LinkAttribute::IfName(name) => iface.name = name,
+                LinkAttribute::Address(bytes) => iface.mac = bytes.as_slice().try_into().ok(),
+                LinkAttribute::Controller(index) => iface.master = (index != 0).then_some(index),
                 LinkAttribute::LinkInfo(infos) => iface.kind = kind_of(&infos),
                 LinkAttribute::Xdp(xdp) => {
                     for x in xdp {
@@ -390,6 +399,8 @@ mod tests {
             .find(|i| i.name == "lo")
             .expect("lo is always there");
         assert_eq!(lo.ifindex, 1);
+        assert_eq!(lo.mac, Some([0; 6]));
+        assert_eq!(lo.master, None);
         assert_eq!(if_index("lo"), Some(1));
         assert_eq!(Netlink::open().unwrap().link_kind(1).unwrap(), None);
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Promoter;
+use super::policy::alias_hash;
 use super::state::{Installed, Key, Origin};
 use crate::zone::ZoneLookup;
 
@@ -33,18 +34,22 @@ impl Promoter {
             state.zone_generation = state.zone_generation.max(g);
         }
         let renew_before = now + self.cfg.cluster_lifetime / 2;
-        let (cluster, expired): (Vec<Key>, Vec<Key>) = {
+        let (cluster, expired, chased): (Vec<Key>, Vec<Key>, Vec<(Key, u64)>) = {
             let state = self.state.lock().unwrap();
-            let pick = |origin: Origin, f: &dyn Fn(&Installed) -> bool| -> Vec<Key> {
-                let matching = state
-                    .installed
-                    .iter()
-                    .filter(|(_, i)| i.origin == origin && f(i));
+            let pick = |f: &dyn Fn(&Installed) -> bool| -> Vec<Key> {
+                let matching = state.installed.iter().filter(|(_, i)| f(i));
                 matching.map(|(k, _)| k.clone()).collect()
             };
+            let chased = state.installed.iter().filter_map(|(k, i)| match i.origin {
+                Origin::Chased(alias) if all && i.expires > now => Some((k.clone(), alias)),
+                _ => None,
+            });
             (
-                pick(Origin::Cluster, &|i| all || i.expires < renew_before),
-                pick(Origin::Upstream, &|i| i.expires <= now),
+                pick(&|i| i.origin == Origin::Cluster && (all || i.expires < renew_before)),
+                // Upstream data, and chased answers (which hold some), end
+                // with their TTL.
+                pick(&|i| i.origin != Origin::Cluster && i.expires <= now),
+                chased.collect(),
             )
         };
         for key in expired {
@@ -53,8 +58,21 @@ impl Promoter {
         for key in cluster {
             match self.zone.lookup(&key.0, key.1) {
                 ZoneLookup::Answer(answer) => self.install_cluster(&key, &answer, None),
-                // Left the zone or the zone lost its sync: userspace decides.
-                ZoneLookup::NotOurs | ZoneLookup::NotReady => self.forget(&key),
+                // Left the zone, now leaves it through a CNAME (the next
+                // query installs the chased answer), or the zone lost its
+                // sync: userspace decides.
+                ZoneLookup::NotOurs | ZoneLookup::NotReady | ZoneLookup::Alias(_) => {
+                    self.forget(&key)
+                }
+            }
+        }
+        for (key, installed) in chased {
+            // The forwarded part stays valid until its TTL ends; the zone's
+            // part must still be the same.
+            let same = matches!(self.zone.lookup(&key.0, key.1),
+                ZoneLookup::Alias(alias) if alias_hash(&alias) == installed);
+            if !same {
+                self.forget(&key);
             }
         }
     }

@@ -133,6 +133,11 @@ impl Promoter {
                 return Some(self.delete_inherited(map_key, InheritAction::foreign));
             }
             ZoneLookup::NotOurs => Origin::Upstream,
+            // A chased answer: when its forwarded part was fetched is not
+            // known here, so the next query fetches and installs it again.
+            ZoneLookup::Alias(_) => {
+                return Some(self.delete_inherited(map_key, InheritAction::withdrawn));
+            }
             ZoneLookup::NotReady | ZoneLookup::Answer(_) => Origin::Cluster,
         };
         {
@@ -161,6 +166,7 @@ impl Promoter {
             }
             ZoneLookup::NotReady => InheritAction::pending,
             ZoneLookup::NotOurs => InheritAction::tracked,
+            ZoneLookup::Alias(_) => InheritAction::withdrawn, // deleted above
         })
     }
 

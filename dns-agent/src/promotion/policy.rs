@@ -17,7 +17,7 @@ use super::metrics::PromotionMetrics;
 use super::sink::{AnswerSink, SinkError};
 use super::state::{Installed, Key, Origin, State};
 use crate::answer::AnswerSections;
-use crate::zone::Zone;
+use crate::zone::{Alias, Zone};
 
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
@@ -162,12 +162,44 @@ impl Promoter {
         self.install(&key, Origin::Upstream, &candidate, None);
     }
 
+    /// A cluster answer whose CNAME chain left the zone and was completed
+    /// through the forwarder (`alias` is the zone's part): installed at once
+    /// like any cluster answer, but it expires with its shortest TTL, and a
+    /// zone change that alters the alias withdraws it.
+    pub fn chased_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        answer: &AnswerSections,
+        alias: &Alias,
+        generation: u64,
+    ) {
+        let ttl = answer.records().map(|r| r.ttl).min().unwrap_or(0);
+        if ttl == 0 {
+            return;
+        }
+        let candidate = Candidate {
+            sections: answer,
+            authoritative: true,
+            max_ttl: ttl,
+            lifetime: Duration::from_secs(u64::from(ttl)),
+        };
+        let key = (LowerName::new(qname), qtype);
+        let origin = Origin::Chased(alias_hash(alias));
+        self.install(&key, origin, &candidate, Some(generation));
+    }
+
     pub(super) fn install_cluster(
         &self,
         key: &Key,
         answer: &AnswerSections,
         seen_generation: Option<u64>,
     ) {
+        if answer.rcode == ResponseCode::ServFail {
+            // A CNAME loop: nothing the kernel may answer.
+            self.forget(key);
+            return;
+        }
         let candidate = Candidate {
             sections: answer,
             authoritative: true,
@@ -285,6 +317,19 @@ impl Promoter {
     }
 }
 
+/// What identifies the zone's part of a chased answer: the chain (owners,
+/// TTLs, targets) and where it leaves the zone.
+pub(super) fn alias_hash(alias: &Alias) -> u64 {
+    let mut h = DefaultHasher::new();
+    for r in &alias.chain {
+        r.name.hash(&mut h);
+        r.ttl.hash(&mut h);
+        r.data.hash(&mut h);
+    }
+    alias.target.hash(&mut h);
+    h.finish()
+}
+
 /// The TTL the kernel serves: the smallest record TTL of the answer (for a
 /// negative answer, the SOA's, which the zone already set to the negative TTL).
 fn min_ttl(answer: &AnswerSections) -> u32 {
@@ -299,7 +344,7 @@ fn min_ttl(answer: &AnswerSections) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promotion::encoding::{decode, key_for};
+    use crate::promotion::encoding::{boot_time_ns, decode, key_for};
     use crate::promotion::sink::MemorySink;
     use crate::zone::ZoneLookup;
     use hickory_proto::rr::RData;
@@ -447,5 +492,73 @@ mod tests {
         assert!(sink.get(&key("c.cluster.local.")).is_some());
         assert_eq!(metrics.map_evictions.get(), 1);
         assert_eq!(promoter.installed(), 2);
+    }
+
+    /// A zone with one ExternalName-like name whose chain leaves the zone.
+    struct Aliased(RwLock<Alias>, watch::Sender<u64>);
+
+    impl Zone for Aliased {
+        fn lookup(&self, _: &LowerName, _: RecordType) -> ZoneLookup {
+            ZoneLookup::Alias(self.0.read().unwrap().clone())
+        }
+        fn changes(&self) -> watch::Receiver<u64> {
+            self.1.subscribe()
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+    }
+
+    fn chain_to(target: &str) -> Alias {
+        let owner = Name::from_ascii("ext.default.svc.cluster.local.").unwrap();
+        let target = Name::from_ascii(target).unwrap();
+        let cname = hickory_proto::rr::rdata::CNAME(target.clone());
+        Alias {
+            chain: vec![Record::from_rdata(owner, 30, RData::CNAME(cname))],
+            target,
+        }
+    }
+
+    /// A chased answer is promoted at once, lives as long as its shortest
+    /// TTL, and goes when the zone's part of the chain changes.
+    #[test]
+    fn chased_answers_expire_with_their_shortest_ttl_and_follow_the_zone() {
+        let sink = Arc::new(MemorySink::new(8));
+        let zone = Arc::new(Aliased(
+            RwLock::new(chain_to("example.com.")),
+            watch::channel(0).0,
+        ));
+        let (promoter, _) =
+            crate::promotion::testing::promoter(sink.clone(), zone.clone(), LIFETIME);
+        let qname = Name::from_ascii("ext.default.svc.cluster.local.").unwrap();
+        let alias = zone.0.read().unwrap().clone();
+        let mut target = AnswerSections::new(ResponseCode::NoError);
+        target.answers.push(Record::from_rdata(
+            Name::from_ascii("example.com.").unwrap(),
+            7,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let answer = alias.complete(&target);
+        assert!(answer.records().all(|r| r.ttl == 7), "{answer:?}");
+        let before = boot_time_ns();
+        promoter.chased_answer(&qname, RecordType::A, &answer, &alias, 0);
+        let after = boot_time_ns();
+        let key = key_for(&qname, RecordType::A).unwrap();
+        let entry = decode(&key, &sink.get(&key).expect("promoted at once")).unwrap();
+        assert!(entry.authoritative);
+        assert_eq!(entry.max_ttl, 7);
+        const TTL_NS: u64 = 7_000_000_000;
+        assert!(
+            (before + TTL_NS..=after + TTL_NS).contains(&entry.expires_boot_ns),
+            "lives its shortest TTL (7 s), not the cluster lifetime"
+        );
+        // A zone change that keeps the alias keeps the entry...
+        promoter.refresh(true, Some(1));
+        assert!(sink.get(&key).is_some());
+        // ... one that changes it withdraws it.
+        *zone.0.write().unwrap() = chain_to("example.net.");
+        promoter.refresh(true, Some(2));
+        assert!(sink.get(&key).is_none());
+        assert_eq!(promoter.installed(), 0);
     }
 }

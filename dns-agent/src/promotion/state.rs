@@ -15,6 +15,10 @@ pub(super) type Key = (LowerName, RecordType);
 pub(super) enum Origin {
     Cluster,
     Upstream,
+    /// A cluster answer completed through the forwarder: it lives as long as
+    /// its shortest TTL, and only while the zone still gives the alias with
+    /// this hash ([`crate::promotion::policy::alias_hash`]).
+    Chased(u64),
 }
 
 pub(super) struct Installed {

@@ -100,6 +100,10 @@ impl Handler {
         let generation = *self.zone_generation.borrow();
         let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
             ZoneLookup::NotOurs => self.answer_from_upstream(&q, &mut reply).await,
+            ZoneLookup::Alias(alias) => {
+                self.answer_through_alias(&q, alias, generation, &mut reply)
+                    .await
+            }
             lookup => self.answer_from_zone(&q, lookup, generation, &mut reply),
         };
         let rcode = reply.metadata.response_code;
@@ -182,10 +186,11 @@ impl Handler {
                 if let Some(promoter) = &self.promoter {
                     promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
-                reply.metadata.authoritative = true;
-                answer.write_to(reply);
+                // A SERVFAIL (a CNAME loop) asserts nothing about the name.
+                reply.metadata.authoritative = answer.rcode != ResponseCode::ServFail;
+                answer.with_query_case(&q.name).write_to(reply);
             }
-            ZoneLookup::NotReady | ZoneLookup::NotOurs => {
+            ZoneLookup::NotReady | ZoneLookup::NotOurs | ZoneLookup::Alias(_) => {
                 reply.metadata.response_code = ResponseCode::ServFail;
             }
         }
@@ -291,8 +296,9 @@ fn error_reply(
     reply
 }
 
-/// Encodes `reply`; when it is larger than `limit`, the question alone with
-/// TC=1 so the client retries over TCP.
+/// Encodes `reply`; when it is larger than `limit`, without its additional
+/// records, or failing that the question alone with TC=1 so the client
+/// retries over TCP.
 fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     let bytes = match reply.to_vec() {
         Ok(b) => b,
@@ -309,6 +315,18 @@ fn encode(reply: &Message, limit: usize) -> Option<Vec<u8>> {
     };
     if bytes.len() <= limit {
         return Some(bytes);
+    }
+    // RFC 2181 §9: TC=1 only when the answer itself does not fit; additional
+    // data that does not fit is left out, whole RRsets at a time (§5), here
+    // all of it.
+    if !reply.additionals.is_empty() {
+        let mut lean = reply.clone();
+        lean.additionals.clear();
+        if let Ok(bytes) = lean.to_vec()
+            && bytes.len() <= limit
+        {
+            return Some(bytes);
+        }
     }
     let mut truncated = reply.truncate();
     truncated.metadata.truncation = true;
@@ -340,5 +358,25 @@ mod tests {
         assert_eq!(cut.metadata.id, 7);
         assert_eq!(cut.queries.len(), 1);
         assert!(cut.answers.is_empty());
+    }
+
+    #[test]
+    fn additional_data_is_dropped_whole_before_truncating() {
+        use hickory_proto::rr::rdata::{A, SRV};
+        use hickory_proto::rr::{RData, Record};
+        let name = hickory_proto::rr::Name::from_ascii("_x._tcp.big.example.").unwrap();
+        let target = hickory_proto::rr::Name::from_ascii("t.big.example.").unwrap();
+        let mut reply = Message::response(7, OpCode::Query);
+        reply.add_query(Query::query(name.clone(), RecordType::SRV));
+        let srv = SRV::new(0, 100, 80, target.clone());
+        reply.add_answer(Record::from_rdata(name, 30, RData::SRV(srv)));
+        for i in 0..60u8 {
+            let a = RData::A(A::new(10, 0, 0, i));
+            reply.add_additional(Record::from_rdata(target.clone(), 30, a));
+        }
+        let out = Message::from_vec(&encode(&reply, PLAIN_UDP_SIZE).unwrap()).unwrap();
+        assert!(!out.metadata.truncation, "the answer fits: no TC");
+        assert_eq!(out.answers.len(), 1);
+        assert!(out.additionals.is_empty(), "no partial RRset");
     }
 }

@@ -22,6 +22,9 @@ use crate::metrics::coredns::{Answered, CacheKind, CorednsMetrics, Plugin, ZoneK
 #[allow(non_camel_case_types)]
 pub enum Path {
     cluster,
+    /// A cluster name whose CNAME chain leaves the zone (an ExternalName
+    /// Service), completed through the forwarder.
+    chased,
     cache_hit,
     forwarded,
     stale,

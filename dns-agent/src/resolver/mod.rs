@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod cache;
+mod chase;
 pub mod exchange;
 pub mod forwarder;
 pub mod handler;

@@ -32,6 +32,8 @@ pub struct Reply {
     pub question: String,
     pub answers: Vec<Record>,
     pub authority: Vec<Record>,
+    /// The additional section's records (not the OPT pseudo-record).
+    pub additional: Vec<Record>,
     /// dig's EDNS line (`; EDNS: version: 0, flags: do; udp: 1232`).
     pub edns: Option<String>,
     /// Query time in ms as the client measured it (dig: whole ms, kdig: 0.1).
@@ -46,6 +48,7 @@ enum Section {
     Question,
     Answer,
     Authority,
+    Additional,
 }
 
 impl Reply {
@@ -69,6 +72,7 @@ impl Reply {
                     l if l.contains("QUESTION") => Section::Question,
                     l if l.contains("ANSWER") => Section::Answer,
                     l if l.contains("AUTHORITY") => Section::Authority,
+                    l if l.contains("ADDITIONAL") => Section::Additional,
                     _ => Section::Other,
                 };
                 continue;
@@ -78,12 +82,14 @@ impl Reply {
                 Section::Question if reply.question.is_empty() => {
                     reply.question = line.trim_start_matches(';').trim().to_string();
                 }
-                Section::Answer | Section::Authority if !line.starts_with(';') => {
+                Section::Answer | Section::Authority | Section::Additional
+                    if !line.starts_with(';') =>
+                {
                     let Some(record) = record(line) else { continue };
-                    if section == Section::Answer {
-                        reply.answers.push(record);
-                    } else {
-                        reply.authority.push(record);
+                    match section {
+                        Section::Answer => reply.answers.push(record),
+                        Section::Authority => reply.authority.push(record),
+                        _ => reply.additional.push(record),
                     }
                 }
                 _ => {}
@@ -235,6 +241,24 @@ cluster.local.\t5\tIN\tSOA\tns.dns.cluster.local. hostmaster.cluster.local. 1 72
             Some("; EDNS: version: 0, flags:; udp: 1232")
         );
         assert_eq!(r.millis, Some(3.0));
+        assert!(r.additional.is_empty(), "OPT is not a record");
+    }
+
+    #[test]
+    fn reads_the_additional_section() {
+        let text = "\
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1
+;; flags: qr aa rd ra; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 2
+
+;; ANSWER SECTION:
+cluster.local.\t30\tIN\tNS\tkube-dns.kube-system.svc.cluster.local.
+
+;; ADDITIONAL SECTION:
+kube-dns.kube-system.svc.cluster.local. 30 IN A\t10.96.0.10
+";
+        let r = Reply::parse_text(text);
+        assert_eq!(r.additional.len(), 1);
+        assert_eq!(r.additional[0].typed(), "A 10.96.0.10");
     }
 
     #[test]

@@ -203,6 +203,21 @@ impl Netns {
         Ok(index)
     }
 
+    /// The MAC address of interface `ifname` inside this namespace (`ip
+    /// netns exec` mounts the namespace's own `/sys`).
+    pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
+        let out = self.run("cat", &[&format!("/sys/class/net/{ifname}/address")])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bytes: Option<Vec<u8>> = text
+            .trim()
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        bytes
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| LabError::Other(format!("MAC of {ifname} in {}: {text:?}", self.name)))
+    }
+
     /// Whether `ip netns list` still shows the namespace (for leak checks).
     pub fn exists(name: &str) -> bool {
         PathBuf::from("/run/netns").join(name).exists()

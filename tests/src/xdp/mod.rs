@@ -6,6 +6,7 @@
 mod check;
 mod entry;
 mod kinds;
+mod names;
 mod query;
 pub mod timing;
 
@@ -15,18 +16,20 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
-    PROGRAM_NAME,
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
+    MAP_COUNTERS, MAP_INTERFACES, PROGRAM_NAME,
 };
 
 pub use check::check_answer;
 pub use entry::EntryDef;
 pub use kinds::{cluster_a, cluster_aaaa, entry_kinds, single_a};
+pub use names::{Layout, MAX_WIRE_NAME, TYPE_LIKE_QTYPE, name_of_len};
 pub use query::{
-    CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints, query_frame,
-    query_frame_with_options, query_msg,
+    CLIENT_V4, CLIENT_V6, EdnsQ, OPT_COOKIE, SERVER_V4, SERVER_V6, cookie, endpoints,
+    frame_with_options, query_frame, query_frame_with_options, query_msg, query_msg_for,
 };
 
+use crate::frames::SERVER_MAC;
 use crate::internals::EBPF_OBJECT;
 use crate::lab::require_root;
 
@@ -34,6 +37,8 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 /// Room for any answer frame the program can produce.
 pub const OUT_BUF: usize = 2048;
+/// The ifindex `BPF_PROG_TEST_RUN` reports: the caller namespace's `lo`.
+pub const TEST_RUN_IFINDEX: u32 = 1;
 /// Answers map capacity of [`Harness::new`].
 const DEFAULT_ANSWERS: u32 = 1024;
 /// Env var naming an object file to test instead of the one the agent
@@ -92,7 +97,34 @@ impl Harness {
         }
         let mut harness = Self { ebpf };
         harness.set_config(default_config());
+        // BPF_PROG_TEST_RUN runs the program as if on the loopback device
+        // of the caller's namespace; the frames go to SERVER_MAC. (An
+        // object from before the interfaces map, given in OBJECT_ENV for a
+        // before/after benchmark, has no such map to fill.)
+        if harness.ebpf.map(MAP_INTERFACES).is_some() {
+            harness.set_interface(
+                TEST_RUN_IFINDEX,
+                InterfaceMacs {
+                    mac: SERVER_MAC,
+                    bridge_mac: [0; 6],
+                },
+            );
+        }
         harness
+    }
+
+    fn interfaces(&mut self) -> HashMap<&mut MapData, u32, InterfaceMacs> {
+        HashMap::try_from(self.ebpf.map_mut(MAP_INTERFACES).unwrap()).unwrap()
+    }
+
+    /// The MAC addresses the program takes queries to on `ifindex`, as the
+    /// agent writes them for every interface.
+    pub fn set_interface(&mut self, ifindex: u32, macs: InterfaceMacs) {
+        self.interfaces().insert(ifindex, macs, 0).unwrap();
+    }
+
+    pub fn remove_interface(&mut self, ifindex: u32) {
+        self.interfaces().remove(&ifindex).unwrap();
     }
 
     pub fn set_config(&mut self, cfg: Config) {

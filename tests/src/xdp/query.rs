@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::frames::FrameSpec;
 use crate::records::name;
@@ -50,9 +50,14 @@ impl EdnsQ {
 }
 
 pub fn query_msg(id: u16, qname: &str, qtype: RecordType, edns: Option<EdnsQ>) -> Message {
+    query_msg_for(id, name(qname), qtype, edns)
+}
+
+/// [`query_msg`] for a name that has no text form (binary labels).
+pub fn query_msg_for(id: u16, qname: Name, qtype: RecordType, edns: Option<EdnsQ>) -> Message {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(name(qname), qtype));
+    m.add_query(Query::query(qname, qtype));
     if let Some(e) = edns {
         let mut opt = Edns::new();
         opt.set_max_payload(e.size);
@@ -82,8 +87,12 @@ pub fn query_frame_with_options(
     edns: EdnsQ,
     options: &[(u16, Vec<u8>)],
 ) -> Vec<u8> {
-    let mut msg = query_msg(id, qname, qtype, Some(edns));
-    let mut opt = msg.edns.clone().unwrap();
+    frame_with_options(v6, query_msg(id, qname, qtype, Some(edns)), options)
+}
+
+/// The frame of `msg`, a query with EDNS, with `options` added to its OPT.
+pub fn frame_with_options(v6: bool, mut msg: Message, options: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut opt = msg.edns.clone().expect("a query with EDNS");
     for (code, data) in options {
         opt.options_mut()
             .insert(EdnsOption::Unknown(*code, data.clone()));

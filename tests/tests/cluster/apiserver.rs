@@ -355,7 +355,7 @@ async fn demo_manifests_served_by_the_fake_api() {
             ),
             (
                 "search.default.svc.cluster.local.",
-                RecordType::A,
+                RecordType::CNAME,
                 &["www.example.com."],
             ),
         ],

@@ -57,7 +57,11 @@ async fn demo_cluster_answers_every_record_kind() {
                 "0 100 5432 db-1.db.default.svc.cluster.local.",
             ],
         ),
-        (format!("search.default.{s}"), A, vec!["www.example.com."]),
+        (
+            format!("search.default.{s}"),
+            CNAME,
+            vec!["www.example.com."],
+        ),
         (format!("cart.shop.{s}"), A, vec!["10.96.1.20"]),
         (format!("cart.shop.{s}"), AAAA, vec!["NODATA"]),
         (

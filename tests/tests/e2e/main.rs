@@ -2,10 +2,13 @@
 //! (`nodedns_tests::agent`), XDP on the pods' host-side veths, queried by
 //! real clients in the pods (`dig`, `kdig`, glibc `getent`, dnsperf), with
 //! real upstreams and the fake API server. What a user of a node would see:
-//! cluster records, promotion to the kernel, restarts and hand-overs.
+//! cluster records (and their conformance to the schema and CoreDNS),
+//! promotion to the kernel, restarts and hand-overs.
 
 mod adopt;
 mod cluster;
+mod conformance;
 mod promotion;
 mod restart;
 mod xdp;
+mod xdp_frames;

@@ -21,7 +21,7 @@ use nodedns_tests::client::{Record, Reply};
 use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, measure_until};
 use nodedns_tests::metrics::Metrics;
 use nodedns_tests::repo::{copy_examples, examples_dir, write_atomic};
-use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec};
+use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE};
 
 /// The external name of the storm, and what the upstream says it is.
 const API: &str = "api.example.test";
@@ -65,6 +65,8 @@ impl Setup {
         let addr = SocketAddr::new(IpAddr::from([10, 201, 0, 1]), 5353);
         let upstream = DnsmasqSpec::new(addr)
             .local_domain("example.test")
+            // The demo's ExternalName `search` points there.
+            .wildcard(EXAMPLE_ZONE, EXAMPLE_ANSWER.into())
             .host(API, API_V4.parse().unwrap())
             .host(API, API_V6.parse().unwrap())
             .host(V4_ONLY, V4_ONLY_A.parse().unwrap())

@@ -9,13 +9,17 @@
 //! a run. Needs root.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use hickory_proto::op::Message;
+use dns_common::MAX_NAME_LEN;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::rdata::{A, NULL};
+use hickory_proto::rr::{DNSClass, Label, Name, RData, Record, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
 use nodedns_tests::xdp::{
-    EdnsQ, EntryDef, Harness, XDP_PASS, XDP_TX, check_answer, cookie, endpoints, entry_kinds,
-    query_frame, query_frame_with_options, single_a,
+    EdnsQ, EntryDef, Harness, Layout, TYPE_LIKE_QTYPE, XDP_PASS, XDP_TX, check_answer, cookie,
+    endpoints, entry_kinds, frame_with_options, name_of_len, query_msg_for, single_a,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,10 +30,39 @@ const COUNT_ENV: &str = "NODEDNS_FUZZ_COUNT";
 /// The seed of a run to replay.
 const SEED_ENV: &str = "NODEDNS_FUZZ_SEED";
 
-/// Every kind of entry the kernel tests use, and a short name.
+/// Every kind of entry the kernel tests use, a short name, and names at
+/// the kernel's length limit, some starting with the bytes of a mapped type
+/// and class IN (issue 16: a 128-byte name once had its type and class read
+/// from its first bytes).
 fn entries() -> Vec<EntryDef> {
     let mut v = entry_kinds();
     v.push(single_a("a.cluster.local.", 1));
+    for wire_len in EDGE_LENGTHS.into_iter().filter(|l| *l <= MAX_NAME_LEN) {
+        for layout in [Layout::Long, Layout::TypeLike] {
+            let Some(owner) = name_of_len(wire_len, layout) else {
+                continue;
+            };
+            let type_like = RecordType::Unknown(TYPE_LIKE_QTYPE);
+            for (qtype, data) in [
+                (
+                    RecordType::A,
+                    RData::A(A(Ipv4Addr::new(10, 0, 2, wire_len as u8))),
+                ),
+                (
+                    type_like,
+                    RData::Unknown {
+                        code: type_like,
+                        rdata: NULL::with(vec![wire_len as u8]),
+                    },
+                ),
+            ] {
+                let record = Record::from_rdata(owner.clone(), 30, data);
+                let mut d = EntryDef::new(".", qtype, vec![record]);
+                d.qname = owner.clone();
+                v.push(d);
+            }
+        }
+    }
     // Long-lived, so the served TTL stays at max_ttl however long the run.
     for d in &mut v {
         d.secs = 24 * 3600;
@@ -37,16 +70,59 @@ fn entries() -> Vec<EntryDef> {
     v
 }
 
-fn random_case(rng: &mut StdRng, s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if rng.random_bool(0.5) {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
+/// Wire lengths of names around the parser's limits: the shortest, the
+/// kernel's `MAX_NAME_LEN` and its neighbours, and DNS's 255.
+const EDGE_LENGTHS: [usize; 9] = [1, 3, 126, 127, 128, 129, 130, 254, 255];
+
+/// A query for a name at one of the edge lengths, of a type and class
+/// that may or may not be in the map.
+fn edge_query(rng: &mut StdRng) -> Vec<u8> {
+    let wire_len = EDGE_LENGTHS[rng.random_range(0..EDGE_LENGTHS.len())];
+    let layout = if rng.random_bool(0.5) {
+        Layout::Long
+    } else {
+        Layout::TypeLike
+    };
+    let owner = name_of_len(wire_len, layout)
+        .or_else(|| name_of_len(wire_len, Layout::Long))
+        .expect("every edge length has a name");
+    let qtype = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::Unknown(TYPE_LIKE_QTYPE),
+        RecordType::MX,
+    ][rng.random_range(0..5)];
+    let mut msg = query_msg_for(rng.random(), owner.clone(), qtype, None);
+    if rng.random_bool(0.2) {
+        let mut q = Query::query(owner, qtype);
+        q.set_query_class(DNSClass::CH);
+        msg.queries = vec![q];
+    }
+    let (c, s) = endpoints(rng.random_bool(0.5));
+    FrameSpec::udp(c, s).build(&msg.to_vec().unwrap())
+}
+
+fn random_case(rng: &mut StdRng, name: &Name) -> Name {
+    let labels: Vec<Label> = name
+        .iter()
+        .map(|l| {
+            let bytes: Vec<u8> = l
+                .iter()
+                .map(|b| {
+                    if rng.random_bool(0.5) {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            Label::from_raw_bytes(&bytes).unwrap()
         })
-        .collect()
+        .collect();
+    let mut n = Name::from_labels(labels).unwrap();
+    n.set_fqdn(true);
+    n
 }
 
 fn valid_query(rng: &mut StdRng, defs: &[EntryDef]) -> Vec<u8> {
@@ -58,13 +134,13 @@ fn valid_query(rng: &mut StdRng, defs: &[EntryDef]) -> Vec<u8> {
             dnssec_ok: rng.random_bool(0.5),
         }),
     };
-    let qname = random_case(rng, &d.qname.to_ascii());
     let (v6, id) = (rng.random_bool(0.5), rng.random());
+    let msg = query_msg_for(id, random_case(rng, &d.qname), d.qtype, edns);
     match edns {
         // Half the EDNS queries carry options: mostly a DNS COOKIE (which
         // the kernel ignores, like dig's default), of any length around the
         // valid ones, sometimes with another option (which it passes).
-        Some(e) if rng.random_bool(0.5) => {
+        Some(_) if rng.random_bool(0.5) => {
             let mut options = vec![cookie(rng.random_range(0..=44))];
             if rng.random_bool(0.2) {
                 options.push((rng.random_range(11..=15), vec![0; rng.random_range(0..8)]));
@@ -72,9 +148,16 @@ fn valid_query(rng: &mut StdRng, defs: &[EntryDef]) -> Vec<u8> {
                     options.reverse();
                 }
             }
-            query_frame_with_options(v6, id, &qname, d.qtype, e, &options)
+            frame_with_options(v6, msg, &options)
         }
-        _ => query_frame(v6, id, &qname, d.qtype, edns),
+        _ => {
+            // The offload seed a pod's socket leaves, or a full checksum
+            // that most mutations then break (pass_checksum).
+            let (c, s) = endpoints(v6);
+            let mut spec = FrameSpec::udp(c, s);
+            spec.full_udp_checksum = rng.random_bool(0.3);
+            spec.build(&msg.to_vec().unwrap())
+        }
     }
 }
 
@@ -164,7 +247,15 @@ fn fuzz_frames_through_the_kernel() {
     let (mut tx, mut pass) = (0u64, 0u64);
     for n in 0..count {
         let frame = match rng.random_range(0..10) {
-            0..=5 => {
+            0 => {
+                let q = edge_query(&mut rng);
+                if rng.random_bool(0.5) {
+                    q
+                } else {
+                    mutate(&mut rng, q)
+                }
+            }
+            1..=5 => {
                 let q = valid_query(&mut rng, &defs);
                 if rng.random_bool(0.15) {
                     q
@@ -199,6 +290,11 @@ fn fuzz_frames_through_the_kernel() {
                     let q =
                         Message::from_vec(&frame[l4 + 8..]).expect("answered input parses as DNS");
                     let question = &q.queries[0];
+                    assert_eq!(
+                        question.query_class(),
+                        DNSClass::IN,
+                        "answered a class other than IN"
+                    );
                     let key = (
                         question.name().to_lowercase().to_ascii(),
                         question.query_type(),

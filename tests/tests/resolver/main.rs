@@ -3,8 +3,10 @@
 //! edits and forwarding to stand-in upstreams (dnsmasq, the hostile
 //! upstream), asked by real `dig` and an in-process client. The promotion
 //! to the kernel map goes to a memory sink. Also the listen interface the
-//! resolver creates, in a lab namespace.
+//! resolver creates, in a lab namespace. `chase` puts the real cluster zone
+//! behind the resolver, for ExternalName targets outside it.
 
+mod chase;
 mod forwarding;
 mod listen_interface;
 mod load;

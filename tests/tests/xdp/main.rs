@@ -7,9 +7,11 @@
 //! `NODEDNS_XDP_OBJECT=<file>` tests that object instead of the one the
 //! agent embeds (a fresh `dns-ebpf` build without rebuilding the agent).
 
+mod edges;
 mod kernel;
 mod loader;
 mod microbench;
 mod race;
 mod smoke;
+mod verifier;
 mod veth;

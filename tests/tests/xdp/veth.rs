@@ -4,7 +4,7 @@
 //! stays zero). No agent: whatever the program passes finds no listener.
 
 use aya::programs::XdpMode;
-use dns_common::Counter;
+use dns_common::{Counter, InterfaceMacs};
 use nodedns_tests::lab::Lab;
 use nodedns_tests::xdp::timing::web_entry;
 use nodedns_tests::xdp::{Harness, SERVER_V4, SERVER_V6};
@@ -16,6 +16,14 @@ fn dig_over_ipv4_and_ipv6_through_veth_in_generic_mode() {
     let mut xdp = Harness::new();
     xdp.insert_entry(&web_entry());
     let ifname = pod.node_ifname();
+    // What the agent writes for every interface: its MAC, by ifindex.
+    xdp.set_interface(
+        lab.node().ifindex(ifname).unwrap(),
+        InterfaceMacs {
+            mac: lab.node().mac(ifname).unwrap(),
+            bridge_mac: [0; 6],
+        },
+    );
     let program = xdp.program();
     // The interface exists only in the node namespace, where attach
     // resolves its name.
