@@ -221,7 +221,7 @@ impl ResolverMetrics {
             return;
         };
         let (zone, plugin) = match q.path {
-            Path::cluster => (ZoneKind::Cluster, Plugin::Kubernetes),
+            Path::cluster | Path::chased => (ZoneKind::Cluster, Plugin::Kubernetes),
             Path::cache_hit => (ZoneKind::Forwarded, Plugin::Cache),
             Path::forwarded => (ZoneKind::Forwarded, Plugin::Forward),
             Path::stale => {
