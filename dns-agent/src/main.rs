@@ -184,10 +184,13 @@ async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()
         }
         None => None,
     };
-    let coredns = args
-        .resolver
-        .coredns_metrics
-        .then(|| Coredns::new(args.resolver.port, &args.cluster.cluster_domain));
+    let coredns = args.resolver.coredns_metrics.then(|| {
+        let coredns = Coredns::new(args.resolver.port, &args.cluster.cluster_domain);
+        if let Some(fp) = fast_path {
+            coredns.metrics.kernel().set(fp.answer_counts());
+        }
+        coredns
+    });
     let deps = ResolverDeps {
         zone,
         policy: cluster.forward_policy.clone(),

@@ -46,6 +46,7 @@ use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray};
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
+use dns_common::answer_counters::{ANSWER_COUNTERS, answer_counter_index};
 use dns_common::{
     AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, InterfaceMacs,
     MAX_INTERFACES,
@@ -69,6 +70,11 @@ static ANSWERS: HashMap<AnswerKey, AnswerEntry, { DEFAULT_ANSWER_ENTRIES as usiz
 
 #[btf_map(name = "NODEDNS_COUNTERS")]
 static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
+
+/// The answers sent, by family, type class, rcode and AA
+/// (`dns_common::answer_counters`).
+#[btf_map(name = "NODEDNS_ANSWER_COUNTS")]
+static ANSWER_COUNTS: PerCpuArray<u64, { ANSWER_COUNTERS as usize }> = PerCpuArray::new();
 
 #[btf_map(name = "NODEDNS_CONFIG")]
 static CONFIG: Array<Config, 1> = Array::new();
@@ -148,7 +154,24 @@ fn try_answer<const V6: bool>(ctx: &XdpContext, cfg: &Config) -> Result<(), Coun
     if reply.dns_len() > limit {
         return Err(Counter::PassTooBig);
     }
-    answer::write::<V6>(ctx, &reply)
+    let flags = answer::write::<V6>(ctx, &reply)?;
+    count_answer(V6, query.qtype, flags);
+    Ok(())
+}
+
+/// One more answer of this family, question type and header rcode and AA
+/// bit: from what was parsed and written, never from the entry's layout.
+#[inline(always)]
+fn count_answer(v6: bool, qtype: u16, flags: u16) {
+    let index = answer_counter_index(
+        v6 as u32,
+        qtype,
+        (flags & answer::RCODE_MASK) as u8,
+        (flags & answer::FLAG_AA != 0) as u32,
+    );
+    if let Some(c) = ANSWER_COUNTS.get_ptr_mut(index) {
+        unsafe { *c += 1 };
+    }
 }
 
 /// A query to us; but sent to us the way the stack would take it, to this

@@ -10,9 +10,10 @@ use std::path::Path;
 use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
+use dns_common::answer_counters::ANSWER_COUNTERS;
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
-    MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWER_COUNTS,
+    MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
@@ -28,7 +29,7 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 3] {
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
     [
         MapSpec {
             name: MAP_ANSWERS,
@@ -43,6 +44,13 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 3] {
             key_size: 4,
             value_size: 8,
             max_entries: Counter::COUNT,
+        },
+        MapSpec {
+            name: MAP_ANSWER_COUNTS,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: ANSWER_COUNTERS,
         },
         MapSpec {
             name: MAP_CONFIG,
@@ -76,6 +84,8 @@ pub(crate) struct Loaded {
     pub ebpf: Ebpf,
     pub program_id: u32,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The answers sent, by kind (`dns_common::answer_counters`).
+    pub answer_counts: PerCpuArray<MapData, u64>,
     /// The program's own (unpinned) interfaces map, still empty.
     pub interfaces: HashMap<MapData, u32, InterfaceMacs>,
     /// Maps a previous agent pinned, reused as they are (their entries
@@ -169,7 +179,7 @@ pub(crate) fn load(
             let _ = fs::remove_dir(layout.root());
         }
     }
-    let (ebpf, program_id, counters, interfaces) = result?;
+    let (ebpf, program_id, counters, answer_counts, interfaces) = result?;
 
     let memory = PINNED_MAPS
         .iter()
@@ -179,6 +189,7 @@ pub(crate) fn load(
         ebpf,
         program_id,
         counters,
+        answer_counts,
         interfaces,
         reused,
         memory,
@@ -188,6 +199,7 @@ pub(crate) fn load(
 type LoadParts = (
     Ebpf,
     u32,
+    PerCpuArray<MapData, u64>,
     PerCpuArray<MapData, u64>,
     HashMap<MapData, u32, InterfaceMacs>,
 );
@@ -245,8 +257,9 @@ fn load_pinned(
         .set(0, config, 0)
         .map_err(|e| FastPathError::map(MAP_CONFIG, e))?;
     let counters = take(&mut ebpf, MAP_COUNTERS)?;
+    let answer_counts = take(&mut ebpf, MAP_ANSWER_COUNTS)?;
     let interfaces = take(&mut ebpf, MAP_INTERFACES)?;
-    Ok((ebpf, program_id, counters, interfaces))
+    Ok((ebpf, program_id, counters, answer_counts, interfaces))
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 pub use cache::CacheKind;
-pub use dns::{Answered, Plugin, ZoneKind};
+pub use dns::{Answered, Plugin, ZoneKind, qtype_label, rcode_label};
 pub use kernel::{KernelAnswerSource, KernelAnswers};
 
 /// Prefix of every family here.
