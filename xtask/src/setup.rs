@@ -41,6 +41,9 @@ const PACKAGES: &[&str] = &[
     // package's server is not started: it installs no running service
     // where policy-rc.d forbids it, and the tests never start it).
     "prometheus",
+    // Prometheus' own Python parser of both exposition formats, a second
+    // opinion on the /metrics page beside promtool.
+    "python3-prometheus-client",
 ];
 
 const BPF_LINKER_SERIES: &str = "bpf-linker 0.13.";

@@ -378,7 +378,11 @@ fn cleanup_removes_everything() {
     let report = ns.enter(|| fastpath_cleanup(&pins.path)).unwrap().unwrap();
     println!("{report}");
     assert_eq!(report.links.len(), 2);
-    assert_eq!(report.maps.len(), 3);
+    assert_eq!(
+        report.maps.len(),
+        4,
+        "answers, counters, answer counts, config"
+    );
     assert!(report.removed_dir);
     assert!(report.still_attached.is_empty(), "{report}");
     assert!(!pins.path.exists());
