@@ -297,11 +297,14 @@ fn run_json(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (bool, Vec<String
     (out.status.success(), lines)
 }
 
+/// Arguments, environment, and what the one error line must say.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn a_fatal_error_under_log_json_is_json_too() {
     let lab = Lab::new(0).unwrap();
     let examples = examples_dir();
-    let cases: [(&[&str], &[(&str, &str)], &str); 2] = [
+    let cases: [Case; 2] = [
         // Fails after logging has started: the metrics address is not local.
         (
             &[
