@@ -118,6 +118,16 @@ struct ZoneLabels {
     view: &'static str,
 }
 
+/// CoreDNS's `request_duration_seconds` labels: the zone's and the query
+/// type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    server: &'static str,
+    zone: &'static str,
+    view: &'static str,
+    r#type: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SizeLabels {
     server: &'static str,
@@ -138,7 +148,7 @@ impl MetricConstructor<BulkHistogram> for Buckets {
 pub(super) struct DnsFamilies {
     requests: Family<RequestLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
-    duration: Family<ZoneLabels, BulkHistogram, Buckets>,
+    duration: Family<DurationLabels, BulkHistogram, Buckets>,
     request_size: Family<SizeLabels, BulkHistogram, Buckets>,
     response_size: Family<SizeLabels, BulkHistogram, Buckets>,
     do_requests: Family<ZoneLabels, Counter>,
@@ -167,7 +177,7 @@ impl DnsFamilies {
         );
         r.register(
             "request_duration_seconds",
-            "Histogram of the time (in seconds) each request took per zone (kernel answers in the first bucket)",
+            "Histogram of the time (in seconds) each request took per zone and type (kernel answers in the first bucket)",
             f.duration.clone(),
         );
         r.register(
@@ -212,16 +222,22 @@ impl DnsFamilies {
                 plugin,
             })
             .inc();
-        let zone_labels = ZoneLabels {
-            server,
-            zone,
-            view: VIEW,
-        };
         self.duration
-            .get_or_create(&zone_labels)
+            .get_or_create(&DurationLabels {
+                server,
+                zone,
+                view: VIEW,
+                r#type: qtype_label(a.qtype),
+            })
             .observe(a.took.as_secs_f64());
         if a.dnssec_ok {
-            self.do_requests.get_or_create(&zone_labels).inc();
+            self.do_requests
+                .get_or_create(&ZoneLabels {
+                    server,
+                    zone,
+                    view: VIEW,
+                })
+                .inc();
         }
         let size = SizeLabels {
             server,
@@ -268,10 +284,11 @@ impl DnsFamilies {
             })
             .inc_by(count);
         self.duration
-            .get_or_create(&ZoneLabels {
+            .get_or_create(&DurationLabels {
                 server,
                 zone,
                 view: VIEW,
+                r#type: key.qtype_label(),
             })
             .observe_n(0.0, count);
     }
