@@ -11,9 +11,11 @@ use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
 use dns_common::answer_counters::ANSWER_COUNTERS;
+use dns_common::hot_samples::HOT_SLOTS;
 use dns_common::{
     AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWER_COUNTS,
-    MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_INTERFACES, MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_HOT_SAMPLES, MAP_INTERFACES, MAX_LISTEN_ADDRS,
+    PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
@@ -29,7 +31,7 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 5] {
     [
         MapSpec {
             name: MAP_ANSWERS,
@@ -51,6 +53,13 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
             key_size: 4,
             value_size: 8,
             max_entries: ANSWER_COUNTERS,
+        },
+        MapSpec {
+            name: MAP_HOT_SAMPLES,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: HOT_SLOTS,
         },
         MapSpec {
             name: MAP_CONFIG,

@@ -17,7 +17,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use dns_common::{MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
+use dns_common::{MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_HOT_SAMPLES};
 
 use super::error::FastPathError;
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
@@ -26,7 +26,13 @@ const LINKS_DIR: &str = "links";
 const LINK_PREFIX: &str = "xdp-if";
 
 /// The maps the fast path pins, by name.
-pub const PINNED_MAPS: [&str; 4] = [MAP_ANSWERS, MAP_COUNTERS, MAP_ANSWER_COUNTS, MAP_CONFIG];
+pub const PINNED_MAPS: [&str; 5] = [
+    MAP_ANSWERS,
+    MAP_COUNTERS,
+    MAP_ANSWER_COUNTS,
+    MAP_HOT_SAMPLES,
+    MAP_CONFIG,
+];
 
 #[derive(Debug, Clone)]
 pub struct PinLayout {

@@ -3,7 +3,8 @@
 //! Prometheus' own Python parser; the CoreDNS-compatible request and
 //! response counts equal the queries the pod sent, kernel answers
 //! included; every metric the monitoring folder uses is in a real scrape;
-//! and a fatal error under `--log-json` is JSON like every other line.
+//! `inspect` names the entry the kernel serves most; and a fatal error
+//! under `--log-json` is JSON like every other line.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -244,6 +245,47 @@ fn coredns_counts_equal_the_queries_sent_kernel_answers_included() {
     assert_eq!(
         m.sum("coredns_dns_request_duration_seconds_count", &[]),
         by_type.values().sum::<u64>()
+    );
+}
+
+/// Kernel answers for [`WEB`] A in `inspect`'s hottest list: enough that
+/// each CPU's count of that kind passes the sampling interval (16) even if
+/// the queries split over two CPUs.
+const HOT_QUERIES: usize = 100;
+
+#[test]
+fn inspect_lists_the_entry_the_kernel_serves_most() {
+    let lab = Lab::new(1).unwrap();
+    let agent = start(&lab);
+    let server = LISTEN_V4.to_string();
+    ask_all(&lab, &server);
+    wait_for("the answers in the kernel map", PROMOTED_TIMEOUT, || {
+        agent.inspect().entry(WEB, "A").map(|_| ())
+    })
+    .unwrap();
+    // One dig, many questions: dig sends them one after another.
+    let at = format!("@{server}");
+    let mut args = vec!["+time=3", "+tries=1", "+nocookie", &at];
+    for _ in 0..HOT_QUERIES {
+        args.extend([WEB, "A"]);
+    }
+    let out = lab.pod(0).netns().output("dig", &args).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("status: NOERROR").count(),
+        HOT_QUERIES,
+        "every query answered:\n{text}"
+    );
+    let inspect = agent.inspect();
+    let hot = inspect.hot();
+    // The other questions were asked once each, too few to be sampled.
+    let (name, qtype, hits) = hot.first().cloned().expect("a hottest entry");
+    assert_eq!(name.as_deref(), Some(&*format!("{WEB}.")), "{hot:?}");
+    assert_eq!(qtype.as_deref(), Some("A"), "{hot:?}");
+    assert!(hits >= 16, "{hot:?}");
+    assert!(
+        hits <= HOT_QUERIES as u64 + 1,
+        "more hits estimated than answers sent: {hot:?}"
     );
 }
 

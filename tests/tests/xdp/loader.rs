@@ -380,8 +380,8 @@ fn cleanup_removes_everything() {
     assert_eq!(report.links.len(), 2);
     assert_eq!(
         report.maps.len(),
-        4,
-        "answers, counters, answer counts, config"
+        5,
+        "answers, counters, answer counts, hot samples, config"
     );
     assert!(report.removed_dir);
     assert!(report.still_attached.is_empty(), "{report}");
