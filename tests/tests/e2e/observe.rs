@@ -3,8 +3,9 @@
 //! Prometheus' own Python parser; the CoreDNS-compatible request and
 //! response counts equal the queries the pod sent, kernel answers
 //! included; every metric the monitoring folder uses is in a real scrape;
-//! `inspect` names the entry the kernel serves most; and a fatal error
-//! under `--log-json` is JSON like every other line.
+//! `inspect` names the entry the kernel serves most; `--coredns-metrics`
+//! off leaves the `coredns_*` families out; and a fatal error under
+//! `--log-json` is JSON like every other line.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -287,6 +288,29 @@ fn inspect_lists_the_entry_the_kernel_serves_most() {
         hits <= HOT_QUERIES as u64 + 1,
         "more hits estimated than answers sent: {hot:?}"
     );
+}
+
+#[test]
+fn coredns_families_turn_off_and_nodedns_ones_stay() {
+    let lab = Lab::new(1).unwrap();
+    let agent = AgentSpec::examples()
+        .listen_on(&[IpAddr::V4(LISTEN_V4)])
+        // One of the lenient boolean spellings.
+        .args(&["--coredns-metrics=no"])
+        .start(&lab, "agent");
+    ask_all(&lab, &LISTEN_V4.to_string());
+    let page = agent.scrape(lab.node(), None).body;
+    assert!(
+        !page.contains("coredns_"),
+        "coredns families served:\n{page}"
+    );
+    for family in [
+        "nodedns_queries_total",
+        "nodedns_xdp_packets_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(served(&page, family), "{family} missing:\n{page}");
+    }
 }
 
 /// The family of a sample in the text format (`_bucket`, `_sum` and
