@@ -40,23 +40,22 @@ pub fn dashboard() -> Value {
 
 /// Every `expr` of the dashboard's panels.
 pub fn dashboard_exprs() -> Vec<String> {
-    dashboard()["panels"]
-        .as_array()
-        .expect("panels")
-        .iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .filter_map(|t| t["expr"].as_str().map(str::to_string))
-        .collect()
+    exprs(&dashboard()["panels"], "targets")
 }
 
 /// Every alert's `expr`.
 pub fn rule_exprs() -> Vec<String> {
-    rules_file()["groups"]
+    exprs(&rules_file()["groups"], "rules")
+}
+
+/// The `expr` of every item under `inner` of every element of `outer`.
+fn exprs(outer: &Value, inner: &str) -> Vec<String> {
+    outer
         .as_array()
-        .expect("groups")
+        .expect("an array of panels or groups")
         .iter()
-        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-        .filter_map(|r| r["expr"].as_str().map(str::to_string))
+        .flat_map(|o| o[inner].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
         .collect()
 }
 
