@@ -1,7 +1,7 @@
 //! `deploy/monitoring/`: the alert rules pass `promtool check rules`, the
-//! dashboard is JSON whose panels all query the agent's metrics, and none
-//! of it is in the default `kubectl apply -k deploy/` set. (That every
-//! metric name they use is in a real scrape is an e2e test.)
+//! dashboard is JSON whose panels all query the agent's metrics in valid
+//! PromQL, and none of it is in the default `kubectl apply -k deploy/` set.
+//! (That every metric name they use is in a real scrape is an e2e test.)
 
 use std::process::Command;
 
@@ -12,11 +12,12 @@ use nodedns_tests::monitoring::{
 use nodedns_tests::repo::deploy_dir;
 use serde_json::Value;
 
-#[test]
-fn alert_rules_pass_promtool() {
+/// `promtool check rules` on `rules` (a rules file as JSON); panics with
+/// its output unless it succeeds.
+fn promtool_check_rules(rules: &Value) {
     let dir = TempDir::create().unwrap();
     let path = dir.path().join("nodedns-rules.json");
-    std::fs::write(&path, rules_file().to_string()).unwrap();
+    std::fs::write(&path, rules.to_string()).unwrap();
     let out = Command::new("promtool")
         .args(["check", "rules"])
         .arg(&path)
@@ -26,6 +27,39 @@ fn alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool check rules failed:\n{text}");
     assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    promtool_check_rules(&rules_file());
+}
+
+/// Grafana's variables in the dashboard's queries, and what stands for
+/// each when promtool parses them.
+const GRAFANA_VARIABLES: [(&str, &str); 3] = [
+    ("$__rate_interval", "5m"),
+    ("$__range", "1h"),
+    ("$instance", ".*"),
+];
+
+#[test]
+fn dashboard_queries_are_promql() {
+    // promtool parses recording rules' expressions as PromQL, so each
+    // panel query, its variables replaced, becomes one.
+    let rules: Vec<Value> = dashboard_exprs()
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| {
+            let expr = GRAFANA_VARIABLES
+                .iter()
+                .fold(expr.clone(), |e, (var, value)| e.replace(var, value));
+            assert!(!expr.contains('$'), "a Grafana variable left in {expr}");
+            serde_json::json!({ "record": format!("dashboard:panel_{i}"), "expr": expr })
+        })
+        .collect();
+    promtool_check_rules(&serde_json::json!({
+        "groups": [{ "name": "nodedns-dashboard", "rules": rules }]
+    }));
 }
 
 #[test]
