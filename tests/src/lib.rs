@@ -9,7 +9,8 @@
 //!   check) and what tests read from it; [`metrics`] and [`http`] for its
 //!   pages.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
-//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server).
+//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
+//!   [`spoofer`]: the local attacker who forges the upstream's replies.
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
 //!   in-process, without the binary.
 //! - [`xdp`], [`frames`]: the XDP program through `BPF_PROG_TEST_RUN`.
@@ -31,5 +32,6 @@ pub mod monitoring;
 pub mod records;
 pub mod repo;
 pub mod resolver;
+pub mod spoofer;
 pub mod upstream;
 pub mod xdp;

@@ -49,12 +49,23 @@ pub struct BadFilter {
     reason: String,
 }
 
+/// The directive that silences kube's per-request error lines.
+const KUBE_REQUEST_ERRORS_OFF: &str = "kube_client::client::builder=off";
+
 /// Installs the global subscriber: `filter` (EnvFilter syntax) to stderr.
 pub fn init(filter: &str, style: Style) -> Result<(), BadFilter> {
-    let env_filter = EnvFilter::try_new(filter).map_err(|e| BadFilter {
+    let mut env_filter = EnvFilter::try_new(filter).map_err(|e| BadFilter {
         filter: filter.to_string(),
         reason: e.to_string(),
     })?;
+    // kube's HTTP layer logs an error for every failed request: with the
+    // API server down, a line per retry. The sources log the state changes
+    // and a summary instead ([`repeated`]); a filter that names
+    // kube_client gets them back.
+    if !filter.contains("kube_client") {
+        env_filter =
+            env_filter.add_directive(KUBE_REQUEST_ERRORS_OFF.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr);

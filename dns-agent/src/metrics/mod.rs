@@ -11,6 +11,7 @@ mod histogram;
 pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -81,5 +82,26 @@ impl Collector for AgentCollector {
             None,
             MetricType::Counter,
         )?)
+    }
+}
+
+/// A collector registered now whose metrics come later (the fast path's,
+/// once it has loaded): it encodes nothing until [`Deferred::set`].
+#[derive(Debug, Clone, Default)]
+pub struct Deferred(Arc<OnceLock<Box<dyn Collector>>>);
+
+impl Deferred {
+    /// The collector to encode from now on (only the first one counts).
+    pub fn set(&self, collector: Box<dyn Collector>) {
+        let _ = self.0.set(collector);
+    }
+}
+
+impl Collector for Deferred {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        match self.0.get() {
+            Some(collector) => collector.encode(encoder),
+            None => Ok(()),
+        }
     }
 }

@@ -242,6 +242,8 @@ fn watch(
     };
     let mut dropped = shared.drop_watches.subscribe();
     dropped.mark_unchanged();
+    let mut stalled = shared.stall_watches.subscribe();
+    stalled.mark_unchanged();
     tokio::spawn(async move {
         let mut last = start_rv;
         for event in backlog {
@@ -255,8 +257,17 @@ fn watch(
         let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
         loop {
             let line = tokio::select! {
+                // Faults first: an event queued behind a stall must not
+                // slip out.
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = dropped.changed() => return,
+                _ = stalled.changed() => {
+                    // Silent until the server stops; the sender stays
+                    // alive, so the client sees an open, idle stream.
+                    cancel.cancelled().await;
+                    return;
+                }
                 _ = &mut deadline => return,
                 _ = bookmarks.tick() => format!("{}\n", json!({"type": "BOOKMARK", "object": {
                     "kind": resource.kind(), "apiVersion": resource.api_version(),

@@ -9,8 +9,11 @@
 mod adopt;
 mod cluster;
 mod conformance;
+mod fairness;
 mod observe;
 mod promotion;
 mod restart;
+mod spoofing;
+mod start;
 mod xdp;
 mod xdp_frames;
