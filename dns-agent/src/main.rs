@@ -20,10 +20,18 @@ use dns_agent::resolver::{self, ResolverArgs, ResolverDeps, Sink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+/// `--version`: the release and the source revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("NODEDNS_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "dns-agent",
-    version,
+    version = VERSION,
     about = "nodedns: XDP-accelerated node-local DNS cache for Kubernetes"
 )]
 struct Cli {

@@ -8,6 +8,8 @@
 //! - [`agent`]: the real `dns-agent` in a lab node (one spec, one readiness
 //!   check) and what tests read from it; [`metrics`] and [`http`] for its
 //!   pages.
+//! - [`container`], [`daemonset`]: the agent's container image under
+//!   podman, started as `deploy/daemonset.yaml` says.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
 //!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
 //!   [`spoofer`]: the local attacker who forges the upstream's replies.
@@ -21,6 +23,8 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod container;
+pub mod daemonset;
 pub mod fakeapi;
 pub mod frames;
 pub mod hostile;

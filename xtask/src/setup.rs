@@ -44,6 +44,12 @@ const PACKAGES: &[&str] = &[
     // Prometheus' own Python parser of both exposition formats, a second
     // opinion on the /metrics page beside promtool.
     "python3-prometheus-client",
+    // `cargo xtask image` and the image tests: podman with the runc runtime
+    // (xtask/containers.conf), and debootstrap for a base image where no
+    // registry is reachable.
+    "podman",
+    "runc",
+    "debootstrap",
 ];
 
 const BPF_LINKER_SERIES: &str = "bpf-linker 0.13.";

@@ -33,12 +33,10 @@ pub fn new_registry() -> Registry {
     registry
 }
 
-/// The release, and the source revision when the build recorded one.
+/// The release, and the source revision (build.rs: "unknown" when the
+/// build could not tell).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = match option_env!("NODEDNS_GIT_REVISION") {
-    Some(revision) => revision,
-    None => "unknown",
-};
+pub const REVISION: &str = env!("NODEDNS_GIT_REVISION");
 
 /// Panics anywhere in the process since it started (the hook installed by
 /// [`count_panics`]); `nodedns_panics_total` and `coredns_panics_total`.

@@ -193,7 +193,12 @@ fn list(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = offset.saturating_add(limit).min(items.len());
-    let page: Vec<Value> = items.get(offset.min(end)..end).unwrap_or_default().to_vec();
+    let page: Vec<Value> = items
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (*v).clone())
+        .collect();
     let mut metadata = json!({"resourceVersion": state.rv.to_string()});
     if end < items.len() {
         metadata["continue"] = json!(end.to_string());
