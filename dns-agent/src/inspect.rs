@@ -1,12 +1,17 @@
 //! `dns-agent inspect`: the kernel answers and counters, read from the pins
 //! the fast path made (works while an agent runs, and after one exited with
-//! --keep-on-exit), each entry decoded as promotion encoded it.
+//! --keep-on-exit), each entry decoded as promotion encoded it, and the
+//! entries the kernel serves most, from its sampled hits
+//! (`dns_common::hot_samples`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use aya::maps::{HashMap, MapData, MapInfo, PerCpuArray};
-use dns_common::{AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAP_ANSWERS, MAP_COUNTERS};
+use dns_common::hot_samples::{HOT_CURSOR, HOT_SAMPLE_EVERY, HOT_SLOTS};
+use dns_common::{
+    AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAP_ANSWERS, MAP_COUNTERS, MAP_HOT_SAMPLES,
+};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Record, RecordType};
 use serde::Serialize;
@@ -19,6 +24,8 @@ use crate::promotion::encoding as entry;
 
 /// Most entries `inspect` reads: the largest map `--map-entries` allows.
 const MAX_LISTED: usize = MAX_ANSWER_ENTRIES as usize;
+/// Entries in the hottest list.
+const HOT_LISTED: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -29,6 +36,27 @@ pub struct Snapshot {
     /// object).
     #[serde(serialize_with = "as_map")]
     pub counters: Vec<(String, u64)>,
+    /// The entries the kernel served most among its recent hits, hottest
+    /// first (at most [`HOT_LISTED`]).
+    pub hot: Vec<HotView>,
+    /// Samples the hottest list is drawn from (each stands for
+    /// `HOT_SAMPLE_EVERY` hits).
+    pub hot_samples: u64,
+}
+
+/// One entry of the hottest list.
+#[derive(Debug, Clone, Serialize)]
+pub struct HotView {
+    /// `None` when the sampled entry has left the map since.
+    pub name: Option<String>,
+    pub qtype: Option<String>,
+    /// Samples of this entry in the rings.
+    pub samples: u64,
+    /// Estimated hits in the window the rings cover (`samples` times
+    /// `HOT_SAMPLE_EVERY`).
+    pub hits: u64,
+    /// Share of the sampled hits, in percent.
+    pub share: f64,
 }
 
 fn as_map<S: serde::Serializer>(pairs: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
@@ -66,13 +94,19 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
         .map_err(|e| FastPathError::map(MAP_ANSWERS, e))?
         .max_entries();
     let now = entry::boot_time_ns();
+    let mut by_hash = std::collections::HashMap::new();
     let mut entries: Vec<EntryView> = answers
         .iter()
         .take(MAX_LISTED)
         .filter_map(Result::ok)
-        .map(|(key, entry)| view(&key, &entry, now))
+        .map(|(key, entry)| {
+            let v = view(&key, &entry, now);
+            by_hash.insert(entry.key_hash, (v.name.clone(), v.qtype.clone()));
+            v
+        })
         .collect();
     entries.sort_by(|a, b| (&a.name, &a.qtype).cmp(&(&b.name, &b.qtype)));
+    let (hot, hot_samples) = hottest(&layout, &by_hash)?;
     let counters = stats::read_counters(&counters)?
         .into_iter()
         .map(|(c, v)| (c.name().to_string(), v))
@@ -82,7 +116,51 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
         capacity,
         entries,
         counters,
+        hot,
+        hot_samples,
     })
+}
+
+/// The sampled hits of every CPU's ring, tallied by key hash and named
+/// from the entries (`by_hash`). Pins from an agent without the rings give
+/// an empty list.
+fn hottest(
+    layout: &PinLayout,
+    by_hash: &std::collections::HashMap<u64, (String, String)>,
+) -> Result<(Vec<HotView>, u64), FastPathError> {
+    if !layout.map(MAP_HOT_SAMPLES).exists() {
+        return Ok((Vec::new(), 0));
+    }
+    let rings: PerCpuArray<MapData, u64> = open_pinned(layout, MAP_HOT_SAMPLES)?;
+    let mut tally: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for slot in (0..HOT_SLOTS).filter(|&s| s != HOT_CURSOR) {
+        let values = rings
+            .get(&slot, 0)
+            .map_err(|e| FastPathError::map(MAP_HOT_SAMPLES, e))?;
+        // 0: a slot no sample reached yet.
+        for hash in values.iter().copied().filter(|&h| h != 0) {
+            *tally.entry(hash).or_default() += 1;
+        }
+    }
+    let total: u64 = tally.values().sum();
+    let mut hot: Vec<(u64, u64)> = tally.into_iter().collect();
+    // Most samples first; the hash breaks ties so the order is stable.
+    hot.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let hot = hot
+        .into_iter()
+        .take(HOT_LISTED)
+        .map(|(hash, samples)| {
+            let (name, qtype) = by_hash.get(&hash).cloned().unzip();
+            HotView {
+                name,
+                qtype,
+                samples,
+                hits: samples * HOT_SAMPLE_EVERY,
+                share: 100.0 * samples as f64 / total as f64,
+            }
+        })
+        .collect();
+    Ok((hot, total))
 }
 
 /// `dns-agent inspect`: prints the snapshot to stdout.
@@ -130,6 +208,23 @@ pub fn inspect(bpffs_path: &Path, json: bool) -> Result<String, FastPathError> {
             aa,
             ttl,
             records.join("; ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "hottest entries ({} sampled hits, one in {HOT_SAMPLE_EVERY} answers, recent ones per CPU):",
+        snap.hot_samples
+    );
+    if snap.hot.is_empty() {
+        let _ = writeln!(out, "  none yet");
+    }
+    for h in &snap.hot {
+        let name = h.name.as_deref().unwrap_or("<no longer in the map>");
+        let qtype = h.qtype.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "  {name:<40} {qtype:<6} {:>5.1}%  ~{} hits",
+            h.share, h.hits
         );
     }
     let _ = writeln!(out, "counters (all CPUs):");

@@ -16,15 +16,20 @@
 //!   `cleanup`.
 //! - [`inspect`]: `dns-agent inspect`, the pinned maps decoded.
 //! - [`kernel`]: rtnetlink and the raw syscalls; all the `unsafe` code.
-//! - [`metrics`]: the shared Prometheus registry.
+//! - [`metrics`]: the shared Prometheus registry, the CoreDNS-compatible
+//!   and process families, and the `/metrics` page.
+//! - [`logging`]: log styles, the fatal error, repeated conditions.
+//! - [`cli`]: what the command line and the `NODEDNS_*` environment share.
 
 #![deny(unsafe_code)]
 
 pub mod answer;
+pub mod cli;
 pub mod cluster;
 pub mod fastpath;
 pub mod inspect;
 pub mod kernel;
+pub mod logging;
 pub mod metrics;
 pub mod promotion;
 pub mod resolver;

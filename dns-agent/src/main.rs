@@ -5,15 +5,17 @@
 //! removes everything the agent created on the node.
 
 use std::process::ExitCode;
-
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
+use anyhow::Context;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use dns_agent::cli;
 use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
 use dns_agent::kernel::packet::PacketSocket;
+use dns_agent::logging::{self, Style};
 use dns_agent::metrics::Deferred;
+use dns_agent::metrics::coredns::Coredns;
 use dns_agent::promotion::{AnswerSink, MapSink};
 use dns_agent::resolver::transparent::TransparentPath;
 use dns_agent::resolver::{self, ResolverArgs, ResolverDeps, Sink};
@@ -47,7 +49,9 @@ struct LogArgs {
     /// kube's per-request error lines are off unless it names `kube_client`.
     #[arg(long, global = true, env = "NODEDNS_LOG", default_value = "info")]
     log_level: String,
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (the fatal error at
+    /// exit too). Text is coloured only on a terminal, and never with
+    /// NO_COLOR set.
     #[arg(long, global = true, env = "NODEDNS_LOG_JSON")]
     log_json: bool,
 }
@@ -86,9 +90,14 @@ struct CleanupCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = init_logging(&cli.log) {
-        eprintln!("dns-agent: {e:#}");
+    dns_agent::metrics::count_panics();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let style = Style::detect(cli.log.log_json);
+    if let Err(e) = logging::init(&cli.log.log_level, style) {
+        logging::fatal(&e.into(), style, false);
         return ExitCode::from(2);
     }
     let result = match cli.command {
@@ -99,34 +108,43 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("dns-agent: error: {e:#}");
+            logging::fatal(&e, style, true);
             ExitCode::FAILURE
         }
     }
 }
 
-/// The directive that silences kube's per-request error lines.
-const KUBE_REQUEST_ERRORS_OFF: &str = "kube_client::client::builder=off";
-
-fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
-    // kube's HTTP layer logs an error for every failed request: with the
-    // API server down, a line per retry. The sources log the state changes
-    // and a summary instead; a filter that names kube_client gets it back.
-    if !args.log_level.contains("kube_client") {
-        filter = filter.add_directive(KUBE_REQUEST_ERRORS_OFF.parse().expect("a valid directive"));
+/// The command line and `NODEDNS_*` environment, read leniently
+/// ([`cli`]). A usage error is printed as clap prints it, or as one JSON
+/// line under `--log-json`, and ends the process with code 2.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = cli::lenient_booleans(Cli::command());
+    let error = match cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if !error.use_stderr() {
+        error.exit(); // --help, --version
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().flatten_event(true).init();
+    let text = cli::explain(&cmd, &error, &argv);
+    let json = argv.iter().any(|a| a == "--log-json")
+        || std::env::var("NODEDNS_LOG_JSON").is_ok_and(|v| cli::truthy(&v));
+    if json {
+        let message: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+            .collect();
+        logging::print_unlogged(&message.join("; "), Style::Json);
     } else {
-        builder.init();
+        eprint!("{text}");
     }
-    Ok(())
+    Err(ExitCode::from(2))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -161,11 +179,18 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     // queries (docs/design.md#hand-over). The kernel map comes later.
     let (sink_tx, sink) = oneshot::channel();
     let (transparent_tx, transparent) = oneshot::channel();
+    let coredns = args
+        .resolver
+        .coredns_metrics
+        .then(|| Coredns::new(args.resolver.port, &args.cluster.cluster_domain));
+    // The kernel's answers count once the fast path has loaded.
+    let kernel_answers = coredns.as_ref().map(|c| c.metrics.clone());
     let deps = ResolverDeps {
         zone: cluster.zone.clone(),
         policy: cluster.forward_policy.clone(),
         sink: Sink::Later(sink),
         registry,
+        coredns,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
         transparent: Some(transparent),
     };
@@ -191,6 +216,9 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     // With XDP off, the senders go unused: dropping them says so.
     if let Some(fp) = &fast_path {
         xdp_metrics.set(fp.collector());
+        if let Some(kernel_answers) = &kernel_answers {
+            kernel_answers.kernel().set(fp.answer_counts());
+        }
         let learn = args.fastpath.cluster_dns_ips.is_empty() && args.cluster.manifests.is_none();
         if learn {
             learn_cluster_dns(fp, &mut cluster, &cancel);

@@ -5,9 +5,11 @@
 //! agree on every byte. The unit tests at the bottom pin sizes and offsets.
 #![no_std]
 
+pub mod answer_counters;
 pub mod counters;
 pub mod failopen;
 pub mod hash;
+pub mod hot_samples;
 pub mod transparent;
 
 pub use counters::Counter;
@@ -40,6 +42,10 @@ pub const MAX_INTERFACES: u32 = 4096;
 pub const MAP_ANSWERS: &str = "NODEDNS_ANSWERS";
 pub const MAP_COUNTERS: &str = "NODEDNS_COUNTERS";
 pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
+/// Per-CPU counters of the answers the kernel sent ([`answer_counters`]).
+pub const MAP_ANSWER_COUNTS: &str = "NODEDNS_ANSWER_COUNTS";
+/// Per-CPU rings of sampled kernel hits ([`hot_samples`]).
+pub const MAP_HOT_SAMPLES: &str = "NODEDNS_HOT_SAMPLES";
 pub const MAP_SCRATCH: &str = "NODEDNS_SCRATCH";
 /// Interface index -> [`InterfaceMacs`]; filled by the agent, not pinned.
 pub const MAP_INTERFACES: &str = "NODEDNS_IFACES";

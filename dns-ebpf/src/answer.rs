@@ -15,9 +15,9 @@ use crate::ptr::ptr_at;
 use crate::udp::{UDP_LEN, UdpHdr};
 
 const FLAG_QR: u16 = 0x8000;
-const FLAG_AA: u16 = 0x0400;
+pub const FLAG_AA: u16 = 0x0400;
 const FLAG_RA: u16 = 0x0080;
-const RCODE_MASK: u16 = 0x000f;
+pub const RCODE_MASK: u16 = 0x000f;
 const TYPE_OPT_HI: u8 = 0;
 const TYPE_OPT_LO: u8 = 41;
 
@@ -42,16 +42,17 @@ impl Reply<'_> {
 }
 
 /// Rewrites the frame into the answer. `V6` picks the IP header; the DNS
-/// message starts at `l4 + UDP_LEN`.
+/// message starts at `l4 + UDP_LEN`. Returns the header flags written
+/// (host order): what the answer says, whatever the entry's layout.
 #[inline(always)]
-pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Counter> {
+pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<u16, Counter> {
     let l4 = ETH_LEN + if V6 { IPV6_LEN } else { IPV4_LEN };
     let dns_off = l4 + UDP_LEN;
     let udp_len = UDP_LEN + r.dns_len();
     resize(ctx, l4 + udp_len)?;
     // Every packet pointer is re-derived after the resize.
     let ports_sum = turn_around::<V6>(ctx, l4, udp_len)?;
-    let header_sum = write_header(ctx, dns_off, r)?;
+    let (flags, header_sum) = write_header(ctx, dns_off, r)?;
     let q = r.query;
     let body_off = dns_off + DNS_HDR_LEN + q.qlen();
     write_body(ctx, body_off, r)?;
@@ -69,7 +70,7 @@ pub fn write<const V6: bool>(ctx: &XdpContext, r: &Reply<'_>) -> Result<(), Coun
         + opt_sum as u64;
     let udp = ptr_at::<UdpHdr>(ctx, l4).ok_or(Counter::PassHelperFailed)?;
     unsafe { (*udp).check = udp_finish(sum).to_be() };
-    Ok(())
+    Ok(flags)
 }
 
 /// Grows or shrinks the frame to `frame_len` bytes.
@@ -107,9 +108,10 @@ fn turn_around<const V6: bool>(
 }
 
 /// The answer's DNS header over the query's (ID and question count stay).
-/// Returns the header's contribution to the UDP checksum.
+/// Returns the flags written and the header's contribution to the UDP
+/// checksum.
 #[inline(always)]
-fn write_header(ctx: &XdpContext, dns_off: usize, r: &Reply<'_>) -> Result<u64, Counter> {
+fn write_header(ctx: &XdpContext, dns_off: usize, r: &Reply<'_>) -> Result<(u16, u64), Counter> {
     let (q, e) = (r.query, r.entry);
     let mut flags = FLAG_QR | FLAG_RA | q.rd_cd | (e.rcode as u16 & RCODE_MASK);
     if e.flags & ENTRY_FLAG_AUTHORITATIVE != 0 {
@@ -124,7 +126,8 @@ fn write_header(ctx: &XdpContext, dns_off: usize, r: &Reply<'_>) -> Result<u64, 
         (*hdr).arcount = arcount.to_be();
     }
     // QDCOUNT is 1.
-    Ok(q.id as u64 + flags as u64 + 1 + e.ancount as u64 + e.nscount as u64 + arcount as u64)
+    let sum = q.id as u64 + flags as u64 + 1 + e.ancount as u64 + e.nscount as u64 + arcount as u64;
+    Ok((flags, sum))
 }
 
 /// The entry's records, after the echoed question.

@@ -58,6 +58,8 @@ pub struct Query {
     pub rd_cd: u16,
     /// Wire length of the question name.
     pub name_len: usize,
+    /// The question's type, host order.
+    pub qtype: u16,
     /// `dns_common::hash::key_hash` of the lower-cased name and type.
     pub hash: u64,
     /// Ones' complement sum of the question (name, type, class) as sent.
@@ -442,6 +444,7 @@ pub fn parse(
         id: hdr.id,
         rd_cd: hdr.flags & (FLAG_RD | FLAG_CD),
         name_len,
+        qtype,
         hash: key_hash_finish(hash, name_len, qtype),
         qsum,
         msg_sum,

@@ -59,6 +59,8 @@ use aya_ebpf::btf_maps::{Array, HashMap, PerCpuArray};
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use aya_ebpf::macros::{btf_map, xdp};
 use aya_ebpf::programs::XdpContext;
+use dns_common::answer_counters::{ANSWER_COUNTERS, answer_counter_index};
+use dns_common::hot_samples::{HOT_CURSOR, HOT_SLOTS, ring_slot, sampled};
 use dns_common::{
     AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, InterfaceMacs,
     MAX_INTERFACES,
@@ -82,6 +84,15 @@ static ANSWERS: HashMap<AnswerKey, AnswerEntry, { DEFAULT_ANSWER_ENTRIES as usiz
 
 #[btf_map(name = "NODEDNS_COUNTERS")]
 static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
+
+/// The answers sent, by family, type class, rcode and AA
+/// (`dns_common::answer_counters`).
+#[btf_map(name = "NODEDNS_ANSWER_COUNTS")]
+static ANSWER_COUNTS: PerCpuArray<u64, { ANSWER_COUNTERS as usize }> = PerCpuArray::new();
+
+/// Sampled hits, a ring per CPU (`dns_common::hot_samples`).
+#[btf_map(name = "NODEDNS_HOT_SAMPLES")]
+static HOT_SAMPLES: PerCpuArray<u64, { HOT_SLOTS as usize }> = PerCpuArray::new();
 
 #[btf_map(name = "NODEDNS_CONFIG")]
 pub(crate) static CONFIG: Array<Config, 1> = Array::new();
@@ -248,7 +259,43 @@ fn try_answer<const V6: bool>(
     if reply.dns_len() > limit {
         return Err(Counter::PassTooBig);
     }
-    answer::write::<V6>(ctx, &reply)
+    let flags = answer::write::<V6>(ctx, &reply)?;
+    count_answer(V6, query.qtype, flags, query.hash);
+    Ok(())
+}
+
+/// One more answer of this family, question type and header rcode and AA
+/// bit: from what was parsed and written, never from the entry's layout.
+/// Every `HOT_SAMPLE_EVERY`-th answer of the kind also samples `hash`, the
+/// entry's key hash, for `inspect`'s top list.
+#[inline(always)]
+fn count_answer(v6: bool, qtype: u16, flags: u16, hash: u64) {
+    let index = answer_counter_index(
+        v6 as u32,
+        qtype,
+        (flags & answer::RCODE_MASK) as u8,
+        (flags & answer::FLAG_AA != 0) as u32,
+    );
+    if let Some(c) = ANSWER_COUNTS.get_ptr_mut(index) {
+        let count = unsafe { *c } + 1;
+        unsafe { *c = count };
+        if sampled(count) {
+            sample_hit(hash);
+        }
+    }
+}
+
+/// Writes `hash` into this CPU's ring (CPU-local memory, no contention).
+#[inline(always)]
+fn sample_hit(hash: u64) {
+    let Some(cursor) = HOT_SAMPLES.get_ptr_mut(HOT_CURSOR) else {
+        return;
+    };
+    let n = unsafe { *cursor };
+    unsafe { *cursor = n + 1 };
+    if let Some(slot) = HOT_SAMPLES.get_ptr_mut(ring_slot(n)) {
+        unsafe { *slot = hash };
+    }
 }
 
 /// A query to us; but sent to us the way the stack would take it, to this

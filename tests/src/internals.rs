@@ -15,6 +15,7 @@ pub use dns_agent::fastpath::{
 };
 pub use dns_agent::inspect::{inspect as fastpath_inspect, snapshot as fastpath_snapshot};
 pub use dns_agent::kernel::netlink::{Netlink, if_index};
+pub use dns_agent::metrics::coredns::Coredns;
 pub use dns_agent::metrics::{Registry, new_registry};
 pub use dns_agent::promotion::encoding::{
     EntrySpec, boot_time_ns, encode as encode_entry, key_for,

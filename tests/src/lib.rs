@@ -18,7 +18,8 @@
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
 //!   in-process, without the binary.
 //! - [`xdp`], [`frames`]: the XDP program through `BPF_PROG_TEST_RUN`.
-//! - [`records`], [`repo`]: DNS test data and the repository's files.
+//! - [`records`], [`repo`], [`monitoring`]: DNS test data and the
+//!   repository's files.
 //! - [`internals`]: every dns-agent item used in-process, named once.
 
 pub mod agent;
@@ -34,6 +35,7 @@ pub mod http;
 pub mod internals;
 pub mod lab;
 pub mod metrics;
+pub mod monitoring;
 pub mod records;
 pub mod repo;
 pub mod resolver;

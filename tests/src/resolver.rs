@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::hostile::HostileUpstream;
 use crate::http::http_get;
 use crate::internals::{
-    AnswerSections, AnswerSink, ForwardPolicy, MemorySink, Registry, ResolverArgs, ResolverDeps,
-    Sink, Zone, ZoneLookup, new_registry, start_resolver,
+    AnswerSections, AnswerSink, Coredns, ForwardPolicy, MemorySink, Registry, ResolverArgs,
+    ResolverDeps, Sink, Zone, ZoneLookup, new_registry, start_resolver,
 };
 use crate::metrics::Metrics;
 use crate::records::{CLUSTER_ZONE, cluster_soa, name};
@@ -203,6 +203,7 @@ impl<Z: Zone> TestResolver<Z> {
                 policy: policy_rx,
                 sink: Sink::Ready(sink.clone() as Arc<dyn AnswerSink>),
                 registry: registry(),
+                coredns: Some(Coredns::new(port, CLUSTER_ZONE)),
                 keep_interface_on_exit: false,
                 transparent: None,
             };

@@ -39,6 +39,13 @@ const PACKAGES: &[&str] = &[
     "dnsperf",
     "dnsmasq-base",
     "unbound",
+    // promtool, which checks the /metrics page and the alert rules (the
+    // package's server is not started: it installs no running service
+    // where policy-rc.d forbids it, and the tests never start it).
+    "prometheus",
+    // Prometheus' own Python parser of both exposition formats, a second
+    // opinion on the /metrics page beside promtool.
+    "python3-prometheus-client",
     // `cargo xtask image` and the image tests: podman with the runc runtime
     // (xtask/containers.conf), and debootstrap for a base image where no
     // registry is reachable.

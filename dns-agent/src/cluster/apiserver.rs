@@ -111,8 +111,8 @@ pub async fn next_event<K>(
                     Event::InitApply(_) | Event::InitDone => Progress::Listed,
                     Event::Apply(_) | Event::Delete(_) => Progress::Changed,
                 };
-                if let Some(line) = retry.progress(progress, tokio::time::Instant::now()) {
-                    tracing::info!(source, "{line}");
+                if let Some(report) = retry.progress(progress, tokio::time::Instant::now()) {
+                    tracing::info!(source, "{}", retry.describe(report, None));
                 }
                 if progress != Progress::Starting {
                     metrics.set_up(source, true);
@@ -122,9 +122,12 @@ pub async fn next_event<K>(
             Err(err) => {
                 metrics.error(source);
                 metrics.set_up(source, false);
-                let after = retry.error(&err.to_string(), tokio::time::Instant::now());
-                match after.log {
-                    Some(line) => tracing::warn!(source, "{line}"),
+                let after = retry.error(tokio::time::Instant::now());
+                match after.report {
+                    Some(report) => {
+                        let line = retry.describe(report, Some(&err.to_string()));
+                        tracing::warn!(source, "{line}")
+                    }
                     None => tracing::debug!(source, %err, retry_in = ?after.wait, "watch error"),
                 }
                 tokio::select! {

@@ -113,7 +113,8 @@ pub struct ClusterArgs {
         long = "reverse-cidr",
         env = "NODEDNS_REVERSE_CIDRS",
         value_name = "CIDR",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::cli::trimmed::<IpNet>
     )]
     pub reverse_cidrs: Vec<IpNet>,
 

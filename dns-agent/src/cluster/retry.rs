@@ -10,11 +10,14 @@
 //! - it starts over only once a watch really worked: it delivered a change,
 //!   or it ran for [`STABLE_AFTER`] without an error since its list;
 //! - the log says when a watch starts failing and when it recovers, and in
-//!   between sums up every [`SUMMARY_EVERY`], instead of a line per retry.
+//!   between sums up once a minute, instead of a line per retry: the
+//!   agent's one mechanism for that, [`Repeated`], decides.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::logging::repeated::{Repeated, Report};
 
 /// The first wait after an error.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -23,8 +26,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A watch that ran this long without an error since its list succeeded
 /// counts as working: the next error starts the backoff over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
-/// While a watch keeps failing, one summary line this often.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// What the source's event was, for the retry state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +47,16 @@ pub struct Retry {
     /// Since when the watch has answered without an error (None while it
     /// fails).
     healthy_since: Option<Instant>,
-    failing: Option<Failing>,
-}
-
-#[derive(Debug)]
-struct Failing {
-    since: Instant,
-    errors: u64,
-    summarized: Instant,
-    errors_at_summary: u64,
+    failing: Repeated,
 }
 
 /// What to do after an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfterError {
     pub wait: Duration,
-    /// A line worth logging at warn level now (the first error, or a
-    /// summary); the other errors are logged at debug level.
-    pub log: Option<String>,
+    /// What to log at warn level now (the first error, or a summary); the
+    /// other errors are logged at debug level.
+    pub report: Option<Report>,
 }
 
 impl Retry {
@@ -72,17 +65,17 @@ impl Retry {
             source,
             attempt: 0,
             healthy_since: None,
-            failing: None,
+            failing: Repeated::default(),
         }
     }
 
     /// Whether the watch is failing now (for the `source_up` gauge).
     pub fn is_failing(&self) -> bool {
-        self.failing.is_some()
+        self.failing.is_on()
     }
 
-    /// An event arrived. Returns a line to log when this ends a failure.
-    pub fn progress(&mut self, progress: Progress, now: Instant) -> Option<String> {
+    /// An event arrived. Returns [`Report::Ended`] when this ends a failure.
+    pub fn progress(&mut self, progress: Progress, now: Instant) -> Option<Report> {
         if progress == Progress::Starting {
             return None;
         }
@@ -90,17 +83,11 @@ impl Retry {
             self.attempt = 0;
         }
         self.healthy_since.get_or_insert(now);
-        let failing = self.failing.take()?;
-        Some(format!(
-            "{} watch recovered after {} errors in {:.0?}",
-            self.source,
-            failing.errors,
-            now.duration_since(failing.since)
-        ))
+        self.failing.cleared(now.into_std())
     }
 
     /// An attempt failed: how long to wait before the next one.
-    pub fn error(&mut self, error: &str, now: Instant) -> AfterError {
+    pub fn error(&mut self, now: Instant) -> AfterError {
         if self
             .healthy_since
             .take()
@@ -109,37 +96,31 @@ impl Retry {
             self.attempt = 0;
         }
         let wait = self.next_wait();
-        let log = match &mut self.failing {
-            None => {
-                self.failing = Some(Failing {
-                    since: now,
-                    errors: 1,
-                    summarized: now,
-                    errors_at_summary: 1,
-                });
-                Some(format!(
-                    "{} watch failing ({error}); retrying with backoff up to {BACKOFF_MAX:?}, the last good state keeps serving",
-                    self.source
-                ))
+        let report = self.failing.occurred(now.into_std());
+        AfterError { wait, report }
+    }
+
+    /// The line for `report`, for the log ("services watch failing ...").
+    pub fn describe(&self, report: Report, error: Option<&str>) -> String {
+        let source = self.source;
+        let error = error.unwrap_or("none");
+        match report {
+            Report::Started => format!(
+                "{source} watch failing ({error}); retrying with backoff up to {BACKOFF_MAX:?}, the last good state keeps serving"
+            ),
+            Report::Continuing {
+                errors,
+                over,
+                total,
+                since,
+            } => format!(
+                "{source} watch still failing: {errors} errors in the last {:.0?}, {total} since {:.0?} ago; last: {error}",
+                over, since
+            ),
+            Report::Ended { errors, lasted } => {
+                format!("{source} watch recovered after {errors} errors in {lasted:.0?}")
             }
-            Some(f) => {
-                f.errors += 1;
-                (now.duration_since(f.summarized) >= SUMMARY_EVERY).then(|| {
-                    let line = format!(
-                        "{} watch still failing: {} errors in the last {:.0?}, {} since {:.0?} ago; last: {error}",
-                        self.source,
-                        f.errors - f.errors_at_summary,
-                        now.duration_since(f.summarized),
-                        f.errors,
-                        now.duration_since(f.since)
-                    );
-                    f.summarized = now;
-                    f.errors_at_summary = f.errors;
-                    line
-                })
-            }
-        };
-        AfterError { wait, log }
+        }
     }
 
     /// The next wait: the doubled base, drawn in [base/2, base].
@@ -164,7 +145,7 @@ mod tests {
         let t = Instant::now();
         let mut bases = Vec::new();
         for _ in 0..10 {
-            let wait = r.error("down", t).wait;
+            let wait = r.error(t).wait;
             bases.push(wait);
         }
         for (i, w) in bases.iter().enumerate() {
@@ -180,7 +161,7 @@ mod tests {
         let mut attempts = 1;
         let mut r = Retry::new("services");
         loop {
-            elapsed += r.error("down", t).wait;
+            elapsed += r.error(t).wait;
             if elapsed > Duration::from_secs(60) {
                 break;
             }
@@ -194,24 +175,24 @@ mod tests {
         let mut r = Retry::new("services");
         let t = Instant::now();
         for _ in 0..6 {
-            r.error("down", t);
+            r.error(t);
         }
         // A list that succeeds, then an error at once: no reset (a list
         // alone proves little, and kube yields Init before every list).
         assert!(r.progress(Progress::Starting, t).is_none());
         assert!(r.progress(Progress::Listed, t).is_some(), "recovery logged");
-        let wait = r.error("watch refused", t + Duration::from_secs(1)).wait;
+        let wait = r.error(t + Duration::from_secs(1)).wait;
         assert!(wait >= BACKOFF_MAX / 2, "still backed off: {wait:?}");
         // A change on the watch: the next error starts over.
         r.progress(Progress::Changed, t);
-        assert!(r.error("blip", t).wait <= BACKOFF_FIRST);
+        assert!(r.error(t).wait <= BACKOFF_FIRST);
         // Quiet but error-free for STABLE_AFTER since its list: too.
         for _ in 0..6 {
-            r.error("down", t);
+            r.error(t);
         }
         r.progress(Progress::Listed, t);
         let later = t + STABLE_AFTER;
-        assert!(r.error("blip", later).wait <= BACKOFF_FIRST);
+        assert!(r.error(later).wait <= BACKOFF_FIRST);
     }
 
     #[test]
@@ -222,7 +203,8 @@ mod tests {
         for s in 0..180 {
             // One error a second for three minutes (more than the backoff
             // allows, to count lines, not attempts).
-            lines.extend(r.error("down", t + Duration::from_secs(s)).log);
+            let report = r.error(t + Duration::from_secs(s)).report;
+            lines.extend(report.map(|report| r.describe(report, Some("down"))));
         }
         assert_eq!(lines.len(), 3, "{lines:#?}");
         assert!(lines[0].contains("watch failing"));
@@ -233,7 +215,11 @@ mod tests {
         );
         assert!(r.is_failing());
         let recovered = r.progress(Progress::Listed, t + Duration::from_secs(181));
-        assert!(recovered.unwrap().contains("recovered after 180 errors"));
+        let recovered = r.describe(recovered.expect("recovery reported"), None);
+        assert!(
+            recovered.contains("recovered after 180 errors"),
+            "{recovered}"
+        );
         assert!(!r.is_failing());
     }
 }

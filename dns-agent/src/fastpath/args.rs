@@ -40,7 +40,7 @@ pub struct FastPathArgs {
     /// Interface to attach the XDP program to; repeatable or
     /// comma-separated, glob patterns allowed. Pod traffic enters the node
     /// on the pods' host-side veths.
-    #[arg(long = "interface", env = "NODEDNS_INTERFACES", value_name = "NAME", value_delimiter = ',', default_values = DEFAULT_INTERFACES)]
+    #[arg(long = "interface", env = "NODEDNS_INTERFACES", value_name = "NAME", value_delimiter = ',', default_values = DEFAULT_INTERFACES, value_parser = crate::cli::trimmed::<String>)]
     pub interfaces: Vec<String>,
 
     /// Interface never to attach to, even if --interface matches it;
@@ -49,7 +49,8 @@ pub struct FastPathArgs {
         long = "exclude-interface",
         env = "NODEDNS_EXCLUDE_INTERFACES",
         value_name = "NAME",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::cli::trimmed::<String>
     )]
     pub exclude_interfaces: Vec<String>,
 

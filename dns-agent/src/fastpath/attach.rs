@@ -127,6 +127,8 @@ pub(crate) struct Attacher {
     /// Interfaces currently left alone, so each is logged and counted once.
     skipped: BTreeMap<u32, SkipReason>,
     skip_totals: BTreeMap<SkipReason, u64>,
+    /// Links found detached by something else (then attached afresh).
+    detached_outside: u64,
     /// Links a newer agent took over while we run: never taken back.
     yielded: BTreeSet<u32>,
 }
@@ -140,6 +142,7 @@ impl Attacher {
             attached: BTreeMap::new(),
             skipped: BTreeMap::new(),
             skip_totals: BTreeMap::new(),
+            detached_outside: 0,
             yielded: BTreeSet::new(),
         }
     }
@@ -150,6 +153,11 @@ impl Attacher {
 
     pub fn skip_totals(&self) -> &BTreeMap<SkipReason, u64> {
         &self.skip_totals
+    }
+
+    /// Links found detached from outside since the agent started.
+    pub fn detached_outside(&self) -> u64 {
+        self.detached_outside
     }
 
     /// Brings the attachments in line with `interfaces` (the namespace's
@@ -221,6 +229,7 @@ impl Attacher {
                     // Detached from outside (bpftool, a cleanup): forget
                     // the link; the loop below attaches afresh.
                     tracing::warn!(interface = %iface.name, ifindex, "XDP link was detached from outside; re-attaching");
+                    self.detached_outside += 1;
                     let att = self.attached.remove(&ifindex).expect("present");
                     release(att, Release::Detach, None);
                 }

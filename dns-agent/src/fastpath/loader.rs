@@ -10,12 +10,14 @@ use std::path::Path;
 use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
+use dns_common::answer_counters::ANSWER_COUNTERS;
 use dns_common::failopen::FLOWS_CAPACITY;
+use dns_common::hot_samples::HOT_SLOTS;
 use dns_common::{
     AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey,
-    FlowValue, InterfaceMacs, Liveness, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_EGRESS,
-    MAP_FLOWS, MAP_INTERFACES, MAP_LIVENESS, MAP_RING, MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS,
-    PROGRAM_NAME,
+    FlowValue, InterfaceMacs, Liveness, MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_EGRESS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INTERFACES, MAP_LIVENESS, MAP_RING,
+    MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME,
 };
 
 use super::error::FastPathError;
@@ -31,7 +33,7 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 6] {
     [
         MapSpec {
             name: MAP_ANSWERS,
@@ -46,6 +48,20 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 4] {
             key_size: 4,
             value_size: 8,
             max_entries: Counter::COUNT,
+        },
+        MapSpec {
+            name: MAP_ANSWER_COUNTS,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: ANSWER_COUNTERS,
+        },
+        MapSpec {
+            name: MAP_HOT_SAMPLES,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: HOT_SLOTS,
         },
         MapSpec {
             name: MAP_CONFIG,
@@ -88,6 +104,8 @@ pub(crate) struct Loaded {
     /// The egress program's id (loaded, not attached yet).
     pub egress_program_id: u32,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The answers sent, by kind (`dns_common::answer_counters`).
+    pub answer_counts: PerCpuArray<MapData, u64>,
     /// The program's own (unpinned) interfaces map, still empty.
     pub interfaces: HashMap<MapData, u32, InterfaceMacs>,
     /// The program's own (unpinned) map of interfaces where the egress
@@ -304,6 +322,7 @@ fn load_pinned(
         program_id,
         egress_program_id,
         counters: take(&mut ebpf, MAP_COUNTERS)?,
+        answer_counts: take(&mut ebpf, MAP_ANSWER_COUNTS)?,
         interfaces: take(&mut ebpf, MAP_INTERFACES)?,
         egress_interfaces: take(&mut ebpf, MAP_EGRESS)?,
         ring: take(&mut ebpf, MAP_RING)?,

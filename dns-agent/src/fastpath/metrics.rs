@@ -11,10 +11,21 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use dns_common::Counter;
+use dns_common::answer_counters::AnswerCounterKey;
 
 use super::attach::SkipReason;
 use super::shared::Shared;
 use super::stats;
+use crate::metrics::coredns::{KernelAnswerSource, rcode_label};
+
+/// The kernel's answer counts for [`crate::metrics::coredns`].
+pub(crate) struct AnswerCounts(pub Arc<Shared>);
+
+impl KernelAnswerSource for AnswerCounts {
+    fn answer_counts(&self) -> Vec<(AnswerCounterKey, u64)> {
+        stats::read_answer_counts(&self.0.answer_counts).unwrap_or_default()
+    }
+}
 
 pub(crate) struct XdpCollector {
     shared: Arc<Shared>,
@@ -112,6 +123,26 @@ impl Collector for XdpCollector {
             (config.transparent != 0 && config.cluster_v4_count + config.cluster_v6_count > 0)
                 as i64,
         )?;
+        if let Ok(counts) = stats::read_answer_counts(&shared.answer_counts) {
+            let mut family = encoder.encode_descriptor(
+                "xdp_answers",
+                "Answers the XDP program sent, by address family, query type (A, AAAA, SRV, PTR, other), rcode and AA flag",
+                None,
+                MetricType::Counter,
+            )?;
+            for (key, value) in counts {
+                let labels = [
+                    ("family", if key.ipv6 { "ipv6" } else { "ipv4" }),
+                    ("qtype", key.qtype_label()),
+                    ("rcode", rcode_label(u16::from(key.rcode))),
+                    (
+                        "authoritative",
+                        if key.authoritative { "true" } else { "false" },
+                    ),
+                ];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let entries = stats::count_entries(&shared.answers, shared.capacity);
         gauge(
             &mut encoder,
@@ -136,12 +167,13 @@ impl Collector for XdpCollector {
                 ConstGauge::new(*bytes as i64).encode(family.encode_family(&[("map", *map)])?)?;
             }
         }
-        let (interfaces, skipped, egress) = {
+        let (interfaces, skipped, egress, detached) = {
             let state = shared.lock();
             (
                 state.attacher.status(),
                 state.attacher.skip_totals().clone(),
                 state.egress.count(),
+                state.attacher.detached_outside(),
             )
         };
         gauge(
@@ -150,6 +182,18 @@ impl Collector for XdpCollector {
             "Interfaces running the egress program, where listen-address queries can fail open",
             egress as i64,
         )?;
+        gauge(
+            &mut encoder,
+            "xdp_attached_interfaces",
+            "Interfaces the XDP program is attached to now",
+            interfaces.len() as i64,
+        )?;
+        ConstCounter::new(detached).encode(encoder.encode_descriptor(
+            "xdp_detached",
+            "XDP links found detached from an interface by something else (each is attached again)",
+            None,
+            MetricType::Counter,
+        )?)?;
         {
             let mut family = encoder.encode_descriptor(
                 "xdp_interface_info",

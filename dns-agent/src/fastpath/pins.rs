@@ -23,7 +23,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use dns_common::{MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS};
+use dns_common::{
+    MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES,
+};
 
 use super::error::FastPathError;
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
@@ -33,7 +35,14 @@ const LINK_PREFIX: &str = "xdp-if";
 const EGRESS_LINK_PREFIX: &str = "tc-if";
 
 /// The maps the fast path pins, by name.
-pub const PINNED_MAPS: [&str; 4] = [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG, MAP_FLOWS];
+pub const PINNED_MAPS: [&str; 6] = [
+    MAP_ANSWERS,
+    MAP_COUNTERS,
+    MAP_ANSWER_COUNTS,
+    MAP_HOT_SAMPLES,
+    MAP_CONFIG,
+    MAP_FLOWS,
+];
 
 #[derive(Debug, Clone)]
 pub struct PinLayout {

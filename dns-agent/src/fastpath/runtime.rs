@@ -134,6 +134,7 @@ impl FastPath {
             capacity,
             memory: loaded.memory,
             counters: loaded.counters,
+            answer_counts: loaded.answer_counts,
             answers: answers_reader,
             heartbeat,
             config: Mutex::new(config),
@@ -235,6 +236,11 @@ impl FastPath {
         if let Some(f) = &self.follower {
             f.waker.wake();
         }
+    }
+
+    /// The kernel's answer counts, for the CoreDNS-compatible families.
+    pub fn answer_counts(&self) -> Arc<dyn crate::metrics::coredns::KernelAnswerSource> {
+        Arc::new(super::metrics::AnswerCounts(self.shared.clone()))
     }
 
     /// Registers the `nodedns_xdp_*` metrics.

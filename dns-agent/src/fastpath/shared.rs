@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub capacity: u32,
     pub memory: Vec<(&'static str, u64)>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The answers sent, by kind (`dns_common::answer_counters`).
+    pub answer_counts: PerCpuArray<MapData, u64>,
     /// A second descriptor of the answers map for reads, so walking it does
     /// not hold up the sink's writers.
     pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,

@@ -3,7 +3,8 @@
 use std::borrow::Borrow;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_COUNTERS};
+use dns_common::answer_counters::{ANSWER_COUNTERS, AnswerCounterKey};
+use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWER_COUNTS, MAP_COUNTERS};
 
 use super::error::FastPathError;
 
@@ -23,6 +24,23 @@ pub fn read_counters<T: Borrow<MapData>>(
             ))
         })
         .collect()
+}
+
+/// Every kernel answer counter that is not zero, summed over CPUs.
+pub fn read_answer_counts<T: Borrow<MapData>>(
+    map: &PerCpuArray<T, u64>,
+) -> Result<Vec<(AnswerCounterKey, u64)>, FastPathError> {
+    let mut counts = Vec::new();
+    for index in 0..ANSWER_COUNTERS {
+        let values = map
+            .get(&index, 0)
+            .map_err(|e| FastPathError::map(MAP_ANSWER_COUNTS, e))?;
+        let total = values.iter().copied().fold(0u64, u64::wrapping_add);
+        if total > 0 {
+            counts.push((AnswerCounterKey::from_index(index), total));
+        }
+    }
+    Ok(counts)
 }
 
 /// Entries in the answers map, walking its keys (at most `capacity` steps:

@@ -1,7 +1,7 @@
 //! The agent's own calls into the kernel, beside what aya, tokio and
 //! socket2 already wrap: rtnetlink ([`netlink`]), the few `bpf(2)` commands
-//! aya 0.14 lacks ([`bpf`]), an `AF_PACKET` sender ([`packet`]), and three
-//! small syscalls ([`clock`], [`fs`], [`socket`]). Every `unsafe` block of the agent lives in this module (the
+//! aya 0.14 lacks ([`bpf`]), an `AF_PACKET` sender ([`packet`]), and a few
+//! small calls ([`clock`], [`fs`], [`process`], [`socket`]). Every `unsafe` block of the agent lives in this module (the
 //! crate denies `unsafe_code` everywhere else), each next to the reason no
 //! crate does the job.
 
@@ -14,5 +14,7 @@ pub mod fs;
 pub mod netlink;
 #[allow(unsafe_code)]
 pub mod packet;
+#[allow(unsafe_code)]
+pub mod process;
 #[allow(unsafe_code)]
 pub mod socket;

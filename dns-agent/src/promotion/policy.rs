@@ -268,6 +268,7 @@ impl Promoter {
         }
         match result {
             Ok(()) => {
+                state.write_errors.recovered("kernel answers map writes");
                 self.metrics.map_writes.inc();
                 let expires = now + candidate.lifetime;
                 let inst = Installed {
@@ -280,7 +281,10 @@ impl Promoter {
                 state.insert(key.clone(), inst);
             }
             Err(e) => {
-                tracing::warn!(name = %qname, error = %e, "could not write the kernel answers map");
+                state.write_errors.failed(
+                    "could not write the kernel answers map",
+                    &format!("{qname}: {e}"),
+                );
                 self.metrics.map_write_errors.inc();
             }
         }

@@ -43,6 +43,9 @@ pub(super) struct State {
     /// query's answer looked up at an older generation may predate it and
     /// must not overwrite what the re-derivation wrote.
     pub(super) zone_generation: u64,
+    /// Failed map writes, logged when they start, summarised while they
+    /// go on, and when a write works again.
+    pub(super) write_errors: crate::logging::repeated::Repeated,
 }
 
 impl State {

@@ -23,6 +23,7 @@ pub struct ResolverArgs {
         value_name = "IP",
         env = "NODEDNS_LISTEN",
         value_delimiter = ',',
+        value_parser = crate::cli::trimmed::<IpAddr>,
         default_value = "169.254.20.10"
     )]
     pub listen: Vec<IpAddr>,
@@ -203,6 +204,13 @@ pub struct ResolverArgs {
           default_value_t = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9253))]
     pub metrics_addr: SocketAddr,
 
+    /// Serve the CoreDNS-compatible `coredns_*` families on /metrics too, so
+    /// dashboards and alerts made for CoreDNS and NodeLocal DNSCache work
+    /// (the `nodedns_*` families are always served).
+    #[arg(long, env = "NODEDNS_COREDNS_METRICS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub coredns_metrics: bool,
+
     /// `/healthz` and `/readyz` address. Not 8080, which clashes with other
     /// node agents; loopback because kubelet probes a hostNetwork pod on the
     /// node itself (httpGet.host: 127.0.0.1), so nothing else needs to reach it.
@@ -245,6 +253,7 @@ impl ResolverArgs {
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to 53.
 pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
@@ -255,6 +264,7 @@ pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
 
 /// `ZONE=IP[:PORT]`.
 pub fn parse_stub_domain(s: &str) -> Result<StubDomain, String> {
+    let s = s.trim();
     let (zone, server) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not ZONE=IP[:PORT]"))?;

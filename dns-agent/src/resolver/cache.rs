@@ -14,6 +14,7 @@ use hickory_proto::serialize::binary::BinEncodable;
 
 use super::metrics::ResolverMetrics;
 use crate::answer::AnswerSections;
+use crate::metrics::coredns::CacheKind;
 
 pub type CacheKey = (LowerName, RecordType);
 
@@ -82,6 +83,16 @@ impl CachedAnswer {
     pub fn remaining(&self, now: Instant) -> u32 {
         self.expires().saturating_duration_since(now).as_secs() as u32
     }
+
+    /// Which of CoreDNS's caches would hold it: answers with data are
+    /// `success`; NXDOMAIN, NODATA and SERVFAIL are `denial`.
+    pub fn kind(&self) -> CacheKind {
+        if self.sections.rcode == ResponseCode::NoError && !self.sections.answers.is_empty() {
+            CacheKind::Success
+        } else {
+            CacheKind::Denial
+        }
+    }
 }
 
 /// RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM).
@@ -113,6 +124,8 @@ struct Inner {
     order: VecDeque<(CacheKey, u64)>,
     seq: u64,
     bytes: usize,
+    /// Entries of `CacheKind::Denial` in `map`.
+    denials: usize,
 }
 
 pub struct CacheConfig {
@@ -136,6 +149,7 @@ impl Cache {
             order: VecDeque::new(),
             seq: 0,
             bytes: 0,
+            denials: 0,
         };
         Self {
             cfg,
@@ -151,13 +165,13 @@ impl Cache {
     pub fn get(&self, key: &CacheKey, now: Instant) -> CacheLookup {
         let mut inner = self.inner.lock().unwrap();
         let Some(slot) = inner.map.get(key) else {
-            self.metrics.cache_misses.inc();
+            self.metrics.cache_lookup(None);
             return CacheLookup::Miss;
         };
         let answer = slot.answer.clone();
         let expires = answer.expires();
         if now < expires {
-            self.metrics.cache_hits.inc();
+            self.metrics.cache_lookup(Some(answer.kind()));
             let hits = answer.hits.fetch_add(1, Ordering::Relaxed) + 1;
             let prefetch = self.cfg.prefetch.is_some_and(|(min_hits, percent)| {
                 let left = expires - now;
@@ -174,7 +188,7 @@ impl Cache {
             }
             _ => {
                 self.remove_locked(&mut inner, key);
-                self.metrics.cache_misses.inc();
+                self.metrics.cache_lookup(None);
                 CacheLookup::Miss
             }
         }
@@ -197,6 +211,7 @@ impl Cache {
         inner.seq += 1;
         let seq = inner.seq;
         inner.bytes += answer.bytes;
+        inner.denials += usize::from(answer.kind() == CacheKind::Denial);
         inner.order.push_back((key.clone(), seq));
         inner.map.insert(
             key,
@@ -209,9 +224,14 @@ impl Cache {
             let Some((old, old_seq)) = inner.order.pop_front() else {
                 break;
             };
-            if inner.map.get(&old).is_some_and(|s| s.seq == old_seq) {
+            if let Some(kind) = inner
+                .map
+                .get(&old)
+                .filter(|s| s.seq == old_seq)
+                .map(|s| s.answer.kind())
+            {
                 self.remove_locked(&mut inner, &old);
-                self.metrics.cache_evictions.inc();
+                self.metrics.cache_evicted(kind);
             }
         }
         // Keep the order queue bounded by the map's size.
@@ -226,13 +246,14 @@ impl Cache {
     fn remove_locked(&self, inner: &mut Inner, key: &CacheKey) {
         if let Some(slot) = inner.map.remove(key) {
             inner.bytes -= slot.answer.bytes;
+            inner.denials -= usize::from(slot.answer.kind() == CacheKind::Denial);
         }
         self.publish(inner);
     }
 
     fn publish(&self, inner: &Inner) {
-        self.metrics.cache_entries.set(inner.map.len() as i64);
-        self.metrics.cache_bytes.set(inner.bytes as i64);
+        self.metrics
+            .cache_size(inner.map.len() - inner.denials, inner.denials, inner.bytes);
     }
 
     pub fn len(&self) -> usize {
@@ -261,7 +282,7 @@ mod tests {
     }
 
     fn cache(entries: usize, stale: bool) -> Cache {
-        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default()));
+        let metrics = Arc::new(ResolverMetrics::new(&mut Registry::default(), None));
         let cfg = CacheConfig {
             max_entries: entries,
             max_bytes: 1 << 20,

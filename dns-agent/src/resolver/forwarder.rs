@@ -15,10 +15,11 @@ use super::args::StubDomain;
 use super::budget::{self, Budget, ZoneSlot, zone_of_question};
 use super::cache::{Cache, CacheKey, CacheLookup, CachedAnswer};
 use super::exchange::{ExchangeConfig, Exchanger, deadline_after};
-use super::metrics::{BoundLabels, Path, ResolverMetrics};
+use super::metrics::{Path, ResolverMetrics};
 use super::scrub::{Scrubbed, scrub};
 use super::upstreams::{Route, UpstreamHealth, route};
 use crate::answer::AnswerSections;
+use crate::logging::repeated::Repeated;
 use crate::zone::{ForwardPolicy, Zone, ZoneLookup};
 
 /// The result of one upstream fetch, shared by every query that waited on it.
@@ -55,6 +56,9 @@ pub struct Forwarder {
     /// Bounded by MAX_STALE_MARKS.
     stale_marks: Mutex<HashMap<CacheKey, Instant>>,
     metrics: Arc<ResolverMetrics>,
+    /// Questions asked with no upstream to send them to: logged once, then
+    /// summarised, not once per query.
+    no_upstream: Mutex<Repeated>,
 }
 
 /// Total time spent on one question across upstreams: below the 5 s a
@@ -126,6 +130,7 @@ impl Forwarder {
             exchanger,
             stale_marks: Mutex::new(HashMap::new()),
             metrics,
+            no_upstream: Mutex::default(),
         }
     }
 
@@ -136,7 +141,7 @@ impl Forwarder {
             CacheLookup::Fresh { answer, prefetch } => {
                 if prefetch {
                     // Refresh in the background; this client gets the cached answer.
-                    self.metrics.cache_prefetches.inc();
+                    self.metrics.prefetch();
                     let _ = self.fetch(&key);
                 }
                 Forwarded {
@@ -220,10 +225,7 @@ impl Forwarder {
         let slot = match self.budget.try_zone(&zone_of_question(&name, &route.zone)) {
             Ok(slot) => slot,
             Err(bound) => {
-                self.metrics
-                    .upstream_overload
-                    .get_or_create(&BoundLabels { bound })
-                    .inc();
+                self.metrics.upstream_overloaded(bound);
                 return Err(ResponseCode::ServFail);
             }
         };
@@ -328,33 +330,37 @@ impl Forwarder {
         budget_end: tokio::time::Instant,
     ) -> Result<(Message, Scrubbed), Failed> {
         if route.servers.is_empty() {
-            tracing::warn!(%name, "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)");
+            self.no_upstream.lock().unwrap().failed(
+                "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)",
+                name,
+            );
             return Err(Failed::Answered(None));
         }
         let mut asked = false;
         let mut question = Query::query(name.clone(), qtype);
         question.query_class = DNSClass::IN;
         let mut last_failure = None;
+        if route.servers.iter().all(|s| self.health.is_down(*s)) {
+            self.metrics.all_upstreams_down();
+        }
         for server in self.health.order(&route.servers) {
             if tokio::time::Instant::now() >= budget_end {
                 break;
             }
             let Some(_slot) = self.budget.try_upstream(server) else {
-                self.metrics
-                    .upstream_overload
-                    .get_or_create(&BoundLabels { bound: "upstream" })
-                    .inc();
+                self.metrics.upstream_overloaded("upstream");
                 continue;
             };
             asked = true;
-            self.metrics
-                .upstream_queries
-                .get_or_create(&super::metrics::UpstreamLabels {
-                    upstream: server.to_string(),
-                })
-                .inc();
+            self.metrics.upstream_query(server);
             let deadline = deadline_after(self.cfg.attempt_timeout).min(budget_end);
-            match self.exchanger.exchange(server, &question, deadline).await {
+            let sent = Instant::now();
+            let result = self.exchanger.exchange(server, &question, deadline).await;
+            if let Ok(reply) = &result {
+                self.metrics
+                    .upstream_reply(server, reply.metadata.response_code, sent.elapsed());
+            }
+            match result {
                 Ok(mut reply) => match reply.metadata.response_code {
                     ResponseCode::NoError | ResponseCode::NXDomain => {
                         self.health.success(server);
@@ -364,15 +370,14 @@ impl Forwarder {
                     }
                     rcode => {
                         // SERVFAIL, REFUSED, ...: this server cannot help; try the next.
-                        self.health.failure(server);
+                        self.health.failure(server, &rcode);
                         self.metrics.upstream_error(server, rcode_kind(rcode));
                         last_failure = Some(reply);
                     }
                 },
                 Err(e) => {
-                    tracing::debug!(%server, %name, error = %e, "upstream exchange failed");
-                    self.health.failure(server);
-                    self.metrics.upstream_error(server, e.kind());
+                    self.health.failure(server, &e);
+                    self.metrics.upstream_no_reply(server, e.kind());
                 }
             }
         }

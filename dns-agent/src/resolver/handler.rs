@@ -10,7 +10,7 @@ use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::forwarder::Forwarder;
-use super::metrics::{Path, ResolverMetrics};
+use super::metrics::{Path, QueryDone, ResolverMetrics};
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
 
@@ -39,18 +39,47 @@ pub enum Transport {
 struct Exchange {
     started: Instant,
     tcp: bool,
+    /// It came in over IPv6.
+    ipv6: bool,
+    /// Its EDNS had the DO bit.
+    dnssec_ok: bool,
+    request_bytes: usize,
     /// Largest response the client takes.
     limit: usize,
 }
 
+impl Exchange {
+    /// What the metrics record of it, once `response` is what goes back.
+    fn done(
+        &self,
+        path: Path,
+        qtype: RecordType,
+        rcode: ResponseCode,
+        response: &Option<Vec<u8>>,
+    ) -> QueryDone {
+        QueryDone {
+            path,
+            qtype,
+            rcode,
+            tcp: self.tcp,
+            ipv6: self.ipv6,
+            dnssec_ok: self.dnssec_ok,
+            request_bytes: self.request_bytes,
+            response_bytes: response.as_ref().map_or(0, Vec::len),
+            took: self.started.elapsed(),
+        }
+    }
+}
+
 impl Handler {
-    /// The wire response to `query`, or None when it must be dropped (no
-    /// readable header, or a response rather than a query).
-    pub async fn handle(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// The wire response to `query`, which came in over IPv6 if `ipv6`, or
+    /// None when it must be dropped (no readable header, or a response
+    /// rather than a query).
+    pub async fn handle(&self, query: &[u8], transport: Transport, ipv6: bool) -> Option<Vec<u8>> {
         let started = Instant::now();
         let tcp = transport == Transport::Tcp;
         let Ok(request) = Message::from_vec(query) else {
-            return self.reject_unparsable(query, tcp, started);
+            return self.reject_unparsable(query, tcp, ipv6, started);
         };
         if request.metadata.message_type != MessageType::Query {
             return None;
@@ -58,6 +87,9 @@ impl Handler {
         let exchange = Exchange {
             started,
             tcp,
+            ipv6,
+            dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            request_bytes: query.len(),
             limit: size_limit(&request, transport),
         };
         let q = match validate(&request) {
@@ -76,31 +108,25 @@ impl Handler {
         };
         let rcode = reply.metadata.response_code;
         let bytes = encode(&reply, exchange.limit);
-        self.metrics.query(
-            path,
-            q.query_type,
-            rcode,
-            exchange.tcp,
-            exchange.started.elapsed(),
-        );
+        self.metrics
+            .query(&exchange.done(path, q.query_type, rcode, &bytes));
         bytes
     }
 
     /// A query whose header is all that can be read: FORMERR, unless it is
     /// not a query at all.
-    fn reject_unparsable(&self, query: &[u8], tcp: bool, started: Instant) -> Option<Vec<u8>> {
+    fn reject_unparsable(
+        &self,
+        query: &[u8],
+        tcp: bool,
+        ipv6: bool,
+        started: Instant,
+    ) -> Option<Vec<u8>> {
         let header = Header::read(&mut BinDecoder::new(query)).ok()?;
         if header.metadata.message_type != MessageType::Query {
             return None;
         }
         let rcode = ResponseCode::FormErr;
-        self.metrics.query(
-            Path::rejected,
-            RecordType::Unknown(0),
-            rcode,
-            tcp,
-            started.elapsed(),
-        );
         let reply = error_reply(
             header.metadata.id,
             header.metadata.op_code,
@@ -108,13 +134,24 @@ impl Handler {
             None,
             None,
         );
-        encode(&reply, usize::MAX)
+        let bytes = encode(&reply, usize::MAX);
+        let exchange = Exchange {
+            started,
+            tcp,
+            ipv6,
+            dnssec_ok: false,
+            request_bytes: query.len(),
+            limit: usize::MAX,
+        };
+        self.metrics
+            .query(&exchange.done(Path::rejected, RecordType::Unknown(0), rcode, &bytes));
+        bytes
     }
 
     /// SERVFAIL at once for a query whose client is at its bound
     /// (`--max-concurrent-per-client`); None when it cannot be read as a
     /// query. Cheaper than answering: it must keep up with a flood.
-    pub fn overloaded(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    pub fn overloaded(&self, query: &[u8], transport: Transport, ipv6: bool) -> Option<Vec<u8>> {
         let started = Instant::now();
         self.metrics
             .client_limited
@@ -127,6 +164,9 @@ impl Handler {
         let exchange = Exchange {
             started,
             tcp: transport == Transport::Tcp,
+            ipv6,
+            dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            request_bytes: query.len(),
             limit: size_limit(&request, transport),
         };
         self.reject(&request, ResponseCode::ServFail, &exchange)
@@ -143,13 +183,6 @@ impl Handler {
         let qtype = question
             .as_ref()
             .map_or(RecordType::Unknown(0), |q| q.query_type);
-        self.metrics.query(
-            Path::rejected,
-            qtype,
-            rcode,
-            exchange.tcp,
-            exchange.started.elapsed(),
-        );
         let reply = error_reply(
             request.metadata.id,
             request.metadata.op_code,
@@ -157,7 +190,10 @@ impl Handler {
             question,
             request.edns.as_ref(),
         );
-        encode(&reply, exchange.limit)
+        let bytes = encode(&reply, exchange.limit);
+        self.metrics
+            .query(&exchange.done(Path::rejected, qtype, rcode, &bytes));
+        bytes
     }
 
     /// The cluster zone's authoritative answer (SERVFAIL before its first

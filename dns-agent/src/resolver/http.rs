@@ -1,5 +1,5 @@
-//! `/metrics` (the whole shared registry, Prometheus text format) and
-//! `/healthz` + `/readyz`, each on its own address.
+//! `/metrics` (every registry, in the format the scraper's `Accept` asks
+//! for) and `/healthz` + `/readyz`, each on its own address.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,12 +12,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Exposition, Format};
 use crate::zone::Zone;
 
 /// HTTP connections served at once per server (scrapers and probes only).
@@ -52,22 +52,19 @@ impl Health {
 }
 
 pub enum Pages {
-    Metrics(Arc<Registry>),
+    Metrics(Arc<Exposition>),
     Health(Arc<Health>),
 }
 
 impl Pages {
-    fn answer(&self, path: &str) -> (StatusCode, &'static str, String) {
+    /// The page at `path`; `accept` is the request's `Accept` header.
+    fn answer(&self, path: &str, accept: Option<&str>) -> (StatusCode, &'static str, String) {
         const TEXT: &str = "text/plain; charset=utf-8";
         match (self, path) {
-            (Pages::Metrics(registry), "/metrics") => {
-                let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, registry) {
-                    Ok(()) => (
-                        StatusCode::OK,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        body,
-                    ),
+            (Pages::Metrics(exposition), "/metrics") => {
+                let format = Format::negotiate(accept);
+                match exposition.encode(format) {
+                    Ok(body) => (StatusCode::OK, format.content_type(), body),
                     Err(_) => (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         TEXT,
@@ -156,7 +153,11 @@ pub async fn serve(listener: TcpListener, pages: Arc<Pages>, cancel: Cancellatio
         let pages = pages.clone();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (status, ctype, body) = pages.answer(req.uri().path());
+                let accept = req
+                    .headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let (status, ctype, body) = pages.answer(req.uri().path(), accept);
                 let resp = Response::builder()
                     .status(status)
                     .header("content-type", ctype)

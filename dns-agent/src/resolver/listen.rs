@@ -191,7 +191,7 @@ pub async fn serve_udp(
         // One client at its bound is answered at once, without waiting:
         // it must not hold up the others' queries behind it.
         let Some(client) = limits.clients.try_query(peer.ip()) else {
-            if let Some(response) = handler.overloaded(&buf[..n], Transport::Udp) {
+            if let Some(response) = handler.overloaded(&buf[..n], Transport::Udp, peer.is_ipv6()) {
                 let _ = socket.try_send_to(&response, peer);
             }
             continue;
@@ -231,7 +231,8 @@ fn spawn_udp_query(
 ) {
     let (socket, handler) = (socket.clone(), handler.clone());
     in_flight.spawn(async move {
-        if let Some(response) = handler.handle(&query, Transport::Udp).await {
+        // The socket is of one family (IPv6 ones are IPV6_V6ONLY).
+        if let Some(response) = handler.handle(&query, Transport::Udp, peer.is_ipv6()).await {
             let _ = socket.send_to(&response, peer).await;
         }
         drop(permits);
@@ -341,6 +342,7 @@ async fn connection(
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let ipv6 = stream.local_addr().is_ok_and(|a| a.is_ipv6());
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
@@ -377,7 +379,7 @@ async fn connection(
             break;
         };
         let Some(client) = limits.clients.try_query(peer.ip()) else {
-            if let Some(response) = handler.overloaded(&query, Transport::Tcp) {
+            if let Some(response) = handler.overloaded(&query, Transport::Tcp, ipv6) {
                 let _ = tx.send(response).await;
             }
             continue;
@@ -388,7 +390,7 @@ async fn connection(
         let (tx, handler) = (tx.clone(), handler.clone());
         let busy = permit.begin();
         tokio::spawn(async move {
-            if let Some(response) = handler.handle(&query, Transport::Tcp).await {
+            if let Some(response) = handler.handle(&query, Transport::Tcp, ipv6).await {
                 let _ = tx.send(response).await;
             }
             drop((slot, global, client, busy));

@@ -2,6 +2,7 @@
 //! `nodedns_` prefix comes from the registry).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::metrics::coredns::{Answered, CacheKind, CorednsMetrics, Plugin, ZoneKind};
 
 /// How a query was answered. `xdp` is counted by the kernel (the loader's
 /// collector); the rest here.
@@ -109,10 +112,29 @@ pub struct ResolverMetrics {
     pub tcp_connections: Gauge,
     pub tcp_refused: Family<BoundLabels, Counter>,
     pub tcp_reclaimed: Counter,
+    /// The CoreDNS-compatible families, unless `--coredns-metrics=false`.
+    pub coredns: Option<Arc<CorednsMetrics>>,
+}
+
+/// One query answered in userspace, as the metrics see it.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryDone {
+    pub path: Path,
+    pub qtype: RecordType,
+    pub rcode: ResponseCode,
+    pub tcp: bool,
+    /// It came in over IPv6.
+    pub ipv6: bool,
+    /// Its EDNS had the DO bit.
+    pub dnssec_ok: bool,
+    pub request_bytes: usize,
+    /// 0 when no response was sent.
+    pub response_bytes: usize,
+    pub took: Duration,
 }
 
 impl ResolverMetrics {
-    pub fn new(registry: &mut Registry) -> Self {
+    pub fn new(registry: &mut Registry, coredns: Option<Arc<CorednsMetrics>>) -> Self {
         let m = Self {
             queries: Family::default(),
             latency: Family::new_with_constructor(LatencyBuckets),
@@ -134,6 +156,7 @@ impl ResolverMetrics {
             tcp_connections: Gauge::default(),
             tcp_refused: Family::default(),
             tcp_reclaimed: Counter::default(),
+            coredns,
         };
         let r = registry;
         r.register(
@@ -235,24 +258,126 @@ impl ResolverMetrics {
         m
     }
 
-    pub fn query(
-        &self,
-        path: Path,
-        qtype: RecordType,
-        rcode: ResponseCode,
-        tcp: bool,
-        took: Duration,
-    ) {
+    pub fn query(&self, q: &QueryDone) {
         let labels = QueryLabels {
-            path,
-            qtype: qtype_label(qtype),
-            rcode: rcode_label(rcode),
-            transport: if tcp { "tcp" } else { "udp" },
+            path: q.path,
+            qtype: qtype_label(q.qtype),
+            rcode: rcode_label(q.rcode),
+            transport: if q.tcp { "tcp" } else { "udp" },
         };
         self.queries.get_or_create(&labels).inc();
         self.latency
-            .get_or_create(&PathLabels { path })
-            .observe(took.as_secs_f64());
+            .get_or_create(&PathLabels { path: q.path })
+            .observe(q.took.as_secs_f64());
+        let Some(coredns) = &self.coredns else {
+            return;
+        };
+        let (zone, plugin) = match q.path {
+            Path::cluster | Path::chased => (ZoneKind::Cluster, Plugin::Kubernetes),
+            Path::cache_hit => (ZoneKind::Forwarded, Plugin::Cache),
+            Path::forwarded => (ZoneKind::Forwarded, Plugin::Forward),
+            Path::stale => {
+                coredns.cache_served_stale();
+                (ZoneKind::Forwarded, Plugin::Cache)
+            }
+            Path::rejected => (ZoneKind::Dropped, Plugin::Server),
+        };
+        coredns.answered(&Answered {
+            zone,
+            plugin,
+            tcp: q.tcp,
+            ipv6: q.ipv6,
+            qtype: q.qtype,
+            rcode: q.rcode,
+            dnssec_ok: q.dnssec_ok,
+            request_bytes: q.request_bytes,
+            response_bytes: q.response_bytes,
+            took: q.took,
+        });
+    }
+
+    /// A fresh cache hit on an answer of `kind`, or a miss (None).
+    pub fn cache_lookup(&self, hit: Option<CacheKind>) {
+        match hit {
+            Some(_) => self.cache_hits.inc(),
+            None => self.cache_misses.inc(),
+        };
+        if let Some(c) = &self.coredns {
+            c.cache_lookup(hit);
+        }
+    }
+
+    pub fn cache_evicted(&self, kind: CacheKind) {
+        self.cache_evictions.inc();
+        if let Some(c) = &self.coredns {
+            c.cache_evicted(kind);
+        }
+    }
+
+    /// The cache now holds `success` answers with data and `denial`
+    /// negative ones, `bytes` in all.
+    pub fn cache_size(&self, success: usize, denial: usize, bytes: usize) {
+        self.cache_entries.set((success + denial) as i64);
+        self.cache_bytes.set(bytes as i64);
+        if let Some(c) = &self.coredns {
+            c.cache_entries(success, denial);
+        }
+    }
+
+    pub fn prefetch(&self) {
+        self.cache_prefetches.inc();
+        if let Some(c) = &self.coredns {
+            c.cache_prefetch();
+        }
+    }
+
+    pub fn upstream_query(&self, upstream: SocketAddr) {
+        self.upstream_queries
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_string(),
+            })
+            .inc();
+        if let Some(c) = &self.coredns {
+            c.forward_request(upstream);
+        }
+    }
+
+    /// A reply from `upstream`, `took` after the query left.
+    pub fn upstream_reply(&self, upstream: SocketAddr, rcode: ResponseCode, took: Duration) {
+        if let Some(c) = &self.coredns {
+            c.forward_response(upstream, rcode, took);
+        }
+    }
+
+    /// An exchange with `upstream` that got no reply (`kind` as in
+    /// `upstream_errors`).
+    pub fn upstream_no_reply(&self, upstream: SocketAddr, kind: &'static str) {
+        self.upstream_error(upstream, kind);
+        if let Some(c) = &self.coredns {
+            c.forward_unreachable(upstream);
+        }
+    }
+
+    /// A question for which every upstream was marked down.
+    pub fn all_upstreams_down(&self) {
+        if let Some(c) = &self.coredns {
+            c.forward_all_down();
+        }
+    }
+
+    /// A query answered SERVFAIL because `bound` (total, zone, upstream)
+    /// was full.
+    pub fn upstream_overloaded(&self, bound: &'static str) {
+        self.upstream_overload
+            .get_or_create(&BoundLabels { bound })
+            .inc();
+        // A full upstream is skipped for the next one, which CoreDNS does
+        // not count as a rejection; the shared bounds turn the query away.
+        if bound != "upstream"
+            && let Some(c) = &self.coredns
+        {
+            c.forward_max_concurrent_reject();
+        }
     }
 
     pub fn upstream_error(&self, upstream: SocketAddr, kind: &'static str) {

@@ -44,6 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::ResolverArgs;
 
+use crate::metrics::coredns::Coredns;
+use crate::metrics::{Exposition, process};
 use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
 use crate::zone::{ForwardPolicy, Zone};
 use cache::{Cache, CacheConfig, Clamps};
@@ -85,6 +87,8 @@ pub struct ResolverDeps {
     /// The shared registry, with every other module's metrics (and the
     /// loader's collector) already registered; `/metrics` encodes all of it.
     pub registry: Registry,
+    /// The CoreDNS-compatible families; None with `--coredns-metrics=false`.
+    pub coredns: Option<Coredns>,
     /// Keep the listen interface/addresses on exit (agent-wide
     /// `--keep-on-exit`, for a seamless restart).
     pub keep_interface_on_exit: bool,
@@ -144,13 +148,18 @@ pub async fn start(
         policy,
         sink,
         mut registry,
+        coredns,
         keep_interface_on_exit,
         transparent,
     } = deps;
+    let (coredns, coredns_registry) = match coredns {
+        Some(c) => (Some(c.metrics), Some(c.registry)),
+        None => (None, None),
+    };
     // ANY is answered here for every user of the zone alike: the handler,
     // the forwarder and promotion (which re-derives kernel entries from it).
     let zone = any::AnyAware::wrap(zone);
-    let metrics = Arc::new(ResolverMetrics::new(&mut registry));
+    let metrics = Arc::new(ResolverMetrics::new(&mut registry, coredns.clone()));
     let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
     let transparent_metrics = Arc::new(TransparentMetrics::new(&mut registry));
 
@@ -255,7 +264,11 @@ pub async fn start(
     }
     tasks.spawn(http::serve(
         metrics_listener,
-        Arc::new(http::Pages::Metrics(Arc::new(registry))),
+        Arc::new(http::Pages::Metrics(Arc::new(exposition(
+            registry,
+            coredns,
+            coredns_registry,
+        )))),
         cancel.clone(),
     ));
     tasks.spawn(http::serve(
@@ -270,6 +283,25 @@ pub async fn start(
         metrics_addr,
         health_addr,
     })
+}
+
+/// What `/metrics` serves: the `nodedns_` registry, the CoreDNS-compatible
+/// one (with the kernel's answers brought in before each scrape) and the
+/// process metrics.
+fn exposition(
+    registry: Registry,
+    coredns: Option<Arc<crate::metrics::coredns::CorednsMetrics>>,
+    coredns_registry: Option<Registry>,
+) -> Exposition {
+    let mut exposition = Exposition::new(vec![registry]);
+    if let Some(r) = coredns_registry {
+        exposition.push(r);
+    }
+    exposition.push(process::registry());
+    if let Some(c) = coredns {
+        exposition.before_scrape(move || c.sync_kernel());
+    }
+    exposition
 }
 
 /// Waits for the zone's first sync, then steers new queries and connections

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::Name;
 
 use super::args::StubDomain;
+use crate::logging::repeated::Repeated;
 use crate::zone::ForwardPolicy;
 
 /// Consecutive failures after which an upstream is tried last.
@@ -80,10 +81,13 @@ pub fn route(
     }
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Health {
     failures: u32,
     down_until: Option<Instant>,
+    /// Logs the upstream going down, a summary a minute while it stays
+    /// down, and its recovery, instead of a line per failed query.
+    log: Repeated,
 }
 
 /// Failure tracking per upstream: a server that keeps failing is tried after
@@ -110,10 +114,15 @@ impl UpstreamHealth {
     }
 
     pub fn success(&self, server: SocketAddr) {
-        self.states.lock().unwrap().remove(&server);
+        if let Some(mut health) = self.states.lock().unwrap().remove(&server) {
+            health
+                .log
+                .recovered(&format!("upstream {server} answers again"));
+        }
     }
 
-    pub fn failure(&self, server: SocketAddr) {
+    /// `server` failed with `error` (no reply, or SERVFAIL and the like).
+    pub fn failure(&self, server: SocketAddr, error: &dyn std::fmt::Display) {
         let mut states = self.states.lock().unwrap();
         if states.len() >= MAX_TRACKED_UPSTREAMS && !states.contains_key(&server) {
             states.clear();
@@ -122,6 +131,12 @@ impl UpstreamHealth {
         health.failures += 1;
         if health.failures >= FAILURES_BEFORE_DOWN {
             health.down_until = Some(Instant::now() + DOWN_FOR);
+            health.log.failed(
+                &format!("upstream {server} is failing; trying the others first"),
+                error,
+            );
+        } else {
+            tracing::debug!(%server, %error, "upstream exchange failed");
         }
     }
 
@@ -182,7 +197,7 @@ mod tests {
         let b: SocketAddr = "10.0.0.2:53".parse().unwrap();
         let health = UpstreamHealth::default();
         for _ in 0..FAILURES_BEFORE_DOWN {
-            health.failure(a);
+            health.failure(a, &"timeout");
         }
         assert_eq!(health.order(&[a, b]), vec![b, a]);
         health.success(a);

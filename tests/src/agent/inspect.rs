@@ -72,6 +72,23 @@ impl Inspect {
             .collect()
     }
 
+    /// The hottest list, hottest first: each entry's name (None once it
+    /// left the map), type and estimated hits.
+    pub fn hot(&self) -> Vec<(Option<String>, Option<String>, u64)> {
+        self.0["hot"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h["name"].as_str().map(str::to_string),
+                    h["qtype"].as_str().map(str::to_string),
+                    h["hits"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
     /// One kernel counter (0 when absent).
     pub fn counter(&self, name: &str) -> u64 {
         self.counters().get(name).copied().unwrap_or(0)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use inspect::Inspect;
 
-use crate::http::http_get;
+use crate::http::{Response, http_get, http_get_accept};
 use crate::lab::{Daemon, Lab, Netns, Signal, wait_for};
 use crate::metrics::Metrics;
 use crate::repo::examples_dir;
@@ -291,6 +291,15 @@ impl Agent {
             .unwrap_or_else(|e| panic!("scrape the agent's /metrics: {e}"));
         assert_eq!(status, 200, "/metrics answered {status}: {body}");
         Metrics::parse(&body)
+    }
+
+    /// `/metrics` scraped inside the node with `Accept: accept` (none when
+    /// None): status, content type and page as served.
+    pub fn scrape(&self, node: &Netns, accept: Option<&str>) -> Response {
+        let addr = self.spec.metrics_addr();
+        node.enter(|| http_get_accept(addr, "/metrics", accept))
+            .expect("enter the node namespace")
+            .unwrap_or_else(|e| panic!("scrape the agent's /metrics: {e}"))
     }
 
     /// Asks `name`/`qtype` with `dig` from `netns` (no cookie) until the

@@ -3,13 +3,15 @@
 //! real clients in the pods (`dig`, `kdig`, glibc `getent`, dnsperf), with
 //! real upstreams and the fake API server. What a user of a node would see:
 //! cluster records (and their conformance to the schema and CoreDNS),
-//! promotion to the kernel, restarts and hand-overs.
+//! promotion to the kernel, restarts and hand-overs, and what operators
+//! watch (metrics, logs).
 
 mod adopt;
 mod cluster;
 mod conformance;
 mod failopen;
 mod fairness;
+mod observe;
 mod promotion;
 mod restart;
 mod spoofing;

@@ -195,7 +195,7 @@ async fn metrics_encode_the_whole_shared_registry() {
         // Stands for another module (the loader's collector) registering on
         // the shared registry before the resolver starts.
         let mut r = new_registry();
-        let _other = ResolverMetrics::new(r.sub_registry_with_prefix("other"));
+        let _other = ResolverMetrics::new(r.sub_registry_with_prefix("other"), None);
         r
     }
     let r = TestResolver::start_full(StaticZone::new(true), &[], &[], registry).await;

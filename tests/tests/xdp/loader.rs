@@ -401,7 +401,11 @@ fn cleanup_removes_everything() {
     println!("{report}");
     assert_eq!(report.links.len(), 2);
     assert_eq!(report.egress_links.len(), 2);
-    assert_eq!(report.maps.len(), 4, "answers, counters, config, flows");
+    assert_eq!(
+        report.maps.len(),
+        6,
+        "answers, counters, answer counts, hot samples, config, flows"
+    );
     assert!(report.removed_dir);
     assert!(report.still_attached.is_empty(), "{report}");
     assert!(!pins.path.exists());

@@ -71,6 +71,9 @@ pub struct ManifestsSource {
     refused: BTreeSet<PathBuf>,
     /// More were refused than `refused` lists.
     refused_unlisted: bool,
+    /// The folder unreadable at each rescan: logged when it starts,
+    /// summarised, and when it reads again.
+    unreadable: crate::logging::repeated::Repeated,
 }
 
 /// What the watcher saw since the last round.
@@ -146,6 +149,7 @@ impl ManifestsSource {
             slices: Index::default(),
             refused: BTreeSet::new(),
             refused_unlisted: false,
+            unreadable: Default::default(),
         })
     }
 
@@ -153,15 +157,21 @@ impl ManifestsSource {
     /// again (those that did not change cost a read and a hash).
     pub fn rescan(&mut self) {
         let listing: BTreeSet<PathBuf> = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| is_manifest(p))
-                .collect(),
+            Ok(rd) => {
+                self.unreadable.recovered("manifests folder");
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| is_manifest(p))
+                    .collect()
+            }
             Err(err) => {
                 // The folder vanished (or lost permissions): keep serving.
                 self.zone.metrics().error("manifests");
-                tracing::error!(dir = %self.dir.display(), %err, "cannot read the manifests folder; keeping the last good state");
+                let what = format!(
+                    "cannot read the manifests folder {}; keeping the last good state",
+                    self.dir.display()
+                );
+                self.unreadable.failed(&what, &err);
                 return;
             }
         };

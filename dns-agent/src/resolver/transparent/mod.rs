@@ -183,7 +183,10 @@ async fn answer(
             return;
         }
     };
-    let Some(response) = handler.handle(query.dns, Transport::Udp).await else {
+    let Some(response) = handler
+        .handle(query.dns, Transport::Udp, query.src.is_ipv6())
+        .await
+    else {
         metrics.count("unanswered");
         return;
     };

@@ -1,0 +1,159 @@
+//! `coredns_cache_*`, for the userspace forwarding cache. CoreDNS splits
+//! entries, hits and evictions by `type`: `success` for answers with data,
+//! `denial` for NXDOMAIN and NODATA (and the SERVFAILs its `servfail`
+//! option caches, which CoreDNS keeps with the denials).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{CACHE_ZONES, CorednsMetrics, VIEW};
+
+/// CoreDNS's two caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheKind {
+    Success,
+    Denial,
+}
+
+impl CacheKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denial => "denial",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    server: &'static str,
+    zones: &'static str,
+    view: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    server: &'static str,
+    r#type: &'static str,
+    zones: &'static str,
+    view: &'static str,
+}
+
+pub(super) struct CacheFamilies {
+    entries: Family<TypeLabels, Gauge>,
+    requests: Family<CacheLabels, Counter>,
+    hits: Family<TypeLabels, Counter>,
+    misses: Family<CacheLabels, Counter>,
+    prefetch: Family<CacheLabels, Counter>,
+    served_stale: Family<CacheLabels, Counter>,
+    evictions: Family<TypeLabels, Counter>,
+}
+
+impl CacheFamilies {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let f = Self {
+            entries: Family::default(),
+            requests: Family::default(),
+            hits: Family::default(),
+            misses: Family::default(),
+            prefetch: Family::default(),
+            served_stale: Family::default(),
+            evictions: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("cache");
+        r.register(
+            "entries",
+            "The number of elements in the cache",
+            f.entries.clone(),
+        );
+        r.register(
+            "requests",
+            "The count of cache requests",
+            f.requests.clone(),
+        );
+        r.register("hits", "The count of cache hits", f.hits.clone());
+        r.register(
+            "misses",
+            "The count of cache misses. Deprecated, derive misses from cache hits/requests counters",
+            f.misses.clone(),
+        );
+        r.register(
+            "prefetch",
+            "The number of times the cache has prefetched a cached item",
+            f.prefetch.clone(),
+        );
+        r.register(
+            "served_stale",
+            "The number of requests served from stale cache entries",
+            f.served_stale.clone(),
+        );
+        r.register(
+            "evictions",
+            "The count of cache evictions",
+            f.evictions.clone(),
+        );
+        f
+    }
+}
+
+impl CorednsMetrics {
+    fn cache_labels(&self) -> CacheLabels {
+        CacheLabels {
+            server: self.server.server,
+            zones: CACHE_ZONES,
+            view: VIEW,
+        }
+    }
+
+    fn type_labels(&self, kind: CacheKind) -> TypeLabels {
+        TypeLabels {
+            server: self.server.server,
+            r#type: kind.label(),
+            zones: CACHE_ZONES,
+            view: VIEW,
+        }
+    }
+
+    /// One lookup: a fresh hit of `kind`, or a miss (None). Stale answers
+    /// are neither, as in CoreDNS; they count in [`Self::cache_served_stale`].
+    pub fn cache_lookup(&self, hit: Option<CacheKind>) {
+        let c = &self.cache;
+        c.requests.get_or_create(&self.cache_labels()).inc();
+        match hit {
+            Some(kind) => c.hits.get_or_create(&self.type_labels(kind)).inc(),
+            None => c.misses.get_or_create(&self.cache_labels()).inc(),
+        };
+    }
+
+    pub fn cache_served_stale(&self) {
+        let c = &self.cache;
+        c.requests.get_or_create(&self.cache_labels()).inc();
+        c.served_stale.get_or_create(&self.cache_labels()).inc();
+    }
+
+    pub fn cache_prefetch(&self) {
+        self.cache
+            .prefetch
+            .get_or_create(&self.cache_labels())
+            .inc();
+    }
+
+    pub fn cache_evicted(&self, kind: CacheKind) {
+        self.cache
+            .evictions
+            .get_or_create(&self.type_labels(kind))
+            .inc();
+    }
+
+    /// The entries the cache holds now, of each kind.
+    pub fn cache_entries(&self, success: usize, denial: usize) {
+        let e = &self.cache.entries;
+        e.get_or_create(&self.type_labels(CacheKind::Success))
+            .set(success as i64);
+        e.get_or_create(&self.type_labels(CacheKind::Denial))
+            .set(denial as i64);
+    }
+}

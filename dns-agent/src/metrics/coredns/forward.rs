@@ -1,0 +1,136 @@
+//! `coredns_forward_*`: the forward plugin's families as CoreDNS 1.11
+//! names them (the version NodeLocal DNSCache runs, and the names of the
+//! coredns-mixin alerts), labelled per upstream with `to` (`IP:port`).
+//!
+//! nodedns does not probe upstreams with health checks as CoreDNS does; it
+//! learns their health from the queries themselves (an upstream failing
+//! three times in a row is tried last for a while). So a "failed health
+//! check" is an exchange that got no reply (timeout or network error:
+//! what CoreDNS's check detects; a SERVFAIL or REFUSED reply counts as
+//! healthy there too), and "healthcheck broken" is a question for which
+//! every upstream was marked down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::registry::Registry;
+
+use super::super::histogram::BulkHistogram;
+use super::dns::rcode_label;
+use super::{CorednsMetrics, TIME_BUCKETS};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToLabels {
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RcodeToLabels {
+    rcode: &'static str,
+    to: String,
+}
+
+#[derive(Clone)]
+struct TimeBuckets;
+
+impl MetricConstructor<BulkHistogram> for TimeBuckets {
+    fn new_metric(&self) -> BulkHistogram {
+        BulkHistogram::new(&TIME_BUCKETS)
+    }
+}
+
+pub(super) struct ForwardFamilies {
+    requests: Family<ToLabels, Counter>,
+    responses: Family<RcodeToLabels, Counter>,
+    duration: Family<RcodeToLabels, BulkHistogram, TimeBuckets>,
+    healthcheck_failures: Family<ToLabels, Counter>,
+    healthcheck_broken: Counter,
+    max_concurrent_rejects: Counter,
+}
+
+impl ForwardFamilies {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let f = Self {
+            requests: Family::default(),
+            responses: Family::default(),
+            duration: Family::new_with_constructor(TimeBuckets),
+            healthcheck_failures: Family::default(),
+            healthcheck_broken: Counter::default(),
+            max_concurrent_rejects: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("forward");
+        r.register(
+            "requests",
+            "Counter of requests made per upstream",
+            f.requests.clone(),
+        );
+        r.register(
+            "responses",
+            "Counter of responses received per upstream",
+            f.responses.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Histogram of the time each request took",
+            f.duration.clone(),
+        );
+        r.register(
+            "healthcheck_failures",
+            "Counter of the number of failed healthchecks (exchanges without a reply)",
+            f.healthcheck_failures.clone(),
+        );
+        r.register(
+            "healthcheck_broken",
+            "Counter of the number of complete failures of the healthchecks (every upstream marked down)",
+            f.healthcheck_broken.clone(),
+        );
+        r.register(
+            "max_concurrent_rejects",
+            "Counter of the number of queries rejected because the concurrent queries were at maximum",
+            f.max_concurrent_rejects.clone(),
+        );
+        f
+    }
+}
+
+impl CorednsMetrics {
+    pub fn forward_request(&self, to: SocketAddr) {
+        self.forward
+            .requests
+            .get_or_create(&ToLabels { to: to.to_string() })
+            .inc();
+    }
+
+    /// A reply from `to`, whatever its rcode, `took` after the query left.
+    pub fn forward_response(&self, to: SocketAddr, rcode: ResponseCode, took: Duration) {
+        let labels = RcodeToLabels {
+            rcode: rcode_label(u16::from(rcode)),
+            to: to.to_string(),
+        };
+        self.forward.responses.get_or_create(&labels).inc();
+        self.forward
+            .duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// An exchange with `to` that got no reply.
+    pub fn forward_unreachable(&self, to: SocketAddr) {
+        self.forward
+            .healthcheck_failures
+            .get_or_create(&ToLabels { to: to.to_string() })
+            .inc();
+    }
+
+    pub fn forward_all_down(&self) {
+        self.forward.healthcheck_broken.inc();
+    }
+
+    pub fn forward_max_concurrent_reject(&self) {
+        self.forward.max_concurrent_rejects.inc();
+    }
+}
