@@ -34,9 +34,11 @@ struct Kind<K, T> {
     source: &'static str,
     sync: SyncSource,
     convert: fn(&K) -> Result<T, ModelError>,
-    upsert: fn(T) -> Change,
+    /// The object as the store holds it when unchanged.
+    share: fn(&ClusterZone, T) -> Arc<T>,
+    upsert: fn(Arc<T>) -> Change,
     delete: fn(ObjectKey) -> Change,
-    replace: fn(Vec<T>) -> Change,
+    replace: fn(Vec<Arc<T>>) -> Change,
 }
 
 /// Spawns the Service and EndpointSlice watchers.
@@ -50,6 +52,7 @@ pub fn spawn(
         source: "services",
         sync: SyncSource::Services,
         convert: ServiceInfo::from_service,
+        share: ClusterZone::share_service,
         upsert: Change::UpsertService,
         delete: Change::DeleteService,
         replace: Change::ReplaceServices,
@@ -58,6 +61,7 @@ pub fn spawn(
         source: "endpointslices",
         sync: SyncSource::EndpointSlices,
         convert: SliceInfo::from_slice,
+        share: ClusterZone::share_slice,
         upsert: Change::UpsertSlice,
         delete: Change::DeleteSlice,
         replace: Change::ReplaceSlices,
@@ -87,8 +91,10 @@ where
         watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)).default_backoff();
     let mut stream = std::pin::pin!(stream);
     // The relist in progress. Its size is the cluster's object count: it
-    // cannot be bounded lower without giving up the atomic swap.
-    let mut relist: Vec<T> = Vec::new();
+    // cannot be bounded lower without giving up the atomic swap. Objects
+    // that did not change are the store's own (`share`), so until the swap
+    // only the changed ones exist twice.
+    let mut relist: Vec<Arc<T>> = Vec::new();
     let convert = |obj: &K| match (kind.convert)(obj) {
         Ok(info) => Some(info),
         Err(err) => {
@@ -112,8 +118,10 @@ where
         };
         metrics.event(kind.source);
         match event {
-            Ok(Event::Init) => relist.clear(),
-            Ok(Event::InitApply(obj)) => relist.extend(convert(&obj)),
+            Ok(Event::Init) => relist = Vec::new(),
+            Ok(Event::InitApply(obj)) => {
+                relist.extend(convert(&obj).map(|info| (kind.share)(&zone, info)))
+            }
             Ok(Event::InitDone) => {
                 let list = std::mem::take(&mut relist);
                 tracing::info!(
@@ -123,10 +131,11 @@ where
                 );
                 zone.apply([(kind.replace)(list)]);
                 zone.mark_synced(kind.sync);
+                super::release_freed_memory();
             }
             Ok(Event::Apply(obj)) => {
                 if let Some(info) = convert(&obj) {
-                    zone.apply([(kind.upsert)(info)]);
+                    zone.apply([(kind.upsert)(Arc::new(info))]);
                 }
             }
             Ok(Event::Delete(obj)) => zone.apply([(kind.delete)(key_of(&obj))]),
