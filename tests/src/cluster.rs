@@ -93,3 +93,19 @@ pub fn assert_answers(zone: &dyn Zone, rows: &[(&str, RecordType, &[&str])]) {
         assert_eq!(answer(zone, qname, *qtype), *expected, "{qname} {qtype}");
     }
 }
+
+/// Manifests of ExternalName Services in namespace `default`, one YAML
+/// document for each `(name, externalName)`, ready to join with `---`.
+pub fn external_names(services: &[(&str, &str)]) -> String {
+    services
+        .iter()
+        .map(|(name, target)| {
+            format!(
+                "apiVersion: v1\nkind: Service\n\
+                 metadata: {{name: {name}, namespace: default}}\n\
+                 spec: {{type: ExternalName, externalName: {target}}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}

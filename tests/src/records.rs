@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use hickory_proto::rr::rdata::SOA;
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Label, Name, RData, Record};
 
 /// The cluster zone's apex.
 pub const CLUSTER_ZONE: &str = "cluster.local.";
@@ -30,4 +30,23 @@ pub fn cluster_soa(serial: u32) -> Record {
         5,
     );
     rec(CLUSTER_ZONE, 5, RData::SOA(soa))
+}
+
+/// `name` with each byte of each label upper-cased where `upper(index in
+/// label, byte)` says so, as a 0x20-randomising client would send it.
+pub fn recase(name: &Name, mut upper: impl FnMut(usize) -> bool) -> Name {
+    let labels: Vec<Label> = name
+        .iter()
+        .map(|l| {
+            let bytes: Vec<u8> = l
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if upper(i) { b.to_ascii_uppercase() } else { *b })
+                .collect();
+            Label::from_raw_bytes(&bytes).unwrap()
+        })
+        .collect();
+    let mut n = Name::from_labels(labels).unwrap();
+    n.set_fqdn(true);
+    n
 }

@@ -62,12 +62,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let idx = Self::shard_of(key);
-        // Only copy the shard when the key is there.
-        if !self.shards[idx].contains_key(key) {
-            return None;
-        }
-        let old = Arc::make_mut(&mut self.shards[idx]).remove(key);
+        let old = self.shard_holding(key)?.remove(key);
         if old.is_some() {
             self.len -= 1;
         }
@@ -80,11 +75,21 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.shard_holding(key)?.get_mut(key)
+    }
+
+    /// The shard of `key` for writing, when the key is there: a shard
+    /// shared with a snapshot is copied only for a key it holds.
+    fn shard_holding<Q>(&mut self, key: &Q) -> Option<&mut HashMap<K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let idx = Self::shard_of(key);
         if !self.shards[idx].contains_key(key) {
             return None;
         }
-        Arc::make_mut(&mut self.shards[idx]).get_mut(key)
+        Some(Arc::make_mut(&mut self.shards[idx]))
     }
 
     pub fn len(&self) -> usize {

@@ -236,37 +236,43 @@ async fn custom_records_file_reloads_live() {
 
 #[tokio::test]
 async fn start_errors_say_what_to_fix() {
-    let err = |args: ClusterArgs| async move { start_error(&args).await };
-    let msg = err(ClusterArgs {
-        manifests: Some("/nonexistent/nodedns".into()),
-        ..ClusterArgs::default()
-    })
-    .await;
-    assert!(
-        msg.contains("/nonexistent/nodedns") && msg.contains("--manifests"),
-        "{msg}"
-    );
-    let msg = err(ClusterArgs {
-        manifests: Some(examples_dir()),
-        custom_records: Some("/nonexistent/custom.yaml".into()),
-        ..ClusterArgs::default()
-    })
-    .await;
-    assert!(msg.contains("--custom-records"), "{msg}");
-    let msg = err(ClusterArgs {
-        cluster_domain: "bad..domain".into(),
-        manifests: Some(examples_dir()),
-        ..ClusterArgs::default()
-    })
-    .await;
-    assert!(msg.contains("--cluster-domain"), "{msg}");
-    let msg = err(ClusterArgs {
-        kubeconfig: Some("/nonexistent/kubeconfig".into()),
-        ..ClusterArgs::default()
-    })
-    .await;
-    assert!(
-        msg.contains("/nonexistent/kubeconfig") && msg.contains("--kubeconfig"),
-        "{msg}"
-    );
+    // Each bad setting, and what its error must name.
+    let cases = [
+        (
+            ClusterArgs {
+                manifests: Some("/nonexistent/nodedns".into()),
+                ..ClusterArgs::default()
+            },
+            &["/nonexistent/nodedns", "--manifests"][..],
+        ),
+        (
+            ClusterArgs {
+                manifests: Some(examples_dir()),
+                custom_records: Some("/nonexistent/custom.yaml".into()),
+                ..ClusterArgs::default()
+            },
+            &["--custom-records"][..],
+        ),
+        (
+            ClusterArgs {
+                cluster_domain: "bad..domain".into(),
+                manifests: Some(examples_dir()),
+                ..ClusterArgs::default()
+            },
+            &["--cluster-domain"][..],
+        ),
+        (
+            ClusterArgs {
+                kubeconfig: Some("/nonexistent/kubeconfig".into()),
+                ..ClusterArgs::default()
+            },
+            &["/nonexistent/kubeconfig", "--kubeconfig"][..],
+        ),
+    ];
+    for (args, needles) in cases {
+        let msg = start_error(&args).await;
+        for needle in needles {
+            assert!(msg.contains(needle), "{needle:?} not in: {msg}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! End to end, issue 13: the behaviours of CoreDNS that pods depend on, and
 //! the schema rules it asked to follow exactly, as a pod sees them. The
-//! real agent serves the demo cluster plus `CONFORMANCE` below; every case
+//! real agent serves the demo cluster plus `CHAINS` and `SLEEPY` below; every case
 //! is asked over UDP and TCP (userspace) and, where the kernel may serve it,
 //! from the kernel map (XDP), which must give the same answer. Each
 //! expectation is written from the rule it cites (`§` is the Kubernetes DNS
@@ -8,6 +8,7 @@
 
 use nodedns_tests::agent::{Agent, AgentSpec, Source};
 use nodedns_tests::client::{Record, Reply};
+use nodedns_tests::cluster::external_names;
 use nodedns_tests::lab::{Lab, Pod, wait_for};
 use nodedns_tests::repo::{copy_examples, write_atomic};
 use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE, NODE_UPSTREAM};
@@ -21,27 +22,15 @@ const KERNEL_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 /// Added to the demo cluster: ExternalName chains (in the zone, through
 /// `search` out of it, and a loop), and a headless Service whose only
 /// endpoint is not ready.
-const CONFORMANCE: &str = "\
-apiVersion: v1
-kind: Service
-metadata: {name: ext-web, namespace: default}
-spec: {type: ExternalName, externalName: web.default.svc.cluster.local}
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext-chain, namespace: default}
-spec: {type: ExternalName, externalName: search.default.svc.cluster.local}
----
-apiVersion: v1
-kind: Service
-metadata: {name: loop-a, namespace: default}
-spec: {type: ExternalName, externalName: loop-b.default.svc.cluster.local}
----
-apiVersion: v1
-kind: Service
-metadata: {name: loop-b, namespace: default}
-spec: {type: ExternalName, externalName: loop-a.default.svc.cluster.local}
----
+/// ExternalName chains of the conformance cases.
+const CHAINS: &[(&str, &str)] = &[
+    ("ext-web", "web.default.svc.cluster.local"),
+    ("ext-chain", "search.default.svc.cluster.local"),
+    ("loop-a", "loop-b.default.svc.cluster.local"),
+    ("loop-b", "loop-a.default.svc.cluster.local"),
+];
+
+const SLEEPY: &str = "\
 apiVersion: v1
 kind: Service
 metadata: {name: sleepy, namespace: default}
@@ -73,7 +62,8 @@ impl Setup {
     fn start(extra: &[&str]) -> Self {
         let lab = Lab::new(1).unwrap();
         let manifests = copy_examples(&lab.log_dir().join("manifests"));
-        write_atomic(&manifests.join("conformance.yaml"), CONFORMANCE).unwrap();
+        let conformance = format!("{}---\n{SLEEPY}", external_names(CHAINS));
+        write_atomic(&manifests.join("conformance.yaml"), &conformance).unwrap();
         let upstream = DnsmasqSpec::new(NODE_UPSTREAM)
             .wildcard(EXAMPLE_ZONE, EXAMPLE_ANSWER.into())
             .local_ttl(UPSTREAM_TTL)

@@ -15,8 +15,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use dns_common::MAX_NAME_LEN;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::{A, NULL};
-use hickory_proto::rr::{DNSClass, Label, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nodedns_tests::frames::{FrameSpec, IPPROTO_TCP};
+use nodedns_tests::records::recase;
 use nodedns_tests::xdp::{
     EdnsQ, EntryDef, Harness, Layout, TYPE_LIKE_QTYPE, XDP_PASS, XDP_TX, check_answer, cookie,
     endpoints, entry_kinds, frame_with_options, name_of_len, query_msg_for, single_a,
@@ -104,25 +105,7 @@ fn edge_query(rng: &mut StdRng) -> Vec<u8> {
 }
 
 fn random_case(rng: &mut StdRng, name: &Name) -> Name {
-    let labels: Vec<Label> = name
-        .iter()
-        .map(|l| {
-            let bytes: Vec<u8> = l
-                .iter()
-                .map(|b| {
-                    if rng.random_bool(0.5) {
-                        b.to_ascii_uppercase()
-                    } else {
-                        *b
-                    }
-                })
-                .collect();
-            Label::from_raw_bytes(&bytes).unwrap()
-        })
-        .collect();
-    let mut n = Name::from_labels(labels).unwrap();
-    n.set_fqdn(true);
-    n
+    recase(name, |_| rng.random_bool(0.5))
 }
 
 fn valid_query(rng: &mut StdRng, defs: &[EntryDef]) -> Vec<u8> {

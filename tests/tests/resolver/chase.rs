@@ -10,7 +10,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use nodedns_tests::client::{Reply, dig_at, udp_query};
-use nodedns_tests::cluster::ClusterSources;
+use nodedns_tests::cluster::{ClusterSources, external_names};
 use nodedns_tests::hostile::{Behavior, HostileUpstream};
 use nodedns_tests::internals::{ClusterArgs, ClusterZone, key_for};
 use nodedns_tests::lab::TempDir;
@@ -23,37 +23,22 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(10);
 /// The hostile upstream's TTL, below the zone's 30 s.
 const UPSTREAM_TTL: u32 = 12;
 
-const MANIFESTS: &str = "\
+const WEB: &str = "\
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}
 spec: {clusterIP: 10.96.0.10}
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext, namespace: default}
-spec: {type: ExternalName, externalName: host.example}
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext-via, namespace: default}
-spec: {type: ExternalName, externalName: ext.default.svc.cluster.local}
----
-apiVersion: v1
-kind: Service
-metadata: {name: gone, namespace: default}
-spec: {type: ExternalName, externalName: nxhost.example}
----
-apiVersion: v1
-kind: Service
-metadata: {name: back, namespace: default}
-spec: {type: ExternalName, externalName: shadow.example}
----
-apiVersion: v1
-kind: Service
-metadata: {name: failing, namespace: default}
-spec: {type: ExternalName, externalName: failing.example}
 ";
+
+/// ExternalName Services: out of the zone, back into it, to names the
+/// upstream does not have or cannot resolve.
+const CHAINS: &[(&str, &str)] = &[
+    ("ext", "host.example"),
+    ("ext-via", "ext.default.svc.cluster.local"),
+    ("gone", "nxhost.example"),
+    ("back", "shadow.example"),
+    ("failing", "failing.example"),
+];
 
 struct Setup {
     upstream: HostileUpstream,
@@ -65,7 +50,8 @@ struct Setup {
 impl Setup {
     async fn start() -> Self {
         let dir = TempDir::create().unwrap();
-        write_atomic(&dir.path().join("services.yaml"), MANIFESTS).unwrap();
+        let manifests = format!("{WEB}---\n{}", external_names(CHAINS));
+        write_atomic(&dir.path().join("services.yaml"), &manifests).unwrap();
         let args = ClusterArgs {
             manifests: Some(dir.path().to_path_buf()),
             ..ClusterArgs::default()

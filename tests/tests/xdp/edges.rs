@@ -13,9 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use dns_common::{Counter, InterfaceMacs, MAX_NAME_LEN};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, NULL, TXT};
-use hickory_proto::rr::{DNSClass, Label, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nodedns_tests::frames::{FrameSpec, SERVER_MAC, parse_udp};
-use nodedns_tests::records::rec;
+use nodedns_tests::records::recase;
 use nodedns_tests::xdp::{
     EdnsQ, EntryDef, Harness, Layout, MAX_WIRE_NAME, Run, SERVER_V4, SERVER_V6, TEST_RUN_IFINDEX,
     TYPE_LIKE_QTYPE, XDP_PASS, XDP_TX, check_answer, cookie, endpoints, frame_with_options,
@@ -36,26 +36,7 @@ const UNMAPPED: RecordType = RecordType::MX;
 /// Upper-cases every other letter, as a 0x20-randomising client would,
 /// from each label's second byte: `TypeLike` names keep their `a`.
 fn mixed_case(name: &Name) -> Name {
-    let labels: Vec<Label> = name
-        .iter()
-        .map(|l| {
-            let bytes: Vec<u8> = l
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    if i % 2 == 1 {
-                        b.to_ascii_uppercase()
-                    } else {
-                        *b
-                    }
-                })
-                .collect();
-            Label::from_raw_bytes(&bytes).unwrap()
-        })
-        .collect();
-    let mut n = Name::from_labels(labels).unwrap();
-    n.set_fqdn(true);
-    n
+    recase(name, |i| i % 2 == 1)
 }
 
 fn record(owner: &Name, qtype: RecordType, wire_len: usize) -> Record {
@@ -233,11 +214,9 @@ fn every_name_length_answers_only_the_question_asked() {
 /// One name in the map, queried in several shapes.
 fn checks_harness() -> (Harness, EntryDef) {
     let mut xdp = Harness::new();
-    let web = "web.default.svc.cluster.local.";
-    let def = EntryDef::new(
-        web,
-        RecordType::A,
-        vec![rec(web, 30, RData::A(A(Ipv4Addr::new(10, 96, 0, 10))))],
+    let def = EntryDef::a(
+        "web.default.svc.cluster.local.",
+        &[Ipv4Addr::new(10, 96, 0, 10)],
     );
     xdp.insert_entry(&def);
     (xdp, def)
@@ -271,11 +250,7 @@ fn udp_checksums_the_stack_would_accept_are_answered_and_the_rest_passed() {
     // A name of even wire length beside web's odd one: what follows the
     // question sits at either parity.
     let even = "webs.default.svc.cluster.local.";
-    let webs = EntryDef::new(
-        even,
-        RecordType::A,
-        vec![rec(even, 30, RData::A(A(Ipv4Addr::new(10, 96, 0, 11))))],
-    );
+    let webs = EntryDef::a(even, &[Ipv4Addr::new(10, 96, 0, 11)]);
     xdp.insert_entry(&webs);
     // With and without OPT, and cookies of every accepted size class: the
     // program verifies the sum of the whole message, so every shape of it
