@@ -103,6 +103,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
             &format!("server CPU per query @{rate} qps"),
             &contenders,
             &cpu,
+            None,
         );
         panel(
             &mut canvas,
@@ -111,12 +112,13 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
             &format!("latency p50 / p99 (us) @{rate} qps"),
             &contenders,
             &latency,
+            None,
         );
     }
     let top = 50 + rates.len().max(1) * panel_h;
     let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = idle.into_iter().unzip();
     let title = format!("idle CPU ms/s (goal {IDLE_CPU_GOAL})");
-    panel_with_goal(
+    panel(
         &mut canvas,
         10,
         top,
@@ -128,7 +130,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = rss.into_iter().unzip();
     let goal_mib = RSS_GOAL_BYTES / MIB;
     let title = format!("agent RSS MiB (goal {goal_mib:.0} at 50k svc)");
-    panel_with_goal(
+    panel(
         &mut canvas,
         PANEL_W + 10,
         top,
@@ -144,52 +146,43 @@ const MIB: f64 = (1 << 20) as f64;
 
 /// Idle CPU of every contender and memory run that has it.
 fn idle_bars(report: &Report) -> Vec<(String, Vec<Bar>)> {
-    report
-        .contenders()
-        .into_iter()
-        .filter_map(|c| {
-            let v = report.get(&c, "idle_cpu")?.median;
-            let bar = Bar {
-                value: v,
-                color: IDLE,
-                text: format!("{v:.2}"),
-            };
-            Some((c, vec![bar]))
-        })
-        .collect()
+    bars_of(report, "idle_cpu", 1.0, IDLE, 2)
 }
 
 /// The agent's RSS per memory run, in cluster-size order.
 fn rss_bars(report: &Report) -> Vec<(String, Vec<Bar>)> {
+    bars_of(report, "agent_rss", 1.0 / MIB, RSS, 1)
+}
+
+/// One bar per contender with `metric`, its median times `scale`.
+fn bars_of(
+    report: &Report,
+    metric: &str,
+    scale: f64,
+    color: Rgb,
+    digits: usize,
+) -> Vec<(String, Vec<Bar>)> {
     report
         .contenders()
         .into_iter()
         .filter_map(|c| {
-            let v = report.get(&c, "agent_rss")?.median / MIB;
-            let bar = Bar {
-                value: v,
-                color: RSS,
-                text: format!("{v:.1}"),
-            };
-            Some((c, vec![bar]))
+            let v = report.get(&c, metric)?.median * scale;
+            let text = format!("{v:.digits$}");
+            Some((
+                c,
+                vec![Bar {
+                    value: v,
+                    color,
+                    text,
+                }],
+            ))
         })
         .collect()
 }
 
-fn panel(
-    canvas: &mut Canvas,
-    x: usize,
-    y: usize,
-    title: &str,
-    labels: &[String],
-    bars: &[Vec<Bar>],
-) {
-    panel_with_goal(canvas, x, y, title, labels, bars, None);
-}
-
 /// Bars scaled to the largest value (or the goal, if larger); the goal,
 /// when given, is a red line across the rows.
-fn panel_with_goal(
+fn panel(
     canvas: &mut Canvas,
     x: usize,
     y: usize,
