@@ -59,21 +59,30 @@ impl AnswerSections {
 
     /// The same answer with every TTL at most `cap` seconds.
     pub fn with_ttl_cap(&self, cap: u32) -> Self {
-        let capped = |records: &[Record]| -> Vec<Record> {
+        self.with_ttls(|ttl| ttl.min(cap))
+    }
+
+    /// The same answer with every TTL exactly `ttl` seconds.
+    pub fn with_ttl(&self, ttl: u32) -> Self {
+        self.with_ttls(|_| ttl)
+    }
+
+    fn with_ttls(&self, f: impl Fn(u32) -> u32) -> Self {
+        let rewrite = |records: &[Record]| -> Vec<Record> {
             records
                 .iter()
                 .map(|r| {
                     let mut r = r.clone();
-                    r.ttl = r.ttl.min(cap);
+                    r.ttl = f(r.ttl);
                     r
                 })
                 .collect()
         };
         Self {
             rcode: self.rcode,
-            answers: capped(&self.answers),
-            authority: capped(&self.authority),
-            additionals: capped(&self.additionals),
+            answers: rewrite(&self.answers),
+            authority: rewrite(&self.authority),
+            additionals: rewrite(&self.additionals),
         }
     }
 

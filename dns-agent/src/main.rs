@@ -8,17 +8,28 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use dns_agent::cluster::{self, ClusterArgs};
+use std::sync::Arc;
+
+use dns_agent::cluster::{self, ClusterArgs, ClusterHandle};
 use dns_agent::fastpath::{self, CleanupArgs, FastPath, FastPathArgs, InspectArgs};
+use dns_agent::metrics::Deferred;
 use dns_agent::promotion::{AnswerSink, MapSink};
-use dns_agent::resolver::{self, ResolverArgs, ResolverDeps};
-use dns_agent::zone::Zone;
+use dns_agent::resolver::{self, ResolverArgs, ResolverDeps, Sink};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+/// `--version`: the release and the source revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("NODEDNS_GIT_REVISION"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "dns-agent",
-    version,
+    version = VERSION,
     about = "nodedns: XDP-accelerated node-local DNS cache for Kubernetes"
 )]
 struct Cli {
@@ -31,6 +42,7 @@ struct Cli {
 #[derive(Args)]
 struct LogArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. `info,dns_agent=debug`).
+    /// kube's per-request error lines are off unless it names `kube_client`.
     #[arg(long, global = true, env = "NODEDNS_LOG", default_value = "info")]
     log_level: String,
     /// Log as JSON lines instead of human-readable text.
@@ -92,9 +104,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The directive that silences kube's per-request error lines.
+const KUBE_REQUEST_ERRORS_OFF: &str = "kube_client::client::builder=off";
+
 fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
+    // kube's HTTP layer logs an error for every failed request: with the
+    // API server down, a line per retry. The sources log the state changes
+    // and a summary instead; a filter that names kube_client gets it back.
+    if !args.log_level.contains("kube_client") {
+        filter = filter.add_directive(KUBE_REQUEST_ERRORS_OFF.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -107,87 +128,112 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    // The fast path attaches from this thread's network namespace and before
-    // the runtime starts, so a bad --interface or bpffs path fails at once.
-    let fast_path = FastPath::start(&args.fastpath, &args.resolver.listen, args.resolver.port)
-        .context("starting the XDP fast path")?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "dns-agent starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nodedns")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, fast_path.as_ref()));
-    if let Some(fast_path) = fast_path {
+    if let Some(fast_path) = runtime.block_on(serve(args))? {
         fast_path.shutdown().context("stopping the XDP fast path")?;
     }
-    result
+    Ok(())
 }
 
-async fn serve(args: RunArgs, fast_path: Option<&FastPath>) -> anyhow::Result<()> {
+/// Serves until SIGTERM; returns the fast path for its exit policy.
+async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
+    // Before anything binds: a SIGTERM from now on drains, it does not kill.
+    let shutdown = ShutdownSignal::install().context("installing the signal handlers")?;
     let cancel = CancellationToken::new();
     let mut registry = dns_agent::metrics::new_registry();
-    if let Some(fp) = fast_path {
-        fp.register_metrics(&mut registry);
-    }
+    let xdp_metrics = Deferred::default();
+    registry.register_collector(Box::new(xdp_metrics.clone()));
     let mut cluster_args = args.cluster.clone();
     cluster_args.ns_addresses = args.resolver.listen.clone();
-    let mut cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
+    let cluster = cluster::start(&cluster_args, &mut registry, cancel.clone())
         .await
         .context("starting the cluster-state sources")?;
-    // SO_REUSEPORT hands a new agent its share of the queries the moment it
-    // binds, next to the old one in a rolling update. Before the first full
-    // sync it could only SERVFAIL cluster names, so bind once the zone is
-    // ready; bounded, so an unreachable API server still leaves other names
-    // served (cluster names then get SERVFAIL until the sync, as designed).
-    if tokio::time::timeout(ZONE_READY_BEFORE_SERVING, cluster.wait_until_ready())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            waited = ?ZONE_READY_BEFORE_SERVING,
-            "cluster zone not synced yet: serving anyway, cluster names get SERVFAIL until it is"
-        );
-    }
-    let zone: std::sync::Arc<dyn Zone> = cluster.zone.clone();
-    let sink = match fast_path {
-        Some(fp) => {
-            let sink = MapSink::open(fp).context("opening the kernel answers map")?;
-            Some(std::sync::Arc::new(sink) as std::sync::Arc<dyn AnswerSink>)
-        }
-        None => None,
-    };
+    // Serve at once, whatever the API server does: external names are
+    // forwarded from the start, cluster names get SERVFAIL until the first
+    // sync, and until then a predecessor in a rolling update keeps the new
+    // queries (docs/design.md#hand-over). The kernel map comes later.
+    let (sink_tx, sink) = oneshot::channel();
     let deps = ResolverDeps {
-        zone,
+        zone: cluster.zone.clone(),
         policy: cluster.forward_policy.clone(),
-        sink,
+        sink: Sink::Later(sink),
         registry,
         keep_interface_on_exit: args.fastpath.keep_on_exit,
     };
+    let (listen, port) = (args.resolver.listen.clone(), args.resolver.port);
     let running = resolver::start(args.resolver, deps, cancel.clone())
         .await
         .context("starting the resolver")?;
     tracing::info!("dns-agent running");
 
-    shutdown_signal().await;
+    // The fast path loads while DNS is served: the verifier alone takes
+    // about a second. It attaches from the network namespace of the
+    // blocking thread, which is the process's. A failure stops the agent.
+    let fastpath_args = args.fastpath.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || FastPath::start(&fastpath_args, &listen, port)).await;
+    let fast_path = match loaded.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+        Ok(fast_path) => fast_path,
+        Err(e) => {
+            stop(cancel, running, cluster).await;
+            return Err(e).context("starting the XDP fast path");
+        }
+    };
+    // With XDP off, the sender goes unused: dropping it says so.
+    if let Some(fp) = &fast_path {
+        xdp_metrics.set(fp.collector());
+        match MapSink::open(fp) {
+            Ok(map) => {
+                let _ = sink_tx.send(Arc::new(map) as Arc<dyn AnswerSink>);
+            }
+            Err(e) => {
+                stop(cancel, running, cluster).await;
+                return Err(e).context("opening the kernel answers map");
+            }
+        }
+    } else {
+        drop(sink_tx);
+    }
+
+    shutdown.wait().await;
     tracing::info!("shutting down");
+    stop(cancel, running, cluster).await;
+    Ok(fast_path)
+}
+
+/// Cancels every task, lets the listeners drain, and waits for the sources.
+async fn stop(cancel: CancellationToken, running: resolver::Running, mut cluster: ClusterHandle) {
     cancel.cancel();
     running.wait().await;
     while cluster.tasks.join_next().await.is_some() {}
-    Ok(())
 }
 
-/// Longest wait for the cluster zone's first full sync before binding the
-/// listen sockets.
-const ZONE_READY_BEFORE_SERVING: std::time::Duration = std::time::Duration::from_secs(10);
+/// SIGTERM (Kubernetes) or SIGINT (a terminal), listened for from the
+/// start so that one arriving early still lets the agent drain.
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
 
-/// Resolves on SIGTERM (Kubernetes) or SIGINT (a terminal).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+impl ShutdownSignal {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

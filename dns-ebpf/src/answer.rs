@@ -165,7 +165,7 @@ fn write_opt(ctx: &XdpContext, off: usize, r: &Reply<'_>) -> Result<u16, Counter
         size[1],
         0,
         0,
-        0,
+        r.query.edns_do,
         0,
         0,
         0,
@@ -177,6 +177,12 @@ fn write_opt(ctx: &XdpContext, off: usize, r: &Reply<'_>) -> Result<u16, Counter
         unsafe { core::ptr::write_volatile(p.add(k), rr[k]) };
         k += 1;
     }
-    let even = fold(((TYPE_OPT_LO as u64) << 8) + size[0] as u64 + ((size[1] as u64) << 8));
+    // Byte 7 (the DO flag) is the low byte of its word.
+    let even = fold(
+        ((TYPE_OPT_LO as u64) << 8)
+            + size[0] as u64
+            + ((size[1] as u64) << 8)
+            + r.query.edns_do as u64,
+    );
     Ok(shift_odd(even, (r.query.qlen() + r.body_len) & 1 == 1))
 }

@@ -33,6 +33,8 @@ const CLASS_IN: u16 = 1;
 const FLAGS_NOT_QUERY: u16 = 0xfa00;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_CD: u16 = 0x0010;
+/// DNSSEC OK, in the first byte of the OPT record's flags.
+const EDNS_FLAG_DO: u8 = 0x80;
 const LABEL_TYPE_MASK: u8 = 0xc0;
 /// A name of MAX_NAME_LEN bytes has at most half as many labels.
 const MAX_LABELS: usize = MAX_NAME_LEN / 2;
@@ -66,6 +68,9 @@ pub struct Query {
     /// Whether the query carried an EDNS0 OPT record (empty or a lone
     /// COOKIE); the answer then carries our OPT, without options.
     pub edns: bool,
+    /// The first byte of the query's EDNS flags with only DO kept (0x80 or
+    /// 0): RFC 3225 section 3 has it copied into the answer's OPT.
+    pub edns_do: u8,
     /// Largest DNS message the client can take over UDP.
     pub max_size: usize,
 }
@@ -261,6 +266,8 @@ fn type_and_class(scratch: &Scratch, name_len: usize) -> Result<(u16, u16), Coun
 struct Edns {
     /// An OPT record was there (empty or a lone COOKIE).
     present: bool,
+    /// Its DO bit, in place in the flags' first byte.
+    dnssec_ok: u8,
     /// Largest DNS message the client can take over UDP.
     max_size: usize,
     /// Where the message ends, by the parse.
@@ -284,6 +291,7 @@ fn opt(
     if arcount != 1 {
         return Ok(Edns {
             present: false,
+            dnssec_ok: 0,
             max_size: CLASSIC_UDP_SIZE,
             end,
             sum: 0,
@@ -303,6 +311,8 @@ fn opt(
     }
     Ok(Edns {
         present: true,
+        // opt[7..9] are the EDNS flags; DO is the top bit.
+        dnssec_ok: opt[7] & EDNS_FLAG_DO,
         max_size: if size < CLASSIC_UDP_SIZE {
             CLASSIC_UDP_SIZE
         } else {
@@ -436,6 +446,7 @@ pub fn parse(
         qsum,
         msg_sum,
         edns: edns.present,
+        edns_do: edns.dnssec_ok,
         max_size: edns.max_size,
     })
 }

@@ -8,8 +8,17 @@
 //! an SOA (TTL 3600, MINIMUM 60); names whose first label starts with `big`
 //! -> 60 A records (too big for 512-byte UDP); names whose first label
 //! starts with `shadow` -> a CNAME to `web.default.svc.cluster.local.` plus
-//! a forged A record for that cluster name; other types -> NODATA + SOA.
+//! a forged A record for that cluster name; names whose first label starts
+//! with `extra` -> their A record plus, unasked, an A record and an NS
+//! delegation (with glue) for `victim.example.`; names whose first label
+//! starts with `out` -> a CNAME to `target.elsewhere.example.` plus a forged
+//! A record (6.6.6.6) for it; names under [`DEAD_ZONE`] -> never answered
+//! (a zone whose servers are down); other types -> NODATA + SOA.
+//!
+//! It remembers the names it was asked, as received (case included): the
+//! last [`MAX_NAMES_KEPT`].
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +39,25 @@ pub enum Bad {
     /// QR=0: a query, not a response.
     NotResponse,
     Garbage,
+    /// Right ID and question, but every letter of the name in the other
+    /// case, and a poisonous answer: a spoofer who guessed the ID, not the
+    /// DNS 0x20 case.
+    WrongCase,
 }
+
+/// A zone whose names the server never answers, whatever its behavior.
+pub const DEAD_ZONE: &str = "dead.test.";
+
+/// Whether `query` asks about a name under [`DEAD_ZONE`].
+fn is_dead(query: &Message) -> bool {
+    query
+        .queries
+        .first()
+        .is_some_and(|q| name(DEAD_ZONE).zone_of(&q.name))
+}
+
+/// Names remembered by [`HostileUpstream::names`].
+pub const MAX_NAMES_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
@@ -49,6 +76,9 @@ pub enum Behavior {
     Slow(Duration),
     ServFail,
     Refused,
+    /// Answer correctly, but echo the question's name lower-cased, as an
+    /// upstream that does not preserve case does.
+    FoldCase,
 }
 
 struct Shared {
@@ -56,6 +86,19 @@ struct Shared {
     ttl: AtomicU32,
     udp_queries: AtomicUsize,
     tcp_queries: AtomicUsize,
+    names: Mutex<VecDeque<String>>,
+}
+
+impl Shared {
+    fn remember(&self, query: &Message) {
+        let mut names = self.names.lock().unwrap();
+        for q in &query.queries {
+            if names.len() == MAX_NAMES_KEPT {
+                names.pop_front();
+            }
+            names.push_back(q.name.to_ascii());
+        }
+    }
 }
 
 /// The server; stops when dropped.
@@ -76,6 +119,7 @@ impl HostileUpstream {
             ttl: AtomicU32::new(300),
             udp_queries: AtomicUsize::new(0),
             tcp_queries: AtomicUsize::new(0),
+            names: Mutex::new(VecDeque::new()),
         });
         let cancel = CancellationToken::new();
         tokio::spawn(serve_udp(udp, shared.clone(), cancel.clone()));
@@ -106,11 +150,43 @@ impl HostileUpstream {
     pub fn queries(&self) -> usize {
         self.udp_queries() + self.tcp_queries()
     }
+
+    /// The names asked (the last [`MAX_NAMES_KEPT`]), spelled as received.
+    pub fn names(&self) -> Vec<String> {
+        self.shared.names.lock().unwrap().iter().cloned().collect()
+    }
 }
 
 impl Drop for HostileUpstream {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// A [`HostileUpstream`] listening inside a lab namespace (usually the
+/// node's), served by a runtime of its own, for tests of the real agent.
+pub struct NodeHostile {
+    // Field order is drop order: the server stops before its runtime.
+    upstream: HostileUpstream,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl NodeHostile {
+    /// Listens on `addr` inside `netns` (port 0 picks one).
+    pub fn start(netns: &crate::lab::Netns, addr: SocketAddr) -> Self {
+        let (upstream, runtime) = netns.serve(|| HostileUpstream::start(addr));
+        Self {
+            upstream,
+            _runtime: runtime,
+        }
+    }
+}
+
+impl std::ops::Deref for NodeHostile {
+    type Target = HostileUpstream;
+
+    fn deref(&self) -> &HostileUpstream {
+        &self.upstream
     }
 }
 
@@ -129,6 +205,19 @@ fn soa(zone: &Name) -> Record {
         60,
     );
     Record::from_rdata(zone.base_name(), 3600, RData::SOA(soa))
+}
+
+/// A CNAME from `owner` to `target`, and a forged A record (6.6.6.6) for
+/// the target that an upstream has no business giving.
+fn cname_with_forged_target(reply: &mut Message, owner: &Name, target: &str, ttl: u32) {
+    let target = name(target);
+    let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
+    reply.add_answer(Record::from_rdata(owner.clone(), ttl, cname));
+    reply.add_answer(Record::from_rdata(
+        target,
+        ttl,
+        RData::A(A::new(6, 6, 6, 6)),
+    ));
 }
 
 /// The correct answer to `query`.
@@ -151,14 +240,25 @@ fn answer(query: &Message, ttl: u32) -> Message {
         reply.metadata.response_code = ResponseCode::NXDomain;
         reply.add_authority(soa(&q.name));
     } else if first.starts_with("shadow") {
-        let target = name("web.default.svc.cluster.local.");
-        let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
-        reply.add_answer(Record::from_rdata(q.name.clone(), ttl, cname));
+        cname_with_forged_target(&mut reply, &q.name, "web.default.svc.cluster.local.", ttl);
+    } else if first.starts_with("extra") {
+        let victim = name("victim.example.");
+        let ns = name("ns.victim.example.");
         reply.add_answer(Record::from_rdata(
-            target,
+            q.name.clone(),
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        reply.add_answer(Record::from_rdata(
+            victim.clone(),
             ttl,
             RData::A(A::new(6, 6, 6, 6)),
         ));
+        let delegation = RData::NS(hickory_proto::rr::rdata::NS(ns.clone()));
+        reply.add_authority(Record::from_rdata(victim, ttl, delegation));
+        reply.add_additional(Record::from_rdata(ns, ttl, RData::A(A::new(6, 6, 6, 7))));
+    } else if first.starts_with("out") {
+        cname_with_forged_target(&mut reply, &q.name, "target.elsewhere.example.", ttl);
     } else if q.query_type == RecordType::A {
         let count = if first.starts_with("big") { 60 } else { 1 };
         for i in 0..count {
@@ -196,6 +296,25 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
                 r.data = RData::A(A::new(6, 6, 6, 6));
             }
         }
+        Bad::WrongCase => {
+            let flipped: String = reply.queries[0]
+                .name
+                .to_ascii()
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' => c.to_ascii_uppercase(),
+                    'A'..='Z' => c.to_ascii_lowercase(),
+                    c => c,
+                })
+                .collect();
+            let flipped = Name::from_ascii(&flipped).expect("same name, other case");
+            reply.queries[0].name = flipped.clone();
+            reply.answers = vec![Record::from_rdata(
+                flipped,
+                86_400,
+                RData::A(A::new(6, 6, 6, 6)),
+            )];
+        }
         Bad::Garbage => {
             let mut junk = vec![0u8; 64];
             junk[..2].copy_from_slice(&query.metadata.id.to_be_bytes());
@@ -210,6 +329,9 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
 
 /// The datagrams to send (in order, after `delay`) for one UDP query.
 fn udp_replies(query: &Message, shared: &Shared) -> (Duration, Vec<Vec<u8>>) {
+    if is_dead(query) {
+        return (Duration::ZERO, Vec::new());
+    }
     let behavior = *shared.behavior.lock().unwrap();
     let ttl = shared.ttl.load(Ordering::Relaxed);
     let good = || answer(query, ttl).to_vec().expect("encodable");
@@ -235,7 +357,17 @@ fn udp_replies(query: &Message, shared: &Shared) -> (Duration, Vec<Vec<u8>>) {
         Behavior::Slow(d) => (d, vec![good()]),
         Behavior::ServFail => (Duration::ZERO, vec![coded(ResponseCode::ServFail)]),
         Behavior::Refused => (Duration::ZERO, vec![coded(ResponseCode::Refused)]),
+        Behavior::FoldCase => (Duration::ZERO, vec![folded(query, ttl)]),
     }
+}
+
+/// The right answer with the question's name lower-cased.
+fn folded(query: &Message, ttl: u32) -> Vec<u8> {
+    let mut m = answer(query, ttl);
+    for q in &mut m.queries {
+        q.name = q.name.to_lowercase();
+    }
+    m.to_vec().expect("encodable")
 }
 
 async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -250,6 +382,7 @@ async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationT
         let Ok(query) = Message::from_vec(&buf[..n]) else {
             continue;
         };
+        shared.remember(&query);
         let (delay, replies) = udp_replies(&query, &shared);
         let socket = socket.clone();
         tokio::spawn(async move {
@@ -276,15 +409,18 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellat
                 stream.read_exact(&mut buf).await.ok()?;
                 shared.tcp_queries.fetch_add(1, Ordering::Relaxed);
                 let query = Message::from_vec(&buf).ok()?;
+                shared.remember(&query);
                 let behavior = *shared.behavior.lock().unwrap();
                 let ttl = shared.ttl.load(Ordering::Relaxed);
                 let reply = match behavior {
+                    _ if is_dead(&query) => return None,
                     Behavior::Silence => return None,
                     Behavior::Slow(d) => {
                         tokio::time::sleep(d).await;
                         answer(&query, ttl).to_vec().ok()?
                     }
                     Behavior::Bad(how) => bad(&query, how, ttl),
+                    Behavior::FoldCase => folded(&query, ttl),
                     _ => answer(&query, ttl).to_vec().ok()?,
                 };
                 let mut framed = (reply.len() as u16).to_be_bytes().to_vec();

@@ -22,5 +22,5 @@ pub use dns_agent::promotion::encoding::{
 pub use dns_agent::promotion::{AnswerSink, MapSink, MemorySink, SinkError};
 pub use dns_agent::resolver::interface::{ListenInterface, remove_all as remove_listen_interface};
 pub use dns_agent::resolver::metrics::ResolverMetrics;
-pub use dns_agent::resolver::{ResolverArgs, ResolverDeps, start as start_resolver};
+pub use dns_agent::resolver::{ResolverArgs, ResolverDeps, Sink, start as start_resolver};
 pub use dns_agent::zone::{ForwardPolicy, Zone, ZoneLookup};

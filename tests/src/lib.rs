@@ -8,8 +8,11 @@
 //! - [`agent`]: the real `dns-agent` in a lab node (one spec, one readiness
 //!   check) and what tests read from it; [`metrics`] and [`http`] for its
 //!   pages.
+//! - [`container`], [`daemonset`]: the agent's container image under
+//!   podman, started as `deploy/daemonset.yaml` says.
 //! - [`upstream`], [`hostile`], [`fakeapi`]: stand-ins for the agent's
-//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server).
+//!   peers (dnsmasq, a misbehaving upstream, the Kubernetes API server);
+//!   [`spoofer`]: the local attacker who forges the upstream's replies.
 //! - [`resolver`], [`cluster`]: the resolver and the cluster-state sources
 //!   in-process, without the binary.
 //! - [`xdp`], [`frames`]: the XDP program through `BPF_PROG_TEST_RUN`.
@@ -19,6 +22,8 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod container;
+pub mod daemonset;
 pub mod fakeapi;
 pub mod frames;
 pub mod hostile;
@@ -29,5 +34,6 @@ pub mod metrics;
 pub mod records;
 pub mod repo;
 pub mod resolver;
+pub mod spoofer;
 pub mod upstream;
 pub mod xdp;

@@ -18,7 +18,7 @@ use crate::hostile::HostileUpstream;
 use crate::http::http_get;
 use crate::internals::{
     AnswerSections, AnswerSink, ForwardPolicy, MemorySink, Registry, ResolverArgs, ResolverDeps,
-    Zone, ZoneLookup, new_registry, start_resolver,
+    Sink, Zone, ZoneLookup, new_registry, start_resolver,
 };
 use crate::metrics::Metrics;
 use crate::records::{CLUSTER_ZONE, cluster_soa, name};
@@ -201,7 +201,7 @@ impl<Z: Zone> TestResolver<Z> {
             let deps = ResolverDeps {
                 zone: zone.clone(),
                 policy: policy_rx,
-                sink: Some(sink.clone() as Arc<dyn AnswerSink>),
+                sink: Sink::Ready(sink.clone() as Arc<dyn AnswerSink>),
                 registry: registry(),
                 keep_interface_on_exit: false,
             };

@@ -8,6 +8,7 @@
 mod delegate;
 mod ebpf;
 mod fuzz;
+mod image;
 mod setup;
 mod shell;
 mod test;
@@ -36,6 +37,10 @@ enum Command {
     /// The one test command (README, CI): setup check, build-ebpf, fmt, clippy,
     /// build, unit tests and the root integration tests. Needs root.
     Test(test::TestArgs),
+    /// Build deploy/Dockerfile into nodedns/dns-agent:<version> (podman, or
+    /// docker where a docker engine answers) and print its size. Makes a
+    /// Debian base image with debootstrap when no registry is reachable.
+    Image(image::ImageArgs),
     /// Run the kernel fuzz test of the XDP program (the `fuzz` test binary).
     FuzzXdp(fuzz::FuzzArgs),
     /// One-command demo on a lab node with two pods (no cluster needed).
@@ -61,6 +66,7 @@ fn run(command: Command) -> Result<()> {
         Command::Setup => setup::run(),
         Command::BuildEbpf(args) => ebpf::build(&args).map(|_| ()),
         Command::Test(args) => test::run(&args),
+        Command::Image(args) => image::run(&args),
         Command::FuzzXdp(args) => fuzz::run(&args),
         Command::Demo(args) => delegate::run(delegate::DEMO, &args),
         Command::Bench(args) => delegate::run(delegate::BENCH, &args),

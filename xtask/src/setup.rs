@@ -37,6 +37,12 @@ const PACKAGES: &[&str] = &[
     "dnsperf",
     "dnsmasq-base",
     "unbound",
+    // `cargo xtask image` and the image tests: podman with the runc runtime
+    // (xtask/containers.conf), and debootstrap for a base image where no
+    // registry is reachable.
+    "podman",
+    "runc",
+    "debootstrap",
 ];
 
 const BPF_LINKER_SERIES: &str = "bpf-linker 0.13.";

@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::ebpf::{self, Toolchain};
+use crate::image;
 use crate::setup;
 use crate::shell::{self, TestCounts, cargo};
 use crate::workspace;
@@ -157,6 +158,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
         let built = report.step("build dns-agent binary", || {
             shell::run(cargo().args(["build", "--package", "dns-agent", "--bins"]))
         });
+        // The container image, which the deploy tests run as the DaemonSet
+        // does; they get its id, or an empty one that makes them say this
+        // step failed instead of testing an older image.
+        let mut image_id = String::new();
+        report.step("image (cargo xtask image)", || {
+            image_id = image::build(&Default::default())?;
+            Ok(())
+        });
         report.test_step("unit tests", || {
             let mut cmd = cargo();
             cmd.args(["test", "--no-fail-fast"]);
@@ -177,7 +186,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
                             "--",
                         ])
                         .args(&args.harness_args)
-                        .env("PATH", test_path()),
+                        .env("PATH", test_path())
+                        .env(image::IMAGE_ENV, &image_id),
                 )
             });
             // The README's first command and the benchmark harness must keep

@@ -4,30 +4,34 @@
 //! A (re)list arrives as `Init`, `InitApply`..., `InitDone`; the objects are
 //! buffered and applied as one replace, so a relist after `410 Gone` never
 //! shows an empty window. Errors (dropped watches, 5xx, the API server down)
-//! are retried with `default_backoff()` while the last good state keeps
-//! serving: names never turn into NXDOMAIN because we lost the connection.
+//! are retried with the backoff of [`super::retry`] while the last good
+//! state keeps serving: names never turn into NXDOMAIN because we lost the
+//! connection.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::ClusterMetrics;
 use super::model::{ModelError, ObjectKey, ServiceInfo, SliceInfo};
+use super::retry::{Progress, Retry};
 use super::store::{Change, ClusterZone, SyncSource};
 
-/// Server-side timeout of each watch call. kube's watcher also treats a
-/// watch that sends nothing for this long (plus a margin) as hung and
-/// reconnects, so this bounds how long a silently stuck connection delays
-/// updates (kube's default is 290 s).
-pub const WATCH_TIMEOUT_SECS: u32 = 120;
+/// Server-side timeout of each watch call (`--watch-timeout-secs`). kube's
+/// watcher also treats a watch that sends nothing for this long plus 5 s
+/// (no event, no bookmark) as hung and reconnects, so 50 s restarts a
+/// silently stuck watch within a minute (kube's default is 290 s). The
+/// API server ends each watch after it, and the next resumes where it was:
+/// a request a minute per resource, no relist.
+pub const WATCH_TIMEOUT_SECS: u32 = 50;
 
 /// How one kind of object becomes changes.
 struct Kind<K, T> {
@@ -45,6 +49,7 @@ struct Kind<K, T> {
 pub fn spawn(
     client: Client,
     zone: Arc<ClusterZone>,
+    watch_timeout: u32,
     tasks: &mut JoinSet<()>,
     cancel: CancellationToken,
 ) {
@@ -66,13 +71,73 @@ pub fn spawn(
         delete: Change::DeleteSlice,
         replace: Change::ReplaceSlices,
     };
+    let config = watcher::Config::default().timeout(watch_timeout);
     tasks.spawn(run(
         Api::<Service>::all(client.clone()),
+        config.clone(),
         services,
         zone.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(run(Api::<EndpointSlice>::all(client), slices, zone, cancel));
+    tasks.spawn(run(
+        Api::<EndpointSlice>::all(client),
+        config,
+        slices,
+        zone,
+        cancel,
+    ));
+}
+
+/// The next event of a kube watcher `stream`, errors retried here: logged
+/// as [`Retry`] says, counted, and waited out. None once the stream ends
+/// or `cancel` fires.
+pub async fn next_event<K>(
+    stream: &mut (impl Stream<Item = watcher::Result<Event<K>>> + Unpin),
+    retry: &mut Retry,
+    source: &'static str,
+    metrics: &ClusterMetrics,
+    cancel: &CancellationToken,
+) -> Option<Event<K>> {
+    loop {
+        let item = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else {
+            tracing::error!(source, "watch stream ended; cluster state is frozen");
+            return None;
+        };
+        metrics.event(source);
+        match item {
+            Ok(event) => {
+                let progress = match &event {
+                    Event::Init => Progress::Starting,
+                    Event::InitApply(_) | Event::InitDone => Progress::Listed,
+                    Event::Apply(_) | Event::Delete(_) => Progress::Changed,
+                };
+                if let Some(line) = retry.progress(progress, tokio::time::Instant::now()) {
+                    tracing::info!(source, "{line}");
+                }
+                if progress != Progress::Starting {
+                    metrics.set_up(source, true);
+                }
+                return Some(event);
+            }
+            Err(err) => {
+                metrics.error(source);
+                metrics.set_up(source, false);
+                let after = retry.error(&err.to_string(), tokio::time::Instant::now());
+                match after.log {
+                    Some(line) => tracing::warn!(source, "{line}"),
+                    None => tracing::debug!(source, %err, retry_in = ?after.wait, "watch error"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(after.wait) => {}
+                }
+            }
+        }
+    }
 }
 
 fn key_of<K: Resource>(obj: &K) -> ObjectKey {
@@ -82,14 +147,18 @@ fn key_of<K: Resource>(obj: &K) -> ObjectKey {
     )
 }
 
-async fn run<K, T>(api: Api<K>, kind: Kind<K, T>, zone: Arc<ClusterZone>, cancel: CancellationToken)
-where
+async fn run<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind<K, T>,
+    zone: Arc<ClusterZone>,
+    cancel: CancellationToken,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let metrics = zone.metrics().clone();
-    let stream =
-        watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = std::pin::pin!(watcher(api, config));
+    let mut retry = Retry::new(kind.source);
     // The relist in progress. Its size is the cluster's object count: it
     // cannot be bounded lower without giving up the atomic swap. Objects
     // that did not change are the store's own (`share`), so until the swap
@@ -104,25 +173,15 @@ where
             None
         }
     };
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            event = stream.next() => event,
-        };
-        let Some(event) = event else {
-            tracing::error!(
-                source = kind.source,
-                "watch stream ended; cluster state is frozen"
-            );
-            return;
-        };
-        metrics.event(kind.source);
+    while let Some(event) =
+        next_event(&mut stream, &mut retry, kind.source, &metrics, &cancel).await
+    {
         match event {
-            Ok(Event::Init) => relist = Vec::new(),
-            Ok(Event::InitApply(obj)) => {
+            Event::Init => relist = Vec::new(),
+            Event::InitApply(obj) => {
                 relist.extend(convert(&obj).map(|info| (kind.share)(&zone, info)))
             }
-            Ok(Event::InitDone) => {
+            Event::InitDone => {
                 let list = std::mem::take(&mut relist);
                 tracing::info!(
                     source = kind.source,
@@ -133,16 +192,12 @@ where
                 zone.mark_synced(kind.sync);
                 super::release_freed_memory();
             }
-            Ok(Event::Apply(obj)) => {
+            Event::Apply(obj) => {
                 if let Some(info) = convert(&obj) {
                     zone.apply([(kind.upsert)(Arc::new(info))]);
                 }
             }
-            Ok(Event::Delete(obj)) => zone.apply([(kind.delete)(key_of(&obj))]),
-            Err(err) => {
-                metrics.error(kind.source);
-                tracing::warn!(source = kind.source, %err, "watch error; retrying with backoff, last good state keeps serving");
-            }
+            Event::Delete(obj) => zone.apply([(kind.delete)(key_of(&obj))]),
         }
     }
 }

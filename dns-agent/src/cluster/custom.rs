@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use hickory_proto::rr::Name;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -18,7 +16,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::ClusterError;
+use super::apiserver::next_event;
 use super::hosts::HostsTable;
+use super::retry::Retry;
 use super::store::ClusterZone;
 use crate::zone::ForwardPolicy;
 
@@ -239,21 +239,18 @@ pub async fn run_configmap(
     name: String,
     zone: Arc<ClusterZone>,
     policy: watch::Sender<Arc<ForwardPolicy>>,
+    watch_timeout: u32,
     cancel: CancellationToken,
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default()
         .fields(&format!("metadata.name={name}"))
-        .timeout(super::apiserver::WATCH_TIMEOUT_SECS);
-    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+        .timeout(watch_timeout);
+    let mut stream = std::pin::pin!(watcher(api, config));
+    let mut retry = Retry::new("custom");
+    let metrics = zone.metrics().clone();
     let mut seen_in_list = false;
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            event = stream.next() => event,
-        };
-        let Some(event) = event else { return };
-        zone.metrics().event("custom");
+    while let Some(event) = next_event(&mut stream, &mut retry, "custom", &metrics, &cancel).await {
         let apply = |cm: &ConfigMap| match CustomConfig::from_configmap(cm) {
             Ok(config) => {
                 tracing::info!(configmap = %format!("{namespace}/{name}"), hosts = config.hosts.len(), "custom records loaded");
@@ -265,21 +262,15 @@ pub async fn run_configmap(
             }
         };
         match event {
-            Ok(Event::Init) => seen_in_list = false,
-            Ok(Event::InitApply(cm)) => {
+            Event::Init => seen_in_list = false,
+            Event::InitApply(cm) => {
                 seen_in_list = true;
                 apply(&cm);
             }
-            Ok(Event::InitDone) if !seen_in_list => {
-                install(CustomConfig::default(), &zone, &policy)
-            }
-            Ok(Event::InitDone) => {}
-            Ok(Event::Apply(cm)) => apply(&cm),
-            Ok(Event::Delete(_)) => install(CustomConfig::default(), &zone, &policy),
-            Err(err) => {
-                zone.metrics().error("custom");
-                tracing::warn!(%err, "custom records watch error; retrying with backoff");
-            }
+            Event::InitDone if !seen_in_list => install(CustomConfig::default(), &zone, &policy),
+            Event::InitDone => {}
+            Event::Apply(cm) => apply(&cm),
+            Event::Delete(_) => install(CustomConfig::default(), &zone, &policy),
         }
     }
 }

@@ -19,6 +19,11 @@ pub struct ClusterMetrics {
     pub custom_records: Gauge,
     pub source_events: Family<SourceLabels, Counter>,
     pub source_errors: Family<SourceLabels, Counter>,
+    pub source_up: Family<SourceLabels, Gauge>,
+    pub manifest_files: Gauge,
+    pub manifest_reads: Counter,
+    pub manifest_files_refused: Gauge,
+    pub manifest_duplicates: Gauge,
 }
 
 impl ClusterMetrics {
@@ -69,12 +74,43 @@ impl ClusterMetrics {
             "Errors from each source (watch failures, bad files, bad objects)",
             self.source_errors.clone(),
         );
+        r.register(
+            "source_up",
+            "1 while a watched source answers, 0 while its watch fails and is retried with backoff",
+            self.source_up.clone(),
+        );
+        r.register(
+            "manifest_files",
+            "Manifest files loaded from --manifests",
+            self.manifest_files.clone(),
+        );
+        r.register(
+            "manifest_reads",
+            "Manifest files read: all at start, then only those an event names (and all after lost events)",
+            self.manifest_reads.clone(),
+        );
+        r.register(
+            "manifest_files_refused",
+            "Manifest files not loaded because of --manifests-max-files (each logged as an error)",
+            self.manifest_files_refused.clone(),
+        );
+        r.register(
+            "manifest_duplicates",
+            "Objects defined in more than one manifest file (the first file by path wins)",
+            self.manifest_duplicates.clone(),
+        );
     }
 
     pub fn event(&self, source: &'static str) {
         self.source_events
             .get_or_create(&[("source", source)])
             .inc();
+    }
+
+    pub fn set_up(&self, source: &'static str, up: bool) {
+        self.source_up
+            .get_or_create(&[("source", source)])
+            .set(i64::from(up));
     }
 
     pub fn error(&self, source: &'static str) {

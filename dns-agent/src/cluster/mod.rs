@@ -42,6 +42,7 @@ pub mod lookup;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+pub mod retry;
 pub mod reverse;
 mod services;
 pub mod sharded;
@@ -99,6 +100,12 @@ pub struct ClusterArgs {
     #[arg(long, env = "NODEDNS_MANIFESTS", value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
+    /// Most manifest files loaded from --manifests; further files are not
+    /// loaded, each logged as an error and counted in
+    /// nodedns_cluster_manifest_files_refused.
+    #[arg(long, env = "NODEDNS_MANIFESTS_MAX_FILES", default_value_t = manifests::DEFAULT_MAX_FILES)]
+    pub manifests_max_files: usize,
+
     /// kubeconfig for the API server (default: $KUBECONFIG, then in-cluster,
     /// then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
@@ -124,6 +131,13 @@ pub struct ClusterArgs {
     /// (`namespace/name`), watched.
     #[arg(long, env = "NODEDNS_CUSTOM_CONFIGMAP", value_name = "NS/NAME")]
     pub custom_configmap: Option<String>,
+
+    /// Seconds each API server watch lasts before it is resumed; a watch
+    /// that delivers nothing (no event, no bookmark) for this plus 5 s is
+    /// restarted.
+    #[arg(long, env = "NODEDNS_WATCH_TIMEOUT_SECS", default_value_t = apiserver::WATCH_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub watch_timeout_secs: u32,
 
     /// Pod records `a-b-c-d.<ns>.pod.<zone>`: `insecure` answers the address
     /// spelled in the name (kubeadm's default); `disabled` makes every name
@@ -178,10 +192,12 @@ impl Default for ClusterArgs {
             cluster_domain: "cluster.local".into(),
             ttl: 30,
             manifests: None,
+            manifests_max_files: manifests::DEFAULT_MAX_FILES,
             kubeconfig: None,
             reverse_cidrs: Vec::new(),
             custom_records: None,
             custom_configmap: None,
+            watch_timeout_secs: apiserver::WATCH_TIMEOUT_SECS,
             pod_records: PodRecords::Insecure,
             endpoint_records: EndpointRecords::All,
             dns_service: ObjectKey::new(DNS_SERVICE_NAMESPACE, DNS_SERVICE_NAME),
@@ -260,6 +276,12 @@ async fn kube_client(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
         }
         None => kube::Config::infer().await?,
     };
+    // kube's client retries 429, 503 and 504 on its own, up to 15 times from
+    // 5 ms on, under each of our attempts: an overloaded API server would
+    // get a burst of requests per attempt. One retry policy, ours
+    // (`retry.rs`), decides when to ask again.
+    let mut config = config;
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -296,12 +318,20 @@ pub async fn start(
 
     match (&args.manifests, &client) {
         (Some(dir), _) => {
-            let source = manifests::ManifestsSource::new(dir.clone(), zone.clone())?;
+            let source = manifests::ManifestsSource::new(
+                dir.clone(),
+                zone.clone(),
+                args.manifests_max_files,
+            )?;
             tasks.spawn(source.run(cancel.clone()));
         }
-        (None, Some(client)) => {
-            apiserver::spawn(client.clone(), zone.clone(), &mut tasks, cancel.clone())
-        }
+        (None, Some(client)) => apiserver::spawn(
+            client.clone(),
+            zone.clone(),
+            args.watch_timeout_secs,
+            &mut tasks,
+            cancel.clone(),
+        ),
         (None, None) => unreachable!("a client is created when there are no manifests"),
     }
 
@@ -323,6 +353,7 @@ pub async fn start(
             name.to_string(),
             zone.clone(),
             policy_tx,
+            args.watch_timeout_secs,
             cancel.clone(),
         ));
     } else {

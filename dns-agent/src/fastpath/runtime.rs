@@ -202,9 +202,12 @@ impl FastPath {
 
     /// Registers the `nodedns_xdp_*` metrics.
     pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
-        registry.register_collector(Box::new(super::metrics::XdpCollector::new(
-            self.shared.clone(),
-        )));
+        registry.register_collector(self.collector());
+    }
+
+    /// The collector of the `nodedns_xdp_*` metrics.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(super::metrics::XdpCollector::new(self.shared.clone()))
     }
 
     pub fn exit_policy(&self) -> ExitPolicy {

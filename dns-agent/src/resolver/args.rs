@@ -120,17 +120,66 @@ pub struct ResolverArgs {
     #[arg(long, env = "NODEDNS_MAX_OUTSTANDING", default_value_t = 1024)]
     pub max_outstanding: usize,
 
+    /// Upstream queries in flight at once for one zone (a stub domain, or a
+    /// name's last two labels) once half of --max-outstanding is in use, so
+    /// a zone whose servers never answer cannot take the whole of it.
+    #[arg(long, env = "NODEDNS_MAX_OUTSTANDING_PER_ZONE", default_value_t = 128)]
+    pub max_outstanding_per_zone: usize,
+
+    /// Upstream queries in flight at once to one upstream server, so a dead
+    /// server cannot take the whole --max-outstanding.
+    #[arg(
+        long,
+        env = "NODEDNS_MAX_OUTSTANDING_PER_UPSTREAM",
+        default_value_t = 768
+    )]
+    pub max_outstanding_per_upstream: usize,
+
+    /// Randomise the case of the names sent upstream and require the same
+    /// case back (DNS 0x20), so a forged reply must guess it too.
+    #[arg(long = "upstream-0x20", env = "NODEDNS_UPSTREAM_0X20", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub upstream_0x20: bool,
+
+    /// Upstream replies not matching their query (wrong ID, name, case or
+    /// question) after which the query is asked again over TCP, as spoofing
+    /// is suspected (0 never falls back).
+    #[arg(long, env = "NODEDNS_UPSTREAM_SPOOF_THRESHOLD", default_value_t = 1)]
+    pub upstream_spoof_threshold: u32,
+
+    /// Once spoofing is suspected at an upstream, ask it over TCP only for
+    /// this many seconds (0: only the query that saw it).
+    #[arg(long, env = "NODEDNS_UPSTREAM_SPOOF_TCP_SECS", default_value_t = 60)]
+    pub upstream_spoof_tcp_secs: u64,
+
     /// Client queries being answered at once (UDP and TCP together).
     #[arg(long, env = "NODEDNS_MAX_CONCURRENT", default_value_t = 4096)]
     pub max_concurrent: usize,
+
+    /// Queries being answered at once for one client (source address) once
+    /// half of --max-concurrent is in use; more get SERVFAIL at once, so one
+    /// pod cannot take --max-concurrent.
+    #[arg(long, env = "NODEDNS_MAX_CONCURRENT_PER_CLIENT", default_value_t = 256)]
+    pub max_concurrent_per_client: usize,
 
     /// Close an idle TCP connection after this many milliseconds (RFC 7766).
     #[arg(long, env = "NODEDNS_TCP_IDLE_TIMEOUT_MS", default_value_t = 10_000)]
     pub tcp_idle_timeout_ms: u64,
 
-    /// Open TCP connections at once; further connections are closed at once.
+    /// Open TCP connections at once. Near the limit the longest idle ones
+    /// are closed to make room; when none is idle, new connections are
+    /// closed at once.
     #[arg(long, env = "NODEDNS_TCP_MAX_CONNECTIONS", default_value_t = 512)]
     pub tcp_max_connections: usize,
+
+    /// Open TCP connections at once from one client (source address);
+    /// further ones are closed at once.
+    #[arg(
+        long,
+        env = "NODEDNS_TCP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    pub tcp_max_connections_per_client: usize,
 
     /// An upstream answer is promoted to the kernel once asked more than this
     /// many times within --hot-window-secs (0 promotes every answer).

@@ -34,7 +34,7 @@ impl Handler {
         match self.chase(q.query_type, &alias).await {
             Ok(chased) => {
                 if chased.fresh
-                    && let Some(promoter) = &self.promoter
+                    && let Some(promoter) = self.promoter.get()
                 {
                     promoter.chased_answer(
                         &q.name,
@@ -61,7 +61,7 @@ impl Handler {
             let fwd = self.forwarder.resolve(&alias.target, qtype).await;
             fresh &= matches!(fwd.path, Path::cache_hit | Path::forwarded);
             let rest = match &fwd.outcome {
-                Ok(answer) => answer.sections.with_ttl_cap(fwd.ttl_cap),
+                Ok(answer) => fwd.ttl.apply(&answer.sections),
                 Err(rcode) => return Err(*rcode),
             };
             if rest.rcode == ResponseCode::ServFail {

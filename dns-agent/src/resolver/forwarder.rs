@@ -1,6 +1,6 @@
 //! Names outside the cluster zone: cache first, then one coalesced upstream
-//! query per distinct question, with failover, a bound on queries in flight
-//! and serve-stale.
+//! query per distinct question, with failover, bounds on queries in flight
+//! (total, per zone, per upstream), bailiwick scrubbing and serve-stale.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::args::StubDomain;
+use super::budget::{self, Budget, ZoneSlot, zone_of_question};
 use super::cache::{Cache, CacheKey, CacheLookup, CachedAnswer};
-use super::exchange::{deadline_after, exchange};
-use super::metrics::{Path, ResolverMetrics};
-use super::upstreams::{UpstreamHealth, route};
+use super::exchange::{ExchangeConfig, Exchanger, deadline_after};
+use super::metrics::{BoundLabels, Path, ResolverMetrics};
+use super::scrub::{Scrubbed, scrub};
+use super::upstreams::{Route, UpstreamHealth, route};
 use crate::answer::AnswerSections;
 use crate::zone::{ForwardPolicy, Zone, ZoneLookup};
 
@@ -26,7 +28,9 @@ pub struct ForwarderConfig {
     pub defaults: Vec<SocketAddr>,
     pub stubs: Vec<StubDomain>,
     pub attempt_timeout: Duration,
-    pub max_outstanding: usize,
+    /// Upstream queries in flight: in total, per zone, per upstream.
+    pub limits: budget::Limits,
+    pub exchange: ExchangeConfig,
     /// Some(wait): serve stale data after trying upstreams this long.
     pub serve_stale_after: Option<Duration>,
     /// TTL of a stale answer (RFC 8767 recommends 30 s).
@@ -43,9 +47,10 @@ pub struct Forwarder {
     pub cache: Cache,
     health: UpstreamHealth,
     /// One entry per distinct question in flight; bounded because each holds
-    /// a permit of `outstanding`.
+    /// a slot of `budget`.
     inflight: Mutex<HashMap<CacheKey, watch::Receiver<Option<Outcome>>>>,
-    outstanding: Arc<Semaphore>,
+    budget: Arc<Budget>,
+    exchanger: Exchanger,
     /// Questions whose refresh failed recently: serve stale until then.
     /// Bounded by MAX_STALE_MARKS.
     stale_marks: Mutex<HashMap<CacheKey, Instant>>,
@@ -59,12 +64,45 @@ const FORWARD_BUDGET: Duration = Duration::from_secs(4);
 /// Questions remembered as failing (serve-stale recheck timer).
 const MAX_STALE_MARKS: usize = 16_384;
 
+/// CNAME targets outside a stub domain's bailiwick asked of their own
+/// servers for one question (the chain inside one reply has its own bound,
+/// [`super::scrub::MAX_CHAIN`]).
+const MAX_CHASE: usize = 4;
+
+/// Why no upstream gave an answer.
+enum Failed {
+    /// They were asked and failed; the last error reply, if any.
+    Answered(Option<Message>),
+    /// None could be asked: each had its bound of queries in flight. Not
+    /// cached: the name is not at fault.
+    Busy,
+}
+
 /// What the client gets for a forwarded name.
 pub struct Forwarded {
     pub path: Path,
     pub outcome: Outcome,
-    /// Seconds to put in the answer's TTLs (after aging or serve-stale).
-    pub ttl_cap: u32,
+    /// The TTLs the answer carries.
+    pub ttl: Ttl,
+}
+
+/// How the TTLs of a forwarded answer are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// Each record's own TTL, at most this (the cache entry's time left).
+    AtMost(u32),
+    /// Every record this TTL: a stale answer's (RFC 8767 section 4).
+    Exactly(u32),
+}
+
+impl Ttl {
+    /// `sections` with their TTLs written so.
+    pub fn apply(self, sections: &AnswerSections) -> AnswerSections {
+        match self {
+            Self::AtMost(cap) => sections.with_ttl_cap(cap),
+            Self::Exactly(ttl) => sections.with_ttl(ttl),
+        }
+    }
 }
 
 impl Forwarder {
@@ -75,7 +113,8 @@ impl Forwarder {
         cache: Cache,
         metrics: Arc<ResolverMetrics>,
     ) -> Self {
-        let outstanding = Arc::new(Semaphore::new(cfg.max_outstanding));
+        let budget = Budget::new(cfg.limits);
+        let exchanger = Exchanger::new(cfg.exchange.clone(), metrics.clone());
         Self {
             cfg,
             policy,
@@ -83,7 +122,8 @@ impl Forwarder {
             cache,
             health: UpstreamHealth::default(),
             inflight: Mutex::new(HashMap::new()),
-            outstanding,
+            budget,
+            exchanger,
             stale_marks: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -99,18 +139,17 @@ impl Forwarder {
                     self.metrics.cache_prefetches.inc();
                     let _ = self.fetch(&key);
                 }
-                let ttl_cap = answer.remaining(now);
                 Forwarded {
                     path: Path::cache_hit,
+                    ttl: Ttl::AtMost(answer.remaining(now)),
                     outcome: Ok(answer),
-                    ttl_cap,
                 }
             }
             CacheLookup::Stale(stale) => {
                 let stale_answer = Forwarded {
                     path: Path::stale,
                     outcome: Ok(stale),
-                    ttl_cap: self.cfg.stale_ttl,
+                    ttl: Ttl::Exactly(self.cfg.stale_ttl),
                 };
                 let marked = self.stale_marks.lock().unwrap().get(&key).copied();
                 if marked.is_some_and(|until| now < until) {
@@ -124,11 +163,10 @@ impl Forwarder {
                 match fresh {
                     Some(Ok(answer)) => {
                         self.stale_marks.lock().unwrap().remove(&key);
-                        let ttl_cap = answer.ttl;
                         Forwarded {
                             path: Path::forwarded,
+                            ttl: Ttl::AtMost(answer.ttl),
                             outcome: Ok(answer),
-                            ttl_cap,
                         }
                     }
                     // Upstreams failed or are slow: RFC 8767 answer; a
@@ -144,11 +182,11 @@ impl Forwarder {
                     Ok(rx) => wait_outcome(rx).await,
                     Err(rcode) => Err(rcode),
                 };
-                let ttl_cap = outcome.as_ref().map(|a| a.ttl).unwrap_or(0);
+                let ttl = Ttl::AtMost(outcome.as_ref().map(|a| a.ttl).unwrap_or(0));
                 Forwarded {
                     path: Path::forwarded,
                     outcome,
-                    ttl_cap,
+                    ttl,
                 }
             }
         }
@@ -172,14 +210,22 @@ impl Forwarder {
         self: &Arc<Self>,
         key: &CacheKey,
     ) -> Result<watch::Receiver<Option<Outcome>>, ResponseCode> {
+        let name = Name::from(&key.0);
+        let route = self.route(&name);
         let mut inflight = self.inflight.lock().unwrap();
         if let Some(rx) = inflight.get(key) {
             self.metrics.coalesced.inc();
             return Ok(rx.clone());
         }
-        let Ok(permit) = self.outstanding.clone().try_acquire_owned() else {
-            self.metrics.upstream_overload.inc();
-            return Err(ResponseCode::ServFail);
+        let slot = match self.budget.try_zone(&zone_of_question(&name, &route.zone)) {
+            Ok(slot) => slot,
+            Err(bound) => {
+                self.metrics
+                    .upstream_overload
+                    .get_or_create(&BoundLabels { bound })
+                    .inc();
+                return Err(ResponseCode::ServFail);
+            }
         };
         let (tx, rx) = watch::channel(None);
         inflight.insert(key.clone(), rx.clone());
@@ -189,32 +235,118 @@ impl Forwarder {
         // A task of its own: the fetch finishes (and fills the cache) even if
         // every waiting client gave up, which is how serve-stale refreshes.
         tokio::spawn(async move {
-            let outcome = this.ask_upstreams(&key).await;
+            let outcome = this.ask_upstreams(&key, route, slot).await;
             this.inflight.lock().unwrap().remove(&key);
             let _ = tx.send(Some(outcome));
-            drop(permit);
         });
         Ok(rx)
     }
 
-    async fn ask_upstreams(&self, key: &CacheKey) -> Outcome {
+    fn route(&self, name: &Name) -> Route {
+        let policy = self.policy.borrow();
+        route(name, &policy, &self.cfg.stubs, &self.cfg.defaults)
+    }
+
+    /// Asks the servers of `route`, follows a CNAME chain that leaves a stub
+    /// domain, and caches the result. `_slot` is the question's place in
+    /// the budget, held until the answer is in.
+    async fn ask_upstreams(&self, key: &CacheKey, route: Route, _slot: ZoneSlot) -> Outcome {
         let name = Name::from(&key.0);
-        let servers = {
-            let policy = self.policy.borrow();
-            route(&name, &policy, &self.cfg.stubs, &self.cfg.defaults)
-        };
-        if servers.is_empty() {
-            tracing::warn!(%name, "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)");
-            return Err(ResponseCode::ServFail);
+        let qtype = key.1;
+        let budget_end = tokio::time::Instant::now() + FORWARD_BUDGET;
+        let (mut reply, mut scrubbed, mut bailiwick) =
+            match self.ask_route(&name, qtype, &route, budget_end).await {
+                Ok((reply, scrubbed)) => (reply, scrubbed, route.zone),
+                Err(Failed::Busy) => return Err(ResponseCode::ServFail),
+                Err(Failed::Answered(last_failure)) => return self.failed(key, last_failure),
+            };
+        // A stub domain's servers speak only for their zone: a chain that
+        // leaves it is followed by asking the target's own servers.
+        for _ in 0..MAX_CHASE {
+            let Some(target) = self.chase_target(&reply, &scrubbed, qtype, &bailiwick) else {
+                break;
+            };
+            let next_route = self.route(&target);
+            let Ok((next, next_scrubbed)) = self
+                .ask_route(&target, qtype, &next_route, budget_end)
+                .await
+            else {
+                break; // the CNAME alone: the client may follow it itself
+            };
+            if next_scrubbed.chain[1..]
+                .iter()
+                .any(|n| scrubbed.chain.contains(n))
+            {
+                break; // a loop across servers
+            }
+            reply.metadata.response_code = next.metadata.response_code;
+            reply.answers.extend(next.answers);
+            reply.authorities = next.authorities;
+            reply.additionals.extend(next.additionals);
+            scrubbed
+                .chain
+                .extend(next_scrubbed.chain.into_iter().skip(1));
+            bailiwick = next_route.zone;
         }
-        let mut question = Query::query(name.clone(), key.1);
+        let reply = self.without_cluster_records(reply);
+        self.store(key, &reply)
+    }
+
+    /// The chain's last name, when the reply stops at a CNAME into a name
+    /// outside `bailiwick` (its records were scrubbed) that is not ours.
+    fn chase_target(
+        &self,
+        reply: &Message,
+        scrubbed: &Scrubbed,
+        qtype: RecordType,
+        bailiwick: &Name,
+    ) -> Option<Name> {
+        let last = scrubbed.last();
+        let chases = reply.metadata.response_code == ResponseCode::NoError
+            && !matches!(qtype, RecordType::CNAME | RecordType::ANY)
+            && scrubbed.chain.len() > 1
+            && !bailiwick.zone_of(last)
+            && !reply
+                .answers
+                .iter()
+                .any(|r| r.name == *last && r.record_type() == qtype)
+            && matches!(
+                self.zone.lookup(&LowerName::new(last), qtype),
+                ZoneLookup::NotOurs
+            );
+        chases.then(|| last.clone())
+    }
+
+    /// One question to the servers of `route`, in health order, each within
+    /// its own bound, until one answers NOERROR or NXDOMAIN; the reply comes
+    /// back scrubbed.
+    async fn ask_route(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        route: &Route,
+        budget_end: tokio::time::Instant,
+    ) -> Result<(Message, Scrubbed), Failed> {
+        if route.servers.is_empty() {
+            tracing::warn!(%name, "no upstream configured: answering SERVFAIL (set --upstream or fix --resolv-conf)");
+            return Err(Failed::Answered(None));
+        }
+        let mut asked = false;
+        let mut question = Query::query(name.clone(), qtype);
         question.query_class = DNSClass::IN;
         let mut last_failure = None;
-        let budget_end = tokio::time::Instant::now() + FORWARD_BUDGET;
-        for server in self.health.order(&servers) {
+        for server in self.health.order(&route.servers) {
             if tokio::time::Instant::now() >= budget_end {
                 break;
             }
+            let Some(_slot) = self.budget.try_upstream(server) else {
+                self.metrics
+                    .upstream_overload
+                    .get_or_create(&BoundLabels { bound: "upstream" })
+                    .inc();
+                continue;
+            };
+            asked = true;
             self.metrics
                 .upstream_queries
                 .get_or_create(&super::metrics::UpstreamLabels {
@@ -222,12 +354,13 @@ impl Forwarder {
                 })
                 .inc();
             let deadline = deadline_after(self.cfg.attempt_timeout).min(budget_end);
-            match exchange(server, &question, deadline, &self.metrics).await {
-                Ok(reply) => match reply.metadata.response_code {
+            match self.exchanger.exchange(server, &question, deadline).await {
+                Ok(mut reply) => match reply.metadata.response_code {
                     ResponseCode::NoError | ResponseCode::NXDomain => {
                         self.health.success(server);
-                        let reply = self.without_cluster_records(reply);
-                        return self.store(key, &reply);
+                        let scrubbed = scrub(&mut reply, name, qtype, &route.zone);
+                        self.metrics.scrubbed(scrubbed.dropped);
+                        return Ok((reply, scrubbed));
                     }
                     rcode => {
                         // SERVFAIL, REFUSED, ...: this server cannot help; try the next.
@@ -243,8 +376,16 @@ impl Forwarder {
                 }
             }
         }
-        // Every upstream failed: remember the SERVFAIL briefly, so a storm of
-        // retries does not hammer a broken upstream.
+        if asked {
+            Err(Failed::Answered(last_failure))
+        } else {
+            Err(Failed::Busy)
+        }
+    }
+
+    /// Every upstream failed: remember the SERVFAIL briefly, so a storm of
+    /// retries does not hammer a broken upstream.
+    fn failed(&self, key: &CacheKey, last_failure: Option<Message>) -> Outcome {
         let mut failure = last_failure.unwrap_or_else(|| {
             Message::error_msg(0, hickory_proto::op::OpCode::Query, ResponseCode::ServFail)
         });

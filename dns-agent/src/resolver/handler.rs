@@ -11,7 +11,6 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::forwarder::Forwarder;
 use super::metrics::{Path, ResolverMetrics};
-use crate::promotion::Promoter;
 use crate::zone::{Zone, ZoneLookup};
 use dns_common::EDNS_UDP_SIZE;
 
@@ -25,7 +24,8 @@ pub struct Handler {
     /// The zone's generation, read before each lookup (for promotion).
     pub zone_generation: tokio::sync::watch::Receiver<u64>,
     pub forwarder: Arc<Forwarder>,
-    pub promoter: Option<Arc<Promoter>>,
+    /// Set once the kernel map is there (see [`super::Sink`]).
+    pub promoter: super::PromoterSlot,
     pub metrics: Arc<ResolverMetrics>,
 }
 
@@ -111,6 +111,27 @@ impl Handler {
         encode(&reply, usize::MAX)
     }
 
+    /// SERVFAIL at once for a query whose client is at its bound
+    /// (`--max-concurrent-per-client`); None when it cannot be read as a
+    /// query. Cheaper than answering: it must keep up with a flood.
+    pub fn overloaded(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        self.metrics
+            .client_limited
+            .get_or_create(&super::metrics::BoundLabels { bound: "queries" })
+            .inc();
+        let request = Message::from_vec(query).ok()?;
+        if request.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let exchange = Exchange {
+            started,
+            tcp: transport == Transport::Tcp,
+            limit: size_limit(&request, transport),
+        };
+        self.reject(&request, ResponseCode::ServFail, &exchange)
+    }
+
     /// An error response to a readable query that fails validation.
     fn reject(
         &self,
@@ -150,7 +171,7 @@ impl Handler {
     ) -> Path {
         match lookup {
             ZoneLookup::Answer(answer) => {
-                if let Some(promoter) = &self.promoter {
+                if let Some(promoter) = self.promoter.get() {
                     promoter.cluster_answer(&q.name, q.query_type, &answer, generation);
                 }
                 // A SERVFAIL (a CNAME loop) asserts nothing about the name.
@@ -171,7 +192,7 @@ impl Handler {
         match &fwd.outcome {
             Ok(answer) => {
                 if let (Some(promoter), Path::cache_hit | Path::forwarded) =
-                    (&self.promoter, fwd.path)
+                    (self.promoter.get(), fwd.path)
                 {
                     promoter.upstream_answer(
                         &q.name,
@@ -181,7 +202,7 @@ impl Handler {
                         answer.expires(),
                     );
                 }
-                answer.sections.with_ttl_cap(fwd.ttl_cap).write_to(reply);
+                fwd.ttl.apply(&answer.sections).write_to(reply);
             }
             Err(rcode) => reply.metadata.response_code = *rcode,
         }
@@ -233,15 +254,18 @@ fn response_to(request: &Message, q: &Query) -> Message {
     reply.metadata.recursion_available = true;
     reply.metadata.checking_disabled = request.metadata.checking_disabled;
     reply.add_query(q.clone());
-    if request.edns.is_some() {
-        reply.set_edns(our_edns());
+    if let Some(edns) = &request.edns {
+        reply.set_edns(our_edns(Some(edns)));
     }
     reply
 }
 
-fn our_edns() -> Edns {
+/// Our OPT record: 1232 bytes, and the DO bit of the query's, which RFC
+/// 3225 section 3 requires to be copied into the response.
+fn our_edns(query: Option<&Edns>) -> Edns {
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_UDP_SIZE);
+    edns.set_dnssec_ok(query.is_some_and(|q| q.flags().dnssec_ok));
     edns
 }
 
@@ -258,7 +282,7 @@ fn error_reply(
     }
     // BADVERS only exists in EDNS (its upper bits live in the OPT record).
     if edns.is_some() || rcode == ResponseCode::BADVERS {
-        reply.set_edns(our_edns());
+        reply.set_edns(our_edns(edns));
     }
     reply
 }

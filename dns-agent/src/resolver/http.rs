@@ -32,12 +32,22 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// What `/readyz` and `/healthz` look at.
 pub struct Health {
     pub zone: Arc<dyn Zone>,
+    /// The DNS sockets are bound and served (`/healthz`).
     pub listeners_up: AtomicBool,
+    /// New queries come to us rather than to a predecessor, which happens
+    /// once the zone has synced (`/readyz`).
+    pub taking_queries: AtomicBool,
+    /// The XDP fast path has loaded, or is off (`/readyz`): a rollout must
+    /// not retire the previous agent for one whose program may still fail.
+    pub fast_path_loaded: AtomicBool,
 }
 
 impl Health {
     pub fn ready(&self) -> bool {
-        self.listeners_up.load(Ordering::Relaxed) && self.zone.is_ready()
+        self.listeners_up.load(Ordering::Relaxed)
+            && self.zone.is_ready()
+            && self.taking_queries.load(Ordering::Relaxed)
+            && self.fast_path_loaded.load(Ordering::Relaxed)
     }
 }
 
@@ -77,18 +87,32 @@ impl Pages {
                 }
             }
             (Pages::Health(h), "/readyz") => {
-                match (h.listeners_up.load(Ordering::Relaxed), h.zone.is_ready()) {
-                    (true, true) => (StatusCode::OK, TEXT, "ready\n".into()),
-                    (false, _) => (
+                if h.ready() {
+                    (StatusCode::OK, TEXT, "ready\n".into())
+                } else if !h.listeners_up.load(Ordering::Relaxed) {
+                    (
                         StatusCode::SERVICE_UNAVAILABLE,
                         TEXT,
                         "listeners are not up\n".into(),
-                    ),
-                    (true, false) => (
+                    )
+                } else if !h.zone.is_ready() {
+                    (
                         StatusCode::SERVICE_UNAVAILABLE,
                         TEXT,
                         "cluster zone: first sync not done\n".into(),
-                    ),
+                    )
+                } else if !h.fast_path_loaded.load(Ordering::Relaxed) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "XDP fast path loading\n".into(),
+                    )
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "taking over new queries\n".into(),
+                    )
                 }
             }
             _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),

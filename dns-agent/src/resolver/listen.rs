@@ -3,9 +3,12 @@
 //! kind of work a client can cause is bounded.
 //!
 //! Hand-over without loss: each socket attaches a one-instruction reuseport
-//! program that sends new queries and connections to the group's newest
-//! socket, so once a new agent has bound, the old one receives nothing new;
-//! on shutdown it answers what is already queued and in flight, then closes.
+//! program that picks the socket of the group that gets new queries and
+//! connections. An agent binds at once, steering to the group's oldest
+//! socket (its predecessor's, or its own when alone) until its zone has
+//! synced, then to the newest (its own), so the old one receives nothing
+//! new; on shutdown it answers what is already queued and in flight, then
+//! closes (docs/design.md#hand-over).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +22,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clients::{Clients, ConnectionPermit};
 use super::handler::{Handler, Transport};
-use super::metrics::ResolverMetrics;
+use super::metrics::{BoundLabels, ResolverMetrics};
 
 /// Largest UDP query read (larger datagrams are cut and answered FORMERR).
 const UDP_QUERY_BUF: usize = 4096;
@@ -41,6 +45,30 @@ const UDP_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// sockets join at the end, so in a hand-over (old, new) it is the new one.
 /// Out of range (a lone agent), the kernel falls back to its hash.
 const NEWEST_OF_TWO: u32 = 1;
+/// The group's first socket: the predecessor's in a hand-over (a socket
+/// that leaves is replaced by the last one, so when the old agent closes,
+/// the new one is first).
+const OLDEST: u32 = 0;
+
+/// Which socket of a reuseport group new queries and connections go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// The oldest: a predecessor that still serves, or ours when alone. A
+    /// just-started agent before its first sync, which could only SERVFAIL
+    /// cluster names.
+    Oldest,
+    /// The newest: ours, once we answer everything.
+    Newest,
+}
+
+impl Steering {
+    fn index(self) -> u32 {
+        match self {
+            Self::Oldest => OLDEST,
+            Self::Newest => NEWEST_OF_TWO,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -65,17 +93,47 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
     Ok(s)
 }
 
-/// Attaches the classic-BPF reuseport program `return NEWEST_OF_TWO` to the
-/// socket's group (replacing the previous agent's identical one). Best
-/// effort: without it a hand-over still works, but the old agent keeps its
-/// hash share until it closes and drops what is queued then.
-fn prefer_newest_socket(s: &Socket, addr: SocketAddr, proto: &str) {
-    if let Err(error) = crate::kernel::socket::steer_reuseport_group(s, NEWEST_OF_TWO) {
-        tracing::warn!(%addr, proto, %error, "cannot steer new queries to the newest socket: a restart may drop queued queries");
+/// Attaches the classic-BPF reuseport program `return <index>` to the
+/// socket's group (replacing the group's previous one). Best effort:
+/// without it a hand-over still works, but the old agent keeps its hash
+/// share until it closes and drops what is queued then.
+pub fn steer(s: &impl std::os::fd::AsFd, to: Steering, addr: SocketAddr, proto: &str) {
+    if let Err(error) = crate::kernel::socket::steer_reuseport_group(s, to.index()) {
+        tracing::warn!(%addr, proto, %error, ?to, "cannot steer new queries in the reuseport group: a restart may drop queued queries");
     }
 }
 
-pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+/// Copies of the DNS listening sockets (the same sockets, other file
+/// descriptors), kept to move their groups' steering once the zone syncs.
+pub struct Steerer(Vec<(Socket, SocketAddr, &'static str)>);
+
+impl Steerer {
+    /// Keeps a copy of every socket in `dns`.
+    pub fn of(dns: &[(UdpSocket, TcpListener)]) -> std::io::Result<Self> {
+        let mut copies = Vec::with_capacity(dns.len() * 2);
+        for (udp, tcp) in dns {
+            copies.push((
+                socket2::SockRef::from(udp).try_clone()?,
+                udp.local_addr()?,
+                "udp",
+            ));
+            copies.push((
+                socket2::SockRef::from(tcp).try_clone()?,
+                tcp.local_addr()?,
+                "tcp",
+            ));
+        }
+        Ok(Self(copies))
+    }
+
+    pub fn steer(&self, to: Steering) {
+        for (s, addr, proto) in &self.0 {
+            steer(s, to, *addr, proto);
+        }
+    }
+}
+
+pub fn bind_udp(addr: SocketAddr, steering: Steering) -> Result<UdpSocket, BindError> {
     let err = |source| BindError {
         addr,
         proto: "udp",
@@ -83,11 +141,11 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
     };
     let s = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
     let _ = s.set_recv_buffer_size(UDP_RCVBUF);
-    prefer_newest_socket(&s, addr, "udp");
+    steer(&s, steering, addr, "udp");
     UdpSocket::from_std(s.into()).map_err(err)
 }
 
-pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub fn bind_tcp(addr: SocketAddr, steering: Steering) -> Result<TcpListener, BindError> {
     let err = |source| BindError {
         addr,
         proto: "tcp",
@@ -96,7 +154,7 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
     let s = socket(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
     s.listen(TCP_BACKLOG).map_err(err)?;
     // A TCP socket joins its reuseport group at listen().
-    prefer_newest_socket(&s, addr, "tcp");
+    steer(&s, steering, addr, "tcp");
     TcpListener::from_std(s.into()).map_err(err)
 }
 
@@ -105,7 +163,8 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 pub struct Limits {
     /// Client queries in progress, UDP and TCP together.
     pub queries: Arc<Semaphore>,
-    pub tcp_connections: Arc<Semaphore>,
+    /// Per-client queries and connections, node-wide connections.
+    pub clients: Arc<Clients>,
     pub tcp_idle: Duration,
 }
 
@@ -129,6 +188,14 @@ pub async fn serve_udp(
                 }
             },
         };
+        // One client at its bound is answered at once, without waiting:
+        // it must not hold up the others' queries behind it.
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            if let Some(response) = handler.overloaded(&buf[..n], Transport::Udp) {
+                let _ = socket.try_send_to(&response, peer);
+            }
+            continue;
+        };
         // Waiting here leaves further queries in the socket buffer, where
         // the kernel drops the excess: backpressure, not an unbounded queue.
         let permit = tokio::select! {
@@ -141,11 +208,18 @@ pub async fn serve_udp(
             &handler,
             buf[..n].to_vec(),
             peer,
-            permit,
+            (permit, client),
         );
     }
     drain_udp(&socket, &handler, &limits, &in_flight, &mut buf).await;
 }
+
+/// What a query in progress holds: its place in `--max-concurrent` and in
+/// its client's share.
+type QueryPermits = (
+    tokio::sync::OwnedSemaphorePermit,
+    super::clients::QueryPermit,
+);
 
 fn spawn_udp_query(
     in_flight: &TaskTracker,
@@ -153,14 +227,14 @@ fn spawn_udp_query(
     handler: &Arc<Handler>,
     query: Vec<u8>,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: QueryPermits,
 ) {
     let (socket, handler) = (socket.clone(), handler.clone());
     in_flight.spawn(async move {
         if let Some(response) = handler.handle(&query, Transport::Udp).await {
             let _ = socket.send_to(&response, peer).await;
         }
-        drop(permit);
+        drop(permits);
     });
 }
 
@@ -180,10 +254,14 @@ async fn drain_udp(
         let Ok((n, peer)) = socket.try_recv_from(buf) else {
             break; // WouldBlock: the queue is empty
         };
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            continue;
+        };
         let Ok(permit) = limits.queries.clone().try_acquire_owned() else {
             break;
         };
-        spawn_udp_query(in_flight, socket, handler, buf[..n].to_vec(), peer, permit);
+        let query = buf[..n].to_vec();
+        spawn_udp_query(in_flight, socket, handler, query, peer, (permit, client));
         drained += 1;
     }
     in_flight.close();
@@ -208,11 +286,11 @@ pub async fn serve_tcp(
 ) {
     let mut connections = JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "TCP accept failed");
@@ -221,20 +299,28 @@ pub async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = limits.tcp_connections.clone().try_acquire_owned() else {
-            metrics.tcp_refused.inc();
-            drop(stream);
-            continue;
+        let admitted = match limits.clients.try_connection(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(bound) => {
+                metrics
+                    .tcp_refused
+                    .get_or_create(&BoundLabels { bound })
+                    .inc();
+                drop(stream);
+                continue;
+            }
         };
+        metrics.tcp_reclaimed.inc_by(admitted.reclaimed as u64);
         let (handler, limits, metrics, cancel) = (
             handler.clone(),
             limits.clone(),
             metrics.clone(),
             cancel.clone(),
         );
+        let permit = admitted.permit;
         connections.spawn(async move {
             metrics.tcp_connections.inc();
-            connection(stream, handler, limits, cancel).await;
+            connection(stream, peer, handler, limits, &permit, cancel).await;
             metrics.tcp_connections.dec();
             drop(permit);
         });
@@ -244,11 +330,14 @@ pub async fn serve_tcp(
 
 /// One client connection: length-prefixed queries read in a loop, answered
 /// concurrently (up to TCP_PIPELINE_DEPTH), responses written in completion
-/// order. Idle, slow or garbage-sending clients are disconnected.
+/// order. Idle, slow or garbage-sending clients are disconnected, and so is
+/// an idle connection reclaimed to make room for another.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     handler: Arc<Handler>,
     limits: Limits,
+    permit: &ConnectionPermit,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -270,6 +359,7 @@ async fn connection(
     loop {
         let len = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = permit.reclaimed.cancelled() => break,
             r = tokio::time::timeout(limits.tcp_idle, rd.read_u16()) => match r {
                 Ok(Ok(len)) => len as usize,
                 _ => break,
@@ -286,15 +376,22 @@ async fn connection(
         let Ok(slot) = pipeline.clone().acquire_owned().await else {
             break;
         };
-        let Ok(permit) = limits.queries.clone().acquire_owned().await else {
+        let Some(client) = limits.clients.try_query(peer.ip()) else {
+            if let Some(response) = handler.overloaded(&query, Transport::Tcp) {
+                let _ = tx.send(response).await;
+            }
+            continue;
+        };
+        let Ok(global) = limits.queries.clone().acquire_owned().await else {
             break;
         };
         let (tx, handler) = (tx.clone(), handler.clone());
+        let busy = permit.begin();
         tokio::spawn(async move {
             if let Some(response) = handler.handle(&query, Transport::Tcp).await {
                 let _ = tx.send(response).await;
             }
-            drop((slot, permit));
+            drop((slot, global, client, busy));
         });
     }
     drop(tx);

@@ -59,6 +59,23 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    pub upstream: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SectionLabels {
+    pub section: &'static str,
+}
+
+/// Which bound turned a query or connection away.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BoundLabels {
+    pub bound: &'static str,
+}
+
 #[derive(Clone)]
 pub struct LatencyBuckets;
 
@@ -84,9 +101,14 @@ pub struct ResolverMetrics {
     pub upstream_queries: Family<UpstreamLabels, Counter>,
     pub upstream_errors: Family<ErrorLabels, Counter>,
     pub upstream_rejected: Family<RejectLabels, Counter>,
-    pub upstream_overload: Counter,
+    pub upstream_overload: Family<BoundLabels, Counter>,
+    pub upstream_tcp_fallbacks: Family<FallbackLabels, Counter>,
+    pub upstream_spoof_suspected: Family<UpstreamLabels, Counter>,
+    pub upstream_scrubbed: Family<SectionLabels, Counter>,
+    pub client_limited: Family<BoundLabels, Counter>,
     pub tcp_connections: Gauge,
-    pub tcp_refused: Counter,
+    pub tcp_refused: Family<BoundLabels, Counter>,
+    pub tcp_reclaimed: Counter,
 }
 
 impl ResolverMetrics {
@@ -104,9 +126,14 @@ impl ResolverMetrics {
             upstream_queries: Family::default(),
             upstream_errors: Family::default(),
             upstream_rejected: Family::default(),
-            upstream_overload: Counter::default(),
+            upstream_overload: Family::default(),
+            upstream_tcp_fallbacks: Family::default(),
+            upstream_spoof_suspected: Family::default(),
+            upstream_scrubbed: Family::default(),
+            client_limited: Family::default(),
             tcp_connections: Gauge::default(),
-            tcp_refused: Counter::default(),
+            tcp_refused: Family::default(),
+            tcp_reclaimed: Counter::default(),
         };
         let r = registry;
         r.register(
@@ -164,11 +191,31 @@ impl ResolverMetrics {
             "Failed upstream exchanges, by upstream and kind (timeout, io, servfail, refused, ...)",
             m.upstream_errors.clone(),
         );
-        r.register("upstream_rejected_replies", "Upstream replies dropped as invalid (wrong id, wrong question, not a response, garbage)", m.upstream_rejected.clone());
+        r.register("upstream_rejected_replies", "Upstream replies dropped as invalid (wrong id, wrong question, wrong case, not a response, garbage)", m.upstream_rejected.clone());
         r.register(
             "upstream_overload",
-            "Queries answered SERVFAIL because too many upstream queries were in flight",
+            "Queries answered SERVFAIL because too many upstream queries were in flight, by bound (total, zone, upstream)",
             m.upstream_overload.clone(),
+        );
+        r.register(
+            "upstream_tcp_fallbacks",
+            "Upstream queries asked again over TCP, by upstream and reason (truncated, spoof_suspected)",
+            m.upstream_tcp_fallbacks.clone(),
+        );
+        r.register(
+            "upstream_spoof_suspected",
+            "Upstream queries that got --upstream-spoof-threshold replies not matching them (possible spoofing), by upstream",
+            m.upstream_spoof_suspected.clone(),
+        );
+        r.register(
+            "upstream_scrubbed_records",
+            "Records dropped from upstream replies as out of bailiwick or unrelated to the question, by section",
+            m.upstream_scrubbed.clone(),
+        );
+        r.register(
+            "client_limited",
+            "Client queries answered SERVFAIL because their source address had too many in flight (bound=queries)",
+            m.client_limited.clone(),
         );
         r.register(
             "tcp_connections",
@@ -177,8 +224,13 @@ impl ResolverMetrics {
         );
         r.register(
             "tcp_refused",
-            "Client TCP connections closed at once because of the connection limit",
+            "Client TCP connections closed at once, by bound (total, client)",
             m.tcp_refused.clone(),
+        );
+        r.register(
+            "tcp_reclaimed",
+            "Idle client TCP connections closed to make room near --tcp-max-connections",
+            m.tcp_reclaimed.clone(),
         );
         m
     }
@@ -210,6 +262,36 @@ impl ResolverMetrics {
                 kind,
             })
             .inc();
+    }
+
+    pub fn tcp_fallback(&self, upstream: SocketAddr, reason: &'static str) {
+        self.upstream_tcp_fallbacks
+            .get_or_create(&FallbackLabels {
+                upstream: upstream.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn spoof_suspected(&self, upstream: SocketAddr) {
+        self.upstream_spoof_suspected
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn scrubbed(&self, dropped: [usize; 3]) {
+        for (section, n) in ["answer", "authority", "additional"]
+            .into_iter()
+            .zip(dropped)
+        {
+            if n > 0 {
+                self.upstream_scrubbed
+                    .get_or_create(&SectionLabels { section })
+                    .inc_by(n as u64);
+            }
+        }
     }
 
     pub fn rejected(&self, upstream: SocketAddr, reason: &'static str) {

@@ -11,9 +11,12 @@
 //! Entry points: [`start`] binds everything and returns a [`Running`]
 //! resolver (errors surface before any serving); [`run`] is start + wait.
 
+pub mod any;
 pub mod args;
+pub mod budget;
 pub mod cache;
 mod chase;
+pub mod clients;
 pub mod exchange;
 pub mod forwarder;
 pub mod handler;
@@ -21,15 +24,17 @@ pub mod http;
 pub mod interface;
 pub mod listen;
 pub mod metrics;
+pub mod scrub;
+pub mod tally;
 pub mod upstreams;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -38,9 +43,12 @@ pub use args::ResolverArgs;
 use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
 use crate::zone::{ForwardPolicy, Zone};
 use cache::{Cache, CacheConfig, Clamps};
+use clients::{ClientBounds, Clients};
+use exchange::ExchangeConfig;
 use forwarder::{Forwarder, ForwarderConfig};
 use handler::Handler;
 use interface::{InterfaceError, ListenInterface};
+use listen::{Steerer, Steering};
 use metrics::ResolverMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +75,8 @@ pub struct ResolverDeps {
     pub zone: Arc<dyn Zone>,
     /// Live stub domains / upstream override.
     pub policy: watch::Receiver<Arc<ForwardPolicy>>,
-    /// The kernel answers map; None runs without promotion (XDP off).
-    pub sink: Option<Arc<dyn AnswerSink>>,
+    /// The kernel answers map, where promotion writes.
+    pub sink: Sink,
     /// The shared registry, with every other module's metrics (and the
     /// loader's collector) already registered; `/metrics` encodes all of it.
     pub registry: Registry,
@@ -76,6 +84,19 @@ pub struct ResolverDeps {
     /// `--keep-on-exit`, for a seamless restart).
     pub keep_interface_on_exit: bool,
 }
+
+/// Where promotion writes, if anywhere.
+pub enum Sink {
+    /// No kernel map (XDP off): no promotion.
+    None,
+    Ready(Arc<dyn AnswerSink>),
+    /// The map of a fast path still loading (the verifier takes about a
+    /// second): queries are answered meanwhile, and promoted once it comes.
+    Later(oneshot::Receiver<Arc<dyn AnswerSink>>),
+}
+
+/// The promoter, once its sink is there.
+pub type PromoterSlot = Arc<OnceLock<Arc<Promoter>>>;
 
 /// A started resolver.
 pub struct Running {
@@ -117,6 +138,9 @@ pub async fn start(
         mut registry,
         keep_interface_on_exit,
     } = deps;
+    // ANY is answered here for every user of the zone alike: the handler,
+    // the forwarder and promotion (which re-derives kernel entries from it).
+    let zone = any::AnyAware::wrap(zone);
     let metrics = Arc::new(ResolverMetrics::new(&mut registry));
     let promotion_metrics = Arc::new(PromotionMetrics::new(&mut registry));
 
@@ -126,7 +150,7 @@ pub async fn start(
         ListenInterface::setup(&args.listen_interface, &args.listen, keep_interface_on_exit)?
     };
     let forwarder = forwarder(&args, policy, zone.clone(), metrics.clone());
-    let promoter = sink.map(|sink| promoter(&args, sink, zone.clone(), promotion_metrics));
+    let promoter = PromoterSlot::default();
     let handler = Arc::new(Handler {
         zone_generation: zone.changes(),
         zone: zone.clone(),
@@ -136,22 +160,64 @@ pub async fn start(
     });
 
     // Bind everything first, then spawn, so a failure leaves nothing running.
+    // Before the first sync, a predecessor that still runs keeps the new
+    // queries (docs/design.md#hand-over).
+    let steering = if zone.is_ready() {
+        Steering::Newest
+    } else {
+        Steering::Oldest
+    };
     let Sockets {
         dns,
         metrics: metrics_listener,
         health: health_listener,
         metrics_addr,
         health_addr,
-    } = Sockets::bind(&args).await?;
+    } = Sockets::bind(&args, steering).await?;
+    let steerer = match steering {
+        Steering::Newest => None,
+        Steering::Oldest => Steerer::of(&dns)
+            .inspect_err(|error| tracing::warn!(%error, "cannot keep the listening sockets to steer them later: a predecessor keeps new queries until it exits"))
+            .ok(),
+    };
     let mut tasks = serve_dns(dns, handler, &args, &metrics, &cancel);
-    if let Some(promoter) = promoter {
-        tasks.spawn(promoter.run(cancel.clone()));
-    }
     let health = Arc::new(http::Health {
-        zone,
-        listeners_up: Default::default(),
+        zone: zone.clone(),
+        listeners_up: AtomicBool::new(true),
+        taking_queries: AtomicBool::new(steering == Steering::Newest),
+        fast_path_loaded: AtomicBool::new(!matches!(sink, Sink::Later(_))),
     });
-    health.listeners_up.store(true, Ordering::Relaxed);
+    let config = promotion_config(&args);
+    let promotion = (zone.clone(), promoter, promotion_metrics);
+    match sink {
+        Sink::None => {}
+        Sink::Ready(sink) => {
+            let promoter = install_promoter(config, sink, promotion);
+            tasks.spawn(promoter.run(cancel.clone()));
+        }
+        Sink::Later(sink) => {
+            let (cancel, health) = (cancel.clone(), health.clone());
+            tasks.spawn(async move {
+                let sink = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    sink = sink => sink,
+                };
+                health.fast_path_loaded.store(true, Ordering::Relaxed);
+                // Err: no fast path (XDP off; on a failure the agent stops).
+                if let Ok(sink) = sink {
+                    install_promoter(config, sink, promotion).run(cancel).await;
+                }
+            });
+        }
+    }
+    if steering == Steering::Oldest {
+        tasks.spawn(take_over_when_synced(
+            zone,
+            steerer,
+            health.clone(),
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(http::serve(
         metrics_listener,
         Arc::new(http::Pages::Metrics(Arc::new(registry))),
@@ -169,6 +235,30 @@ pub async fn start(
         metrics_addr,
         health_addr,
     })
+}
+
+/// Waits for the zone's first sync, then steers new queries and connections
+/// to our sockets and reports ready. Until then external names are
+/// answered already, and cluster names get SERVFAIL, by whichever agent
+/// the kernel picks: a predecessor, while one runs.
+async fn take_over_when_synced(
+    zone: Arc<dyn Zone>,
+    steerer: Option<Steerer>,
+    health: Arc<http::Health>,
+    cancel: CancellationToken,
+) {
+    let mut changes = zone.changes();
+    while !zone.is_ready() {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+    if let Some(steerer) = steerer {
+        steerer.steer(Steering::Newest);
+    }
+    health.taking_queries.store(true, Ordering::Relaxed);
+    tracing::info!("cluster zone synced: new queries come to this agent");
 }
 
 /// The upstreams for names outside the cluster: `--upstream`, else the
@@ -224,7 +314,16 @@ fn forwarder(
             defaults: default_upstreams(args),
             stubs: args.stub_domains.clone(),
             attempt_timeout: args.upstream_timeout(),
-            max_outstanding: args.max_outstanding.max(1),
+            limits: budget::Limits {
+                total: args.max_outstanding,
+                per_zone: args.max_outstanding_per_zone,
+                per_upstream: args.max_outstanding_per_upstream,
+            },
+            exchange: ExchangeConfig {
+                randomize_case: args.upstream_0x20,
+                spoof_threshold: args.upstream_spoof_threshold,
+                spoof_tcp_for: Duration::from_secs(args.upstream_spoof_tcp_secs),
+            },
             serve_stale_after: args.serve_stale.then(|| args.serve_stale_after()),
             stale_ttl: args.serve_stale_ttl,
             stale_recheck: Duration::from_secs(args.serve_stale_recheck_secs),
@@ -236,23 +335,24 @@ fn forwarder(
     ))
 }
 
-/// Promotion into `sink`, as the flags set it.
-fn promoter(
-    args: &ResolverArgs,
+/// Promotion as the flags set it.
+fn promotion_config(args: &ResolverArgs) -> PromotionConfig {
+    PromotionConfig {
+        hot_threshold: args.hot_threshold,
+        hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
+        cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
+    }
+}
+
+/// Builds the promoter around `sink` (it takes over the entries a previous
+/// agent left) and hands it to the handler.
+fn install_promoter(
+    config: PromotionConfig,
     sink: Arc<dyn AnswerSink>,
-    zone: Arc<dyn Zone>,
-    metrics: Arc<PromotionMetrics>,
+    (zone, slot, metrics): (Arc<dyn Zone>, PromoterSlot, Arc<PromotionMetrics>),
 ) -> Arc<Promoter> {
-    Arc::new(Promoter::new(
-        PromotionConfig {
-            hot_threshold: args.hot_threshold,
-            hot_window: Duration::from_secs(args.hot_window_secs.max(1)),
-            cluster_lifetime: Duration::from_secs(args.cluster_entry_lifetime_secs.max(2)),
-        },
-        sink,
-        zone,
-        metrics,
-    ))
+    let promoter = slot.get_or_init(|| Arc::new(Promoter::new(config, sink, zone, metrics)));
+    promoter.clone()
 }
 
 /// Every socket the resolver serves, bound but not yet served.
@@ -265,11 +365,14 @@ struct Sockets {
 }
 
 impl Sockets {
-    async fn bind(args: &ResolverArgs) -> Result<Self, ResolverError> {
+    async fn bind(args: &ResolverArgs, steering: Steering) -> Result<Self, ResolverError> {
         let mut dns = Vec::new();
         for ip in &args.listen {
             let addr = SocketAddr::new(*ip, args.port);
-            dns.push((listen::bind_udp(addr)?, listen::bind_tcp(addr)?));
+            dns.push((
+                listen::bind_udp(addr, steering)?,
+                listen::bind_tcp(addr, steering)?,
+            ));
         }
         let http = |addr: SocketAddr, what: &'static str| async move {
             http::bind(addr)
@@ -278,6 +381,9 @@ impl Sockets {
         };
         let metrics = http(args.metrics_addr, "metrics").await?;
         let health = http(args.health_addr, "health").await?;
+        // Probes must reach this agent, not a predecessor that shares the
+        // port during a rolling update: kubelet asks each pod about itself.
+        listen::steer(&health, Steering::Newest, args.health_addr, "health");
         Ok(Self {
             metrics_addr: metrics.local_addr().unwrap_or(args.metrics_addr),
             health_addr: health.local_addr().unwrap_or(args.health_addr),
@@ -298,7 +404,12 @@ fn serve_dns(
 ) -> JoinSet<()> {
     let limits = listen::Limits {
         queries: Arc::new(Semaphore::new(args.max_concurrent.max(1))),
-        tcp_connections: Arc::new(Semaphore::new(args.tcp_max_connections.max(1))),
+        clients: Clients::new(ClientBounds {
+            queries_total: args.max_concurrent,
+            queries_per_client: args.max_concurrent_per_client,
+            tcp_total: args.tcp_max_connections,
+            tcp_per_client: args.tcp_max_connections_per_client,
+        }),
         tcp_idle: args.tcp_idle_timeout(),
     };
     let mut tasks = JoinSet::new();

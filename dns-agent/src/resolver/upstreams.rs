@@ -32,6 +32,15 @@ pub fn from_resolv_conf(text: &str, own: &[IpAddr]) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Where a forwarded name goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub servers: Vec<SocketAddr>,
+    /// What the servers answer for, their bailiwick: the stub domain, or
+    /// the root for the default upstreams (recursive servers).
+    pub zone: Name,
+}
+
 /// The servers for `name`: the longest matching stub domain (from the live
 /// policy or the flags), else the policy's upstreams, else the defaults.
 pub fn route(
@@ -39,22 +48,35 @@ pub fn route(
     policy: &ForwardPolicy,
     stubs: &[StubDomain],
     defaults: &[SocketAddr],
-) -> Vec<SocketAddr> {
-    let mut best: Option<(u8, Vec<SocketAddr>)> = None;
+) -> Route {
+    let mut best: Option<(&Name, Vec<SocketAddr>)> = None;
     let candidates = policy
         .stub_domains
         .iter()
         .map(|(zone, servers)| (zone, servers.clone()))
         .chain(stubs.iter().map(|s| (&s.zone, vec![s.server])));
     for (zone, servers) in candidates {
-        if zone.zone_of(name) && best.as_ref().is_none_or(|(n, _)| zone.num_labels() > *n) {
-            best = Some((zone.num_labels(), servers));
+        if zone.zone_of(name)
+            && best
+                .as_ref()
+                .is_none_or(|(z, _)| zone.num_labels() > z.num_labels())
+        {
+            best = Some((zone, servers));
         }
     }
     match best {
-        Some((_, servers)) => servers,
-        None if !policy.upstreams.is_empty() => policy.upstreams.clone(),
-        None => defaults.to_vec(),
+        Some((zone, servers)) => Route {
+            servers,
+            zone: zone.to_lowercase(),
+        },
+        None => Route {
+            servers: if policy.upstreams.is_empty() {
+                defaults.to_vec()
+            } else {
+                policy.upstreams.clone()
+            },
+            zone: Name::root(),
+        },
     }
 }
 
@@ -146,15 +168,12 @@ mod tests {
             zone: name("dev.corp.example."),
             server: b,
         }];
-        assert_eq!(
-            route(&name("x.dev.corp.example."), &policy, &stubs, &[d]),
-            vec![b]
-        );
-        assert_eq!(
-            route(&name("x.corp.example."), &policy, &stubs, &[d]),
-            vec![a]
-        );
-        assert_eq!(route(&name("example.org."), &policy, &stubs, &[d]), vec![d]);
+        let r = route(&name("x.dev.corp.example."), &policy, &stubs, &[d]);
+        assert_eq!((r.servers, r.zone), (vec![b], name("dev.corp.example.")));
+        let r = route(&name("x.corp.example."), &policy, &stubs, &[d]);
+        assert_eq!((r.servers, r.zone), (vec![a], name("corp.example.")));
+        let r = route(&name("example.org."), &policy, &stubs, &[d]);
+        assert_eq!((r.servers, r.zone), (vec![d], Name::root()));
     }
 
     #[test]

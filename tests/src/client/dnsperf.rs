@@ -1,6 +1,80 @@
-//! The "Statistics:" block dnsperf prints at the end of a run, parsed.
+//! dnsperf as a bounded load from a lab namespace, and the "Statistics:"
+//! block it prints at the end of a run, parsed.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::lab::{Daemon, Lab, LabError, Netns, Result};
+
+/// Queries dnsperf keeps outstanding: enough that it never pauses while
+/// nothing answers, which would hide losses.
+const MAX_OUTSTANDING: &str = "5000";
+/// Bound on dnsperf's exit after its run and timeout are over.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// One dnsperf run: `qps` queries a second from `names` (`name TYPE` lines)
+/// for `secs` seconds, at `server`:53.
+pub struct DnsperfRun {
+    pub server: String,
+    pub names: PathBuf,
+    pub qps: u64,
+    pub secs: u64,
+    /// Seconds dnsperf waits for an answer before it counts a query lost.
+    pub timeout_secs: u64,
+    /// Client sockets (so SO_REUSEPORT spreads them over several servers).
+    pub clients: u32,
+    /// Send each name once instead of cycling through the file.
+    pub once: bool,
+}
+
+impl DnsperfRun {
+    /// Starts dnsperf in `netns`, logging to the lab's log dir as `name`.
+    pub fn start(&self, lab: &Lab, netns: &Netns, name: &str) -> Result<Daemon> {
+        let (qps, secs, timeout, clients) = (
+            self.qps.to_string(),
+            self.secs.to_string(),
+            self.timeout_secs.to_string(),
+            self.clients.to_string(),
+        );
+        let names = self.names.to_string_lossy();
+        let mut args = vec![
+            "-s",
+            &self.server,
+            "-d",
+            &names,
+            "-Q",
+            &qps,
+            "-l",
+            &secs,
+            "-t",
+            &timeout,
+            "-c",
+            &clients,
+            "-q",
+            MAX_OUTSTANDING,
+        ];
+        if self.once {
+            args.extend(["-n", "1"]);
+        }
+        lab.start_in(netns, name, "dnsperf", &args)
+    }
+
+    /// Waits for a run started by [`Self::start`] and parses its summary.
+    pub fn finish(&self, daemon: &mut Daemon) -> Result<DnsperfSummary> {
+        let bound = Duration::from_secs(self.secs + self.timeout_secs) + EXIT_GRACE;
+        let status = daemon.wait(bound)?;
+        if !status.success() {
+            return Err(LabError::Other(format!(
+                "{} failed ({status}):\n{}",
+                daemon.name(),
+                daemon.log()
+            )));
+        }
+        DnsperfSummary::parse(&daemon.log())
+            .ok_or_else(|| LabError::Other(format!("no dnsperf summary:\n{}", daemon.log())))
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct DnsperfSummary {

@@ -14,7 +14,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
-pub use dnsperf::DnsperfSummary;
+pub use dnsperf::{DnsperfRun, DnsperfSummary};
 pub use hosts::Hosts;
 pub use reply::{Record, Reply};
 

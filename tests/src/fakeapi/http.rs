@@ -193,7 +193,12 @@ fn list(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = offset.saturating_add(limit).min(items.len());
-    let page: Vec<Value> = items.get(offset.min(end)..end).unwrap_or_default().to_vec();
+    let page: Vec<Value> = items
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (*v).clone())
+        .collect();
     let mut metadata = json!({"resourceVersion": state.rv.to_string()});
     if end < items.len() {
         metadata["continue"] = json!(end.to_string());
@@ -242,6 +247,8 @@ fn watch(
     };
     let mut dropped = shared.drop_watches.subscribe();
     dropped.mark_unchanged();
+    let mut stalled = shared.stall_watches.subscribe();
+    stalled.mark_unchanged();
     tokio::spawn(async move {
         let mut last = start_rv;
         for event in backlog {
@@ -255,8 +262,17 @@ fn watch(
         let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
         loop {
             let line = tokio::select! {
+                // Faults first: an event queued behind a stall must not
+                // slip out.
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = dropped.changed() => return,
+                _ = stalled.changed() => {
+                    // Silent until the server stops; the sender stays
+                    // alive, so the client sees an open, idle stream.
+                    cancel.cancelled().await;
+                    return;
+                }
                 _ = &mut deadline => return,
                 _ = bookmarks.tick() => format!("{}\n", json!({"type": "BOOKMARK", "object": {
                     "kind": resource.kind(), "apiVersion": resource.api_version(),

@@ -13,7 +13,8 @@
 //!   when N is older than the kept history (see [`FakeApi::expire`]).
 //!
 //! Faults: [`FakeApi::drop_watches`], [`FakeApi::expire`] (410 on resume),
-//! [`FakeApi::fail_next`] (500s), [`FakeApi::set_down`], [`FakeApi::set_hang`].
+//! [`FakeApi::fail_next`] (500s), [`FakeApi::set_down`], [`FakeApi::set_hang`],
+//! [`FakeApi::stall_watches`] (open watches go silent).
 //! [`FakeApi::kubeconfig`] is a kubeconfig file for the real kube client.
 
 pub mod fixtures;
@@ -56,6 +57,7 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub events: broadcast::Sender<WatchEvent>,
     pub drop_watches: watch::Sender<u64>,
+    pub stall_watches: watch::Sender<u64>,
     pub hang: watch::Sender<bool>,
     pub faults: Mutex<Faults>,
     pub requests: Mutex<VecDeque<String>>,
@@ -80,6 +82,7 @@ impl FakeApi {
             state: Mutex::new(State::default()),
             events: broadcast::channel(WATCH_BUFFER).0,
             drop_watches: watch::channel(0).0,
+            stall_watches: watch::channel(0).0,
             hang: watch::channel(false).0,
             faults: Mutex::new(Faults::default()),
             requests: Mutex::new(VecDeque::new()),
@@ -182,6 +185,13 @@ impl FakeApi {
     /// Ends every open watch (the client resumes from its last version).
     pub fn drop_watches(&self) {
         self.shared.drop_watches.send_modify(|g| *g += 1);
+    }
+
+    /// Every open watch goes silent and stays open: no events, no
+    /// bookmarks, not even the end at its timeout, as over a connection
+    /// that died without a word. New watches work as usual.
+    pub fn stall_watches(&self) {
+        self.shared.stall_watches.send_modify(|g| *g += 1);
     }
 
     /// Forgets the event history and ends every watch: resuming gets an

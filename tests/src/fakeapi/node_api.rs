@@ -15,18 +15,7 @@ pub struct NodeApi {
 
 impl NodeApi {
     pub fn start(node: &Netns) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the fake API server");
-        // The listening socket is created by the thread that polls `start`,
-        // which has entered the node namespace; the server's tasks then run
-        // on the runtime's workers, wherever they are.
-        let api = node
-            .enter(|| runtime.block_on(FakeApi::start()))
-            .expect("enter the node namespace")
-            .expect("start the fake API server");
+        let (api, runtime) = node.serve(FakeApi::start);
         Self {
             api,
             _runtime: runtime,

@@ -158,14 +158,15 @@ impl State {
         event
     }
 
-    /// Objects of a list request, in key order.
-    pub fn list(&self, resource: Resource, filter: &Filter) -> Vec<Value> {
+    /// Objects of a list request, in key order. Borrowed: a paged list
+    /// copies only its page (a 50k-object list is 100 pages).
+    pub fn list(&self, resource: Resource, filter: &Filter) -> Vec<&Value> {
         self.objects
             .get(&resource)
             .into_iter()
             .flat_map(|m| m.iter())
             .filter(|((ns, name), _)| filter.matches(ns, name))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v)
             .collect()
     }
 

@@ -41,6 +41,29 @@ impl Drop for BpffsDir {
     }
 }
 
+/// Every file under `dir`, relative, sorted (for leak checks of pins).
+pub fn pin_files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("a path under the walked dir")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// Pins need bpffs mounted at [`BpffsDir::ROOT`]; a plain directory there
 /// would make every pin fail with a less helpful error.
 fn require_bpffs() -> Result<()> {

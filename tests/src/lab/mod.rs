@@ -40,7 +40,7 @@ mod self_test;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use agent_binary::agent_binary;
-pub use bpffs::BpffsDir;
+pub use bpffs::{BpffsDir, pin_files};
 pub use command::run_here;
 pub use error::{LabError, Result};
 pub use names::unique_suffix;

@@ -188,6 +188,30 @@ impl Netns {
         })
     }
 
+    /// Starts an in-process server inside this namespace on a tokio runtime
+    /// of its own (for the synchronous lab tests): the sockets are created
+    /// by the thread that polls `start`, which has entered the namespace,
+    /// and stay in it wherever the runtime's worker uses them. Returns the
+    /// server and its runtime; drop the server first.
+    pub fn serve<T: Send, F>(
+        &self,
+        start: impl FnOnce() -> F + Send,
+    ) -> (T, tokio::runtime::Runtime)
+    where
+        F: std::future::Future<Output = std::io::Result<T>>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for an in-process server");
+        let server = self
+            .enter(|| runtime.block_on(start()))
+            .expect("enter the namespace")
+            .unwrap_or_else(|e| panic!("start a server in {}: {e}", self.name));
+        (server, runtime)
+    }
+
     /// The index of interface `ifname` inside this namespace.
     pub fn ifindex(&self, ifname: &str) -> Result<u32> {
         let c_name = std::ffi::CString::new(ifname)

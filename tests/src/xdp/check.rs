@@ -83,7 +83,11 @@ pub fn check_answer(query_frame: &[u8], out: &[u8], def: &EntryDef) -> Message {
             );
             assert_eq!(e.max_payload(), EDNS_UDP_SIZE);
             assert_eq!(e.version(), 0);
-            assert!(!e.flags().dnssec_ok, "DO must be cleared");
+            assert_eq!(
+                e.flags().dnssec_ok,
+                qe.flags().dnssec_ok,
+                "the query's DO bit is copied (RFC 3225 section 3)"
+            );
             assert!(
                 e.options().as_ref().is_empty(),
                 "no EDNS options in answers"

@@ -106,7 +106,7 @@ async fn initial_sync_then_changes_propagate() {
     .await
     .unwrap();
     eprintln!("change propagation: {took:?}");
-    assert!(requests_contain(&api, "timeoutSeconds=120"));
+    assert!(requests_contain(&api, "timeoutSeconds=50"));
     // kube's watcher lists with paging, then watches with bookmarks.
     let requests = api.requests();
     assert!(

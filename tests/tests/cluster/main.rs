@@ -4,5 +4,7 @@
 //! are printed, never asserted.
 
 mod apiserver;
+mod apiserver_retry;
 mod manifests;
+mod manifests_watch;
 mod scale;

@@ -13,57 +13,21 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use nodedns_tests::cluster::{ClusterSources, lookup};
 use nodedns_tests::fakeapi::FakeApi;
+use nodedns_tests::fakeapi::fixtures::{
+    SCALE_ENDPOINTS_PER_SERVICE as ENDPOINTS_PER_SERVICE, SCALE_NAMESPACES as NAMESPACES,
+    scale_cluster,
+};
 use nodedns_tests::internals::{
     Change, ClusterArgs, ClusterZone, ServiceInfo, SliceInfo, SyncSource, Zone, ZoneConfig,
     ZoneLookup,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SERVICES: usize = 10_000;
-const ENDPOINTS_PER_SERVICE: usize = 5;
-const NAMESPACES: usize = 100;
-/// Every fifth service is headless (endpoint hostnames, PTRs, SRVs).
-const HEADLESS_EVERY: usize = 5;
 
+/// Every fifth Service is headless (endpoint hostnames, PTRs, SRVs).
 fn objects() -> Vec<Value> {
-    let mut out = Vec::with_capacity(2 * SERVICES);
-    for i in 0..SERVICES {
-        let ns = format!("ns-{}", i % NAMESPACES);
-        let name = format!("svc-{i}");
-        let headless = i % HEADLESS_EVERY == 0;
-        let (a, b) = (i / 256, i % 256);
-        let ips: Vec<String> = if headless {
-            vec!["None".into()]
-        } else {
-            vec![format!("10.96.{a}.{b}"), format!("fd00:96::{i:x}")]
-        };
-        out.push(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
-            "spec": {"clusterIP": ips[0], "clusterIPs": ips,
-                     "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
-        }));
-        let endpoints: Vec<Value> = (0..ENDPOINTS_PER_SERVICE)
-            .map(|e| {
-                let n = i * ENDPOINTS_PER_SERVICE + e;
-                let mut ep = json!({"addresses": [format!("10.{}.{}.{}", 128 + n / 65536, (n / 256) % 256, n % 256)],
-                                    "conditions": {"ready": true}});
-                if headless {
-                    ep["hostname"] = json!(format!("pod-{e}"));
-                }
-                ep
-            })
-            .collect();
-        out.push(json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": format!("{name}-abcde"), "namespace": ns, "resourceVersion": "1",
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
-        }));
-    }
-    out
+    scale_cluster(SERVICES).collect()
 }
 
 /// Counts the live heap bytes the current thread allocated (net of what it

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use nodedns_tests::repo::deploy_dir;
+use nodedns_tests::repo::{deploy_dir, deploy_documents as documents};
 use serde_json::Value;
 
 const MANIFESTS: &[&str] = &[
@@ -15,15 +15,6 @@ const MANIFESTS: &[&str] = &[
     "daemonset.yaml",
     "service.yaml",
 ];
-
-fn documents(file: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
-    serde_saphyr::from_multiple::<Value>(&text)
-        .unwrap()
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect()
-}
 
 fn daemonset() -> Value {
     documents("daemonset.yaml").remove(0)

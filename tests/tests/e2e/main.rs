@@ -8,7 +8,10 @@
 mod adopt;
 mod cluster;
 mod conformance;
+mod fairness;
 mod promotion;
 mod restart;
+mod spoofing;
+mod start;
 mod xdp;
 mod xdp_frames;

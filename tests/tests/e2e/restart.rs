@@ -13,12 +13,11 @@
 //! checks that the new agent adopted the pinned maps and links: one XDP
 //! program per interface, the same pins as before, nothing leaked.
 
-use std::path::Path;
 use std::time::Duration;
 
 use nodedns_tests::agent::AgentSpec;
-use nodedns_tests::client::DnsperfSummary;
-use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary};
+use nodedns_tests::client::{DnsperfRun, DnsperfSummary};
+use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary, pin_files};
 use nodedns_tests::upstream::{EXAMPLE_ZONE, NODE_UPSTREAM, start_node_upstream};
 
 /// Length of each dnsperf run, in seconds.
@@ -39,10 +38,7 @@ const COLD_QPS: u64 = 800;
 /// dnsperf's wait for an answer before it counts the query lost, seconds.
 const PERF_TIMEOUT_SECS: u64 = 2;
 /// Client sockets per dnsperf, so SO_REUSEPORT spreads them over both agents.
-const PERF_CLIENTS: &str = "8";
-/// Queries dnsperf keeps outstanding: enough that it never pauses while no
-/// agent answers (a pause would hide losses from the figures).
-const PERF_OUTSTANDING: &str = "5000";
+const PERF_CLIENTS: u32 = 8;
 
 /// Names the kernel answers: cluster names (positive and NODATA) and the
 /// search-path NXDOMAINs a pod with ndots:5 sends.
@@ -63,100 +59,50 @@ const HOT: &[(&str, &str)] = &[
 
 /// A hot and a cold dnsperf running side by side from one pod.
 struct Load {
-    hot: Daemon,
-    cold: Daemon,
+    hot: (DnsperfRun, Daemon),
+    cold: (DnsperfRun, Daemon),
 }
 
 impl Load {
     fn start(lab: &Lab, pod: &Pod, case: &str) -> Self {
         let dir = lab.log_dir();
-        let hot_file = dir.join(format!("hot-{case}.txt"));
         let hot: String = HOT.iter().map(|(n, t)| format!("{n} {t}\n")).collect();
-        std::fs::write(&hot_file, hot).unwrap();
         // Each cold name once: half NXDOMAIN in the cluster zone, half
         // external names the agent forwards to dnsmasq.
-        let cold_file = dir.join(format!("cold-{case}.txt"));
         let cold: String = (0..COLD_QPS * RUN_SECS)
             .map(|i| match i % 2 {
                 0 => format!("c{case}{i}.nx.default.svc.cluster.local A\n"),
                 _ => format!("c{case}{i}.{EXAMPLE_ZONE} A\n"),
             })
             .collect();
-        std::fs::write(&cold_file, cold).unwrap();
-        let perf = |name: &str, file: &Path, qps: u64, once: bool| {
-            let (qps, secs, timeout) = (
-                qps.to_string(),
-                RUN_SECS.to_string(),
-                PERF_TIMEOUT_SECS.to_string(),
-            );
-            let server = LISTEN_V4.to_string();
-            let mut args = vec![
-                "-s",
-                &server,
-                "-d",
-                file.to_str().unwrap(),
-                "-Q",
-                &qps,
-                "-l",
-                &secs,
-                "-t",
-                &timeout,
-                "-c",
-                PERF_CLIENTS,
-                "-q",
-                PERF_OUTSTANDING,
-            ];
-            if once {
-                args.extend(["-n", "1"]);
-            }
-            lab.start_in(pod.netns(), name, "dnsperf", &args)
-                .expect("start dnsperf (apt-get install dnsperf)")
+        let perf = |what: &str, names: String, qps: u64, once: bool| {
+            let file = dir.join(format!("{what}-{case}.txt"));
+            std::fs::write(&file, names).unwrap();
+            let run = DnsperfRun {
+                server: LISTEN_V4.to_string(),
+                names: file,
+                qps,
+                secs: RUN_SECS,
+                timeout_secs: PERF_TIMEOUT_SECS,
+                clients: PERF_CLIENTS,
+                once,
+            };
+            let daemon = run
+                .start(lab, pod.netns(), &format!("dnsperf-{what}-{case}"))
+                .expect("start dnsperf (apt-get install dnsperf)");
+            (run, daemon)
         };
         Self {
-            hot: perf(&format!("dnsperf-hot-{case}"), &hot_file, HOT_QPS, false),
-            cold: perf(&format!("dnsperf-cold-{case}"), &cold_file, COLD_QPS, true),
+            hot: perf("hot", hot, HOT_QPS, false),
+            cold: perf("cold", cold, COLD_QPS, true),
         }
     }
 
     /// Waits for both runs to finish and parses their summaries.
     fn finish(mut self) -> (DnsperfSummary, DnsperfSummary) {
-        let bound = Duration::from_secs(RUN_SECS + PERF_TIMEOUT_SECS + 10);
-        let result = |d: &mut Daemon| {
-            let status = d.wait(bound).expect("dnsperf finishes");
-            assert!(
-                status.success(),
-                "{} failed: {status}\n{}",
-                d.name(),
-                d.log()
-            );
-            DnsperfSummary::parse(&d.log())
-                .unwrap_or_else(|| panic!("no dnsperf summary:\n{}", d.log()))
-        };
+        let result = |(run, daemon): &mut (DnsperfRun, Daemon)| run.finish(daemon).unwrap();
         (result(&mut self.hot), result(&mut self.cold))
     }
-}
-
-/// Every file under `dir`, relative, sorted (for leak checks of pins).
-fn pin_files(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.push(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// What the node must look like whatever agent runs: one XDP program on the

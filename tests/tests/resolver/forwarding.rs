@@ -356,11 +356,15 @@ async fn truncated_upstream_reply_is_retried_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_replies_are_rejected_counted_and_never_cached() {
+    // No TCP-only period after a suspected spoof, so that every kind below
+    // is seen over UDP (spoofing.rs covers the period).
     let (up, r) = TestResolver::with_hostile_upstream(&[
         "--upstream-timeout-ms",
         "400",
         "--cache-servfail-ttl",
         "1",
+        "--upstream-spoof-tcp-secs",
+        "0",
     ])
     .await;
     let kinds = [
@@ -368,6 +372,7 @@ async fn hostile_replies_are_rejected_counted_and_never_cached() {
         (Bad::WrongQuestion, "wrong_question"),
         (Bad::NotResponse, "not_response"),
         (Bad::Garbage, "garbage"),
+        (Bad::WrongCase, "wrong_case"),
     ];
     for (i, (bad, reason)) in kinds.into_iter().enumerate() {
         // A spoofed reply racing the real one: the real one wins.

@@ -7,7 +7,10 @@
 //! behind the resolver, for ExternalName targets outside it.
 
 mod chase;
+mod fairness;
 mod forwarding;
 mod listen_interface;
 mod load;
+mod rfc;
 mod server;
+mod spoofing;

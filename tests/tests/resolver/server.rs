@@ -8,6 +8,7 @@ use dns_common::ENTRY_FLAG_AUTHORITATIVE;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 use nodedns_tests::client::{dig_at, udp_exchange, udp_query};
+use nodedns_tests::hostile::Behavior;
 use nodedns_tests::internals::{
     MemorySink, Registry, ResolverMetrics, boot_time_ns, key_for, new_registry,
 };
@@ -219,9 +220,33 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
+/// Sends one A query for `qname` over `s` (RFC 7766 framing).
+async fn send_query(s: &mut TcpStream, qname: &str) {
+    let mut q = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(name(qname), RecordType::A));
+    let b = q.to_vec().unwrap();
+    let mut framed = (b.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&b);
+    s.write_all(&framed).await.unwrap();
+}
+
+/// Reads one framed reply from `s`.
+async fn read_reply(s: &mut TcpStream) -> Message {
+    let len = s.read_u16().await.unwrap() as usize;
+    let mut b = vec![0u8; len];
+    s.read_exact(&mut b).await.unwrap();
+    Message::from_vec(&b).unwrap()
+}
+
+/// One A query over `s` and its reply.
+async fn tcp_query(s: &mut TcpStream, qname: &str) -> Message {
+    send_query(s, qname).await;
+    read_reply(s).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_pipelining_idle_garbage_and_connection_limit() {
-    let (_up, r) = TestResolver::with_hostile_upstream(&[
+    let (up, r) = TestResolver::with_hostile_upstream(&[
         "--tcp-idle-timeout-ms",
         "700",
         "--tcp-max-connections",
@@ -275,18 +300,49 @@ async fn tcp_pipelining_idle_garbage_and_connection_limit() {
         "half-sent message closed"
     );
 
-    // The connection limit: the fifth concurrent connection is closed at once.
+    // The node-wide limit: a fifth connection closes the one idle the
+    // longest to make room (RFC 7766 section 6.2.3), and is served.
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(TcpStream::connect(r.addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = TcpStream::connect(r.addr).await.unwrap();
     assert!(
-        closed_within(&mut extra, Duration::from_millis(500)).await,
-        "over the limit: closed"
+        closed_within(&mut held[0], Duration::from_millis(500)).await,
+        "the idlest connection made room"
     );
-    r.assert_counted("nodedns_tcp_refused_total", &[]).await;
+    assert_eq!(
+        tcp_query(&mut extra, "extra.example.").await.answers.len(),
+        1
+    );
+    r.assert_counted("nodedns_tcp_reclaimed_total", &[]).await;
+    drop(held);
+    drop(extra);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // With every connection busy (a slow upstream), nothing can make room:
+    // a fifth connection is closed at once.
+    up.set(Behavior::Slow(Duration::from_millis(800)));
+    let mut busy = Vec::new();
+    for i in 0..4 {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        send_query(&mut s, &format!("slow{i}.example.")).await;
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = TcpStream::connect(r.addr).await.unwrap();
+    assert!(
+        closed_within(&mut refused, Duration::from_millis(500)).await,
+        "over the limit with nothing idle: closed"
+    );
+    r.assert_counted("nodedns_tcp_refused_total", &[("bound", "total")])
+        .await;
+    for s in &mut busy {
+        assert_eq!(read_reply(s).await.answers.len(), 1, "busy ones are served");
+    }
+    up.set(Behavior::Answer);
+    let held = busy;
     drop(held);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let d = dig_at(r.addr, "later.example", "A", &["+tcp"]).await;
