@@ -38,9 +38,11 @@ struct Kind<K, T> {
     source: &'static str,
     sync: SyncSource,
     convert: fn(&K) -> Result<T, ModelError>,
-    upsert: fn(T) -> Change,
+    /// The object as the store holds it when unchanged.
+    share: fn(&ClusterZone, T) -> Arc<T>,
+    upsert: fn(Arc<T>) -> Change,
     delete: fn(ObjectKey) -> Change,
-    replace: fn(Vec<T>) -> Change,
+    replace: fn(Vec<Arc<T>>) -> Change,
 }
 
 /// Spawns the Service and EndpointSlice watchers.
@@ -55,6 +57,7 @@ pub fn spawn(
         source: "services",
         sync: SyncSource::Services,
         convert: ServiceInfo::from_service,
+        share: ClusterZone::share_service,
         upsert: Change::UpsertService,
         delete: Change::DeleteService,
         replace: Change::ReplaceServices,
@@ -63,6 +66,7 @@ pub fn spawn(
         source: "endpointslices",
         sync: SyncSource::EndpointSlices,
         convert: SliceInfo::from_slice,
+        share: ClusterZone::share_slice,
         upsert: Change::UpsertSlice,
         delete: Change::DeleteSlice,
         replace: Change::ReplaceSlices,
@@ -159,8 +163,10 @@ async fn run<K, T>(
     let mut stream = std::pin::pin!(watcher(api, config));
     let mut retry = Retry::new(kind.source);
     // The relist in progress. Its size is the cluster's object count: it
-    // cannot be bounded lower without giving up the atomic swap.
-    let mut relist: Vec<T> = Vec::new();
+    // cannot be bounded lower without giving up the atomic swap. Objects
+    // that did not change are the store's own (`share`), so until the swap
+    // only the changed ones exist twice.
+    let mut relist: Vec<Arc<T>> = Vec::new();
     let convert = |obj: &K| match (kind.convert)(obj) {
         Ok(info) => Some(info),
         Err(err) => {
@@ -174,8 +180,10 @@ async fn run<K, T>(
         next_event(&mut stream, &mut retry, kind.source, &metrics, &cancel).await
     {
         match event {
-            Event::Init => relist.clear(),
-            Event::InitApply(obj) => relist.extend(convert(&obj)),
+            Event::Init => relist = Vec::new(),
+            Event::InitApply(obj) => {
+                relist.extend(convert(&obj).map(|info| (kind.share)(&zone, info)))
+            }
             Event::InitDone => {
                 let list = std::mem::take(&mut relist);
                 tracing::info!(
@@ -185,10 +193,11 @@ async fn run<K, T>(
                 );
                 zone.apply([(kind.replace)(list)]);
                 zone.mark_synced(kind.sync);
+                super::release_freed_memory();
             }
             Event::Apply(obj) => {
                 if let Some(info) = convert(&obj) {
-                    zone.apply([(kind.upsert)(info)]);
+                    zone.apply([(kind.upsert)(Arc::new(info))]);
                 }
             }
             Event::Delete(obj) => zone.apply([(kind.delete)(key_of(&obj))]),

@@ -79,6 +79,12 @@ pub use snapshot::{
 };
 pub use store::{Change, ClusterZone, SyncSource};
 
+/// After a large change (a relist, a manifests folder read again) the
+/// parse buffers and the objects replaced are free: hand them back.
+fn release_freed_memory() {
+    crate::kernel::heap::release_freed();
+}
+
 /// Cluster-state flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {

@@ -198,23 +198,29 @@ impl Query<'_> {
             };
         }
         if let Some(ip) = name.address()
-            && let Some(targets) = self.snap.reverse.get(&ip)
+            && let Some(owners) = self.snap.reverse.get(&ip)
         {
-            let mut names: Vec<Name> = Vec::with_capacity(targets.len());
-            for t in targets {
-                let dashed_ip;
-                let mut labels: Vec<&str> = match &t.host {
-                    PtrHost::Service => Vec::new(),
-                    PtrHost::Hostname(h) => vec![h],
-                    PtrHost::Dashed => {
-                        dashed_ip = dashed(&ip);
-                        vec![&dashed_ip]
-                    }
+            let mode = self.cfg.endpoint_records;
+            let mut names: Vec<Name> = Vec::new();
+            for svc in owners.iter() {
+                let Some(view) = self.snap.services.get(&svc.key) else {
+                    continue;
                 };
-                labels.extend([&*t.service.key.name, &*t.service.key.namespace, "svc"]);
-                let target = self.name_in_zone(&labels);
-                if !names.contains(&target) {
-                    names.push(target);
+                for host in view.ptr_hosts(&ip, mode) {
+                    let dashed_ip;
+                    let mut labels: Vec<&str> = match host {
+                        PtrHost::Service => Vec::new(),
+                        PtrHost::Hostname(h) => vec![h],
+                        PtrHost::Dashed => {
+                            dashed_ip = dashed(&ip);
+                            vec![&dashed_ip]
+                        }
+                    };
+                    labels.extend([&*svc.key.name, &*svc.key.namespace, "svc"]);
+                    let target = self.name_in_zone(&labels);
+                    if !names.contains(&target) {
+                        names.push(target);
+                    }
                 }
             }
             return ptr_answer(self, names, apex);

@@ -42,11 +42,11 @@ impl Query<'_> {
         };
         match &view.svc.kind {
             ServiceKind::ExternalName(target) if self.qtype == RecordType::CNAME => {
-                let rdata = RData::CNAME(CNAME(target.clone()));
+                let rdata = RData::CNAME(CNAME((**target).clone()));
                 let record = Record::from_rdata(self.owner.clone(), self.cfg.ttl, rdata);
                 Step::Answer(data(vec![record], Vec::new()))
             }
-            ServiceKind::ExternalName(target) => Step::Cname(target.clone()),
+            ServiceKind::ExternalName(target) => Step::Cname((**target).clone()),
             ServiceKind::ClusterIp(ips) => match self.qtype {
                 RecordType::SRV => self.srv_answer(self.srv_set(view, |_| true)),
                 _ => self.answer_or_nodata(self.addresses(ips.iter().copied()), Vec::new()),
@@ -131,7 +131,7 @@ impl Query<'_> {
             }
             ServiceKind::ExternalName(target) => {
                 let ports = view.svc.ports.iter().filter(|p| wanted(p));
-                set.answers = ports.map(|p| srv(p.port, target.clone())).collect();
+                set.answers = ports.map(|p| srv(p.port, (**target).clone())).collect();
             }
             ServiceKind::Headless => {
                 let names = endpoint_addresses(view);

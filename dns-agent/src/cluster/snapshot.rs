@@ -87,23 +87,54 @@ pub struct ServiceView {
     pub slices: Vec<Arc<SliceInfo>>,
 }
 
-/// A name a reverse (PTR) query answers with.
+/// The Services an address reverse-resolves under. The index keeps only
+/// these pointers; the PTR names themselves (the Service, an endpoint's
+/// hostname or dashed address) are spelled from the Service's view when
+/// asked ([`ServiceView::ptr_hosts`]), so an endpoint costs one slot here,
+/// not a stored name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PtrTarget {
-    /// Shared with the view, so 50k endpoint PTRs do not copy 50k keys.
-    pub service: Arc<ServiceInfo>,
-    pub host: PtrHost,
+pub enum PtrOwners {
+    /// The usual case: one Service.
+    One(Arc<ServiceInfo>),
+    /// A pod selected by several Services, in the order they came.
+    Many(Box<[Arc<ServiceInfo>]>),
+}
+
+impl PtrOwners {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceInfo>> {
+        match self {
+            Self::One(svc) => std::slice::from_ref(svc).iter(),
+            Self::Many(list) => list.iter(),
+        }
+    }
+
+    /// Adds `svc`.
+    pub(super) fn push(&mut self, svc: Arc<ServiceInfo>) {
+        let mut list: Vec<Arc<ServiceInfo>> = self.iter().cloned().collect();
+        list.push(svc);
+        *self = Self::Many(list.into_boxed_slice());
+    }
+
+    /// Removes the Service `key`; None when no Service is left.
+    pub(super) fn without(&self, key: &ObjectKey) -> Option<Self> {
+        let mut list: Vec<Arc<ServiceInfo>> =
+            self.iter().filter(|s| s.key != *key).cloned().collect();
+        match list.len() {
+            0 => None,
+            1 => list.pop().map(Self::One),
+            _ => Some(Self::Many(list.into_boxed_slice())),
+        }
+    }
 }
 
 /// Which name under the Service a PTR target is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PtrHost {
+pub enum PtrHost<'a> {
     /// The Service name itself (a ClusterIP).
     Service,
     /// An endpoint's `hostname`.
-    Hostname(Box<str>),
-    /// An endpoint without one: its address dashed, spelled when answered
-    /// rather than stored (one string less per endpoint).
+    Hostname(&'a str),
+    /// An endpoint without one: its address dashed.
     Dashed,
 }
 
@@ -125,27 +156,47 @@ impl ServiceView {
         }
     }
 
-    /// Addresses that reverse-resolve to this service or its endpoints.
-    pub(super) fn ptr_targets(&self, mode: EndpointRecords) -> Vec<(IpAddr, PtrHost)> {
-        let mut targets: Vec<(IpAddr, PtrHost)> = match &self.svc.kind {
-            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, PtrHost::Service)).collect(),
+    /// Addresses that reverse-resolve to this service or its endpoints,
+    /// each once, in order.
+    pub(super) fn ptr_addresses(&self, mode: EndpointRecords) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = match &self.svc.kind {
+            ServiceKind::ClusterIp(ips) => ips.clone(),
             _ => Vec::new(),
         };
-        if !self.has_endpoint_names(mode) {
-            return targets;
-        }
-        for ep in self.published() {
-            for ip in &ep.addresses {
-                let host = match (&ep.hostname, mode) {
-                    (Some(h), _) => PtrHost::Hostname(h.clone()),
-                    (None, EndpointRecords::All) => PtrHost::Dashed,
-                    // The schema gives PTRs to real hostnames only.
-                    (None, EndpointRecords::Headless) => continue,
-                };
-                targets.push((*ip, host));
+        if self.has_endpoint_names(mode) {
+            for ep in self.published() {
+                // The schema gives PTRs to real hostnames only.
+                if ep.hostname.is_some() || mode == EndpointRecords::All {
+                    ips.extend(ep.addresses.iter().copied());
+                }
             }
         }
-        targets
+        ips.sort_unstable();
+        ips.dedup();
+        ips
+    }
+
+    /// The names under this Service that `ip` reverse-resolves to, in the
+    /// order of [`Self::ptr_addresses`]'s sources: the Service for its
+    /// ClusterIP, then each published endpoint with that address.
+    pub fn ptr_hosts(&self, ip: &IpAddr, mode: EndpointRecords) -> Vec<PtrHost<'_>> {
+        let mut hosts = Vec::new();
+        if let ServiceKind::ClusterIp(ips) = &self.svc.kind
+            && ips.contains(ip)
+        {
+            hosts.push(PtrHost::Service);
+        }
+        if !self.has_endpoint_names(mode) {
+            return hosts;
+        }
+        for ep in self.published().filter(|ep| ep.addresses.contains(ip)) {
+            hosts.push(match (&ep.hostname, mode) {
+                (Some(h), _) => PtrHost::Hostname(h),
+                (None, EndpointRecords::All) => PtrHost::Dashed,
+                (None, EndpointRecords::Headless) => continue,
+            });
+        }
+        hosts
     }
 }
 
@@ -197,8 +248,8 @@ pub struct Snapshot {
     pub services: ShardedMap<ObjectKey, Arc<ServiceView>>,
     /// Number of services per namespace: `<ns>.svc.<zone>` exists (NODATA)
     /// while the namespace has at least one.
-    pub namespaces: Arc<HashMap<Box<str>, u32>>,
-    pub reverse: ShardedMap<IpAddr, Vec<PtrTarget>>,
+    pub namespaces: Arc<HashMap<Arc<str>, u32>>,
+    pub reverse: ShardedMap<IpAddr, PtrOwners>,
     /// How many addresses of `reverse` lie under each label-aligned prefix
     /// strictly inside a `--reverse-cidr` zone: such a name exists (an empty
     /// non-terminal, NODATA) exactly when its count is not zero.

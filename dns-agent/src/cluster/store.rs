@@ -7,7 +7,7 @@
 //! half-applied batch; a relist is one `Replace*` change, so it never shows
 //! an empty window.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -20,20 +20,22 @@ use super::hosts::HostsTable;
 use super::metrics::ClusterMetrics;
 use super::model::{ApproxBytes, ObjectKey, ServiceInfo, SliceInfo};
 use super::reverse::interior_prefixes;
-use super::snapshot::{PtrTarget, ServiceView, Snapshot, ZoneConfig};
+use super::snapshot::{PtrOwners, ServiceView, Snapshot, ZoneConfig};
 use crate::zone::{Zone, ZoneLookup};
 
-/// One change to cluster state, from any source.
+/// One change to cluster state, from any source. Objects come in `Arc`s
+/// so a source that keeps them (the manifests folder) shares them with the
+/// store instead of holding a second copy of the cluster.
 #[derive(Debug, Clone)]
 pub enum Change {
-    UpsertService(ServiceInfo),
+    UpsertService(Arc<ServiceInfo>),
     DeleteService(ObjectKey),
-    UpsertSlice(SliceInfo),
+    UpsertSlice(Arc<SliceInfo>),
     DeleteSlice(ObjectKey),
     /// A full list of Services (a relist): anything not in it is deleted.
-    ReplaceServices(Vec<ServiceInfo>),
+    ReplaceServices(Vec<Arc<ServiceInfo>>),
     /// A full list of EndpointSlices (a relist).
-    ReplaceSlices(Vec<SliceInfo>),
+    ReplaceSlices(Vec<Arc<SliceInfo>>),
 }
 
 /// A source whose first full sync the zone waits for before answering.
@@ -48,7 +50,9 @@ pub enum SyncSource {
 struct Writer {
     services: HashMap<ObjectKey, Arc<ServiceInfo>>,
     slices: HashMap<ObjectKey, Arc<SliceInfo>>,
-    by_service: HashMap<ObjectKey, BTreeMap<Box<str>, Arc<SliceInfo>>>,
+    /// A Service's slices, sorted by name: usually one or two, so a sorted
+    /// `Vec` (a BTreeMap node alone costs some 300 bytes per Service).
+    by_service: HashMap<ObjectKey, Vec<Arc<SliceInfo>>>,
     working: Snapshot,
     synced: HashSet<SyncSource>,
     object_bytes: usize,
@@ -154,6 +158,27 @@ impl ClusterZone {
         self.changes.send_modify(|g| *g += 1);
     }
 
+    /// `svc` as the store holds it when equal to what it holds, else in an
+    /// `Arc` of its own. A source calls this for every object it buffers or
+    /// keeps, so a relist in progress and a manifests folder share the
+    /// unchanged objects with the store: no second copy of the cluster.
+    pub fn share_service(&self, svc: ServiceInfo) -> Arc<ServiceInfo> {
+        let w = self.lock_writer();
+        match w.services.get(&svc.key) {
+            Some(held) if **held == svc => held.clone(),
+            _ => Arc::new(svc),
+        }
+    }
+
+    /// [`Self::share_service`] for an EndpointSlice.
+    pub fn share_slice(&self, slice: SliceInfo) -> Arc<SliceInfo> {
+        let w = self.lock_writer();
+        match w.slices.get(&slice.key) {
+            Some(held) if **held == slice => held.clone(),
+            _ => Arc::new(slice),
+        }
+    }
+
     /// Approximate bytes held for cluster state (what the metric reports).
     pub fn approx_bytes(&self) -> usize {
         self.lock_writer().approx_bytes()
@@ -169,8 +194,7 @@ impl Writer {
             + self.slices.len() * size_of::<usize>();
         let index = (self.services.len() + 2 * self.slices.len())
             * (size_of::<ObjectKey>() + size_of::<usize>());
-        let reverse = self.reverse_entries
-            * (size_of::<IpAddr>() + size_of::<Vec<PtrTarget>>() + size_of::<PtrTarget>() + 16);
+        let reverse = self.reverse_entries * (size_of::<(IpAddr, PtrOwners)>() + 8);
         let nodes = self.working.reverse_nodes.len() * (size_of::<((IpAddr, u8), u32)>() + 8);
         self.object_bytes + views + index + reverse + nodes
     }
@@ -187,13 +211,14 @@ impl Writer {
             Change::UpsertSlice(slice) => self.upsert_slice(slice, dirty),
             Change::DeleteSlice(key) => self.delete_slice(&key, dirty),
             Change::ReplaceServices(list) => {
-                let keep: HashSet<ObjectKey> = list.iter().map(|s| s.key.clone()).collect();
+                let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
                 let gone: Vec<ObjectKey> = self
                     .services
                     .keys()
-                    .filter(|k| !keep.contains(*k))
+                    .filter(|k| !keep.contains(k))
                     .cloned()
                     .collect();
+                drop(keep);
                 for key in gone {
                     self.apply_one(Change::DeleteService(key), dirty);
                 }
@@ -202,13 +227,14 @@ impl Writer {
                 }
             }
             Change::ReplaceSlices(list) => {
-                let keep: HashSet<ObjectKey> = list.iter().map(|s| s.key.clone()).collect();
+                let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
                 let gone: Vec<ObjectKey> = self
                     .slices
                     .keys()
-                    .filter(|k| !keep.contains(*k))
+                    .filter(|k| !keep.contains(k))
                     .cloned()
                     .collect();
+                drop(keep);
                 for key in gone {
                     self.delete_slice(&key, dirty);
                 }
@@ -219,35 +245,29 @@ impl Writer {
         }
     }
 
-    fn upsert_service(&mut self, svc: ServiceInfo, dirty: &mut HashSet<ObjectKey>) {
-        if self.services.get(&svc.key).is_some_and(|old| **old == svc) {
+    fn upsert_service(&mut self, svc: Arc<ServiceInfo>, dirty: &mut HashSet<ObjectKey>) {
+        if self.services.get(&svc.key).is_some_and(|old| *old == svc) {
             return;
         }
         self.object_bytes += svc.approx_bytes();
         let key = svc.key.clone();
-        if let Some(old) = self.services.insert(key.clone(), Arc::new(svc)) {
+        if let Some(old) = self.services.insert(key.clone(), svc) {
             self.object_bytes -= old.approx_bytes();
         }
         dirty.insert(key);
     }
 
-    fn upsert_slice(&mut self, slice: SliceInfo, dirty: &mut HashSet<ObjectKey>) {
-        if self
-            .slices
-            .get(&slice.key)
-            .is_some_and(|old| **old == slice)
-        {
+    fn upsert_slice(&mut self, slice: Arc<SliceInfo>, dirty: &mut HashSet<ObjectKey>) {
+        if self.slices.get(&slice.key).is_some_and(|old| *old == slice) {
             return;
         }
         // A slice can (in theory) be relabelled to another service.
         self.delete_slice(&slice.key.clone(), dirty);
-        let slice = Arc::new(slice);
         self.object_bytes += slice.approx_bytes();
         self.endpoints += slice.endpoints.len();
-        self.by_service
-            .entry(slice.service.clone())
-            .or_default()
-            .insert(slice.key.name.clone(), slice.clone());
+        let set = self.by_service.entry(slice.service.clone()).or_default();
+        let at = set.partition_point(|s| s.key.name < slice.key.name);
+        set.insert(at, slice.clone());
         dirty.insert(slice.service.clone());
         self.slices.insert(slice.key.clone(), slice);
     }
@@ -259,7 +279,7 @@ impl Writer {
         self.object_bytes -= old.approx_bytes();
         self.endpoints -= old.endpoints.len();
         if let Some(set) = self.by_service.get_mut(&old.service) {
-            set.remove(&old.key.name);
+            set.retain(|s| s.key.name != old.key.name);
             if set.is_empty() {
                 self.by_service.remove(&old.service);
             }
@@ -291,11 +311,7 @@ impl Writer {
         let new = self.services.get(key).map(|svc| {
             Arc::new(ServiceView {
                 svc: svc.clone(),
-                slices: self
-                    .by_service
-                    .get(key)
-                    .map(|m| m.values().cloned().collect())
-                    .unwrap_or_default(),
+                slices: self.by_service.get(key).cloned().unwrap_or_default(),
             })
         });
         let old = self.working.services.get(key).cloned();
@@ -304,29 +320,30 @@ impl Writer {
         }
         let mode = cfg.endpoint_records;
         if let Some(old) = &old {
-            for (ip, host) in old.ptr_targets(mode) {
-                let Some(targets) = self.working.reverse.get_mut(&ip) else {
+            for ip in old.ptr_addresses(mode) {
+                let Some(owners) = self.working.reverse.get(&ip) else {
                     continue;
                 };
-                let before = targets.len();
-                targets.retain(|t| !(t.service.key == *key && t.host == host));
-                self.reverse_entries -= before - targets.len();
-                if targets.is_empty() {
-                    self.working.reverse.remove(&ip);
-                    self.count_nodes(cfg, &ip, false);
+                match owners.without(key) {
+                    Some(rest) => {
+                        self.working.reverse.insert(ip, rest);
+                    }
+                    None => {
+                        self.working.reverse.remove(&ip);
+                        self.count_nodes(cfg, &ip, false);
+                    }
                 }
+                self.reverse_entries -= 1;
             }
         }
         if let Some(new) = &new {
-            for (ip, host) in new.ptr_targets(mode) {
-                let target = PtrTarget {
-                    service: new.svc.clone(),
-                    host,
-                };
+            for ip in new.ptr_addresses(mode) {
                 match self.working.reverse.get_mut(&ip) {
-                    Some(targets) => targets.push(target),
+                    Some(owners) => owners.push(new.svc.clone()),
                     None => {
-                        self.working.reverse.insert(ip, vec![target]);
+                        self.working
+                            .reverse
+                            .insert(ip, PtrOwners::One(new.svc.clone()));
                         self.count_nodes(cfg, &ip, true);
                     }
                 }

@@ -15,12 +15,12 @@ use super::snapshot::{EndpointRecords, PodRecords, ZoneConfig};
 use super::store::{Change, ClusterZone, SyncSource};
 use crate::zone::{Zone, ZoneLookup};
 
-fn svc(v: serde_json::Value) -> ServiceInfo {
-    ServiceInfo::from_service(&serde_json::from_value::<Service>(v).unwrap()).unwrap()
+fn svc(v: serde_json::Value) -> Arc<ServiceInfo> {
+    Arc::new(ServiceInfo::from_service(&serde_json::from_value::<Service>(v).unwrap()).unwrap())
 }
 
-fn slice(v: serde_json::Value) -> SliceInfo {
-    SliceInfo::from_slice(&serde_json::from_value::<EndpointSlice>(v).unwrap()).unwrap()
+fn slice(v: serde_json::Value) -> Arc<SliceInfo> {
+    Arc::new(SliceInfo::from_slice(&serde_json::from_value::<EndpointSlice>(v).unwrap()).unwrap())
 }
 
 fn fixture() -> Vec<Change> {
@@ -470,7 +470,7 @@ fn changes_update_names_reverse_and_namespaces() {
 fn a_relist_rebuilds_only_what_changed_and_never_empties() {
     let zone = ready_zone();
     let before = zone.snapshot();
-    let services: Vec<ServiceInfo> = fixture()
+    let services: Vec<Arc<ServiceInfo>> = fixture()
         .into_iter()
         .filter_map(|c| match c {
             Change::UpsertService(s) if &*s.key.name != "v4only" => Some(s),

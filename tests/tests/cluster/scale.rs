@@ -5,6 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
@@ -83,17 +84,20 @@ fn build_10k_services_50k_endpoints() {
     for o in &objs {
         if o["kind"] == "Service" {
             let svc: Service = serde_json::from_value(o.clone()).unwrap();
-            services.push(ServiceInfo::from_service(&svc).unwrap());
+            services.push(Arc::new(ServiceInfo::from_service(&svc).unwrap()));
         } else {
             let slice: EndpointSlice = serde_json::from_value(o.clone()).unwrap();
-            slices.push(SliceInfo::from_slice(&slice).unwrap());
+            slices.push(Arc::new(SliceInfo::from_slice(&slice).unwrap()));
         }
     }
     let convert = t.elapsed();
     drop(objs);
 
-    let (services_in, slices_in) = (services.clone(), slices.clone());
     let live_before = live();
+    // Copies made inside the count, which the zone then takes whole.
+    let services_in: Vec<Arc<ServiceInfo>> =
+        services.iter().map(|s| Arc::new((**s).clone())).collect();
+    let slices_in: Vec<Arc<SliceInfo>> = slices.iter().map(|s| Arc::new((**s).clone())).collect();
     let zone = ClusterZone::new(
         ZoneConfig::new("cluster.local", 30, vec!["10.96.0.0/12".parse().unwrap()]).unwrap(),
         &[SyncSource::Services, SyncSource::EndpointSlices],
@@ -106,7 +110,7 @@ fn build_10k_services_50k_endpoints() {
     zone.mark_synced(SyncSource::Services);
     zone.mark_synced(SyncSource::EndpointSlices);
     let build = t.elapsed();
-    // The inputs moved into the zone, so this is what the zone holds.
+    // The copies moved into the zone, so this is what the zone holds.
     let held = (live() - live_before).max(0);
 
     let snap = zone.snapshot();
@@ -142,9 +146,9 @@ fn build_10k_services_50k_endpoints() {
     const UPDATES: u32 = 200;
     let t = Instant::now();
     for i in 0..UPDATES {
-        let mut s = slices[i as usize].clone();
+        let mut s = (*slices[i as usize]).clone();
         s.endpoints[0].ready = false;
-        zone.apply([Change::UpsertSlice(s)]);
+        zone.apply([Change::UpsertSlice(Arc::new(s))]);
     }
     let per_update = t.elapsed() / UPDATES;
     assert_eq!(zone.snapshot().generation, snap.generation + UPDATES as u64);

@@ -84,13 +84,17 @@ struct Pending {
 }
 
 impl Pending {
-    fn add(&mut self, dir: &Path, event: notify::Result<notify::Event>) {
+    /// Notes what `event` asks to read again; false when it asks nothing.
+    fn add(&mut self, dir: &Path, event: notify::Result<notify::Event>) -> bool {
         let event = match event {
+            // inotify reports opens and reads too, the agent's own among
+            // them: following those, every read would cause the next.
+            Ok(event) if !changes_content(&event.kind) => return false,
             Ok(event) if !event.need_rescan() => event,
             // Lost events (queue overflow) or a watcher error.
             _ => {
                 self.rescan = true;
-                return;
+                return true;
             }
         };
         for path in event.paths {
@@ -107,7 +111,19 @@ impl Pending {
                 }
             }
         }
+        true
     }
+}
+
+/// Whether a file event may mean new content (not an open or a read).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    !matches!(
+        kind,
+        notify::EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    )
 }
 
 fn text_hash(text: &str) -> u64 {
@@ -118,14 +134,14 @@ fn text_hash(text: &str) -> u64 {
 
 fn service_change((key, served): Served<ServiceInfo>) -> Change {
     match served {
-        Some(svc) => Change::UpsertService(svc),
+        Some(svc) => Change::UpsertService(Arc::new(svc)),
         None => Change::DeleteService(key),
     }
 }
 
 fn slice_change((key, served): Served<SliceInfo>) -> Change {
     match served {
-        Some(slice) => Change::UpsertSlice(slice),
+        Some(slice) => Change::UpsertSlice(Arc::new(slice)),
         None => Change::DeleteSlice(key),
     }
 }
@@ -191,6 +207,8 @@ impl ManifestsSource {
             self.load(path, &mut changes);
         }
         self.apply(changes);
+        // A whole folder read: its texts and parse buffers are free now.
+        crate::cluster::release_freed_memory();
     }
 
     /// Reads again the files at `paths` (changed, created or deleted).
@@ -333,11 +351,13 @@ impl ManifestsSource {
         let watcher = {
             let (pending, wake, dir) = (pending.clone(), wake.clone(), self.dir.clone());
             notify::recommended_watcher(move |event| {
-                pending
+                let wanted = pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .add(&dir, event);
-                wake.notify_one();
+                if wanted {
+                    wake.notify_one();
+                }
             })
             .and_then(|mut w| {
                 w.watch(&self.dir, notify::RecursiveMode::NonRecursive)

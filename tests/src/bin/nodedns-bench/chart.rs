@@ -1,18 +1,23 @@
 //! The PNG chart: per fixed rate, server CPU per query and latency (p50 and
-//! p99) by contender, as horizontal bars with their values.
+//! p99) by contender, as horizontal bars with their values; then idle CPU
+//! by contender and the agent's RSS by cluster size, each with its goal as
+//! a red line.
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
-use crate::report::Report;
+use crate::report::{IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
 
 const WHITE: Rgb = [255, 255, 255];
 const INK: Rgb = [30, 30, 30];
 const CPU: Rgb = [52, 101, 164];
 const P50: Rgb = [78, 154, 6];
 const P99: Rgb = [196, 160, 0];
+const IDLE: Rgb = [117, 80, 123];
+const RSS: Rgb = [206, 92, 0];
+const GOAL: Rgb = [204, 0, 0];
 const SCALE: usize = 2;
 const ROW: usize = 34;
 const LABEL_W: usize = 250;
@@ -38,7 +43,10 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         .collect();
     let rates = report.rates();
     let panel_h = 60 + contenders.len() * ROW;
-    let height = 50 + rates.len().max(1) * panel_h + 20;
+    let idle = idle_bars(report);
+    let rss = rss_bars(report);
+    let goals_h = 60 + idle.len().max(rss.len()).max(1) * ROW;
+    let height = 50 + rates.len().max(1) * panel_h + goals_h + 20;
     let mut canvas = Canvas::new(2 * PANEL_W + 20, height, WHITE);
     canvas.text(
         10,
@@ -95,6 +103,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
             &format!("server CPU per query @{rate} qps"),
             &contenders,
             &cpu,
+            None,
         );
         panel(
             &mut canvas,
@@ -103,11 +112,76 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
             &format!("latency p50 / p99 (us) @{rate} qps"),
             &contenders,
             &latency,
+            None,
         );
     }
+    let top = 50 + rates.len().max(1) * panel_h;
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = idle.into_iter().unzip();
+    let title = format!("idle CPU ms/s (goal {IDLE_CPU_GOAL})");
+    panel(
+        &mut canvas,
+        10,
+        top,
+        &title,
+        &labels,
+        &bars,
+        Some(IDLE_CPU_GOAL),
+    );
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = rss.into_iter().unzip();
+    let goal_mib = RSS_GOAL_BYTES / MIB;
+    let title = format!("agent RSS MiB (goal {goal_mib:.0} at 50k svc)");
+    panel(
+        &mut canvas,
+        PANEL_W + 10,
+        top,
+        &title,
+        &labels,
+        &bars,
+        Some(goal_mib),
+    );
     canvas.write_png(path)
 }
 
+const MIB: f64 = (1 << 20) as f64;
+
+/// Idle CPU of every contender and memory run that has it.
+fn idle_bars(report: &Report) -> Vec<(String, Vec<Bar>)> {
+    bars_of(report, "idle_cpu", 1.0, IDLE, 2)
+}
+
+/// The agent's RSS per memory run, in cluster-size order.
+fn rss_bars(report: &Report) -> Vec<(String, Vec<Bar>)> {
+    bars_of(report, "agent_rss", 1.0 / MIB, RSS, 1)
+}
+
+/// One bar per contender with `metric`, its median times `scale`.
+fn bars_of(
+    report: &Report,
+    metric: &str,
+    scale: f64,
+    color: Rgb,
+    digits: usize,
+) -> Vec<(String, Vec<Bar>)> {
+    report
+        .contenders()
+        .into_iter()
+        .filter_map(|c| {
+            let v = report.get(&c, metric)?.median * scale;
+            let text = format!("{v:.digits$}");
+            Some((
+                c,
+                vec![Bar {
+                    value: v,
+                    color,
+                    text,
+                }],
+            ))
+        })
+        .collect()
+}
+
+/// Bars scaled to the largest value (or the goal, if larger); the goal,
+/// when given, is a red line across the rows.
 fn panel(
     canvas: &mut Canvas,
     x: usize,
@@ -115,12 +189,14 @@ fn panel(
     title: &str,
     labels: &[String],
     bars: &[Vec<Bar>],
+    goal: Option<f64>,
 ) {
     canvas.text(x, y + 10, title, SCALE, INK);
     let max = bars
         .iter()
         .flatten()
         .map(|b| b.value)
+        .chain(goal)
         .fold(0.0, f64::max)
         .max(1e-9);
     for (i, (label, row)) in labels.iter().zip(bars).enumerate() {
@@ -137,5 +213,9 @@ fn panel(
             end_text.push_str(&bar.text);
         }
         canvas.text(x + LABEL_W + BAR_W + 6, top + 8, &end_text, SCALE, INK);
+    }
+    if let Some(goal) = goal {
+        let gx = x + LABEL_W + ((goal / max) * BAR_W as f64).round() as usize;
+        canvas.rect(gx, y + 36, 2, labels.len().max(1) * ROW, GOAL);
     }
 }

@@ -27,6 +27,9 @@ const LOOKUPS: usize = 4_000;
 /// External names in the upstream (the hot ones come first).
 const EXTERNALS: usize = 64;
 const SEED: u64 = 7;
+/// Services per manifest file: a file stays well under the agent's size
+/// limit (64 MiB) even with endpoints.
+const SERVICES_PER_FILE: usize = 10_000;
 
 pub struct Service {
     pub name: String,
@@ -50,6 +53,9 @@ pub struct External {
 pub struct Cluster {
     pub services: Vec<Service>,
     pub externals: Vec<External>,
+    /// Ready endpoints per Service, in one EndpointSlice each (the agent's
+    /// manifests only; the peers serve Service names).
+    pub endpoints_per_service: usize,
 }
 
 impl Cluster {
@@ -82,6 +88,15 @@ impl Cluster {
         Self {
             services,
             externals,
+            endpoints_per_service: 0,
+        }
+    }
+
+    /// `count` services, each with `per_service` ready endpoints.
+    pub fn with_endpoints(count: usize, per_service: usize) -> Self {
+        Self {
+            endpoints_per_service: per_service,
+            ..Self::new(count)
         }
     }
 
@@ -99,17 +114,28 @@ impl Cluster {
         changed: Option<(usize, Ipv4Addr)>,
     ) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let mut text = String::with_capacity(self.services.len() * 400);
-        for (i, s) in self.services.iter().enumerate() {
-            let v4 = match changed {
-                Some((c, ip)) if c == i => ip,
-                _ => s.v4,
-            };
-            text.push_str("---\n");
-            text.push_str(&service_manifest(s, v4, s.v6).to_string());
-            text.push('\n');
+        for (f, chunk) in self.services.chunks(SERVICES_PER_FILE).enumerate() {
+            let mut text = String::with_capacity(chunk.len() * 900);
+            for (j, s) in chunk.iter().enumerate() {
+                let i = f * SERVICES_PER_FILE + j;
+                let v4 = match changed {
+                    Some((c, ip)) if c == i => ip,
+                    _ => s.v4,
+                };
+                text.push_str("---\n");
+                text.push_str(&service_manifest(s, v4, s.v6).to_string());
+                text.push('\n');
+                if self.endpoints_per_service > 0 {
+                    let first = i * self.endpoints_per_service;
+                    let slice = slice_manifest(s, first..first + self.endpoints_per_service);
+                    text.push_str("---\n");
+                    text.push_str(&slice.to_string());
+                    text.push('\n');
+                }
+            }
+            write_atomically(&dir.join(format!("services-{f:03}.yaml")), &text)?;
         }
-        write_atomically(&dir.join("services.yaml"), &text)
+        Ok(())
     }
 
     /// dnsmasq configuration lines for the cluster records.
@@ -235,6 +261,28 @@ pub fn service_manifest(s: &Service, v4: Ipv4Addr, v6: Ipv6Addr) -> serde_json::
             "clusterIP": v4.to_string(), "clusterIPs": [v4.to_string(), v6.to_string()],
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]
         }
+    })
+}
+
+/// Endpoint `k` of the cluster: pod addresses from 10.128.0.0/9.
+fn endpoint_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 128 + (k >> 16) as u8, (k >> 8) as u8, k as u8)
+}
+
+/// The EndpointSlice of `s` with the ready endpoints `range`.
+pub fn slice_manifest(s: &Service, range: std::ops::Range<usize>) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = range
+        .map(|k| json!({"addresses": [endpoint_ip(k).to_string()], "conditions": {"ready": true}}))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{}-abcde", s.name), "namespace": s.namespace, "resourceVersion": "1",
+            "labels": {"kubernetes.io/service-name": s.name}
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
     })
 }
 

@@ -41,6 +41,7 @@ struct Plan {
     rates: Vec<u32>,
     seconds: u32,
     saturation_seconds: u32,
+    idle_window: std::time::Duration,
     memory_sizes: Vec<usize>,
     propagation_rounds: usize,
     /// Rounds of each fail-open case (a dry run does one, to keep the
@@ -81,6 +82,7 @@ impl Plan {
                 rates: vec![20_000],
                 seconds: 5,
                 saturation_seconds: 4,
+                idle_window: std::time::Duration::from_secs(5),
                 memory_sizes: vec![1_000, 10_000],
                 propagation_rounds: 3,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
@@ -95,7 +97,9 @@ impl Plan {
                 rates: vec![20_000, 50_000],
                 seconds: 10,
                 saturation_seconds: 8,
-                memory_sizes: vec![1_000, 10_000, 50_000],
+                // Long enough to catch the agent's 30 s timers.
+                idle_window: std::time::Duration::from_secs(30),
+                memory_sizes: vec![1_000, 10_000, 50_000, 100_000],
                 propagation_rounds: 7,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
                 failover_only,
@@ -174,7 +178,7 @@ fn main() -> Result<()> {
             report.push(server.kind.label(), "ready", "bool", vec![1.0]);
         }
     } else {
-        idle_cpu(&contenders, &mut report)?;
+        idle_cpu(&contenders, plan.idle_window, &mut report)?;
         warm(&lab, &contenders, &query_file)?;
         rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
         for (server, _) in &contenders {
@@ -219,8 +223,10 @@ fn main() -> Result<()> {
     };
     drop(contenders);
     for m in memory::measure(&lab, Kind::ALL.len(), &memory_sizes)? {
-        let label = format!("nodedns-{}svc", m.services);
+        let label = report::memory_label(m.services);
         report.push(&label, "agent_rss", "bytes", vec![m.rss_bytes as f64]);
+        report.push(&label, "agent_rss_peak", "bytes", vec![m.hwm_bytes as f64]);
+        report.push(&label, "idle_cpu", "ms/s", vec![m.idle_ms_per_s]);
         report.push(&label, "bpf_map_memory", "bytes", vec![m.map_bytes as f64]);
         for (map, bytes) in &m.maps {
             report.push(
@@ -265,6 +271,7 @@ fn failover(plan: &Plan, report: &mut Report) -> Result<()> {
 /// Writes the summary and the chart, and prints the table.
 fn finish(plan: &Plan, mut report: Report, started: Instant) -> Result<()> {
     report.elapsed_s = started.elapsed().as_secs_f64();
+    report.evaluate_goals();
     let summary = plan.out.join("summary.json");
     report.write_json(&summary)?;
     let png = plan.out.join("bench.png");
@@ -276,16 +283,20 @@ fn finish(plan: &Plan, mut report: Report, started: Instant) -> Result<()> {
 
 /// Background CPU of every server with no queries (timers, rescans): what
 /// the per-query figures carry besides the queries.
-fn idle_cpu(contenders: &[(Server, Option<u32>)], report: &mut Report) -> Result<()> {
-    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+fn idle_cpu(
+    contenders: &[(Server, Option<u32>)],
+    window: std::time::Duration,
+    report: &mut Report,
+) -> Result<()> {
+    eprintln!("bench: idle CPU over {window:?}");
     let before = contenders
         .iter()
         .map(|(s, _)| cpu::threads_ns(s.pid()))
         .collect::<Result<Vec<_>>>()?;
-    std::thread::sleep(WINDOW);
+    std::thread::sleep(window);
     for ((server, _), before) in contenders.iter().zip(before) {
         let used = cpu::threads_ns(server.pid())?.saturating_sub(before);
-        let ms_per_s = used as f64 / 1e6 / WINDOW.as_secs_f64();
+        let ms_per_s = used as f64 / 1e6 / window.as_secs_f64();
         report.push(server.kind.label(), "idle_cpu", "ms/s", vec![ms_per_s]);
     }
     Ok(())

@@ -20,6 +20,29 @@ pub struct Entry {
     pub runs: Vec<f64>,
 }
 
+/// Issue 14's goal for the agent's CPU when no query comes (ms per s).
+pub const IDLE_CPU_GOAL: f64 = 0.5;
+/// Issue 14's goal for the agent's RSS at [`RSS_GOAL_SERVICES`] Services
+/// (with 5 endpoints each).
+pub const RSS_GOAL_BYTES: f64 = (64 << 20) as f64;
+pub const RSS_GOAL_SERVICES: usize = 50_000;
+/// The agent contenders whose idle CPU the goal covers.
+pub const AGENTS: [&str; 3] = ["nodedns-xdp-skb", "nodedns-xdp-native", "nodedns-userspace"];
+
+/// A figure next to its goal: `met` is None when the run did not measure
+/// it (a quick or dry run).
+#[derive(Serialize)]
+pub struct Goal {
+    pub figure: String,
+    pub contender: String,
+    pub metric: String,
+    pub unit: String,
+    pub value: Option<f64>,
+    /// The figure must be at most this.
+    pub goal: f64,
+    pub met: Option<bool>,
+}
+
 #[derive(Serialize)]
 pub struct Report {
     pub quick: bool,
@@ -27,6 +50,12 @@ pub struct Report {
     pub services: usize,
     pub elapsed_s: f64,
     pub entries: Vec<Entry>,
+    pub goals: Vec<Goal>,
+}
+
+/// The label of the memory run with `services` Services.
+pub fn memory_label(services: usize) -> String {
+    format!("nodedns-{services}svc")
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -43,6 +72,7 @@ impl Report {
             services,
             elapsed_s: 0.0,
             entries: Vec::new(),
+            goals: Vec::new(),
         }
     }
 
@@ -156,6 +186,36 @@ impl Report {
             each(&|s| (s.server_ns + s.xdp_ns) as f64 / 1e9 / s.wall_s),
         );
         self.push(label, "saturation_loss", "ratio", each(&|s| s.loss()));
+    }
+
+    /// The goals with figures of their own (idle CPU, memory), from the
+    /// entries; call once every figure is in.
+    pub fn evaluate_goals(&mut self) {
+        let mut goals = Vec::new();
+        let mut goal = |figure: &str, contender: &str, metric: &str, unit: &str, limit: f64| {
+            let value = self.get(contender, metric).map(|e| e.median);
+            goals.push(Goal {
+                figure: figure.to_string(),
+                contender: contender.to_string(),
+                metric: metric.to_string(),
+                unit: unit.to_string(),
+                value,
+                goal: limit,
+                met: value.map(|v| v <= limit),
+            });
+        };
+        for agent in AGENTS {
+            goal("idle CPU", agent, "idle_cpu", "ms/s", IDLE_CPU_GOAL);
+        }
+        let at_scale = memory_label(RSS_GOAL_SERVICES);
+        goal(
+            "RSS at 50k Services, 250k endpoints",
+            &at_scale,
+            "agent_rss",
+            "bytes",
+            RSS_GOAL_BYTES,
+        );
+        self.goals = goals;
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
@@ -348,6 +408,21 @@ impl Report {
                 e.median,
                 e.max,
                 verdict(e.max < 1000.0)
+            );
+        }
+        for g in &self.goals {
+            let show = |v: f64| match g.unit.as_str() {
+                "bytes" => format!("{:.1} MiB", v / (1 << 20) as f64),
+                u => format!("{v:.2} {u}"),
+            };
+            let _ = writeln!(
+                t,
+                "{} of {}: {} <= {}: {}",
+                g.figure,
+                g.contender,
+                g.value.map_or("-".into(), show),
+                show(g.goal),
+                g.met.map_or("not measured", verdict)
             );
         }
         if let Some(hit) = med("xdp-program", "testrun_hit") {

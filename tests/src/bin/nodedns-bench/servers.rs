@@ -16,8 +16,9 @@ pub const SERVER_CPU: &str = "1";
 pub const CLIENT_CPU: &str = "0";
 /// The local upstream that owns the external names (not a contender).
 pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 11);
-/// How long a server gets to load its data and answer its first query.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server gets to load its data and answer its first query
+/// (100k Services with 500k endpoints take a while on a loaded machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(240);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Record TTL everyone serves cluster names with (the Kubernetes default).
 pub const CLUSTER_TTL: u32 = 30;
