@@ -22,6 +22,80 @@ pub use prometheus_client::registry::Registry;
 
 pub use exposition::{Exposition, Format};
 
+/// Declares a struct of metric families and the constructor that makes each
+/// family empty and registers it: a field's doc comment is its Prometheus
+/// help text, `as` names the family, and `= expr` builds one that needs a
+/// constructor (a histogram's buckets). So one place says what each metric
+/// is. `, under "prefix"` registers them in a sub-registry; a trailing
+/// `plus { .. }` block declares plain fields, passed to the constructor.
+///
+/// ```ignore
+/// metric_families! {
+///     /// The struct's docs.
+///     pub struct Families, registered by pub fn register, under "cache" {
+///         /// The count of cache hits
+///         pub hits: Counter as "hits",
+///         /// Time to answer
+///         latency: Family<L, Histogram, Buckets> as "duration_seconds"
+///             = Family::new_with_constructor(Buckets),
+///     }
+/// }
+/// ```
+macro_rules! metric_families {
+    (@new) => {
+        Default::default()
+    };
+    (@new $init:expr) => {
+        $init
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident,
+        registered by $ctor_vis:vis fn $ctor:ident $(, under $prefix:literal)? {
+            $(
+                #[doc = $help:literal]
+                $(#[doc = $more:literal])*
+                $field_vis:vis $field:ident: $ty:ty as $metric:literal $(= $init:expr)?,
+            )*
+        }
+        $(plus {
+            $( $(#[$plain_meta:meta])* $plain_vis:vis $plain:ident: $plain_ty:ty, )*
+        })?
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $(
+                #[doc = $help]
+                $(#[doc = $more])*
+                $field_vis $field: $ty,
+            )*
+            $($( $(#[$plain_meta])* $plain_vis $plain: $plain_ty, )*)?
+        }
+
+        impl $name {
+            $ctor_vis fn $ctor(
+                registry: &mut $crate::metrics::Registry
+                $($(, $plain: $plain_ty)*)?
+            ) -> Self {
+                let families = Self {
+                    $( $field: $crate::metrics::metric_families!(@new $($init)?), )*
+                    $($( $plain, )*)?
+                };
+                let registry = registry $(.sub_registry_with_prefix($prefix))?;
+                $(
+                    registry.register(
+                        $metric,
+                        concat!($help $(, $more)*).trim(),
+                        families.$field.clone(),
+                    );
+                )*
+                families
+            }
+        }
+    };
+}
+pub(crate) use metric_families;
+
 /// Metrics prefix (without the trailing underscore, which the registry adds).
 pub const PREFIX: &str = "nodedns";
 

@@ -12,9 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 use crate::metrics::coredns::{Answered, CacheKind, CorednsMetrics, Plugin, ZoneKind};
+use crate::metrics::metric_families;
 
 /// How a query was answered. `xdp` is counted by the kernel (the loader's
 /// collector); the rest here.
@@ -89,31 +89,62 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
-/// Every counter the resolver, cache and forwarder keep (promotion keeps
-/// its own, `crate::promotion::PromotionMetrics`).
-pub struct ResolverMetrics {
-    pub queries: Family<QueryLabels, Counter>,
-    pub latency: Family<PathLabels, Histogram, LatencyBuckets>,
-    pub cache_entries: Gauge,
-    pub cache_bytes: Gauge,
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
-    pub cache_evictions: Counter,
-    pub cache_prefetches: Counter,
-    pub coalesced: Counter,
-    pub upstream_queries: Family<UpstreamLabels, Counter>,
-    pub upstream_errors: Family<ErrorLabels, Counter>,
-    pub upstream_rejected: Family<RejectLabels, Counter>,
-    pub upstream_overload: Family<BoundLabels, Counter>,
-    pub upstream_tcp_fallbacks: Family<FallbackLabels, Counter>,
-    pub upstream_spoof_suspected: Family<UpstreamLabels, Counter>,
-    pub upstream_scrubbed: Family<SectionLabels, Counter>,
-    pub client_limited: Family<BoundLabels, Counter>,
-    pub tcp_connections: Gauge,
-    pub tcp_refused: Family<BoundLabels, Counter>,
-    pub tcp_reclaimed: Counter,
-    /// The CoreDNS-compatible families, unless `--coredns-metrics=false`.
-    pub coredns: Option<Arc<CorednsMetrics>>,
+metric_families! {
+    /// Every counter the resolver, cache and forwarder keep (promotion keeps
+    /// its own, `crate::promotion::PromotionMetrics`).
+    pub struct ResolverMetrics, registered by pub fn new {
+        /// DNS queries answered in userspace, by path, qtype, rcode and transport
+        pub queries: Family<QueryLabels, Counter> as "queries",
+        /// Time to answer a query in userspace, by path
+        pub latency: Family<PathLabels, Histogram, LatencyBuckets> as "query_duration_seconds"
+            = Family::new_with_constructor(LatencyBuckets),
+        /// Answers in the forwarding cache
+        pub cache_entries: Gauge as "cache_entries",
+        /// Approximate bytes held by the forwarding cache
+        pub cache_bytes: Gauge as "cache_bytes",
+        /// Forwarding cache hits (fresh data)
+        pub cache_hits: Counter as "cache_hits",
+        /// Forwarding cache misses
+        pub cache_misses: Counter as "cache_misses",
+        /// Cache entries evicted to stay within capacity
+        pub cache_evictions: Counter as "cache_evictions",
+        /// Background refreshes of popular entries before expiry
+        pub cache_prefetches: Counter as "cache_prefetches",
+        /// Queries that joined an identical upstream query in flight
+        pub coalesced: Counter as "coalesced_queries",
+        /// Queries sent to each upstream
+        pub upstream_queries: Family<UpstreamLabels, Counter> as "upstream_queries",
+        /// Failed upstream exchanges, by upstream and kind (timeout, io, servfail, refused, ...)
+        pub upstream_errors: Family<ErrorLabels, Counter> as "upstream_errors",
+        /// Upstream replies dropped as invalid (wrong id, wrong question, wrong case, not a
+        /// response, garbage)
+        pub upstream_rejected: Family<RejectLabels, Counter> as "upstream_rejected_replies",
+        /// Queries answered SERVFAIL because too many upstream queries were in flight, by bound
+        /// (total, zone, upstream)
+        pub upstream_overload: Family<BoundLabels, Counter> as "upstream_overload",
+        /// Upstream queries asked again over TCP, by upstream and reason (truncated,
+        /// spoof_suspected)
+        pub upstream_tcp_fallbacks: Family<FallbackLabels, Counter> as "upstream_tcp_fallbacks",
+        /// Upstream queries that got --upstream-spoof-threshold replies not matching them
+        /// (possible spoofing), by upstream
+        pub upstream_spoof_suspected: Family<UpstreamLabels, Counter> as "upstream_spoof_suspected",
+        /// Records dropped from upstream replies as out of bailiwick or unrelated to the
+        /// question, by section
+        pub upstream_scrubbed: Family<SectionLabels, Counter> as "upstream_scrubbed_records",
+        /// Client queries answered SERVFAIL because their source address had too many in
+        /// flight (bound=queries)
+        pub client_limited: Family<BoundLabels, Counter> as "client_limited",
+        /// Open client TCP connections
+        pub tcp_connections: Gauge as "tcp_connections",
+        /// Client TCP connections closed at once, by bound (total, client)
+        pub tcp_refused: Family<BoundLabels, Counter> as "tcp_refused",
+        /// Idle client TCP connections closed to make room near --tcp-max-connections
+        pub tcp_reclaimed: Counter as "tcp_reclaimed",
+    }
+    plus {
+        /// The CoreDNS-compatible families, unless `--coredns-metrics=false`.
+        pub coredns: Option<Arc<CorednsMetrics>>,
+    }
 }
 
 /// One query answered in userspace, as the metrics see it.
@@ -134,130 +165,6 @@ pub struct QueryDone {
 }
 
 impl ResolverMetrics {
-    pub fn new(registry: &mut Registry, coredns: Option<Arc<CorednsMetrics>>) -> Self {
-        let m = Self {
-            queries: Family::default(),
-            latency: Family::new_with_constructor(LatencyBuckets),
-            cache_entries: Gauge::default(),
-            cache_bytes: Gauge::default(),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            cache_evictions: Counter::default(),
-            cache_prefetches: Counter::default(),
-            coalesced: Counter::default(),
-            upstream_queries: Family::default(),
-            upstream_errors: Family::default(),
-            upstream_rejected: Family::default(),
-            upstream_overload: Family::default(),
-            upstream_tcp_fallbacks: Family::default(),
-            upstream_spoof_suspected: Family::default(),
-            upstream_scrubbed: Family::default(),
-            client_limited: Family::default(),
-            tcp_connections: Gauge::default(),
-            tcp_refused: Family::default(),
-            tcp_reclaimed: Counter::default(),
-            coredns,
-        };
-        let r = registry;
-        r.register(
-            "queries",
-            "DNS queries answered in userspace, by path, qtype, rcode and transport",
-            m.queries.clone(),
-        );
-        r.register(
-            "query_duration_seconds",
-            "Time to answer a query in userspace, by path",
-            m.latency.clone(),
-        );
-        r.register(
-            "cache_entries",
-            "Answers in the forwarding cache",
-            m.cache_entries.clone(),
-        );
-        r.register(
-            "cache_bytes",
-            "Approximate bytes held by the forwarding cache",
-            m.cache_bytes.clone(),
-        );
-        r.register(
-            "cache_hits",
-            "Forwarding cache hits (fresh data)",
-            m.cache_hits.clone(),
-        );
-        r.register(
-            "cache_misses",
-            "Forwarding cache misses",
-            m.cache_misses.clone(),
-        );
-        r.register(
-            "cache_evictions",
-            "Cache entries evicted to stay within capacity",
-            m.cache_evictions.clone(),
-        );
-        r.register(
-            "cache_prefetches",
-            "Background refreshes of popular entries before expiry",
-            m.cache_prefetches.clone(),
-        );
-        r.register(
-            "coalesced_queries",
-            "Queries that joined an identical upstream query in flight",
-            m.coalesced.clone(),
-        );
-        r.register(
-            "upstream_queries",
-            "Queries sent to each upstream",
-            m.upstream_queries.clone(),
-        );
-        r.register(
-            "upstream_errors",
-            "Failed upstream exchanges, by upstream and kind (timeout, io, servfail, refused, ...)",
-            m.upstream_errors.clone(),
-        );
-        r.register("upstream_rejected_replies", "Upstream replies dropped as invalid (wrong id, wrong question, wrong case, not a response, garbage)", m.upstream_rejected.clone());
-        r.register(
-            "upstream_overload",
-            "Queries answered SERVFAIL because too many upstream queries were in flight, by bound (total, zone, upstream)",
-            m.upstream_overload.clone(),
-        );
-        r.register(
-            "upstream_tcp_fallbacks",
-            "Upstream queries asked again over TCP, by upstream and reason (truncated, spoof_suspected)",
-            m.upstream_tcp_fallbacks.clone(),
-        );
-        r.register(
-            "upstream_spoof_suspected",
-            "Upstream queries that got --upstream-spoof-threshold replies not matching them (possible spoofing), by upstream",
-            m.upstream_spoof_suspected.clone(),
-        );
-        r.register(
-            "upstream_scrubbed_records",
-            "Records dropped from upstream replies as out of bailiwick or unrelated to the question, by section",
-            m.upstream_scrubbed.clone(),
-        );
-        r.register(
-            "client_limited",
-            "Client queries answered SERVFAIL because their source address had too many in flight (bound=queries)",
-            m.client_limited.clone(),
-        );
-        r.register(
-            "tcp_connections",
-            "Open client TCP connections",
-            m.tcp_connections.clone(),
-        );
-        r.register(
-            "tcp_refused",
-            "Client TCP connections closed at once, by bound (total, client)",
-            m.tcp_refused.clone(),
-        );
-        r.register(
-            "tcp_reclaimed",
-            "Idle client TCP connections closed to make room near --tcp-max-connections",
-            m.tcp_reclaimed.clone(),
-        );
-        m
-    }
-
     pub fn query(&self, q: &QueryDone) {
         let labels = QueryLabels {
             path: q.path,

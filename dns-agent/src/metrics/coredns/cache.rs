@@ -7,9 +7,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use super::{CACHE_ZONES, CorednsMetrics, VIEW};
+use crate::metrics::metric_families;
 
 /// CoreDNS's two caches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,60 +42,22 @@ struct TypeLabels {
     view: &'static str,
 }
 
-pub(super) struct CacheFamilies {
-    entries: Family<TypeLabels, Gauge>,
-    requests: Family<CacheLabels, Counter>,
-    hits: Family<TypeLabels, Counter>,
-    misses: Family<CacheLabels, Counter>,
-    prefetch: Family<CacheLabels, Counter>,
-    served_stale: Family<CacheLabels, Counter>,
-    evictions: Family<TypeLabels, Counter>,
-}
-
-impl CacheFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            entries: Family::default(),
-            requests: Family::default(),
-            hits: Family::default(),
-            misses: Family::default(),
-            prefetch: Family::default(),
-            served_stale: Family::default(),
-            evictions: Family::default(),
-        };
-        let r = registry.sub_registry_with_prefix("cache");
-        r.register(
-            "entries",
-            "The number of elements in the cache",
-            f.entries.clone(),
-        );
-        r.register(
-            "requests",
-            "The count of cache requests",
-            f.requests.clone(),
-        );
-        r.register("hits", "The count of cache hits", f.hits.clone());
-        r.register(
-            "misses",
-            "The count of cache misses. Deprecated, derive misses from cache hits/requests counters",
-            f.misses.clone(),
-        );
-        r.register(
-            "prefetch",
-            "The number of times the cache has prefetched a cached item",
-            f.prefetch.clone(),
-        );
-        r.register(
-            "served_stale",
-            "The number of requests served from stale cache entries",
-            f.served_stale.clone(),
-        );
-        r.register(
-            "evictions",
-            "The count of cache evictions",
-            f.evictions.clone(),
-        );
-        f
+metric_families! {
+    pub(super) struct CacheFamilies, registered by pub(super) fn register, under "cache" {
+        /// The number of elements in the cache
+        entries: Family<TypeLabels, Gauge> as "entries",
+        /// The count of cache requests
+        requests: Family<CacheLabels, Counter> as "requests",
+        /// The count of cache hits
+        hits: Family<TypeLabels, Counter> as "hits",
+        /// The count of cache misses. Deprecated, derive misses from cache hits/requests counters
+        misses: Family<CacheLabels, Counter> as "misses",
+        /// The number of times the cache has prefetched a cached item
+        prefetch: Family<CacheLabels, Counter> as "prefetch",
+        /// The number of requests served from stale cache entries
+        served_stale: Family<CacheLabels, Counter> as "served_stale",
+        /// The count of cache evictions
+        evictions: Family<TypeLabels, Counter> as "evictions",
     }
 }
 

@@ -19,10 +19,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 
 use super::super::histogram::BulkHistogram;
 use super::{SIZE_BUCKETS, Server, TIME_BUCKETS, VIEW};
+use crate::metrics::metric_families;
 
 /// Who wrote the response: CoreDNS's `plugin` label, with the plugin that
 /// plays the same part in CoreDNS, and `xdp` for the kernel.
@@ -145,59 +145,30 @@ impl MetricConstructor<BulkHistogram> for Buckets {
     }
 }
 
-pub(super) struct DnsFamilies {
-    requests: Family<RequestLabels, Counter>,
-    responses: Family<ResponseLabels, Counter>,
-    duration: Family<DurationLabels, BulkHistogram, Buckets>,
-    request_size: Family<SizeLabels, BulkHistogram, Buckets>,
-    response_size: Family<SizeLabels, BulkHistogram, Buckets>,
-    do_requests: Family<ZoneLabels, Counter>,
+metric_families! {
+    pub(super) struct DnsFamilies, registered by pub(super) fn register, under "dns" {
+        /// Counter of DNS requests made per zone, protocol and family (plugin="xdp": answered by
+        /// the kernel)
+        requests: Family<RequestLabels, Counter> as "requests",
+        /// Counter of response status codes, by the plugin that wrote the response (xdp: the
+        /// kernel)
+        responses: Family<ResponseLabels, Counter> as "responses",
+        /// Histogram of the time (in seconds) each request took per zone and type (kernel answers
+        /// in the first bucket)
+        duration: Family<DurationLabels, BulkHistogram, Buckets> as "request_duration_seconds"
+            = Family::new_with_constructor(Buckets(&TIME_BUCKETS)),
+        /// Size of the request in bytes per zone and protocol (userspace answers only)
+        request_size: Family<SizeLabels, BulkHistogram, Buckets> as "request_size_bytes"
+            = Family::new_with_constructor(Buckets(&SIZE_BUCKETS)),
+        /// Size of the returned response in bytes per zone and protocol (userspace answers only)
+        response_size: Family<SizeLabels, BulkHistogram, Buckets> as "response_size_bytes"
+            = Family::new_with_constructor(Buckets(&SIZE_BUCKETS)),
+        /// Counter of DNS requests with DO bit set per zone (userspace answers only)
+        do_requests: Family<ZoneLabels, Counter> as "do_requests",
+    }
 }
 
 impl DnsFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            requests: Family::default(),
-            responses: Family::default(),
-            duration: Family::new_with_constructor(Buckets(&TIME_BUCKETS)),
-            request_size: Family::new_with_constructor(Buckets(&SIZE_BUCKETS)),
-            response_size: Family::new_with_constructor(Buckets(&SIZE_BUCKETS)),
-            do_requests: Family::default(),
-        };
-        let r = registry.sub_registry_with_prefix("dns");
-        r.register(
-            "requests",
-            "Counter of DNS requests made per zone, protocol and family (plugin=\"xdp\": answered by the kernel)",
-            f.requests.clone(),
-        );
-        r.register(
-            "responses",
-            "Counter of response status codes, by the plugin that wrote the response (xdp: the kernel)",
-            f.responses.clone(),
-        );
-        r.register(
-            "request_duration_seconds",
-            "Histogram of the time (in seconds) each request took per zone and type (kernel answers in the first bucket)",
-            f.duration.clone(),
-        );
-        r.register(
-            "request_size_bytes",
-            "Size of the request in bytes per zone and protocol (userspace answers only)",
-            f.request_size.clone(),
-        );
-        r.register(
-            "response_size_bytes",
-            "Size of the returned response in bytes per zone and protocol (userspace answers only)",
-            f.response_size.clone(),
-        );
-        r.register(
-            "do_requests",
-            "Counter of DNS requests with DO bit set per zone (userspace answers only)",
-            f.do_requests.clone(),
-        );
-        f
-    }
-
     pub(super) fn answered(&self, server: &Server, a: &Answered) {
         let (server, zone) = (server.server, a.zone.label(server));
         let proto = if a.tcp { "tcp" } else { "udp" };

@@ -17,11 +17,11 @@ use hickory_proto::op::ResponseCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::registry::Registry;
 
 use super::super::histogram::BulkHistogram;
 use super::dns::rcode_label;
 use super::{CorednsMetrics, TIME_BUCKETS};
+use crate::metrics::metric_families;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ToLabels {
@@ -43,57 +43,22 @@ impl MetricConstructor<BulkHistogram> for TimeBuckets {
     }
 }
 
-pub(super) struct ForwardFamilies {
-    requests: Family<ToLabels, Counter>,
-    responses: Family<RcodeToLabels, Counter>,
-    duration: Family<RcodeToLabels, BulkHistogram, TimeBuckets>,
-    healthcheck_failures: Family<ToLabels, Counter>,
-    healthcheck_broken: Counter,
-    max_concurrent_rejects: Counter,
-}
-
-impl ForwardFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            requests: Family::default(),
-            responses: Family::default(),
-            duration: Family::new_with_constructor(TimeBuckets),
-            healthcheck_failures: Family::default(),
-            healthcheck_broken: Counter::default(),
-            max_concurrent_rejects: Counter::default(),
-        };
-        let r = registry.sub_registry_with_prefix("forward");
-        r.register(
-            "requests",
-            "Counter of requests made per upstream",
-            f.requests.clone(),
-        );
-        r.register(
-            "responses",
-            "Counter of responses received per upstream",
-            f.responses.clone(),
-        );
-        r.register(
-            "request_duration_seconds",
-            "Histogram of the time each request took",
-            f.duration.clone(),
-        );
-        r.register(
-            "healthcheck_failures",
-            "Counter of the number of failed healthchecks (exchanges without a reply)",
-            f.healthcheck_failures.clone(),
-        );
-        r.register(
-            "healthcheck_broken",
-            "Counter of the number of complete failures of the healthchecks (every upstream marked down)",
-            f.healthcheck_broken.clone(),
-        );
-        r.register(
-            "max_concurrent_rejects",
-            "Counter of the number of queries rejected because the concurrent queries were at maximum",
-            f.max_concurrent_rejects.clone(),
-        );
-        f
+metric_families! {
+    pub(super) struct ForwardFamilies, registered by pub(super) fn register, under "forward" {
+        /// Counter of requests made per upstream
+        requests: Family<ToLabels, Counter> as "requests",
+        /// Counter of responses received per upstream
+        responses: Family<RcodeToLabels, Counter> as "responses",
+        /// Histogram of the time each request took
+        duration: Family<RcodeToLabels, BulkHistogram, TimeBuckets> as "request_duration_seconds"
+            = Family::new_with_constructor(TimeBuckets),
+        /// Counter of the number of failed healthchecks (exchanges without a reply)
+        healthcheck_failures: Family<ToLabels, Counter> as "healthcheck_failures",
+        /// Counter of the number of complete failures of the healthchecks (every upstream marked
+        /// down)
+        healthcheck_broken: Counter as "healthcheck_broken",
+        /// Counter of the number of queries rejected because the concurrent queries were at maximum
+        max_concurrent_rejects: Counter as "max_concurrent_rejects",
     }
 }
 
