@@ -81,16 +81,38 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s)
+/// A DNS listening socket: bound to `addr` in its reuseport group, made
+/// `ready` (a TCP socket joins the group at listen()), steered, and turned
+/// into the tokio type by `finish`.
+fn bind<T>(
+    addr: SocketAddr,
+    protocol: Protocol,
+    steering: Steering,
+    ready: impl FnOnce(&Socket) -> std::io::Result<()>,
+    finish: impl FnOnce(Socket) -> std::io::Result<T>,
+) -> Result<T, BindError> {
+    let (ty, proto) = match protocol {
+        Protocol::UDP => (Type::DGRAM, "udp"),
+        _ => (Type::STREAM, "tcp"),
+    };
+    let bound = || {
+        let s = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        ready(&s)?;
+        steer(&s, steering, addr, proto);
+        finish(s)
+    };
+    bound().map_err(|source| BindError {
+        addr,
+        proto,
+        source,
+    })
 }
 
 /// Attaches the classic-BPF reuseport program `return <index>` to the
@@ -134,28 +156,21 @@ impl Steerer {
 }
 
 pub fn bind_udp(addr: SocketAddr, steering: Steering) -> Result<UdpSocket, BindError> {
-    let err = |source| BindError {
-        addr,
-        proto: "udp",
-        source,
+    let ready = |s: &Socket| {
+        // Best effort: a smaller buffer only drops sooner under a burst.
+        let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+        Ok(())
     };
-    let s = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
-    let _ = s.set_recv_buffer_size(UDP_RCVBUF);
-    steer(&s, steering, addr, "udp");
-    UdpSocket::from_std(s.into()).map_err(err)
+    bind(addr, Protocol::UDP, steering, ready, |s| {
+        UdpSocket::from_std(s.into())
+    })
 }
 
 pub fn bind_tcp(addr: SocketAddr, steering: Steering) -> Result<TcpListener, BindError> {
-    let err = |source| BindError {
-        addr,
-        proto: "tcp",
-        source,
-    };
-    let s = socket(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
-    s.listen(TCP_BACKLOG).map_err(err)?;
-    // A TCP socket joins its reuseport group at listen().
-    steer(&s, steering, addr, "tcp");
-    TcpListener::from_std(s.into()).map_err(err)
+    let ready = |s: &Socket| s.listen(TCP_BACKLOG);
+    bind(addr, Protocol::TCP, steering, ready, |s| {
+        TcpListener::from_std(s.into())
+    })
 }
 
 /// Limits shared by all listeners.
@@ -265,17 +280,24 @@ async fn drain_udp(
         spawn_udp_query(in_flight, socket, handler, query, peer, (permit, client));
         drained += 1;
     }
+    drain_in_flight(in_flight, UDP_DRAIN_TIMEOUT, "UDP").await;
+    tracing::debug!(drained, "UDP listener drained");
+}
+
+/// The end of a shutdown drain: takes no more tasks and waits for those in
+/// progress up to `timeout`, then warns with the count still unanswered.
+/// `what` names the queries ("UDP", "transparent").
+pub(super) async fn drain_in_flight(in_flight: &TaskTracker, timeout: Duration, what: &str) {
     in_flight.close();
-    if tokio::time::timeout(UDP_DRAIN_TIMEOUT, in_flight.wait())
+    if tokio::time::timeout(timeout, in_flight.wait())
         .await
         .is_err()
     {
         tracing::warn!(
             in_flight = in_flight.len(),
-            "shutting down with UDP queries still unanswered"
+            "shutting down with {what} queries still unanswered"
         );
     }
-    tracing::debug!(drained, "UDP listener drained");
 }
 
 pub async fn serve_tcp(

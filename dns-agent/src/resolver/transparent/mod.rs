@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::{Handler, Transport};
+use super::listen::drain_in_flight;
 use crate::fastpath::Heartbeat;
 use crate::kernel::packet::PacketSocket;
 use dns_common::failopen::HEARTBEAT_INTERVAL_MS;
@@ -220,15 +221,6 @@ async fn drain(
         spawn_answer(in_flight, record, handler, socket, metrics, permit);
         drained += 1;
     }
-    in_flight.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            in_flight = in_flight.len(),
-            "shutting down with transparent queries still unanswered"
-        );
-    }
+    drain_in_flight(in_flight, DRAIN_TIMEOUT, "transparent").await;
     tracing::debug!(drained, "transparent path drained");
 }
