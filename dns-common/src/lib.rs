@@ -11,6 +11,7 @@ pub mod failopen;
 pub mod hash;
 pub mod hot_samples;
 pub mod transparent;
+pub mod wire;
 
 pub use counters::Counter;
 pub use failopen::{FlowKey, FlowValue, Liveness};

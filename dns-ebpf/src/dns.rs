@@ -5,16 +5,14 @@
 //! without cookie support does (RFC 7873 section 5.2).
 
 use aya_ebpf::programs::XdpContext;
-use core::ffi::c_void;
 use dns_common::hash::{key_hash_finish, key_hash_init, key_hash_word};
 
-use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use dns_common::{Counter, MAX_NAME_LEN};
 
 use crate::entry::{OPTBUF_LEN, QBUF_LEN, Scratch};
 
 use crate::csum::{fold, shift_odd};
-use crate::ptr::ptr_at;
+use crate::ptr::{load_bytes, ptr_at};
 
 pub const DNS_HDR_LEN: usize = 12;
 /// OPT record without options: root name, type, class, TTL, RDLENGTH.
@@ -159,17 +157,8 @@ fn copy_question(
     }
     let avail = len - DNS_HDR_LEN;
     let copied = if avail < QBUF_LEN { avail } else { QBUF_LEN };
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (off + DNS_HDR_LEN) as u32,
-            scratch.qbuf.as_mut_ptr() as *mut c_void,
-            copied as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(Counter::PassMalformed);
-    }
+    load_bytes(ctx, off + DNS_HDR_LEN, scratch.qbuf.as_mut_ptr(), copied)
+        .ok_or(Counter::PassMalformed)?;
     Ok(copied)
 }
 
@@ -351,18 +340,7 @@ fn copy_opt(
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
         i += 1;
     }
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (off + end) as u32,
-            scratch.optbuf.as_mut_ptr() as *mut c_void,
-            copied as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(Counter::PassMalformed);
-    }
-    Ok(())
+    load_bytes(ctx, off + end, scratch.optbuf.as_mut_ptr(), copied).ok_or(Counter::PassMalformed)
 }
 
 /// The OPT's options (`rdlen` bytes from message offset `start`, of `len`)

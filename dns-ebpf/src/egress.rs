@@ -15,6 +15,7 @@ use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_UNSPEC};
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use aya_ebpf::macros::classifier;
 use aya_ebpf::programs::TcContext;
+use dns_common::wire::{ETH_P_IP, ETH_P_IPV6};
 use dns_common::{Counter, FlowKey};
 
 use crate::eth::ETH_LEN;
@@ -22,8 +23,6 @@ use crate::failopen::FLOWS;
 use crate::ip::{IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr};
 use crate::udp::UDP_LEN;
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// Offsets of the fields rewritten, from the start of the frame.
 const V4_CHECK_OFF: usize = ETH_LEN + 10;
 const V4_SADDR_OFF: usize = ETH_LEN + 12;

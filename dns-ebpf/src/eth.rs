@@ -5,11 +5,8 @@ use dns_common::{Counter, InterfaceMacs};
 
 use crate::ptr::ptr_at;
 
-pub const ETH_LEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
+pub use dns_common::wire::ETH_LEN;
+use dns_common::wire::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
 
 #[repr(C)]
 pub struct EthHdr {

@@ -9,13 +9,9 @@ use crate::csum::word32;
 use crate::eth::ETH_LEN;
 use crate::ptr::ptr_at;
 
-pub const IPV4_LEN: usize = 20;
-pub const IPV6_LEN: usize = 40;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
-/// Hop limit of answers: a fresh value, as any host would send.
-const REPLY_TTL: u8 = 64;
+use dns_common::wire::{IPPROTO_ICMPV6, REPLY_TTL};
+pub use dns_common::wire::{IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN};
+
 /// IPv4 "more fragments" flag and fragment offset bits.
 const IP_FRAG_MASK: u16 = 0x3fff;
 

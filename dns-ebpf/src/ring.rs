@@ -4,14 +4,13 @@
 //! it. The agent answers with a frame of its own on that interface, so the
 //! query never enters the stack: no netfilter, no conntrack, no kube-proxy.
 
-use core::ffi::c_void;
-
 use aya_ebpf::btf_maps::{PerCpuArray, RingBuf};
-use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use aya_ebpf::macros::btf_map;
 use aya_ebpf::programs::XdpContext;
 use dns_common::transparent::{MAX_RING_FRAME, RING_BYTES};
 use dns_common::{Counter, RingHeader, RingRecord};
+
+use crate::ptr::load_bytes;
 
 /// The agent's ring: each agent loads its own program with its own ring,
 /// so swapping the program into the links on a hand-over moves the
@@ -75,17 +74,7 @@ pub fn redirect(ctx: &XdpContext) -> Result<(), Counter> {
         frame_len: len as u16,
         _pad: 0,
     };
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            0,
-            record.frame.as_mut_ptr() as *mut c_void,
-            len as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(Counter::PassRingFull);
-    }
+    load_bytes(ctx, 0, record.frame.as_mut_ptr(), len).ok_or(Counter::PassRingFull)?;
     let bytes = unsafe {
         core::slice::from_raw_parts(
             record as *const RingRecord as *const u8,

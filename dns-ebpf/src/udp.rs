@@ -7,7 +7,7 @@ use crate::csum::fold;
 use crate::ip::Ip;
 use crate::ptr::ptr_at;
 
-pub const UDP_LEN: usize = 8;
+pub use dns_common::wire::UDP_LEN;
 
 #[repr(C)]
 pub struct UdpHdr {

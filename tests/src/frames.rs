@@ -7,15 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-pub const ETH_LEN: usize = 14;
-pub const IPV4_LEN: usize = 20;
-pub const IPV6_LEN: usize = 40;
-pub const UDP_LEN: usize = 8;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
+pub use dns_common::wire::{ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, UDP_LEN};
+use dns_common::wire::{ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
 /// IPv6 hop-by-hop options extension header.
 pub const IPPROTO_HOPOPTS: u8 = 0;
 

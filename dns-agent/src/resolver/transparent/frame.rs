@@ -8,16 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dns_common::RingHeader;
 use dns_common::hash::{fold, ones_sum};
+use dns_common::wire::{
+    ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, REPLY_TTL, UDP_LEN,
+};
 
-const ETH_LEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
-const UDP_LEN: usize = 8;
-const IPPROTO_UDP: u8 = 17;
-/// TTL / hop limit of answers, as any host would send.
-const REPLY_TTL: u8 = 64;
 /// IPv4 "don't fragment": answers are sized for the client already.
 const IP_DF: u16 = 0x4000;
 const HEADER_LEN: usize = size_of::<RingHeader>();
