@@ -68,14 +68,7 @@ impl EgressLinks {
     /// nowhere. Links of interfaces the XDP program then does not run on
     /// are dropped by [`EgressLinks::reconcile`].
     pub fn adopt_pinned(&mut self, program: &mut SchedClassifier, interfaces: &[Interface]) {
-        let pins = match self.layout.pinned_egress_links() {
-            Ok(pins) => pins,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list pinned egress links");
-                return;
-            }
-        };
-        for (ifindex, _) in pins {
+        for (ifindex, _) in self.pinned() {
             let Some(iface) = interfaces.iter().find(|i| i.ifindex == ifindex) else {
                 continue;
             };
@@ -84,6 +77,15 @@ impl EgressLinks {
             }
             self.take(program, ifindex, &iface.name);
         }
+    }
+
+    /// The egress links pinned now, by ifindex; none (logged) when the pin
+    /// directory cannot be read.
+    fn pinned(&self) -> Vec<(u32, PathBuf)> {
+        self.layout.pinned_egress_links().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list pinned egress links");
+            Vec::new()
+        })
     }
 
     /// Attaches (or adopts) on `ifindex` and records it in the map.
@@ -224,14 +226,7 @@ impl EgressLinks {
     /// Removes pins of links the kernel already detached (interface gone)
     /// and, at startup, of interfaces our XDP program does not run on.
     fn sweep_pins(&mut self, wanted: &BTreeMap<u32, &str>, startup: bool) {
-        let pins = match self.layout.pinned_egress_links() {
-            Ok(pins) => pins,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list pinned egress links");
-                return;
-            }
-        };
-        for (ifindex, pin) in pins {
+        for (ifindex, pin) in self.pinned() {
             if self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex) {
                 continue;
             }

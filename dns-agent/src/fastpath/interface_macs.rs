@@ -34,17 +34,15 @@ impl InterfaceMap {
     /// Brings the map in line with `interfaces` (the namespace's links).
     pub fn sync(&mut self, interfaces: &[Interface]) {
         let wanted = wanted(interfaces);
-        let gone: Vec<u32> = self
-            .written
-            .keys()
-            .filter(|i| !wanted.contains_key(i))
-            .copied()
-            .collect();
-        for ifindex in gone {
-            // Already gone from the map is as good as removed.
-            let _ = self.map.remove(&ifindex);
-            self.written.remove(&ifindex);
-        }
+        let map = &mut self.map;
+        self.written.retain(|ifindex, _| {
+            let keep = wanted.contains_key(ifindex);
+            if !keep {
+                // Already gone from the map is as good as removed.
+                let _ = map.remove(ifindex);
+            }
+            keep
+        });
         for (ifindex, macs) in wanted {
             if self.written.get(&ifindex) == Some(&macs) {
                 continue;

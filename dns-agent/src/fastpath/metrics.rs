@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -55,22 +55,33 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+/// A labelled family of `metric_type`: one sample per `(labels, metric)`.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for XdpCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let shared = &self.shared;
         if let Ok(counters) = stats::read_counters(&shared.counters) {
-            {
-                let mut family = encoder.encode_descriptor(
-                    "xdp_packets",
-                    "Packets seen by the XDP program, by outcome (hit = answered in the kernel)",
-                    None,
-                    MetricType::Counter,
-                )?;
-                for (counter, value) in counters.iter().filter(|(c, _)| c.is_outcome()) {
-                    let labels = [("outcome", counter.name())];
-                    ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
-                }
-            }
+            let outcomes = counters.iter().filter(|(c, _)| c.is_outcome());
+            family(
+                &mut encoder,
+                "xdp_packets",
+                "Packets seen by the XDP program, by outcome (hit = answered in the kernel)",
+                MetricType::Counter,
+                outcomes.map(|(c, value)| ([("outcome", c.name())], ConstCounter::new(*value))),
+            )?;
             let value = |wanted: Counter| {
                 counters
                     .iter()
@@ -124,13 +135,7 @@ impl Collector for XdpCollector {
                 as i64,
         )?;
         if let Ok(counts) = stats::read_answer_counts(&shared.answer_counts) {
-            let mut family = encoder.encode_descriptor(
-                "xdp_answers",
-                "Answers the XDP program sent, by address family, query type (A, AAAA, SRV, PTR, other), rcode and AA flag",
-                None,
-                MetricType::Counter,
-            )?;
-            for (key, value) in counts {
+            let labelled = counts.into_iter().map(|(key, value)| {
                 let labels = [
                     ("family", if key.ipv6 { "ipv6" } else { "ipv4" }),
                     ("qtype", key.qtype_label()),
@@ -140,8 +145,15 @@ impl Collector for XdpCollector {
                         if key.authoritative { "true" } else { "false" },
                     ),
                 ];
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
+                (labels, ConstCounter::new(value))
+            });
+            family(
+                &mut encoder,
+                "xdp_answers",
+                "Answers the XDP program sent, by address family, query type (A, AAAA, SRV, PTR, other), rcode and AA flag",
+                MetricType::Counter,
+                labelled,
+            )?;
         }
         let entries = stats::count_entries(&shared.answers, shared.capacity);
         gauge(
@@ -156,17 +168,14 @@ impl Collector for XdpCollector {
             "Capacity of the kernel answers map (--map-entries)",
             shared.capacity as i64,
         )?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "xdp_map_memory_bytes",
-                "Kernel memory charged to each pinned map",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (map, bytes) in &shared.memory {
-                ConstGauge::new(*bytes as i64).encode(family.encode_family(&[("map", *map)])?)?;
-            }
-        }
+        family(
+            &mut encoder,
+            "xdp_map_memory_bytes",
+            "Kernel memory charged to each pinned map",
+            MetricType::Gauge,
+            (shared.memory.iter())
+                .map(|(map, bytes)| ([("map", *map)], ConstGauge::new(*bytes as i64))),
+        )?;
         let (interfaces, skipped, egress, detached) = {
             let state = shared.lock();
             (
@@ -188,38 +197,36 @@ impl Collector for XdpCollector {
             "Interfaces the XDP program is attached to now",
             interfaces.len() as i64,
         )?;
-        ConstCounter::new(detached).encode(encoder.encode_descriptor(
+        counter(
+            &mut encoder,
             "xdp_detached",
             "XDP links found detached from an interface by something else (each is attached again)",
-            None,
-            MetricType::Counter,
-        )?)?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "xdp_interface_info",
-                "Interfaces the XDP program is attached to, with the mode",
-                None,
-                MetricType::Gauge,
-            )?;
-            for iface in &interfaces {
-                let labels = [
-                    ("interface", iface.name.as_str()),
-                    ("mode", iface.mode.label()),
-                ];
-                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+            detached,
+        )?;
+        let modes = interfaces.iter().map(|iface| {
+            let labels = [
+                ("interface", iface.name.as_str()),
+                ("mode", iface.mode.label()),
+            ];
+            (labels, ConstGauge::new(1i64))
+        });
+        family(
+            &mut encoder,
+            "xdp_interface_info",
+            "Interfaces the XDP program is attached to, with the mode",
+            MetricType::Gauge,
+            modes,
+        )?;
+        let skips = SkipReason::ALL.into_iter().map(|reason| {
+            let count = skipped.get(&reason).copied().unwrap_or(0);
+            ([("reason", reason.label())], ConstCounter::new(count))
+        });
+        family(
+            &mut encoder,
             "xdp_attach_skipped",
             "Matching interfaces left without the XDP program, by reason",
-            None,
             MetricType::Counter,
-        )?;
-        for reason in SkipReason::ALL {
-            let count = skipped.get(&reason).copied().unwrap_or(0);
-            ConstCounter::new(count)
-                .encode(family.encode_family(&[("reason", reason.label())])?)?;
-        }
-        Ok(())
+            skips,
+        )
     }
 }

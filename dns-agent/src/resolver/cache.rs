@@ -324,6 +324,12 @@ mod tests {
         (LowerName::new(&name(s)), RecordType::A)
     }
 
+    /// Stores `reply_a(30)` under `name`, as received at `at`.
+    fn insert_a(c: &Cache, name: &str, at: Instant) {
+        let answer = CachedAnswer::from_reply(&reply_a(30), &clamps(), at).unwrap();
+        c.insert(key(name), answer);
+    }
+
     #[test]
     fn success_ttl_is_clamped() {
         let now = Instant::now();
@@ -359,19 +365,13 @@ mod tests {
     fn expired_entries_are_stale_then_gone() {
         let c = cache(10, true);
         let past = Instant::now() - Duration::from_secs(40);
-        c.insert(
-            key("a.example."),
-            CachedAnswer::from_reply(&reply_a(30), &clamps(), past).unwrap(),
-        );
+        insert_a(&c, "a.example.", past);
         assert!(matches!(
             c.get(&key("a.example."), Instant::now()),
             CacheLookup::Stale(_)
         ));
         let c = cache(10, false);
-        c.insert(
-            key("a.example."),
-            CachedAnswer::from_reply(&reply_a(30), &clamps(), past).unwrap(),
-        );
+        insert_a(&c, "a.example.", past);
         assert!(matches!(
             c.get(&key("a.example."), Instant::now()),
             CacheLookup::Miss
@@ -384,10 +384,7 @@ mod tests {
         let c = cache(2, true);
         let now = Instant::now();
         for n in ["a.example.", "b.example.", "c.example."] {
-            c.insert(
-                key(n),
-                CachedAnswer::from_reply(&reply_a(30), &clamps(), now).unwrap(),
-            );
+            insert_a(&c, n, now);
         }
         assert_eq!(c.len(), 2);
         assert!(matches!(c.get(&key("a.example."), now), CacheLookup::Miss));
@@ -401,10 +398,7 @@ mod tests {
     fn servfail_does_not_replace_data() {
         let c = cache(10, true);
         let now = Instant::now();
-        c.insert(
-            key("a.example."),
-            CachedAnswer::from_reply(&reply_a(30), &clamps(), now).unwrap(),
-        );
+        insert_a(&c, "a.example.", now);
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);
         m.metadata.response_code = ResponseCode::ServFail;
         c.insert(
@@ -423,10 +417,7 @@ mod tests {
     fn prefetch_when_popular_and_nearly_expired() {
         let c = cache(10, true);
         let stored = Instant::now() - Duration::from_secs(28);
-        c.insert(
-            key("a.example."),
-            CachedAnswer::from_reply(&reply_a(30), &clamps(), stored).unwrap(),
-        );
+        insert_a(&c, "a.example.", stored);
         let now = Instant::now();
         assert!(matches!(
             c.get(&key("a.example."), now),

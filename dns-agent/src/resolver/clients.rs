@@ -270,9 +270,15 @@ mod tests {
         let c = clients(8, 8);
         let a = c.try_query(ip(1)).unwrap();
         let _b = c.try_query(ip(1)).unwrap();
+        assert_client_1_bounded_until_released(&c, a);
+    }
+
+    /// Client 1 is at its bound while it holds `held`, client 2 is not;
+    /// once `held` goes, client 1 may ask again.
+    fn assert_client_1_bounded_until_released<T>(c: &Arc<Clients>, held: T) {
         assert!(c.try_query(ip(1)).is_none());
         assert!(c.try_query(ip(2)).is_some());
-        drop(a);
+        drop(held);
         assert!(c.try_query(ip(1)).is_some());
     }
 
@@ -281,10 +287,7 @@ mod tests {
         let c = with_queries(8, 1, 8, 8);
         let burst: Vec<QueryPermit> = (0..4).map(|_| c.try_query(ip(1)).unwrap()).collect();
         // Half of --max-concurrent in use: the share holds from now on.
-        assert!(c.try_query(ip(1)).is_none());
-        assert!(c.try_query(ip(2)).is_some());
-        drop(burst);
-        assert!(c.try_query(ip(1)).is_some());
+        assert_client_1_bounded_until_released(&c, burst);
     }
 
     #[test]
