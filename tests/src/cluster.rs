@@ -9,6 +9,7 @@ use hickory_proto::rr::{LowerName, RecordType};
 use tokio_util::sync::CancellationToken;
 
 use crate::internals::{ClusterArgs, ClusterHandle, Zone, ZoneLookup, new_registry, start_cluster};
+use crate::lab::wait_until;
 use crate::records::name;
 
 /// The running sources; dropping it cancels them.
@@ -92,6 +93,21 @@ pub fn assert_answers(zone: &dyn Zone, rows: &[(&str, RecordType, &[&str])]) {
     for (qname, qtype, expected) in rows {
         assert_eq!(answer(zone, qname, *qtype), *expected, "{qname} {qtype}");
     }
+}
+
+/// Waits up to `bound` until [`answer`] gives every `(name, qtype,
+/// expected)` row; returns how long it took.
+pub async fn wait_answers(
+    zone: &dyn Zone,
+    what: &str,
+    bound: Duration,
+    rows: &[(&str, RecordType, &[&str])],
+) -> Duration {
+    let answered = || {
+        rows.iter()
+            .all(|(qname, qtype, want)| answer(zone, qname, *qtype) == *want)
+    };
+    wait_until(what, bound, answered).await.unwrap()
 }
 
 /// Manifests of ExternalName Services in namespace `default`, one YAML

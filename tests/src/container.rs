@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::lab::{LabError, Result, unique_suffix, wait_for};
+use crate::lab::{LabError, Result, last_lines, print_log_on_panic, unique_suffix, wait_for};
 
 /// Set by `cargo xtask test` to the id of the image it just built; empty
 /// when that build failed.
@@ -242,21 +242,13 @@ impl Container {
     }
 
     fn log_tail(&self) -> String {
-        let logs = self.logs();
-        let lines: Vec<&str> = logs.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        last_lines(&self.logs(), LOG_TAIL_LINES)
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "container {}: last log lines:\n{}",
-                self.name,
-                self.log_tail()
-            );
-        }
+        print_log_on_panic(format_args!("container {}", self.name), || self.log_tail());
         drop(Removal(self.name.clone()));
     }
 }

@@ -56,6 +56,10 @@ fn is_dead(query: &Message) -> bool {
         .is_some_and(|q| name(DEAD_ZONE).zone_of(&q.name))
 }
 
+/// The address the server answers an A query with, when it behaves (the
+/// first of many for a name starting with `big`).
+pub const ANSWER_A: &str = "192.0.2.1";
+
 /// Names remembered by [`HostileUpstream::names`].
 pub const MAX_NAMES_KEPT: usize = 1000;
 
@@ -213,11 +217,19 @@ fn cname_with_forged_target(reply: &mut Message, owner: &Name, target: &str, ttl
     let target = name(target);
     let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone()));
     reply.add_answer(Record::from_rdata(owner.clone(), ttl, cname));
-    reply.add_answer(Record::from_rdata(
-        target,
-        ttl,
-        RData::A(A::new(6, 6, 6, 6)),
-    ));
+    reply.add_answer(forged_a(target, ttl));
+}
+
+/// The forged address (6.6.6.6) for `owner`, which no answer may carry.
+fn forged_a(owner: Name, ttl: u32) -> Record {
+    Record::from_rdata(owner, ttl, RData::A(A::new(6, 6, 6, 6)))
+}
+
+/// Asks about `other` (a different name, or the same in another case) in
+/// the reply's question, with a poisonous answer for it.
+fn swap_question(reply: &mut Message, other: Name) {
+    reply.queries[0].name = other.clone();
+    reply.answers = vec![forged_a(other, 86_400)];
 }
 
 /// The correct answer to `query`.
@@ -249,11 +261,7 @@ fn answer(query: &Message, ttl: u32) -> Message {
             ttl,
             RData::A(A::new(192, 0, 2, 1)),
         ));
-        reply.add_answer(Record::from_rdata(
-            victim.clone(),
-            ttl,
-            RData::A(A::new(6, 6, 6, 6)),
-        ));
+        reply.add_answer(forged_a(victim.clone(), ttl));
         let delegation = RData::NS(hickory_proto::rr::rdata::NS(ns.clone()));
         reply.add_authority(Record::from_rdata(victim, ttl, delegation));
         reply.add_additional(Record::from_rdata(ns, ttl, RData::A(A::new(6, 6, 6, 7))));
@@ -282,13 +290,7 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
         Bad::WrongId => reply.metadata.id = query.metadata.id.wrapping_add(1),
         Bad::WrongQuestion => {
             // Same ID, a different name, and a poisonous answer for it.
-            let other = name("poison.example.");
-            reply.queries[0].name = other.clone();
-            reply.answers = vec![Record::from_rdata(
-                other,
-                86_400,
-                RData::A(A::new(6, 6, 6, 6)),
-            )];
+            swap_question(&mut reply, name("poison.example."));
         }
         Bad::NotResponse => {
             reply.metadata.message_type = MessageType::Query;
@@ -307,13 +309,10 @@ fn bad(query: &Message, how: Bad, ttl: u32) -> Vec<u8> {
                     c => c,
                 })
                 .collect();
-            let flipped = Name::from_ascii(&flipped).expect("same name, other case");
-            reply.queries[0].name = flipped.clone();
-            reply.answers = vec![Record::from_rdata(
-                flipped,
-                86_400,
-                RData::A(A::new(6, 6, 6, 6)),
-            )];
+            swap_question(
+                &mut reply,
+                Name::from_ascii(&flipped).expect("same name, other case"),
+            );
         }
         Bad::Garbage => {
             let mut junk = vec![0u8; 64];

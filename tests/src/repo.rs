@@ -22,6 +22,11 @@ pub fn examples_dir() -> PathBuf {
     deploy_dir().join("examples")
 }
 
+/// `web`, the demo cluster's Service with a ClusterIP in each family.
+pub const WEB: &str = "web.default.svc.cluster.local";
+pub const WEB_V4: &str = "10.96.0.20";
+pub const WEB_V6: &str = "fd00:10:96::20";
+
 /// The demo cluster's manifests copied into `dir` (created), so a test can
 /// edit them; returns `dir`.
 pub fn copy_examples(dir: &Path) -> PathBuf {

@@ -14,7 +14,8 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::hostile::HostileUpstream;
+use crate::client::{Reply, dig_at};
+use crate::hostile::{ANSWER_A, HostileUpstream};
 use crate::http::http_get;
 use crate::internals::{
     AnswerSections, AnswerSink, Coredns, ForwardPolicy, MemorySink, Registry, ResolverArgs,
@@ -246,6 +247,14 @@ impl<Z: Zone> TestResolver<Z> {
     /// `/metrics`.
     pub async fn metrics(&self) -> Metrics {
         Metrics::parse(&get(self.metrics_addr, "/metrics").await.1)
+    }
+
+    /// `dig name A` at the resolver, asserting the hostile upstream's
+    /// answer ([`ANSWER_A`]); returns the reply for further checks.
+    pub async fn assert_forwarded(&self, name: &str) -> Reply {
+        let d = dig_at(self.addr, name, "A", &[]).await;
+        assert_eq!(d.addresses(), [ANSWER_A], "{name}: {}", d.raw);
+        d
     }
 
     /// Asserts that `family` counted something with `labels`.

@@ -6,17 +6,19 @@
 //! node's pin directory and serves HTTP on the node's own loopback, so
 //! fixed ports cannot clash with anything outside the lab.
 
+mod demo_node;
 mod inspect;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use demo_node::DemoNode;
 pub use inspect::Inspect;
 
 use crate::http::{Response, http_get, http_get_accept};
-use crate::lab::{Daemon, Lab, Netns, Signal, wait_for};
+use crate::lab::{Daemon, Lab, Netns, Signal, measure_until, wait_for};
 use crate::metrics::Metrics;
 use crate::repo::examples_dir;
 
@@ -283,6 +285,19 @@ impl Agent {
     }
 
     /// `/metrics`, scraped inside the node.
+    /// Waits until `/readyz` answers 200, at most `bound` after `since`,
+    /// and prints how long it took as `what`.
+    pub fn measure_ready(&self, node: &Netns, what: &str, since: Instant, bound: Duration) {
+        measure_until(
+            what,
+            since,
+            bound,
+            || self.health(node, "/readyz"),
+            |r| r.as_ref().is_some_and(|(status, _)| *status == 200),
+        )
+        .unwrap();
+    }
+
     pub fn metrics(&self, node: &Netns) -> Metrics {
         let addr = self.spec.metrics_addr();
         let (status, body) = node

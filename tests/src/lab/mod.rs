@@ -46,7 +46,7 @@ pub use error::{LabError, Result};
 pub use names::{short_tag, unique_suffix};
 pub use netns::Netns;
 pub use pass_program::{PassProgram, XdpAttach};
-pub use process::{Daemon, Signal};
+pub use process::{Daemon, Signal, last_lines, print_log_on_panic};
 pub use temp_dir::{KEEP_LOGS_ENV, TempDir};
 pub use topology::{Lab, MAX_PODS, POD_IFNAME, Pod};
 pub use veth::VethPair;

@@ -192,22 +192,30 @@ impl Daemon {
 
     /// The last lines of the log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        last_lines(&self.log(), LOG_TAIL_LINES)
     }
+}
+
+/// While the test thread panics, prints `who`'s last log lines (from
+/// `tail`) to stderr, so a failure shows what the process said.
+pub fn print_log_on_panic(who: impl std::fmt::Display, tail: impl FnOnce() -> String) {
+    if std::thread::panicking() {
+        eprintln!("{who}, last log lines:\n{}", tail());
+    }
+}
+
+/// The last `n` lines of `text` (a log), for failure messages.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "lab: {} (`{}`), last log lines:\n{}",
-                self.name,
-                self.command,
-                self.log_tail()
-            );
-        }
+        print_log_on_panic(
+            format_args!("lab: {} (`{}`)", self.name, self.command),
+            || self.log_tail(),
+        );
         if let Err(e) = self.kill() {
             eprintln!(
                 "lab: could not stop {} (pid {}): {e}",

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer, assert_answers, lookup};
+use nodedns_tests::cluster::{ClusterSources, answer, assert_answers, lookup, wait_answers};
 use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
 use nodedns_tests::fakeapi::{FakeApi, Resource};
 use nodedns_tests::internals::{ClusterArgs, ClusterZone, Zone, ZoneLookup};
 use nodedns_tests::lab::wait_until;
 use nodedns_tests::repo::examples_dir;
+use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -24,16 +25,17 @@ fn seed(api: &FakeApi) {
         &[("http", 80)],
     ));
     api.apply(headless("default", "db"));
-    api.apply(slice(
-        "default",
-        "db-1",
-        "db",
-        &[
-            ("10.244.1.5", Some("db-0"), true),
-            ("10.244.1.6", None, false),
-        ],
-    ));
+    api.apply(db_slice(false));
     api.apply(service("other", "api", &["10.96.5.5"], &[]));
+}
+
+/// `db`'s slice: db-0 at 10.244.1.5, ready, and 10.244.1.6, ready or not.
+fn db_slice(second_ready: bool) -> Value {
+    let endpoints = [
+        ("10.244.1.5", Some("db-0"), true),
+        ("10.244.1.6", None, second_ready),
+    ];
+    slice("default", "db-1", "db", &endpoints)
 }
 
 /// The API server source on `api`, with the ClusterIP range's reverse zone
@@ -87,24 +89,22 @@ async fn initial_sync_then_changes_propagate() {
 
     // A new service, a changed endpoint, a deleted service.
     api.apply(service("default", "new", &["10.96.0.99"], &[]));
-    api.apply(slice(
-        "default",
-        "db-1",
-        "db",
-        &[
-            ("10.244.1.5", Some("db-0"), true),
-            ("10.244.1.6", None, true),
-        ],
-    ));
+    api.apply(db_slice(true));
     api.delete(Resource::Services, "other", "api");
-    let took = wait_until("changes to propagate", DEADLINE, || {
-        answer(&*zone, "new.default.svc.cluster.local.", RecordType::A) == ["10.96.0.99"]
-            && answer(&*zone, "db.default.svc.cluster.local.", RecordType::A)
-                == ["10.244.1.5", "10.244.1.6"]
-            && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
-    })
-    .await
-    .unwrap();
+    let rows: [(&str, RecordType, &[&str]); 3] = [
+        (
+            "new.default.svc.cluster.local.",
+            RecordType::A,
+            &["10.96.0.99"],
+        ),
+        (
+            "db.default.svc.cluster.local.",
+            RecordType::A,
+            &["10.244.1.5", "10.244.1.6"],
+        ),
+        ("api.other.svc.cluster.local.", RecordType::A, &["NXDOMAIN"]),
+    ];
+    let took = wait_answers(&*zone, "changes to propagate", DEADLINE, &rows).await;
     eprintln!("change propagation: {took:?}");
     assert!(requests_contain(&api, "timeoutSeconds=50"));
     // kube's watcher lists with paging, then watches with bookmarks.
@@ -160,12 +160,15 @@ async fn relist_after_410_never_shows_an_empty_window() {
     api.apply(service("default", "during", &["10.96.0.77"], &[]));
     api.delete(Resource::Services, "other", "api");
     api.expire();
-    wait_until("relist to apply", DEADLINE, || {
-        answer(&*zone, "during.default.svc.cluster.local.", RecordType::A) == ["10.96.0.77"]
-            && answer(&*zone, "api.other.svc.cluster.local.", RecordType::A) == ["NXDOMAIN"]
-    })
-    .await
-    .unwrap();
+    let rows: [(&str, RecordType, &[&str]); 2] = [
+        (
+            "during.default.svc.cluster.local.",
+            RecordType::A,
+            &["10.96.0.77"],
+        ),
+        ("api.other.svc.cluster.local.", RecordType::A, &["NXDOMAIN"]),
+    ];
+    wait_answers(&*zone, "relist to apply", DEADLINE, &rows).await;
     stop.store(true, Ordering::Relaxed);
     let lists_after = api.list_requests();
     assert!(lists_after > lists_before, "410 must cause a relist");
@@ -187,15 +190,18 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     api.fail_next(3);
     api.drop_watches();
     api.apply(service("default", "after-drop", &["10.96.0.51"], &[]));
-    wait_until("change after dropped watches", DEADLINE, || {
-        answer(
-            &*zone,
-            "after-drop.default.svc.cluster.local.",
-            RecordType::A,
-        ) == ["10.96.0.51"]
-    })
-    .await
-    .unwrap();
+    let after_drop = (
+        "after-drop.default.svc.cluster.local.",
+        RecordType::A,
+        &["10.96.0.51"][..],
+    );
+    wait_answers(
+        &*zone,
+        "change after dropped watches",
+        DEADLINE,
+        &[after_drop],
+    )
+    .await;
 
     // The API server goes down: the names keep answering.
     api.set_down(true);
@@ -207,19 +213,13 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     assert!(zone.is_ready());
     api.set_down(false);
     api.apply(service("default", "after-down", &["10.96.0.52"], &[]));
-    wait_until(
-        "change after the API server is back",
-        Duration::from_secs(60),
-        || {
-            answer(
-                &*zone,
-                "after-down.default.svc.cluster.local.",
-                RecordType::A,
-            ) == ["10.96.0.52"]
-        },
-    )
-    .await
-    .unwrap();
+    let after_down = (
+        "after-down.default.svc.cluster.local.",
+        RecordType::A,
+        &["10.96.0.52"][..],
+    );
+    let back = "change after the API server is back";
+    wait_answers(&*zone, back, Duration::from_secs(60), &[after_down]).await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(
         bad.load(Ordering::Relaxed),
@@ -299,11 +299,8 @@ async fn custom_records_configmap_applies_live() {
     api.apply(other);
     let agent = start(&api, Some("kube-system/nodedns")).await;
     let zone = agent.handle.zone.clone();
-    wait_until("custom hosts", DEADLINE, || {
-        answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.5"]
-    })
-    .await
-    .unwrap();
+    let nas = ("nas.lab.", RecordType::A, &["192.168.1.5"][..]);
+    wait_answers(&*zone, "custom hosts", DEADLINE, &[nas]).await;
     let mut policy = agent.handle.forward_policy.clone();
     wait_until("forward policy", DEADLINE, || {
         !policy.borrow_and_update().upstreams.is_empty()
@@ -317,12 +314,11 @@ async fn custom_records_configmap_applies_live() {
     );
 
     api.apply(cm("192.168.1.6 nas.lab\n192.168.1.7 printer.lab\n"));
-    wait_until("custom hosts reload", DEADLINE, || {
-        answer(&*zone, "nas.lab.", RecordType::A) == ["192.168.1.6"]
-            && answer(&*zone, "printer.lab.", RecordType::A) == ["192.168.1.7"]
-    })
-    .await
-    .unwrap();
+    let rows: [(&str, RecordType, &[&str]); 2] = [
+        ("nas.lab.", RecordType::A, &["192.168.1.6"]),
+        ("printer.lab.", RecordType::A, &["192.168.1.7"]),
+    ];
+    wait_answers(&*zone, "custom hosts reload", DEADLINE, &rows).await;
     // A broken edit keeps the last good records.
     let mut broken = cm("not-an-ip nas.lab\n");
     broken["data"]["hosts"] = "not-an-ip nas.lab\n".into();

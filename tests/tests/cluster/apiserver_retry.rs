@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer};
+use nodedns_tests::cluster::{ClusterSources, answer, wait_answers};
 use nodedns_tests::fakeapi::FakeApi;
 use nodedns_tests::fakeapi::fixtures::service;
 use nodedns_tests::internals::ClusterArgs;
@@ -118,19 +118,13 @@ async fn a_watch_that_goes_silent_is_restarted() {
     api.stall_watches();
     let stalled = Instant::now();
     api.apply(service("default", "after-stall", &["10.96.0.77"], &[]));
-    wait_until(
-        "the change behind a silent watch",
-        Duration::from_secs(30),
-        || {
-            answer(
-                &*zone,
-                "after-stall.default.svc.cluster.local.",
-                RecordType::A,
-            ) == ["10.96.0.77"]
-        },
-    )
-    .await
-    .unwrap();
+    let after_stall = (
+        "after-stall.default.svc.cluster.local.",
+        RecordType::A,
+        &["10.96.0.77"][..],
+    );
+    let what = "the change behind a silent watch";
+    wait_answers(&*zone, what, Duration::from_secs(30), &[after_stall]).await;
     println!(
         "silent watch: the change arrived after {:?}",
         stalled.elapsed()

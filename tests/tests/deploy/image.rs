@@ -27,7 +27,7 @@ use nodedns_tests::fakeapi::fixtures::{SCALE_ENDPOINTS_PER_SERVICE, scale_cluste
 use nodedns_tests::http::http_get;
 use nodedns_tests::lab::{BpffsDir, Daemon, Lab, Netns, pin_files, wait_for};
 use nodedns_tests::metrics::Metrics;
-use nodedns_tests::repo::{deploy_documents, examples_dir};
+use nodedns_tests::repo::{WEB, WEB_V4, deploy_documents, examples_dir};
 use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE};
 
 /// The image size the issue sets as the goal.
@@ -36,8 +36,6 @@ const MAX_IMAGE_BYTES: u64 = 100_000_000;
 /// verifier, the first sync.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The zone the demo manifests (deploy/examples) serve.
-const WEB: &str = "web.default.svc.cluster.local";
-const WEB_IP: &str = "10.96.0.20";
 /// The node's upstream: a dnsmasq on the node's loopback, port 53, which
 /// the node's resolv.conf names (dnsPolicy: Default). It answers every
 /// name under [`EXAMPLE_ZONE`] with [`EXAMPLE_ANSWER`].
@@ -321,7 +319,7 @@ fn image_serves_hands_over_and_cleans_up_as_the_daemonset_runs_it() {
         let before = d.xdp_hits();
         wait_for("an answer from the kernel", Duration::from_secs(10), || {
             let lookup = ask(pod.netns(), &server, WEB);
-            assert_eq!(lookup.data(), [WEB_IP], "{}", lookup.raw);
+            assert_eq!(lookup.data(), [WEB_V4], "{}", lookup.raw);
             (d.xdp_hits() > before).then_some(())
         })
         .unwrap();

@@ -507,14 +507,12 @@ fn api_server_down_at_start_gives_servfail_until_first_sync() {
     assert_negative(&nx, "NXDOMAIN", "unknown name after the first sync");
     // Ready once synced and the XDP program loaded, which it may still be
     // doing: the agent served before it.
-    measure_until(
+    agent.measure_ready(
+        lab.node(),
         "api down at start: /readyz 200 after it came up",
         start,
         RECOVERY_BOUND,
-        || agent.health(lab.node(), "/readyz"),
-        |r| r.as_ref().is_some_and(|(status, _)| *status == 200),
-    )
-    .unwrap();
+    );
     // The outage is logged once per watch when it starts and once when it
     // ends, not once per retry.
     let log = agent.log();

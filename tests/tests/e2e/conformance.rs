@@ -6,12 +6,12 @@
 //! expectation is written from the rule it cites (`§` is the Kubernetes DNS
 //! specification 1.1.0), not from the agent's output.
 
-use nodedns_tests::agent::{Agent, AgentSpec, Source};
+use nodedns_tests::agent::DemoNode;
 use nodedns_tests::client::{Record, Reply};
 use nodedns_tests::cluster::external_names;
-use nodedns_tests::lab::{Lab, Pod, wait_for};
-use nodedns_tests::repo::{copy_examples, write_atomic};
-use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE, NODE_UPSTREAM};
+use nodedns_tests::lab::{Pod, wait_for};
+use nodedns_tests::repo::write_atomic;
+use nodedns_tests::upstream::{DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE, NODE_UPSTREAM};
 
 /// The upstream's TTL for names under [`EXAMPLE_ZONE`]: below the zone's
 /// 30 s, so a chased answer's TTL shows whose it is.
@@ -53,24 +53,16 @@ ports: [{name: http, port: 80, protocol: TCP}]
 ";
 
 struct Setup {
-    agent: Agent,
-    upstream: Dnsmasq,
-    lab: Lab,
+    node: DemoNode,
 }
 
 impl Setup {
     fn start(extra: &[&str]) -> Self {
-        let lab = Lab::new(1).unwrap();
-        let manifests = copy_examples(&lab.log_dir().join("manifests"));
-        let conformance = format!("{}---\n{SLEEPY}", external_names(CHAINS));
-        write_atomic(&manifests.join("conformance.yaml"), &conformance).unwrap();
         let upstream = DnsmasqSpec::new(NODE_UPSTREAM)
             .wildcard(EXAMPLE_ZONE, EXAMPLE_ANSWER.into())
             .local_ttl(UPSTREAM_TTL)
             .arg("--cache-size=0")
-            .log_queries()
-            .start(&lab, lab.node(), "upstream")
-            .unwrap();
+            .log_queries();
         let mut args = vec![
             "--reverse-cidr",
             "10.96.0.0/12",
@@ -80,19 +72,15 @@ impl Setup {
             "fd00:10:96::/112",
         ];
         args.extend_from_slice(extra);
-        let agent = AgentSpec::new(Source::Manifests(manifests))
-            .upstream(upstream.addr())
-            .args(&args)
-            .start(&lab, "dns-agent");
-        Self {
-            agent,
-            upstream,
-            lab,
-        }
+        let node = DemoNode::start(&upstream, &args, |manifests| {
+            let conformance = format!("{}---\n{SLEEPY}", external_names(CHAINS));
+            write_atomic(&manifests.join("conformance.yaml"), &conformance).unwrap();
+        });
+        Self { node }
     }
 
     fn pod(&self) -> &Pod {
-        self.lab.pod(0)
+        self.node.pod()
     }
 
     fn dig(&self, args: &[&str]) -> Reply {
@@ -135,12 +123,12 @@ impl Setup {
     fn asked_of_kernel(&self, what: &str, question: &[&str]) -> Reply {
         let args = [&["+nocookie"], question].concat();
         wait_for(&format!("{what}: answered by XDP"), KERNEL_BOUND, || {
-            let before = self.agent.inspect().counter("hit");
+            let before = self.node.agent.inspect().counter("hit");
             let reply = self.dig(&args);
-            let after = self.agent.inspect().counter("hit");
+            let after = self.node.agent.inspect().counter("hit");
             (reply.answered() && after > before).then_some(reply)
         })
-        .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", self.agent.log_tail()))
+        .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", self.node.agent.log_tail()))
     }
 
     /// `question` answered over UDP and TCP with `status`, and never by the
@@ -148,13 +136,13 @@ impl Setup {
     fn userspace_only(&self, what: &str, question: &[&str], status: &str) {
         let nocookie = [&["+nocookie"], question].concat();
         let tcp = [&["+tcp"], question].concat();
-        let before = self.agent.inspect().counter("hit");
+        let before = self.node.agent.inspect().counter("hit");
         for args in [&nocookie, &nocookie, &tcp] {
             let reply = self.dig(args);
             assert_eq!(reply.status, status, "{what}:\n{}", reply.raw);
         }
         assert_eq!(
-            self.agent.inspect().counter("hit"),
+            self.node.agent.inspect().counter("hit"),
             before,
             "{what}: the kernel answered"
         );
@@ -162,7 +150,8 @@ impl Setup {
 
     /// Queries dnsmasq logged for `fragment` (a name, or `in-addr.arpa`).
     fn upstream_queries(&self, fragment: &str) -> usize {
-        self.upstream
+        self.node
+            .upstream
             .log()
             .lines()
             .filter(|l| l.contains("query[") && l.contains(fragment))
@@ -264,7 +253,7 @@ fn external_names_are_chased() {
     );
     // In the kernel it lives as long as its shortest TTL, not the 120 s of
     // a cluster entry.
-    let inspect = s.agent.inspect();
+    let inspect = s.node.agent.inspect();
     let entry = inspect
         .entry("search.default.svc.cluster.local", "A")
         .expect("the chased answer is in the kernel map");

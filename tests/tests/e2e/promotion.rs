@@ -13,15 +13,14 @@
 //! to answer use `+nocookie`, like glibc, which sends no options.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Instant;
 
-use nodedns_tests::agent::{Agent, AgentSpec, PROPAGATION_BOUND, Source};
+use nodedns_tests::agent::{DemoNode, PROPAGATION_BOUND};
 use nodedns_tests::client::{Record, Reply};
-use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, measure_until};
+use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Pod, Signal, measure_until};
 use nodedns_tests::metrics::Metrics;
-use nodedns_tests::repo::{copy_examples, examples_dir, write_atomic};
-use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE};
+use nodedns_tests::repo::{WEB, WEB_V4, examples_dir, write_atomic};
+use nodedns_tests::upstream::{DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE};
 
 /// The external name of the storm, and what the upstream says it is.
 const API: &str = "api.example.test";
@@ -31,9 +30,6 @@ const API_V6: &str = "2001:db8::7";
 /// SOA, as dnsmasq does for local data), which is promoted too.
 const V4_ONLY: &str = "v4only.example.test";
 const V4_ONLY_A: &str = "203.0.113.9";
-const WEB: &str = "web.default.svc.cluster.local";
-/// `web`'s ClusterIP in the demo manifests.
-const WEB_IP: &str = "10.96.0.20";
 /// glibc's `getent ahosts` of a name with fewer than 5 dots, in a pod of
 /// namespace `default`: 3 search names and the name itself, A and AAAA each.
 const QUERIES_PER_LOOKUP: u64 = 8;
@@ -42,14 +38,10 @@ const MAX_WARMUP: usize = 10;
 /// `--hot-threshold`: promoted when asked more than once in the window.
 const HOT_THRESHOLD: &str = "1";
 
-/// A lab node with dnsmasq as the upstream and the agent serving the demo
-/// cluster from an editable manifests folder. Field order is drop order:
-/// the agent stops first, the lab goes last.
+/// The demo node with the upstream that answers the external names, and
+/// promotion after two asks in a minute.
 struct Setup {
-    agent: Agent,
-    upstream: Dnsmasq,
-    manifests: PathBuf,
-    lab: Lab,
+    node: DemoNode,
 }
 
 impl Setup {
@@ -58,8 +50,6 @@ impl Setup {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let lab = Lab::new(1).unwrap();
-        let manifests = copy_examples(&lab.log_dir().join("manifests"));
         // The upstream listens on the node's address toward the pod: a real
         // address of the node namespace, outside the agent's listen set.
         let addr = SocketAddr::new(IpAddr::from([10, 201, 0, 1]), 5353);
@@ -70,29 +60,20 @@ impl Setup {
             .host(API, API_V4.parse().unwrap())
             .host(API, API_V6.parse().unwrap())
             .host(V4_ONLY, V4_ONLY_A.parse().unwrap())
-            .log_queries()
-            .start(&lab, lab.node(), "dnsmasq")
-            .unwrap();
+            .log_queries();
         let mut args = vec!["--hot-threshold", HOT_THRESHOLD, "--hot-window-secs", "60"];
         args.extend_from_slice(extra);
-        let agent = AgentSpec::new(Source::Manifests(manifests.clone()))
-            .upstream(upstream.addr())
-            .args(&args)
-            .start(&lab, "dns-agent");
         Self {
-            agent,
-            upstream,
-            manifests,
-            lab,
+            node: DemoNode::start(&upstream, &args, |_| {}),
         }
     }
 
     fn pod(&self) -> &Pod {
-        self.lab.pod(0)
+        self.node.pod()
     }
 
     fn metrics(&self) -> Metrics {
-        self.agent.metrics(self.lab.node())
+        self.node.metrics()
     }
 
     /// `getent ahosts api.example.test` from the pod, checked.
@@ -130,7 +111,7 @@ impl Setup {
             "{name} still reaches userspace after {MAX_WARMUP} lookups \
              (--hot-threshold {HOT_THRESHOLD}); metrics:\n{}\nkernel:\n{}",
             self.metrics().queries_table(),
-            self.agent.inspect()
+            self.node.agent.inspect()
         );
     }
 
@@ -153,15 +134,15 @@ impl Setup {
         self.lookup_api();
         self.warm_up_api();
         let web = self.dig_kernel(WEB, "A");
-        assert_eq!(ips(&web), [WEB_IP], "{}", web.raw);
-        self.wait_kernel_entry(WEB, WEB_IP);
+        assert_eq!(ips(&web), [WEB_V4], "{}", web.raw);
+        self.wait_kernel_entry(WEB, WEB_V4);
     }
 
     /// Gives `web` the ClusterIP `ip` in the manifests folder.
     fn set_web_ip(&self, ip: &str) {
         let file = "demo-default.yaml";
         let text = std::fs::read_to_string(examples_dir().join(file)).unwrap();
-        write_atomic(&self.manifests.join(file), &text.replace(WEB_IP, ip)).unwrap();
+        write_atomic(&self.node.manifests.join(file), &text.replace(WEB_V4, ip)).unwrap();
     }
 
     /// Waits until the kernel (or userspace) answers `web` A with `ip`.
@@ -219,7 +200,7 @@ impl Setup {
             &format!("kernel entry {name} {qtype} with {what}"),
             Instant::now(),
             PROPAGATION_BOUND,
-            || self.agent.inspect().entry(name, qtype).cloned(),
+            || self.node.agent.inspect().entry(name, qtype).cloned(),
             |entry| entry.as_ref().is_some_and(|e| e.to_string().contains(what)),
         )
         .unwrap();
@@ -238,7 +219,7 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
 
     // Every name of the search path is in the kernel: the NXDOMAINs of the
     // cluster zone and the upstream's answer.
-    let kernel = setup.agent.inspect();
+    let kernel = setup.node.agent.inspect();
     for name in [
         "api.example.test.default.svc.cluster.local",
         "api.example.test.svc.cluster.local",
@@ -263,7 +244,7 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
 
     const LOOKUPS: u64 = 5;
     let before = setup.metrics();
-    let misses = setup.agent.inspect().counter("miss");
+    let misses = setup.node.agent.inspect().counter("miss");
     for _ in 0..LOOKUPS {
         setup.lookup_api();
         setup.lookup(V4_ONLY, &[V4_ONLY_A]);
@@ -287,7 +268,7 @@ fn ndots_storm_from_glibc_is_answered_entirely_by_xdp_once_hot() {
         "userspace answered part of the storm:\n{}",
         after.queries_table()
     );
-    assert_eq!(setup.agent.inspect().counter("miss"), misses);
+    assert_eq!(setup.node.agent.inspect().counter("miss"), misses);
     setup.assert_no_csum_errors();
 }
 
@@ -296,7 +277,7 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     let mut setup = Setup::start();
     setup.make_hot();
 
-    setup.agent.signal(Signal::Stop);
+    setup.node.agent.signal(Signal::Stop);
     // Answered by the kernel alone: glibc's whole search path, and dig.
     setup.lookup_api();
     let web = setup.dig_quick(WEB);
@@ -317,7 +298,7 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
     let web = setup.dig_quick(WEB);
     assert_eq!(ips(&web), ["10.96.0.20"], "{}", web.raw);
     let start = Instant::now();
-    setup.agent.signal(Signal::Cont);
+    setup.node.agent.signal(Signal::Cont);
     setup.wait_web_ip(
         "kernel: change made while stopped answered after SIGCONT",
         start,
@@ -331,20 +312,20 @@ fn stopped_agent_leaves_hot_names_answered_by_the_kernel() {
 
     // It still shuts down cleanly: XDP detached, pins removed
     // (--cleanup-on-exit).
-    let status = setup.agent.stop();
+    let status = setup.node.agent.stop();
     assert!(
         status.success(),
         "the agent exited with {status}:\n{}",
-        setup.agent.log()
+        setup.node.agent.log()
     );
     assert!(
-        !setup.agent.bpffs().exists(),
+        !setup.node.agent.bpffs().exists(),
         "{} left behind",
-        setup.agent.bpffs().display()
+        setup.node.agent.bpffs().display()
     );
     let ifname = setup.pod().node_ifname();
     assert!(
-        !setup.lab.node().has_xdp(ifname).unwrap(),
+        !setup.node.lab.node().has_xdp(ifname).unwrap(),
         "XDP still attached to {ifname} after the agent exited"
     );
 }
@@ -413,7 +394,7 @@ fn kernel_nxdomain_resolves_once_the_service_appears() {
     setup.wait_kernel_entry(LATE, "Non-Existent Domain");
     setup.assert_kernel_answers(LATE, |r| r.status == "NXDOMAIN");
 
-    let added = setup.manifests.join("late.yaml");
+    let added = setup.node.manifests.join("late.yaml");
     let start = Instant::now();
     write_atomic(
         &added,
@@ -528,7 +509,12 @@ fn hot_external_name_survives_its_upstream_stopping() {
     setup.lookup_api();
     setup.warm_up_api();
     // Silent rather than refusing: the agent has to give up on it.
-    setup.upstream.daemon_mut().signal(Signal::Stop).unwrap();
+    setup
+        .node
+        .upstream
+        .daemon_mut()
+        .signal(Signal::Stop)
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
 
     // The kernel's entries have expired: userspace answers from the stale
@@ -597,8 +583,8 @@ fn kernel_answers_match_userspace_answers() {
     const MID: &str = "mid.default.svc.cluster.local";
     const BIG: &str = "big.default.svc.cluster.local";
     let start = Instant::now();
-    write_headless(&setup.manifests.join("mid.yaml"), "mid", 20);
-    write_headless(&setup.manifests.join("big.yaml"), "big", 30);
+    write_headless(&setup.node.manifests.join("mid.yaml"), "mid", 20);
+    write_headless(&setup.node.manifests.join("big.yaml"), "big", 30);
     for (name, members) in [(MID, 20), (BIG, 30)] {
         measure_until(
             &format!("headless service with {members} members answered"),
@@ -713,14 +699,14 @@ fn pod_created_after_the_agent_gets_kernel_answers() {
     // The agent watches for matching interfaces; this one appears later,
     // the way a new pod's veth does on a node.
     let mut setup = Setup::start();
-    let index = setup.lab.add_pod().unwrap();
-    let late = setup.lab.pod(index);
+    let index = setup.node.lab.add_pod().unwrap();
+    let late = setup.node.lab.pod(index);
     let start = Instant::now();
     measure_until(
         "XDP attached to a veth created after the agent started",
         start,
         PROPAGATION_BOUND,
-        || setup.lab.node().has_xdp(late.node_ifname()).unwrap(),
+        || setup.node.lab.node().has_xdp(late.node_ifname()).unwrap(),
         |attached| *attached,
     )
     .unwrap();
@@ -749,7 +735,7 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
 
     // SIGKILL (a crash, the OOM killer): no exit code runs, the pinned
     // XDP link and maps stay, and the kernel keeps answering hot names.
-    setup.agent.kill();
+    setup.node.agent.kill();
     setup.lookup_api();
     let web = setup.dig_quick(WEB);
     assert_eq!(
@@ -765,7 +751,7 @@ fn killed_agent_leaves_the_kernel_answering_until_a_new_one_adopts_the_maps() {
     // A new agent adopts the pinned maps and the entries in them: what
     // changed while it was away is corrected in the kernel at once.
     let start = Instant::now();
-    setup.agent.restart(&setup.lab);
+    setup.node.agent.restart(&setup.node.lab);
     setup.wait_web_ip(
         "kernel: change made while no agent ran answered after the restart",
         start,

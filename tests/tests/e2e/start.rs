@@ -67,14 +67,12 @@ fn serves_at_once_while_the_api_server_hangs() {
     // The API server answers again: the first sync, readiness, cluster names.
     let released = Instant::now();
     api.set_hang(false);
-    measure_until(
+    agent.measure_ready(
+        lab.node(),
         "start: /readyz 200 after the API server answers",
         released,
         SYNC_BOUND,
-        || agent.health(lab.node(), "/readyz"),
-        |r| r.as_ref().is_some_and(|(status, _)| *status == 200),
-    )
-    .unwrap();
+    );
     let cluster = pod.dig(&[WEB, "A"]).unwrap();
     assert_eq!(cluster.status, "NOERROR", "{}", cluster.raw);
     assert!(

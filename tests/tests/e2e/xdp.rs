@@ -11,11 +11,9 @@ use std::time::Duration;
 use nodedns_tests::agent::{Agent, AgentSpec, Inspect};
 use nodedns_tests::client::Reply;
 use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, wait_for};
+use nodedns_tests::repo::{WEB, WEB_V4, WEB_V6};
 
 /// A ClusterIP service of the demo manifests, dual-stack.
-const WEB: &str = "web.default.svc.cluster.local";
-const WEB_V4: &str = "10.96.0.20";
-const WEB_V6: &str = "fd00:10:96::20";
 /// The same name as a 0x20-style client would spell it.
 const WEB_MIXED: &str = "wEb.DeFauLT.svc.CLUSTER.local";
 /// An ndots:5 search-path miss: NXDOMAIN from the cluster zone, which the

@@ -132,8 +132,7 @@ async fn a_dead_zone_cannot_take_the_whole_upstream_budget() {
     let flood = tokio::spawn(async move { burst(server, client, &dead).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Another zone is answered meanwhile.
-    let d = dig_at(r.addr, "live.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("live.example.com").await;
     let rcodes = flood.await.unwrap();
     assert_eq!(rcodes.len(), 12);
     assert!(rcodes.iter().all(|r| *r == ResponseCode::ServFail));
@@ -163,7 +162,6 @@ async fn a_busy_upstream_gives_servfail_that_is_not_cached() {
         1
     );
     // Not the name's fault: asked again, it is answered.
-    let d = dig_at(r.addr, "second.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("second.example.com").await;
     r.stop().await;
 }

@@ -13,8 +13,7 @@ use nodedns_tests::resolver::{TestResolver, hostile_upstream};
 async fn names_go_upstream_in_random_case_and_must_come_back_so() {
     let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     for i in 0..8 {
-        let d = dig_at(r.addr, &format!("case{i}.example.com"), "A", &[]).await;
-        assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+        let d = r.assert_forwarded(&format!("case{i}.example.com")).await;
         // The client gets its own spelling back, not ours.
         assert!(
             d.answers
@@ -45,8 +44,7 @@ async fn names_go_upstream_in_random_case_and_must_come_back_so() {
     // and the query is asked again over TCP, where the real answer comes.
     up.set(Behavior::BadThenGood(Bad::WrongCase));
     let tcp_before = up.tcp_queries();
-    let d = dig_at(r.addr, "spoofed.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("spoofed.example.com").await;
     assert_eq!(up.tcp_queries(), tcp_before + 1);
     r.assert_counted(
         "nodedns_upstream_rejected_replies_total",
@@ -64,8 +62,7 @@ async fn names_go_upstream_in_random_case_and_must_come_back_so() {
     // Then that upstream is asked over TCP only (--upstream-spoof-tcp-secs).
     up.set(Behavior::Answer);
     let (udp, tcp) = (up.udp_queries(), up.tcp_queries());
-    let d = dig_at(r.addr, "after.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("after.example.com").await;
     assert_eq!((up.udp_queries(), up.tcp_queries()), (udp, tcp + 1));
     r.stop().await;
 }
@@ -75,8 +72,7 @@ async fn an_upstream_that_folds_case_is_still_usable_over_tcp() {
     let (up, r) = TestResolver::with_hostile_upstream(&["--upstream-spoof-tcp-secs", "0"]).await;
     up.set(Behavior::FoldCase);
     for i in 0..3 {
-        let d = dig_at(r.addr, &format!("Folded{i}.Example.com"), "A", &[]).await;
-        assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+        r.assert_forwarded(&format!("Folded{i}.Example.com")).await;
     }
     assert!(up.tcp_queries() >= 1, "the folded replies sent it to TCP");
     r.stop().await;
@@ -85,8 +81,7 @@ async fn an_upstream_that_folds_case_is_still_usable_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_without_letters_resolve() {
     let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
-    let d = dig_at(r.addr, "123.4567", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("123.4567").await;
     assert_eq!(up.names(), ["123.4567."]);
     assert_eq!(
         up.tcp_queries(),
@@ -101,8 +96,7 @@ async fn records_out_of_the_questions_bailiwick_are_scrubbed() {
     let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
     // The upstream adds an A record and an NS delegation with glue for
     // victim.example. to the answer of extra.example.com.
-    let d = dig_at(r.addr, "extra.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    let d = r.assert_forwarded("extra.example.com").await;
     assert!(!d.raw.contains("victim"), "{}", d.raw);
     assert!(!d.raw.contains("6.6.6"), "{}", d.raw);
     for section in ["answer", "authority", "additional"] {
@@ -114,8 +108,7 @@ async fn records_out_of_the_questions_bailiwick_are_scrubbed() {
     }
     // Nothing about victim.example. was kept: it is asked upstream.
     let before = up.queries();
-    let d = dig_at(r.addr, "victim.example", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("victim.example").await;
     assert_eq!(up.queries(), before + 1);
     r.stop().await;
 }
@@ -162,14 +155,12 @@ async fn spoof_threshold_zero_and_no_0x20_keep_the_plain_udp_behaviour() {
         "500",
     ])
     .await;
-    let d = dig_at(r.addr, "plain.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("plain.example.com").await;
     assert_eq!(up.names(), ["plain.example.com."], "sent as asked");
     // A bad reply then the good one: the good one is taken over UDP.
     up.set(Behavior::BadThenGood(Bad::WrongId));
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let d = dig_at(r.addr, "race.example.com", "A", &[]).await;
-    assert_eq!(d.addresses(), ["192.0.2.1"], "{}", d.raw);
+    r.assert_forwarded("race.example.com").await;
     assert_eq!(up.tcp_queries(), 0);
     r.stop().await;
 }

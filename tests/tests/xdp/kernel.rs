@@ -117,22 +117,14 @@ fn expired_and_missing_entries_pass() {
     let (k, mut e) = d.encode();
     e.expires_ns = boot_time_ns() - 1;
     xdp.insert(&k, &e);
-    xdp.expect_pass(
-        &query_frame(false, 1, "old.cluster.local.", RecordType::A, None),
-        Counter::Expired,
-    );
-    xdp.expect_pass(
-        &query_frame(true, 1, "old.cluster.local.", RecordType::A, None),
-        Counter::Expired,
-    );
-    xdp.expect_pass(
-        &query_frame(false, 1, "new.cluster.local.", RecordType::A, None),
-        Counter::Miss,
-    );
-    xdp.expect_pass(
-        &query_frame(false, 1, "old.cluster.local.", RecordType::AAAA, None),
-        Counter::Miss,
-    );
+    for (v6, name, qtype, reason) in [
+        (false, "old.cluster.local.", RecordType::A, Counter::Expired),
+        (true, "old.cluster.local.", RecordType::A, Counter::Expired),
+        (false, "new.cluster.local.", RecordType::A, Counter::Miss),
+        (false, "old.cluster.local.", RecordType::AAAA, Counter::Miss),
+    ] {
+        xdp.expect_pass(&query_frame(v6, 1, name, qtype, None), reason);
+    }
 }
 
 #[test]
@@ -183,33 +175,38 @@ fn torn_or_corrupt_entries_pass() {
 
 #[test]
 fn answers_that_do_not_fit_pass_as_too_big() {
+    let (xdp, d) = harness_with(too_big_for_512());
+    for (v6, edns) in [
+        (false, None),
+        (true, Some(EdnsQ::size(100))),
+        (false, Some(EdnsQ::size(512))),
+    ] {
+        xdp.expect_pass(
+            &query_frame(v6, 1, BIG, RecordType::AAAA, edns),
+            Counter::PassTooBig,
+        );
+    }
+    let q = query_frame(true, 1, BIG, RecordType::AAAA, Some(EdnsQ::size(1232)));
+    assert_answered(&xdp, &q, &d);
+}
+
+/// A harness holding `d`'s entry, and `d`.
+fn harness_with(d: EntryDef) -> (Harness, EntryDef) {
     let mut xdp = Harness::new();
-    let d = too_big_for_512();
-    let owner = BIG;
     xdp.insert_entry(&d);
-    xdp.expect_pass(
-        &query_frame(false, 1, owner, RecordType::AAAA, None),
-        Counter::PassTooBig,
-    );
-    xdp.expect_pass(
-        &query_frame(true, 1, owner, RecordType::AAAA, Some(EdnsQ::size(100))),
-        Counter::PassTooBig,
-    );
-    xdp.expect_pass(
-        &query_frame(false, 1, owner, RecordType::AAAA, Some(EdnsQ::size(512))),
-        Counter::PassTooBig,
-    );
-    let q = query_frame(true, 1, owner, RecordType::AAAA, Some(EdnsQ::size(1232)));
-    let r = xdp.run(&q);
+    (xdp, d)
+}
+
+/// The kernel answers `q` (XDP_TX), and the answer is right for `d`.
+fn assert_answered(xdp: &Harness, q: &[u8], d: &EntryDef) {
+    let r = xdp.run(q);
     assert_eq!(r.action, XDP_TX);
-    check_answer(&q, &r.out, &d);
+    check_answer(q, &r.out, d);
 }
 
 #[test]
 fn disabled_config_passes_everything() {
-    let mut xdp = Harness::new();
-    let d = single_a("web.cluster.local.", 1);
-    xdp.insert_entry(&d);
+    let (mut xdp, _) = harness_with(single_a("web.cluster.local.", 1));
     let mut cfg = default_config();
     cfg.enabled = 0;
     xdp.set_config(cfg);
@@ -231,10 +228,8 @@ fn frame(v6: bool, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_pass_reason() {
-    let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
-    let d = single_a(qn, 10);
-    xdp.insert_entry(&d);
+    let (xdp, _) = harness_with(single_a(qn, 10));
     let good = payload(qn, RecordType::A, None);
     let good_edns = payload(qn, RecordType::A, Some(EdnsQ::size(1232)));
     for v6 in [false, true] {
@@ -371,9 +366,7 @@ fn every_pass_reason() {
 
 #[test]
 fn ethernet_padding_is_dropped_from_the_answer() {
-    let mut xdp = Harness::new();
-    let d = single_a("p.cluster.local.", 1);
-    xdp.insert_entry(&d);
+    let (xdp, d) = harness_with(single_a("p.cluster.local.", 1));
     let (c, s) = endpoints(false);
     let mut spec = FrameSpec::udp(c, s);
     spec.eth_padding = 20;
@@ -411,10 +404,8 @@ fn a_full_entry_is_served_whole() {
 /// default, so this is what keeps plain `dig` in the kernel.
 #[test]
 fn dns_cookies_are_ignored_and_answered() {
-    let mut xdp = Harness::new();
     let qn = "web.default.svc.cluster.local.";
-    let d = single_a(qn, 10);
-    xdp.insert_entry(&d);
+    let (xdp, d) = harness_with(single_a(qn, 10));
     let edns = EdnsQ::size(1232);
     let qn_mixed = mixed_case(qn);
     for v6 in [false, true] {
@@ -486,16 +477,11 @@ fn dns_cookies_are_ignored_and_answered() {
 #[test]
 fn a_cookie_query_too_big_for_the_answer_still_passes_as_too_big() {
     // The query's cookie makes it longer but the limit is the client's size.
-    let mut xdp = Harness::new();
-    let d = too_big_for_512();
-    let owner = BIG;
-    xdp.insert_entry(&d);
+    let (xdp, d) = harness_with(too_big_for_512());
     let small = EdnsQ::size(512);
-    let q = query_frame_with_options(false, 1, owner, RecordType::AAAA, small, &[cookie(24)]);
+    let q = query_frame_with_options(false, 1, BIG, RecordType::AAAA, small, &[cookie(24)]);
     xdp.expect_pass(&q, Counter::PassTooBig);
     let large = EdnsQ::size(1232);
-    let q = query_frame_with_options(true, 1, owner, RecordType::AAAA, large, &[cookie(40)]);
-    let r = xdp.run(&q);
-    assert_eq!(r.action, XDP_TX);
-    check_answer(&q, &r.out, &d);
+    let q = query_frame_with_options(true, 1, BIG, RecordType::AAAA, large, &[cookie(40)]);
+    assert_answered(&xdp, &q, &d);
 }

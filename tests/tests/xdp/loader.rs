@@ -69,6 +69,14 @@ fn args(pins: &Pins, interfaces: &[&str]) -> FastPathArgs {
     args
 }
 
+/// [`args`] of an agent that leaves its attachments and pins for a
+/// successor (`--keep-on-exit`).
+fn kept_args(pins: &Pins, interfaces: &[&str]) -> FastPathArgs {
+    let mut args = args(pins, interfaces);
+    args.keep_on_exit = true;
+    args
+}
+
 fn start(ns: &Netns, args: &FastPathArgs) -> FastPath {
     ns.enter(|| FastPath::start(args, &listen(), 53))
         .unwrap()
@@ -336,8 +344,7 @@ fn foreign_xdp_program_is_left_alone_and_counted() {
 #[test]
 fn keep_on_exit_then_adopt_without_duplicates() {
     let (ns, pins) = setup(&["tfa0"]);
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
+    let a = kept_args(&pins, &["tfa*"]);
     let first = start(&ns, &a);
     let old_prog = first.program_id();
     let (key, entry) = a_entry("kept.example.com", [192, 0, 2, 1], 60);
@@ -390,8 +397,7 @@ fn keep_on_exit_then_adopt_without_duplicates() {
 #[test]
 fn cleanup_removes_everything() {
     let (ns, pins) = setup(&["tfa0", "tfa1"]);
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
+    let a = kept_args(&pins, &["tfa*"]);
     let fp = start(&ns, &a);
     assert_eq!(names(&fp).len(), 2);
     fp.shutdown().unwrap();
@@ -574,8 +580,7 @@ fn node_and_pod(pins: &Pins) -> (Lab, FastPathArgs) {
     // Lost queries are what one of these tests measures: no other lab of
     // this binary runs meanwhile.
     let lab = Lab::new_alone(1).unwrap();
-    let mut a = args(pins, &[lab.pod(0).node_ifname()]);
-    a.keep_on_exit = true;
+    let a = kept_args(pins, &[lab.pod(0).node_ifname()]);
     (lab, a)
 }
 
@@ -730,8 +735,7 @@ fn least_capabilities_suffice() {
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
     let (ns, pins) = setup(&["tfa0"]);
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
+    let a = kept_args(&pins, &["tfa*"]);
     ns.enter(|| {
         restrict_thread_caps(&[CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF]);
         // SAFETY: unshare of a UTS namespace only affects this thread.
@@ -829,8 +833,7 @@ fn restarts_lose_no_hot_query() {
 #[test]
 fn restart_with_narrower_selection_detaches_the_rest() {
     let (ns, pins) = setup(&["tfa0", "tfa1"]);
-    let mut a = args(&pins, &["tfa*"]);
-    a.keep_on_exit = true;
+    let mut a = kept_args(&pins, &["tfa*"]);
     let first = start(&ns, &a);
     assert_eq!(names(&first), ["tfa0", "tfa1"]);
     first.shutdown().unwrap();

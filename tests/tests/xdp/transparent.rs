@@ -229,25 +229,25 @@ fn tcp_to_the_listen_address_fails_open_per_connection() {
         });
         // No agent: the SYN fails open, and so does the rest of that
         // connection, even once an agent serves again.
-        xdp.set_heartbeat(0);
-        ns.run(false, || {
-            let (r, moved) = xdp.counted(|| xdp.run(&syn));
-            assert_eq!(
-                (r.action, moved),
-                (XDP_PASS, vec![(Counter::FailedOpen, 1)])
-            );
-            assert_eq!(parse_tcp(&r.out), (client, to_cluster, TcpChecksum::Seed));
-        });
-        assert!(xdp.flow(&flow_key(client, 0, true)).is_some());
-        xdp.beat();
-        ns.run(true, || {
-            let (r, moved) = xdp.counted(|| xdp.run(&ack));
-            assert_eq!(
-                (r.action, moved),
-                (XDP_PASS, vec![(Counter::FailedOpen, 1)])
-            );
-            assert_eq!(parse_tcp(&r.out), (client, to_cluster, TcpChecksum::Full));
-        });
+        for (serving, segment, checksum) in [
+            (false, &syn, TcpChecksum::Seed),
+            (true, &ack, TcpChecksum::Full),
+        ] {
+            if serving {
+                xdp.beat();
+            } else {
+                xdp.set_heartbeat(0);
+            }
+            ns.run(serving, || {
+                let (r, moved) = xdp.counted(|| xdp.run(segment));
+                assert_eq!(
+                    (r.action, moved),
+                    (XDP_PASS, vec![(Counter::FailedOpen, 1)])
+                );
+                assert_eq!(parse_tcp(&r.out), (client, to_cluster, checksum));
+            });
+            assert!(xdp.flow(&flow_key(client, 0, true)).is_some());
+        }
         // TCP to the cluster address is kube-proxy's, always.
         xdp.set_heartbeat(0);
         let direct = tcp_frame(client, to_cluster, TCP_SYN, false);
