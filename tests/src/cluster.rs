@@ -8,6 +8,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, RecordType};
 use tokio_util::sync::CancellationToken;
 
+use crate::fakeapi::FakeApi;
+use crate::fakeapi::fixtures::service;
 use crate::internals::{ClusterArgs, ClusterHandle, Zone, ZoneLookup, new_registry, start_cluster};
 use crate::lab::wait_until;
 use crate::records::name;
@@ -108,6 +110,21 @@ pub async fn wait_answers(
             .all(|(qname, qtype, want)| answer(zone, qname, *qtype) == *want)
     };
     wait_until(what, bound, answered).await.unwrap()
+}
+
+/// Applies a new Service `name` in `default` with the ClusterIP `ip` to
+/// `api`, and waits up to `bound` until `zone` answers it (`what` names
+/// the wait); returns how long it took.
+pub async fn add_service_seen(
+    api: &FakeApi,
+    zone: &dyn Zone,
+    what: &str,
+    (name, ip): (&str, &str),
+    bound: Duration,
+) -> Duration {
+    api.apply(service("default", name, &[ip], &[]));
+    let qname = format!("{name}.default.svc.cluster.local.");
+    wait_answers(zone, what, bound, &[(&qname, RecordType::A, &[ip])]).await
 }
 
 /// Manifests of ExternalName Services in namespace `default`, one YAML

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer, assert_answers, lookup, wait_answers};
+use nodedns_tests::cluster::{
+    ClusterSources, add_service_seen, answer, assert_answers, lookup, wait_answers,
+};
 use nodedns_tests::fakeapi::fixtures::{headless, service, slice};
 use nodedns_tests::fakeapi::{FakeApi, Resource};
 use nodedns_tests::internals::{ClusterArgs, ClusterZone, Zone, ZoneLookup};
@@ -189,19 +191,8 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     // Dropped watches and 500s on the reconnects.
     api.fail_next(3);
     api.drop_watches();
-    api.apply(service("default", "after-drop", &["10.96.0.51"], &[]));
-    let after_drop = (
-        "after-drop.default.svc.cluster.local.",
-        RecordType::A,
-        &["10.96.0.51"][..],
-    );
-    wait_answers(
-        &*zone,
-        "change after dropped watches",
-        DEADLINE,
-        &[after_drop],
-    )
-    .await;
+    let what = "change after dropped watches";
+    add_service_seen(&api, &*zone, what, ("after-drop", "10.96.0.51"), DEADLINE).await;
 
     // The API server goes down: the names keep answering.
     api.set_down(true);
@@ -212,14 +203,14 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     );
     assert!(zone.is_ready());
     api.set_down(false);
-    api.apply(service("default", "after-down", &["10.96.0.52"], &[]));
-    let after_down = (
-        "after-down.default.svc.cluster.local.",
-        RecordType::A,
-        &["10.96.0.52"][..],
-    );
-    let back = "change after the API server is back";
-    wait_answers(&*zone, back, Duration::from_secs(60), &[after_down]).await;
+    add_service_seen(
+        &api,
+        &*zone,
+        "change after the API server is back",
+        ("after-down", "10.96.0.52"),
+        Duration::from_secs(60),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(
         bad.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
-use nodedns_tests::cluster::{ClusterSources, answer, wait_answers};
+use nodedns_tests::cluster::{ClusterSources, add_service_seen, answer};
 use nodedns_tests::fakeapi::FakeApi;
 use nodedns_tests::fakeapi::fixtures::service;
 use nodedns_tests::internals::ClusterArgs;
@@ -117,14 +117,14 @@ async fn a_watch_that_goes_silent_is_restarted() {
     let before = api.requests();
     api.stall_watches();
     let stalled = Instant::now();
-    api.apply(service("default", "after-stall", &["10.96.0.77"], &[]));
-    let after_stall = (
-        "after-stall.default.svc.cluster.local.",
-        RecordType::A,
-        &["10.96.0.77"][..],
-    );
-    let what = "the change behind a silent watch";
-    wait_answers(&*zone, what, Duration::from_secs(30), &[after_stall]).await;
+    add_service_seen(
+        &api,
+        &*zone,
+        "the change behind a silent watch",
+        ("after-stall", "10.96.0.77"),
+        Duration::from_secs(30),
+    )
+    .await;
     println!(
         "silent watch: the change arrived after {:?}",
         stalled.elapsed()
