@@ -257,6 +257,13 @@ impl<Z: Zone> TestResolver<Z> {
         d
     }
 
+    /// Asserts that `family` with `labels` sums to `want`.
+    pub async fn assert_metric(&self, family: &str, labels: &[(&str, &str)], want: u64) {
+        let metrics = self.metrics().await;
+        let got = metrics.sum(family, labels);
+        assert_eq!(got, want, "{family} {labels:?}:\n{metrics}");
+    }
+
     /// Asserts that `family` counted something with `labels`.
     pub async fn assert_counted(&self, family: &str, labels: &[(&str, &str)]) {
         let metrics = self.metrics().await;

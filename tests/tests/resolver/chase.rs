@@ -74,6 +74,15 @@ impl Setup {
             .await
             .unwrap_or_else(|| panic!("no reply to {qname} {qtype}"))
     }
+
+    /// `qname` A, whose reply must have `rcode` and the answer section
+    /// `want` (as [`answers`] prints it).
+    async fn ask_a(&self, qname: &str, rcode: ResponseCode, want: &[&str]) -> Message {
+        let m = self.ask(qname, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, rcode, "{qname}: {m:?}");
+        assert_eq!(answers(&m), want, "{qname}");
+        m
+    }
 }
 
 /// The answer section as `owner TYPE data`.
@@ -87,16 +96,18 @@ fn answers(m: &Message) -> Vec<String> {
 #[tokio::test]
 async fn external_targets_are_forwarded_cached_and_promoted() {
     let s = Setup::start().await;
-    let m = s.ask("ext.default.svc.cluster.local.", RecordType::A).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let chain = [
+        "ext.default.svc.cluster.local. CNAME host.example.",
+        "host.example. A 192.0.2.1",
+    ];
+    let m = s
+        .ask_a(
+            "ext.default.svc.cluster.local.",
+            ResponseCode::NoError,
+            &chain,
+        )
+        .await;
     assert!(m.metadata.authoritative, "AA: the query name is ours");
-    assert_eq!(
-        answers(&m),
-        [
-            "ext.default.svc.cluster.local. CNAME host.example.",
-            "host.example. A 192.0.2.1",
-        ]
-    );
     assert!(
         m.answers.iter().all(|r| r.ttl == UPSTREAM_TTL),
         "every TTL the chain's minimum: {m:?}"
@@ -143,14 +154,14 @@ async fn external_targets_are_forwarded_cached_and_promoted() {
 async fn the_rcode_is_the_last_names_and_failures_are_servfail() {
     let s = Setup::start().await;
     // RFC 6604: NXDOMAIN for the target, with the CNAME that led there.
+    let chain = ["gone.default.svc.cluster.local. CNAME nxhost.example."];
     let m = s
-        .ask("gone.default.svc.cluster.local.", RecordType::A)
+        .ask_a(
+            "gone.default.svc.cluster.local.",
+            ResponseCode::NXDomain,
+            &chain,
+        )
         .await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(
-        answers(&m),
-        ["gone.default.svc.cluster.local. CNAME nxhost.example."]
-    );
     assert!(
         m.authorities
             .iter()
@@ -159,11 +170,12 @@ async fn the_rcode_is_the_last_names_and_failures_are_servfail() {
     );
     // An upstream that fails: SERVFAIL, not a CNAME alone.
     s.upstream.set(Behavior::ServFail);
-    let m = s
-        .ask("failing.default.svc.cluster.local.", RecordType::A)
-        .await;
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(m.answers.is_empty());
+    s.ask_a(
+        "failing.default.svc.cluster.local.",
+        ResponseCode::ServFail,
+        &[],
+    )
+    .await;
 }
 
 /// A target whose upstream chain leads back into the cluster zone: the
@@ -172,18 +184,17 @@ async fn the_rcode_is_the_last_names_and_failures_are_servfail() {
 #[tokio::test]
 async fn a_chain_back_into_the_zone_is_finished_by_the_zone() {
     let s = Setup::start().await;
-    let m = s
-        .ask("back.default.svc.cluster.local.", RecordType::A)
-        .await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(
-        answers(&m),
-        [
-            "back.default.svc.cluster.local. CNAME shadow.example.",
-            "shadow.example. CNAME web.default.svc.cluster.local.",
-            "web.default.svc.cluster.local. A 10.96.0.10",
-        ]
-    );
+    let chain = [
+        "back.default.svc.cluster.local. CNAME shadow.example.",
+        "shadow.example. CNAME web.default.svc.cluster.local.",
+        "web.default.svc.cluster.local. A 10.96.0.10",
+    ];
+    s.ask_a(
+        "back.default.svc.cluster.local.",
+        ResponseCode::NoError,
+        &chain,
+    )
+    .await;
 }
 
 /// RFC 4343 §4.1: the owner names keep the query's spelling (real `dig`:

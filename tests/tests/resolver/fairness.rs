@@ -75,11 +75,8 @@ async fn a_client_at_its_bound_gets_servfail_at_once_and_others_are_served() {
         "{noisy_rcodes:?}"
     );
     assert_eq!(quiet_rcodes, [ResponseCode::NoError]);
-    assert_eq!(
-        r.metric("nodedns_client_limited_total", &[("bound", "queries")])
-            .await,
-        6
-    );
+    r.assert_metric("nodedns_client_limited_total", &[("bound", "queries")], 6)
+        .await;
     r.stop().await;
 }
 
@@ -136,11 +133,8 @@ async fn a_dead_zone_cannot_take_the_whole_upstream_budget() {
     let rcodes = flood.await.unwrap();
     assert_eq!(rcodes.len(), 12);
     assert!(rcodes.iter().all(|r| *r == ResponseCode::ServFail));
-    assert_eq!(
-        r.metric("nodedns_upstream_overload_total", &[("bound", "zone")])
-            .await,
-        8
-    );
+    r.assert_metric("nodedns_upstream_overload_total", &[("bound", "zone")], 8)
+        .await;
     r.stop().await;
 }
 
@@ -156,11 +150,12 @@ async fn a_busy_upstream_gives_servfail_that_is_not_cached() {
     let rcodes = burst(r.addr, IpAddr::from(unique_ip()), &names).await;
     // The second finds the upstream's one slot taken: SERVFAIL at once.
     assert_eq!(rcodes, [ResponseCode::ServFail, ResponseCode::NoError]);
-    assert_eq!(
-        r.metric("nodedns_upstream_overload_total", &[("bound", "upstream")])
-            .await,
-        1
-    );
+    r.assert_metric(
+        "nodedns_upstream_overload_total",
+        &[("bound", "upstream")],
+        1,
+    )
+    .await;
     // Not the name's fault: asked again, it is answered.
     r.assert_forwarded("second.example.com").await;
     r.stop().await;

@@ -436,7 +436,8 @@ async fn map_capacity_is_bounded_by_lru_eviction() {
         entry(&r.sink, "svc0.default.svc.cluster.local.", RecordType::A).is_none(),
         "least recent evicted"
     );
-    assert_eq!(r.metric("nodedns_map_evictions_total", &[]).await, 36);
+    r.assert_metric("nodedns_map_evictions_total", &[], 36)
+        .await;
     r.stop().await;
 }
 
