@@ -203,14 +203,9 @@ async fn errors_and_dropped_watches_keep_the_last_good_state() {
     );
     assert!(zone.is_ready());
     api.set_down(false);
-    add_service_seen(
-        &api,
-        &*zone,
-        "change after the API server is back",
-        ("after-down", "10.96.0.52"),
-        Duration::from_secs(60),
-    )
-    .await;
+    let what = "change after the API server is back";
+    let bound = Duration::from_secs(60);
+    add_service_seen(&api, &*zone, what, ("after-down", "10.96.0.52"), bound).await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(
         bad.load(Ordering::Relaxed),

@@ -117,14 +117,9 @@ async fn a_watch_that_goes_silent_is_restarted() {
     let before = api.requests();
     api.stall_watches();
     let stalled = Instant::now();
-    add_service_seen(
-        &api,
-        &*zone,
-        "the change behind a silent watch",
-        ("after-stall", "10.96.0.77"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let what = "the change behind a silent watch";
+    let bound = Duration::from_secs(30);
+    add_service_seen(&api, &*zone, what, ("after-stall", "10.96.0.77"), bound).await;
     println!(
         "silent watch: the change arrived after {:?}",
         stalled.elapsed()

@@ -341,11 +341,18 @@ fn agent_on(lab: &Lab, api: &NodeApi) -> Agent {
     AgentSpec::new(Source::Kubeconfig(api.kubeconfig())).start(lab, "dns-agent")
 }
 
-#[test]
-fn api_server_source_serves_every_record_and_follows_changes() {
+/// A one-pod lab, the fake API server serving the demo cluster, and the
+/// agent on it, ready. Bound in this order, the agent stops first.
+fn api_node() -> (Lab, NodeApi, Agent) {
     let lab = Lab::new(1).unwrap();
     let api = start_api(&lab);
-    let _agent = agent_on(&lab, &api);
+    let agent = agent_on(&lab, &api);
+    (lab, api, agent)
+}
+
+#[test]
+fn api_server_source_serves_every_record_and_follows_changes() {
+    let (lab, api, _agent) = api_node();
     let pod = lab.pod(0);
     check_demo_records(pod);
 
@@ -422,9 +429,7 @@ fn assert_recovers(pod: &Pod, api: &NodeApi, what: &str, ip: &str) {
 
 #[test]
 fn api_server_faults_never_turn_names_into_nxdomain() {
-    let lab = Lab::new(1).unwrap();
-    let api = start_api(&lab);
-    let _agent = agent_on(&lab, &api);
+    let (lab, api, _agent) = api_node();
     let pod = lab.pod(0);
     let web = ["10.96.0.20"];
     assert_keeps_answering(pod, "before any fault", Duration::from_millis(100), &web);
@@ -543,9 +548,7 @@ fn db_slice(members: &[(&str, &str)]) -> serde_json::Value {
 
 #[test]
 fn api_server_endpoint_changes_and_relist_reach_the_kernel() {
-    let lab = Lab::new(1).unwrap();
-    let api = start_api(&lab);
-    let agent = agent_on(&lab, &api);
+    let (lab, api, agent) = api_node();
     let pod = lab.pod(0);
     const DB: &str = "db.default.svc.cluster.local";
     // db-1 has an IPv4 address only (db-0 is in the IPv6 slice as well).
