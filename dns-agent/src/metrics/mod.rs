@@ -48,6 +48,12 @@ macro_rules! metric_families {
     (@new $init:expr) => {
         $init
     };
+    (@within $registry:ident) => {
+        $registry
+    };
+    (@within $registry:ident, $prefix:literal) => {
+        $registry.sub_registry_with_prefix($prefix)
+    };
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident,
@@ -81,9 +87,9 @@ macro_rules! metric_families {
                     $( $field: $crate::metrics::metric_families!(@new $($init)?), )*
                     $($( $plain, )*)?
                 };
-                let registry = registry $(.sub_registry_with_prefix($prefix))?;
+                let within = $crate::metrics::metric_families!(@within registry $(, $prefix)?);
                 $(
-                    registry.register(
+                    within.register(
                         $metric,
                         concat!($help $(, $more)*).trim(),
                         families.$field.clone(),
