@@ -11,6 +11,7 @@ mod cluster;
 mod counters;
 mod cpu;
 mod failover;
+mod flood;
 mod load;
 mod memory;
 mod microbench;
@@ -237,6 +238,7 @@ fn main() -> Result<()> {
             );
         }
     }
+    hot_set_under_flood(&lab, &cluster, &plan, &mut report)?;
     failover(&plan, &mut report)?;
     report.push(
         "xdp-program",
@@ -258,6 +260,50 @@ fn main() -> Result<()> {
     );
 
     finish(&plan, report, started)
+}
+
+/// The hot set's kernel share during a unique-name flood, from the first
+/// pod (its contender has stopped by now).
+fn hot_set_under_flood(
+    lab: &Lab,
+    cluster: &Cluster,
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<()> {
+    let flood = flood::Flood::plan(plan.quick, plan.dry_run);
+    eprintln!(
+        "bench: hot set under a {}-name flood at {} qps into {} entries",
+        flood.names, flood.qps, flood.map_entries
+    );
+    let r = flood::measure(lab, cluster, 0, &flood)?;
+    let label = report::FLOOD_LABEL;
+    report.push(
+        label,
+        "hot_set_kernel_share",
+        "ratio",
+        vec![r.kernel_share()],
+    );
+    report.push(
+        label,
+        "hot_set_answers",
+        "count",
+        vec![r.hot.completed as f64],
+    );
+    report.push(label, "flood_names", "count", vec![flood.names as f64]);
+    report.push(
+        label,
+        "flood_answered",
+        "count",
+        vec![r.flood.completed as f64],
+    );
+    report.push(label, "flood_qps", "qps", vec![r.flood.qps.unwrap_or(0.0)]);
+    report.push(
+        label,
+        "map_entries",
+        "count",
+        vec![flood.map_entries as f64],
+    );
+    Ok(())
 }
 
 fn failover(plan: &Plan, report: &mut Report) -> Result<()> {
