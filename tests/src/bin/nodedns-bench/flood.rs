@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use nodedns_tests::client::{HotSetFlood, HotSetResult};
+use nodedns_tests::http::http_get;
 use nodedns_tests::lab::Lab;
+use nodedns_tests::metrics::Metrics;
 
 use crate::cluster::Cluster;
 use crate::counters::XdpCounters;
@@ -81,5 +83,21 @@ pub fn measure(lab: &Lab, cluster: &Cluster, pod: usize, flood: &Flood) -> Resul
         })
         .context("the hot set under a flood")?;
     eprintln!("bench: {}", result.line());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9300 + PORTS));
+    if let Ok(Ok((200, body))) = lab.node().enter(|| http_get(addr, "/metrics")) {
+        let m = Metrics::parse(&body);
+        eprintln!(
+            "bench: map: admitted {:?}, rejected {:?}, evicted {:?}, {} hit samples, {} agings",
+            m.sum_by("nodedns_map_admitted_total", "reason"),
+            m.sum_by("nodedns_map_rejected_total", "reason"),
+            m.sum_by("nodedns_map_evictions_total", "reason"),
+            m.sum("nodedns_map_hit_samples_total", &[]),
+            m.sum("nodedns_map_frequency_agings_total", &[]),
+        );
+        eprintln!(
+            "bench: kernel: {:?}",
+            m.sum_by("nodedns_xdp_packets_total", "outcome")
+        );
+    }
     Ok(result)
 }
