@@ -71,6 +71,12 @@ pub enum EvictReason {
     full,
 }
 
+const EVICT_REASONS: [EvictReason; 3] = [
+    EvictReason::colder,
+    EvictReason::protected,
+    EvictReason::full,
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmitLabels {
     pub reason: AdmitReason,
@@ -178,6 +184,17 @@ impl PromotionMetrics {
             "Kernel map entries left by a previous agent, by what became of them at start",
             m.map_adopted.clone(),
         );
+        // Every reason from zero, so each series exists (and rates start)
+        // before the first event.
+        for reason in [AdmitReason::room, AdmitReason::hotter] {
+            let _ = m.map_admitted.get_or_create(&AdmitLabels { reason });
+        }
+        for reason in [RejectReason::colder, RejectReason::protected] {
+            let _ = m.map_rejected.get_or_create(&RejectLabels { reason });
+        }
+        for reason in EVICT_REASONS {
+            let _ = m.map_evictions.get_or_create(&EvictLabels { reason });
+        }
         m
     }
 
@@ -201,18 +218,14 @@ impl PromotionMetrics {
 
     /// Entries evicted, all reasons.
     pub fn evictions(&self) -> u64 {
-        [
-            EvictReason::colder,
-            EvictReason::protected,
-            EvictReason::full,
-        ]
-        .map(|reason| {
-            self.map_evictions
-                .get_or_create(&EvictLabels { reason })
-                .get()
-        })
-        .iter()
-        .sum()
+        EVICT_REASONS
+            .map(|reason| {
+                self.map_evictions
+                    .get_or_create(&EvictLabels { reason })
+                    .get()
+            })
+            .iter()
+            .sum()
     }
 
     pub fn inherited(&self, action: InheritAction) {
