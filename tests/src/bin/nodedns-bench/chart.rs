@@ -149,7 +149,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         .map_or(0.0, |e| e.median);
     let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = share.into_iter().unzip();
     let title = format!(
-        "hot set answered by the kernel, % ({:.0}k-name flood; goal {:.0})",
+        "hot set answered by the kernel, % ({:.0}k-name flood, goal {:.0})",
         names / 1000.0,
         HOT_SET_GOAL * 100.0
     );
