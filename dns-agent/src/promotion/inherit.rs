@@ -151,6 +151,7 @@ impl Promoter {
                 last_used: 0,
                 expires: Instant::now() + remaining,
                 content: UNKNOWN_CONTENT,
+                last_hit: None,
             };
             state.insert(key.clone(), inherited);
         }
@@ -400,7 +401,7 @@ mod tests {
             s.promoter.cluster_answer(&q, RecordType::A, &a, 0);
         }
         assert_eq!(s.metrics.map_write_errors.get(), 0);
-        assert_eq!(s.metrics.map_evictions.get(), 1);
+        assert_eq!(s.metrics.evictions(), 1);
         assert_eq!(s.sink.len(), 16);
         assert_eq!(s.promoter.installed(), 16);
         // The victim is an inherited entry (least recently used), not one of

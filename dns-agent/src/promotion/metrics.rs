@@ -1,5 +1,5 @@
-//! The `nodedns_map_*` metrics: what promotion wrote to, evicted from and
-//! inherited in the kernel answers map.
+//! The `nodedns_map_*` metrics: what promotion wrote to, admitted to,
+//! rejected from, evicted from and inherited in the kernel answers map.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -35,11 +35,73 @@ pub struct InheritLabels {
     pub action: InheritAction,
 }
 
+/// Why a new answer went into the kernel map
+/// (docs/design.md#admission-and-eviction).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AdmitReason {
+    /// The map had room.
+    room,
+    /// The map was full and the answer is asked more often than the entry
+    /// it replaced.
+    hotter,
+}
+
+/// Why a new answer was left to userspace with the map full.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RejectReason {
+    /// Not asked more often than the coldest entry looked at.
+    colder,
+    /// Not asked more often than the coldest entry looked at, and every
+    /// entry looked at had recent kernel hits.
+    protected,
+}
+
+/// Why an entry left the map to make room.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum EvictReason {
+    /// Replaced by a more frequent answer; no recent kernel hit.
+    colder,
+    /// Replaced by a more frequent answer despite recent kernel hits.
+    protected,
+    /// The kernel refused a write as full although promotion counted room
+    /// (entries it does not track); the coldest entry made room.
+    full,
+}
+
+const EVICT_REASONS: [EvictReason; 3] = [
+    EvictReason::colder,
+    EvictReason::protected,
+    EvictReason::full,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmitLabels {
+    pub reason: AdmitReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: RejectReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvictLabels {
+    pub reason: EvictReason,
+}
+
 pub struct PromotionMetrics {
     pub map_entries: Gauge,
     pub map_capacity: Gauge,
     pub map_writes: Counter,
-    pub map_evictions: Counter,
+    pub map_admitted: Family<AdmitLabels, Counter>,
+    pub map_rejected: Family<RejectLabels, Counter>,
+    pub map_evictions: Family<EvictLabels, Counter>,
+    pub map_hit_samples: Counter,
+    pub map_frequency_agings: Counter,
+    pub map_frequency_bytes: Gauge,
     pub map_encode_skipped: Counter,
     pub map_write_errors: Counter,
     pub map_adopted: Family<InheritLabels, Counter>,
@@ -51,7 +113,12 @@ impl PromotionMetrics {
             map_entries: Gauge::default(),
             map_capacity: Gauge::default(),
             map_writes: Counter::default(),
-            map_evictions: Counter::default(),
+            map_admitted: Family::default(),
+            map_rejected: Family::default(),
+            map_evictions: Family::default(),
+            map_hit_samples: Counter::default(),
+            map_frequency_agings: Counter::default(),
+            map_frequency_bytes: Gauge::default(),
             map_encode_skipped: Counter::default(),
             map_write_errors: Counter::default(),
             map_adopted: Family::default(),
@@ -73,9 +140,34 @@ impl PromotionMetrics {
             m.map_writes.clone(),
         );
         r.register(
+            "map_admitted",
+            "New answers written to the kernel map, by reason",
+            m.map_admitted.clone(),
+        );
+        r.register(
+            "map_rejected",
+            "New answers left to userspace because the kernel map is full of more frequent ones, by reason",
+            m.map_rejected.clone(),
+        );
+        r.register(
             "map_evictions",
-            "Kernel map entries evicted (least recently used) to make room",
+            "Kernel map entries evicted to make room for a more frequent answer, by reason",
             m.map_evictions.clone(),
+        );
+        r.register(
+            "map_hit_samples",
+            "Samples of kernel hits read to keep hot entries in the map",
+            m.map_hit_samples.clone(),
+        );
+        r.register(
+            "map_frequency_agings",
+            "Times the question frequency sketch was halved",
+            m.map_frequency_agings.clone(),
+        );
+        r.register(
+            "map_frequency_bytes",
+            "Memory of the question frequency sketch",
+            m.map_frequency_bytes.clone(),
         );
         r.register(
             "map_encode_skipped",
@@ -92,7 +184,48 @@ impl PromotionMetrics {
             "Kernel map entries left by a previous agent, by what became of them at start",
             m.map_adopted.clone(),
         );
+        // Every reason from zero, so each series exists (and rates start)
+        // before the first event.
+        for reason in [AdmitReason::room, AdmitReason::hotter] {
+            let _ = m.map_admitted.get_or_create(&AdmitLabels { reason });
+        }
+        for reason in [RejectReason::colder, RejectReason::protected] {
+            let _ = m.map_rejected.get_or_create(&RejectLabels { reason });
+        }
+        for reason in EVICT_REASONS {
+            let _ = m.map_evictions.get_or_create(&EvictLabels { reason });
+        }
         m
+    }
+
+    pub fn admitted(&self, reason: AdmitReason) {
+        self.map_admitted
+            .get_or_create(&AdmitLabels { reason })
+            .inc();
+    }
+
+    pub fn rejected(&self, reason: RejectReason) {
+        self.map_rejected
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    pub fn evicted(&self, reason: EvictReason) {
+        self.map_evictions
+            .get_or_create(&EvictLabels { reason })
+            .inc();
+    }
+
+    /// Entries evicted, all reasons.
+    pub fn evictions(&self) -> u64 {
+        EVICT_REASONS
+            .map(|reason| {
+                self.map_evictions
+                    .get_or_create(&EvictLabels { reason })
+                    .get()
+            })
+            .iter()
+            .sum()
     }
 
     pub fn inherited(&self, action: InheritAction) {

@@ -3,7 +3,8 @@
 //! chain reads resolver → promotion → fastpath.
 //!
 //! - [`policy`]: which answers are promoted and when ([`Promoter`]): every
-//!   cluster-zone answer, upstream answers once hot; LRU within capacity.
+//!   cluster-zone answer, upstream answers once hot; within capacity by
+//!   frequency-aware admission and eviction (`admission`).
 //! - [`follow`]: keeps the entries in step with the zone and renews them.
 //! - [`inherit`]: takes over the entries a previous agent left in a reused
 //!   map.
@@ -16,6 +17,7 @@
 //! Wiring (`dns-agent run`): `MapSink::open(&fast_path)` becomes the
 //! resolver's sink; the resolver builds the [`Promoter`] around it.
 
+mod admission;
 pub mod encoding;
 pub mod follow;
 pub mod inherit;

@@ -1,8 +1,11 @@
 //! The promotion policy: which answers go into the kernel map and when.
-//! Every cluster-zone answer the resolver gives is installed at once;
+//! Every cluster-zone answer the resolver gives is a candidate at once;
 //! upstream answers once they are hot (asked more than `hot_threshold`
-//! times within `hot_window`). The map stays within its capacity: the least
-//! recently used entry is evicted first.
+//! times within `hot_window`). While the map has room every candidate goes
+//! in. Once it is full a candidate goes in only when it is asked more often
+//! than the coldest of the least recently used entries, which it replaces;
+//! entries the kernel was recently seen serving are passed over
+//! (docs/design.md#admission-and-eviction).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 use super::encoding::{EntrySpec, boot_time_ns, encode};
-use super::metrics::PromotionMetrics;
+use super::metrics::{AdmitReason, EvictReason, PromotionMetrics, RejectReason};
 use super::sink::{AnswerSink, SinkError};
 use super::state::{Installed, Key, Origin, State};
 use crate::answer::AnswerSections;
@@ -22,6 +25,18 @@ use crate::zone::{Alias, Zone};
 /// Distinct upstream questions whose popularity is tracked at once; the
 /// table is cleared of cold entries (or entirely) when it fills.
 const MAX_HOT_TRACKED: usize = 65_536;
+/// The kernel's hit samples are read at most this often, and only while
+/// candidates wait for room in a full map.
+const HIT_READ_EVERY: Duration = Duration::from_millis(100);
+/// An entry with a sampled kernel hit this recent is protected: evicted
+/// only when no unprotected entry is looked at and the candidate is more
+/// frequent.
+const PROTECTED_FOR: Duration = Duration::from_secs(60);
+/// Sightings one kernel hit sample adds to its question's frequency (it
+/// stands for `HOT_SAMPLE_EVERY` hits; the counters saturate at 15).
+const HIT_SAMPLE_WEIGHT: u64 = 4;
+/// Least recently used entries looked at for the coldest one.
+const VICTIM_SCAN: usize = 8;
 
 pub struct PromotionConfig {
     pub hot_threshold: u32,
@@ -38,6 +53,13 @@ pub struct Promoter {
     pub(super) metrics: Arc<PromotionMetrics>,
     /// The zone has been ready at least once since this agent started.
     pub(super) synced_once: AtomicBool,
+}
+
+/// The entry a candidate would replace.
+struct Victim {
+    key: Key,
+    frequency: u64,
+    protected: bool,
 }
 
 /// An answer about to become a kernel entry.
@@ -79,6 +101,8 @@ impl Promoter {
         metrics: Arc<PromotionMetrics>,
     ) -> Self {
         metrics.map_capacity.set(sink.capacity() as i64);
+        let state = State::new(sink.capacity());
+        metrics.map_frequency_bytes.set(state.sketch.bytes() as i64);
         // Start generations from the clock so a restarted agent never reuses
         // the generation of an entry its predecessor left in a pinned map.
         let generation = AtomicU64::new(boot_time_ns());
@@ -86,7 +110,7 @@ impl Promoter {
             cfg,
             sink,
             zone,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             generation,
             metrics,
             synced_once: AtomicBool::new(false),
@@ -108,7 +132,18 @@ impl Promoter {
         answer: &AnswerSections,
         generation: u64,
     ) {
-        self.install_cluster(&(LowerName::new(qname), qtype), answer, Some(generation));
+        let key = (LowerName::new(qname), qtype);
+        self.asked(&mut self.state.lock().unwrap(), &key);
+        self.install_cluster(&key, answer, Some(generation));
+    }
+
+    /// Userspace was asked `key`: one more sighting, and most recently used.
+    fn asked(&self, state: &mut State, key: &Key) {
+        let hash = state.sketch.hash(key);
+        if state.sketch.record(hash) {
+            self.metrics.map_frequency_agings.inc();
+        }
+        state.touch(key);
     }
 
     /// An upstream answer (fresh from cache or upstream) was given: count it
@@ -130,6 +165,7 @@ impl Promoter {
         let key = (LowerName::new(qname), qtype);
         {
             let mut state = self.state.lock().unwrap();
+            self.asked(&mut state, &key);
             if state.hot.len() >= MAX_HOT_TRACKED && !state.hot.contains_key(&key) {
                 let window = self.cfg.hot_window;
                 state
@@ -185,6 +221,7 @@ impl Promoter {
             lifetime: Duration::from_secs(u64::from(ttl)),
         };
         let key = (LowerName::new(qname), qtype);
+        self.asked(&mut self.state.lock().unwrap(), &key);
         let origin = Origin::Chased(alias_hash(alias));
         self.install(&key, origin, &candidate, Some(generation));
     }
@@ -221,14 +258,13 @@ impl Promoter {
         let now = Instant::now();
         let content = candidate.content();
         {
-            let mut state = self.state.lock().unwrap();
+            let state = self.state.lock().unwrap();
             let current = state.installed.get(key).is_some_and(|i| {
                 i.origin == origin
                     && i.content == content
                     && i.expires > now + candidate.lifetime / 2
             });
             if current {
-                state.touch(key);
                 return;
             }
         }
@@ -256,20 +292,28 @@ impl Promoter {
         if seen_generation.is_some_and(|g| g < state.zone_generation) {
             return; // possibly outdated; the next query installs the current answer
         }
-        if !state.installed.contains_key(key)
-            && state.installed.len() >= self.sink.capacity() as usize
-        {
-            self.evict_lru(&mut state);
+        let new = !state.installed.contains_key(key);
+        let mut admitted = AdmitReason::room;
+        if new && state.installed.len() >= self.sink.capacity() as usize {
+            if !self.admit(&mut state, key, now) {
+                return;
+            }
+            admitted = AdmitReason::hotter;
         }
         let mut result = self.sink.put(&map_key, &entry);
         if let Err(SinkError::Full { .. }) = result {
-            self.evict_lru(&mut state);
+            if let Some(victim) = self.coldest(&mut state, now) {
+                self.evict(&mut state, &victim.key, EvictReason::full);
+            }
             result = self.sink.put(&map_key, &entry);
         }
         match result {
             Ok(()) => {
                 state.write_errors.recovered("kernel answers map writes");
                 self.metrics.map_writes.inc();
+                if new {
+                    self.metrics.admitted(admitted);
+                }
                 let expires = now + candidate.lifetime;
                 let inst = Installed {
                     origin,
@@ -277,6 +321,7 @@ impl Promoter {
                     last_used: 0,
                     expires,
                     content,
+                    last_hit: None,
                 };
                 state.insert(key.clone(), inst);
             }
@@ -291,15 +336,113 @@ impl Promoter {
         self.metrics.map_entries.set(state.installed.len() as i64);
     }
 
-    fn evict_lru(&self, state: &mut State) {
-        let Some((_, victim)) = state.lru.pop_first() else {
-            return;
+    /// The map is full and `key` is not in it: makes room when `key` is
+    /// asked more often than the coldest entry looked at (TinyLFU's
+    /// admission); false (counted) when it stays out.
+    fn admit(&self, state: &mut State, key: &Key, now: Instant) -> bool {
+        self.read_hits(state, now);
+        let frequency = state.sketch.estimate(state.sketch.hash(key));
+        let Some(victim) = self.coldest(state, now) else {
+            return true; // nothing tracked to evict; the kernel decides
         };
-        if let Some(inst) = state.installed.remove(&victim) {
+        if frequency > victim.frequency {
+            let reason = if victim.protected {
+                EvictReason::protected
+            } else {
+                EvictReason::colder
+            };
+            self.evict(state, &victim.key, reason);
+            true
+        } else {
+            self.metrics.rejected(if victim.protected {
+                RejectReason::protected
+            } else {
+                RejectReason::colder
+            });
+            false
+        }
+    }
+
+    /// The coldest of the [`VICTIM_SCAN`] least recently used entries:
+    /// expired ones first, then those without a recent kernel hit, then
+    /// the least frequent. Protected entries looked at and passed over go
+    /// to the back of the line (a second chance), so the next look sees
+    /// others.
+    fn coldest(&self, state: &mut State, now: Instant) -> Option<Victim> {
+        let scanned: Vec<Key> = state.lru.values().take(VICTIM_SCAN).cloned().collect();
+        let mut best: Option<Victim> = None;
+        let mut passed = Vec::new();
+        for key in scanned {
+            let Some(inst) = state.installed.get(&key) else {
+                continue;
+            };
+            let expired = inst.origin != Origin::Cluster && inst.expires <= now;
+            let protected = !expired
+                && inst
+                    .last_hit
+                    .is_some_and(|t| now.saturating_duration_since(t) < PROTECTED_FOR);
+            let frequency = if expired {
+                0
+            } else {
+                state.sketch.estimate(state.sketch.hash(&key))
+            };
+            let victim = Victim {
+                key,
+                frequency,
+                protected,
+            };
+            let colder =
+                |b: &Victim| (victim.protected, victim.frequency) < (b.protected, b.frequency);
+            if best.as_ref().is_none_or(colder) {
+                if let Some(b) = best.replace(victim) {
+                    passed.push(b);
+                }
+            } else {
+                passed.push(victim);
+            }
+        }
+        for v in passed.into_iter().filter(|v| v.protected) {
+            state.touch(&v.key);
+        }
+        best
+    }
+
+    fn evict(&self, state: &mut State, key: &Key, reason: EvictReason) {
+        if let Some(inst) = state.remove(key) {
             if let Err(e) = self.sink.delete(&inst.map_key) {
                 tracing::warn!(error = %e, "could not delete an evicted kernel map entry");
             }
-            self.metrics.map_evictions.inc();
+            self.metrics.evicted(reason);
+        }
+    }
+
+    /// Takes the kernel's hit samples (at most every [`HIT_READ_EVERY`]):
+    /// each sampled entry is marked hit now, moves to the back of the line
+    /// and counts [`HIT_SAMPLE_WEIGHT`] sightings. Userspace never sees
+    /// the questions the kernel answers; without this a hot entry would
+    /// look unused.
+    fn read_hits(&self, state: &mut State, now: Instant) {
+        if state
+            .hits_read
+            .is_some_and(|t| now.saturating_duration_since(t) < HIT_READ_EVERY)
+        {
+            return;
+        }
+        state.hits_read = Some(now);
+        let samples = self.sink.hit_samples();
+        self.metrics.map_hit_samples.inc_by(samples.len() as u64);
+        for hash in samples {
+            let Some(key) = state.by_hash.get(&hash).cloned() else {
+                continue; // an entry that has left the map since
+            };
+            if let Some(inst) = state.installed.get_mut(&key) {
+                inst.last_hit = Some(now);
+            }
+            state.touch(&key);
+            let h = state.sketch.hash(&key);
+            if state.sketch.add(h, HIT_SAMPLE_WEIGHT) {
+                self.metrics.map_frequency_agings.inc();
+            }
         }
     }
 
@@ -479,19 +622,105 @@ mod tests {
         assert_eq!(metrics.map_writes.get(), 2);
     }
 
+    fn key(n: &str) -> dns_common::AnswerKey {
+        key_for(&Name::from_ascii(n).unwrap(), RecordType::A).unwrap()
+    }
+
+    /// With the map full, a name asked once stays out (it is not asked more
+    /// often than the entries); asked again, it replaces the least recently
+    /// used entry.
     #[test]
-    fn lru_entry_is_evicted_when_full() {
+    fn full_map_admits_a_name_once_it_repeats_and_evicts_the_lru_entry() {
         let (promoter, sink, zone, metrics) = setup(2);
         ask(&promoter, &zone, "a.cluster.local.");
         ask(&promoter, &zone, "b.cluster.local.");
         ask(&promoter, &zone, "a.cluster.local."); // a is now more recent than b
         ask(&promoter, &zone, "c.cluster.local.");
-        let key = |n: &str| key_for(&Name::from_ascii(n).unwrap(), RecordType::A).unwrap();
+        assert!(sink.get(&key("c.cluster.local.")).is_none(), "asked once");
+        assert_eq!(metrics.evictions(), 0);
+        ask(&promoter, &zone, "c.cluster.local.");
         assert!(sink.get(&key("a.cluster.local.")).is_some());
         assert!(sink.get(&key("b.cluster.local.")).is_none());
         assert!(sink.get(&key("c.cluster.local.")).is_some());
-        assert_eq!(metrics.map_evictions.get(), 1);
+        assert_eq!(metrics.evictions(), 1);
         assert_eq!(promoter.installed(), 2);
+        let admitted = |reason| {
+            metrics
+                .map_admitted
+                .get_or_create(&crate::promotion::metrics::AdmitLabels { reason })
+                .get()
+        };
+        assert_eq!(
+            (admitted(AdmitReason::room), admitted(AdmitReason::hotter)),
+            (2, 1)
+        );
+        let rejected = metrics
+            .map_rejected
+            .get_or_create(&crate::promotion::metrics::RejectLabels {
+                reason: RejectReason::colder,
+            })
+            .get();
+        assert_eq!(rejected, 1);
+    }
+
+    /// Names the kernel answers are never seen by userspace again; their
+    /// sampled kernel hits keep them in a map a unique-name flood tries to
+    /// take over, even a flood that ages the sketch many times over.
+    #[test]
+    fn a_flood_of_unique_names_keeps_the_entries_the_kernel_serves() {
+        const CAPACITY: u32 = 64;
+        let (promoter, sink, zone, metrics) = setup(CAPACITY);
+        let hot: Vec<String> = (0..8).map(|i| format!("hot{i}.cluster.local.")).collect();
+        for name in &hot {
+            ask(&promoter, &zone, name);
+        }
+        for i in 0..20_000 {
+            ask(&promoter, &zone, &format!("flood{i}.cluster.local."));
+            if i % 50 == 0 {
+                // The kernel keeps answering the hot names (one sample
+                // every so often), and the agent reads the samples.
+                for name in &hot {
+                    sink.sample_hit(&key(name));
+                }
+                promoter.state.lock().unwrap().hits_read = None;
+            }
+        }
+        for name in &hot {
+            assert!(
+                sink.get(&key(name)).is_some(),
+                "{name} evicted by the flood"
+            );
+        }
+        assert_eq!(promoter.installed(), CAPACITY as usize);
+        assert!(
+            metrics.map_frequency_agings.get() > 0,
+            "the flood aged the sketch"
+        );
+        assert!(
+            metrics.evictions() > 0,
+            "flood entries replace older flood entries"
+        );
+        assert!(metrics.map_hit_samples.get() > 0);
+    }
+
+    /// A full map still follows the zone: re-derivations rewrite entries in
+    /// place, without admission.
+    #[test]
+    fn a_full_map_still_follows_the_zone() {
+        let (promoter, sink, zone, metrics) = setup(1);
+        ask(&promoter, &zone, "a.cluster.local.");
+        ask(&promoter, &zone, "b.cluster.local.");
+        *zone.0.write().unwrap() = Some(A::new(10, 0, 0, 2));
+        promoter.refresh(true, Some(1));
+        let entry = decode(
+            &key("a.cluster.local."),
+            &sink.get(&key("a.cluster.local.")).unwrap(),
+        );
+        assert_eq!(
+            entry.unwrap().sections.answers[0].data,
+            RData::A(A::new(10, 0, 0, 2))
+        );
+        assert_eq!(metrics.evictions(), 0);
     }
 
     /// A zone with one ExternalName-like name whose chain leaves the zone.

@@ -33,12 +33,21 @@ pub trait AnswerSink: Send + Sync + 'static {
     fn read(&self, _key: &AnswerKey) -> Option<AnswerEntry> {
         None
     }
+
+    /// Key hashes (`AnswerEntry::key_hash`) of the hits the kernel sampled
+    /// since the last call, one per sample (each stands for
+    /// `dns_common::hot_samples::HOT_SAMPLE_EVERY` hits); a sink that
+    /// cannot tell returns none.
+    fn hit_samples(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// In-memory sink for tests and for `--xdp-mode off` accounting.
 pub struct MemorySink {
     capacity: u32,
     entries: Mutex<HashMap<AnswerKey, AnswerEntry>>,
+    samples: Mutex<Vec<u64>>,
 }
 
 impl MemorySink {
@@ -46,7 +55,15 @@ impl MemorySink {
         Self {
             capacity,
             entries: Mutex::new(HashMap::new()),
+            samples: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The kernel sampled a hit of `key`'s entry (for tests: what
+    /// [`AnswerSink::hit_samples`] returns next).
+    pub fn sample_hit(&self, key: &AnswerKey) {
+        let hash = dns_common::hash::key_hash(&key.name[..key.name_len as usize], key.qtype);
+        self.samples.lock().unwrap().push(hash);
     }
 
     pub fn get(&self, key: &AnswerKey) -> Option<AnswerEntry> {
@@ -94,5 +111,9 @@ impl AnswerSink for MemorySink {
 
     fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
         self.get(key)
+    }
+
+    fn hit_samples(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.samples.lock().unwrap())
     }
 }

@@ -4,6 +4,7 @@
 //! concurrency, and the parsers of their output.
 
 mod dnsperf;
+mod flood;
 mod hosts;
 mod reply;
 
@@ -15,6 +16,7 @@ use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
 pub use dnsperf::{DnsperfRun, DnsperfSummary};
+pub use flood::{HotSetFlood, HotSetResult};
 pub use hosts::Hosts;
 pub use reply::{Record, Reply};
 

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use nodedns_tests::agent::{DemoNode, PROPAGATION_BOUND};
-use nodedns_tests::client::{Record, Reply};
+use nodedns_tests::client::{HotSetFlood, Record, Reply};
 use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Pod, Signal, measure_until};
 use nodedns_tests::metrics::Metrics;
 use nodedns_tests::repo::{WEB, WEB_V4, examples_dir, write_atomic};
@@ -457,6 +457,9 @@ fn kernel_answers_ipv6_clients_and_any_name_case() {
     assert_eq!(setup.pod().udp_csum_errors().unwrap(), 0);
 }
 
+/// A map far too small: every query is still answered; once the map is
+/// full a name asked once stays in userspace, and a name asked again
+/// replaces the least recently used entry (docs/design.md#admission-and-eviction).
 #[test]
 fn full_kernel_map_evicts_and_never_fails_a_query() {
     const CAPACITY: u64 = 32;
@@ -467,7 +470,8 @@ fn full_kernel_map_evicts_and_never_fails_a_query() {
     let names: Vec<String> = (0..NAMES)
         .map(|i| format!("n{i}.default.svc.cluster.local"))
         .collect();
-    for batch in names.chunks(PER_DIG) {
+    // Every name once, then the last batch again.
+    for batch in names.chunks(PER_DIG).chain([&names[NAMES - PER_DIG..]]) {
         // One dig, many queries: each gets its own reply in the output.
         let mut args = vec!["+nocookie"];
         for name in batch {
@@ -482,13 +486,15 @@ fn full_kernel_map_evicts_and_never_fails_a_query() {
     }
     let metrics = setup.metrics();
     let evictions = metrics.sum("nodedns_map_evictions_total", &[]);
+    let rejected = metrics.sum("nodedns_map_rejected_total", &[]);
     let entries = metrics.sum("nodedns_xdp_map_entries", &[]);
     println!(
-        "e2e: {NAMES} names into a map of {CAPACITY}: {evictions} evictions, {entries} entries"
+        "e2e: {NAMES} names into a map of {CAPACITY}: {rejected} rejected, \
+         {evictions} evictions, {entries} entries"
     );
     assert!(
-        evictions > 0,
-        "no evictions counted:\n{}",
+        evictions > 0 && rejected > 0,
+        "no evictions or rejections counted:\n{}",
         metrics.queries_table()
     );
     assert!(
@@ -497,8 +503,66 @@ fn full_kernel_map_evicts_and_never_fails_a_query() {
     );
     assert_eq!(metrics.sum("nodedns_map_write_errors_total", &[]), 0);
 
-    // The most recent names are still answered by the kernel.
+    // The names asked twice are answered by the kernel.
     setup.assert_kernel_answers(&names[NAMES - 1], |r| r.status == "NXDOMAIN");
+}
+
+/// Issue 16.3: a flood of unique cluster names (each asked once, so each an
+/// NXDOMAIN from userspace) into a small map, while a small hot set is asked
+/// over and over. The flood must not evict the hot set: at least 99% of the
+/// hot set's answers come from the kernel, counted by the kernel's hit
+/// counter against the answers dnsperf got (not by timing).
+#[test]
+fn unique_name_flood_leaves_the_hot_set_to_the_kernel() {
+    const CAPACITY: &str = "256";
+    const FLOOD: u64 = 12_000;
+    let setup = Setup::start_with(&["--map-entries", CAPACITY]);
+    let mut hot = vec![format!("{WEB} A")];
+    hot.extend((0..7).map(|i| format!("hot-{i}.default.svc.cluster.local A")));
+    let run = HotSetFlood {
+        server: LISTEN_V4.to_string(),
+        hot,
+        hot_qps: 200,
+        flood: FLOOD,
+        flood_qps: 1_000,
+    };
+    let result = run
+        .run(&setup.node.lab, setup.pod().netns(), || {
+            Ok(setup.metrics().xdp_hits())
+        })
+        .expect("run dnsperf (apt-get install dnsperf)");
+    let metrics = setup.metrics();
+    println!("e2e: {}", result.line());
+    println!(
+        "e2e: map: admitted {:?}, rejected {:?}, evicted {:?}, {} hit samples",
+        metrics.sum_by("nodedns_map_admitted_total", "reason"),
+        metrics.sum_by("nodedns_map_rejected_total", "reason"),
+        metrics.sum_by("nodedns_map_evictions_total", "reason"),
+        metrics.sum("nodedns_map_hit_samples_total", &[]),
+    );
+    assert_eq!(
+        result.hot.failed() + result.flood.failed(),
+        0,
+        "{}",
+        result.line()
+    );
+    assert!(
+        result.flood.completed > FLOOD * 9 / 10,
+        "the flood was answered: {}",
+        result.line()
+    );
+    assert!(
+        metrics.sum("nodedns_map_rejected_total", &[]) > 0,
+        "the flood filled the map and was refused:\n{}",
+        metrics.queries_table()
+    );
+    assert!(
+        result.kernel_share() >= 0.99,
+        "the flood pushed the hot set out of the kernel: {}\nkernel:\n{}",
+        result.line(),
+        setup.node.agent.inspect()
+    );
+    setup.assert_no_csum_errors();
 }
 
 #[test]

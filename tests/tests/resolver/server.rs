@@ -413,12 +413,15 @@ async fn hot_answers_are_promoted_to_the_kernel_map() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn map_capacity_is_bounded_by_lru_eviction() {
+async fn map_capacity_is_bounded_by_frequency_aware_eviction() {
     let (_up, r) = TestResolver::with_hostile_upstream(&[]).await;
-    // The test sink holds 64 entries; answer 100 cluster names.
-    for i in 0..100 {
-        let n = format!("svc{i}.default.svc.cluster.local.");
-        let reply = udp_query(r.addr, &n, RecordType::A)
+    // The test sink holds 64 entries; answer 100 cluster names, then the
+    // last 36 again. Once the map is full a name asked once stays out (it
+    // is not asked more often than any entry); asked again, it replaces the
+    // least recently used entry.
+    let name = |i: usize| format!("svc{i}.default.svc.cluster.local.");
+    for i in (0..100).chain(64..100) {
+        let reply = udp_query(r.addr, &name(i), RecordType::A)
             .await
             .expect("answered");
         assert_eq!(
@@ -429,14 +432,18 @@ async fn map_capacity_is_bounded_by_lru_eviction() {
     }
     assert_eq!(r.sink.len(), 64);
     assert!(
-        entry(&r.sink, "svc99.default.svc.cluster.local.", RecordType::A).is_some(),
-        "recent kept"
+        entry(&r.sink, &name(99), RecordType::A).is_some(),
+        "repeated kept"
     );
     assert!(
-        entry(&r.sink, "svc0.default.svc.cluster.local.", RecordType::A).is_none(),
+        entry(&r.sink, &name(0), RecordType::A).is_none(),
         "least recent evicted"
     );
     r.assert_metric("nodedns_map_evictions_total", &[], 36)
+        .await;
+    r.assert_metric("nodedns_map_rejected_total", &[("reason", "colder")], 36)
+        .await;
+    r.assert_metric("nodedns_map_admitted_total", &[("reason", "hotter")], 36)
         .await;
     r.stop().await;
 }

@@ -1,14 +1,15 @@
 //! The PNG chart: per fixed rate, server CPU per query and latency (p50 and
 //! p99) by contender, as horizontal bars with their values; then idle CPU
-//! by contender and the agent's RSS by cluster size, each with its goal as
-//! a red line.
+//! by contender and the agent's RSS by cluster size, and the hot set's
+//! kernel share during a unique-name flood, each with its goal as a red
+//! line.
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
-use crate::report::{IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
+use crate::report::{FLOOD_LABEL, HOT_SET_GOAL, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
 
 const WHITE: Rgb = [255, 255, 255];
 const INK: Rgb = [30, 30, 30];
@@ -17,6 +18,7 @@ const P50: Rgb = [78, 154, 6];
 const P99: Rgb = [196, 160, 0];
 const IDLE: Rgb = [117, 80, 123];
 const RSS: Rgb = [206, 92, 0];
+const SHARE: Rgb = [32, 74, 135];
 const GOAL: Rgb = [204, 0, 0];
 const SCALE: usize = 2;
 const ROW: usize = 34;
@@ -46,7 +48,9 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     let idle = idle_bars(report);
     let rss = rss_bars(report);
     let goals_h = 60 + idle.len().max(rss.len()).max(1) * ROW;
-    let height = 50 + rates.len().max(1) * panel_h + goals_h + 20;
+    let share = bars_of(report, "hot_set_kernel_share", 100.0, SHARE, 2);
+    let share_h = 60 + share.len().max(1) * ROW;
+    let height = 50 + rates.len().max(1) * panel_h + goals_h + share_h + 20;
     let mut canvas = Canvas::new(2 * PANEL_W + 20, height, WHITE);
     canvas.text(
         10,
@@ -138,6 +142,25 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         &labels,
         &bars,
         Some(goal_mib),
+    );
+    let top = top + goals_h;
+    let names = report
+        .get(FLOOD_LABEL, "flood_names")
+        .map_or(0.0, |e| e.median);
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = share.into_iter().unzip();
+    let title = format!(
+        "hot set answered by the kernel, % ({:.0}k-name flood, goal {:.0})",
+        names / 1000.0,
+        HOT_SET_GOAL * 100.0
+    );
+    panel(
+        &mut canvas,
+        10,
+        top,
+        &title,
+        &labels,
+        &bars,
+        Some(HOT_SET_GOAL * 100.0),
     );
     canvas.write_png(path)
 }

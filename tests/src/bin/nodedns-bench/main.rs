@@ -4,13 +4,15 @@
 //!
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
 //! one query each, write the summary; no load), `--runs N`, `--out DIR`,
-//! `--failover-only` (only the fail-open time, `--runs` rounds).
+//! `--failover-only` (only the fail-open time, `--runs` rounds),
+//! `--flood-only` (only the hot set under a flood, `--runs` rounds).
 
 mod chart;
 mod cluster;
 mod counters;
 mod cpu;
 mod failover;
+mod flood;
 mod load;
 mod memory;
 mod microbench;
@@ -49,6 +51,8 @@ struct Plan {
     failover_rounds: usize,
     /// Measure the fail-open time alone (`--failover-only`).
     failover_only: bool,
+    /// Measure the hot set under a flood alone (`--flood-only`).
+    flood_only: bool,
     out: PathBuf,
 }
 
@@ -56,17 +60,18 @@ impl Plan {
     fn from_args() -> Result<Self> {
         let mut args = std::env::args().skip(1);
         let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
-        let mut failover_only = false;
+        let (mut failover_only, mut flood_only) = (false, false);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--dry-run" => dry_run = true,
                 "--failover-only" => failover_only = true,
+                "--flood-only" => flood_only = true,
                 "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
                 "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
                 "-h" | "--help" => {
                     println!(
-                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only]"
+                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only]"
                     );
                     std::process::exit(0);
                 }
@@ -87,6 +92,7 @@ impl Plan {
                 propagation_rounds: 3,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
                 failover_only,
+                flood_only,
                 out,
             }
         } else {
@@ -103,6 +109,7 @@ impl Plan {
                 propagation_rounds: 7,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
                 failover_only,
+                flood_only,
                 out,
             }
         })
@@ -133,6 +140,15 @@ fn main() -> Result<()> {
     if plan.failover_only {
         let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
         failover(&plan, &mut report)?;
+        return finish(&plan, report, started);
+    }
+    if plan.flood_only {
+        let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
+        let cluster = Cluster::new(SERVICES);
+        let lab = Lab::new(1).context("create the lab (needs root)")?;
+        let _upstream = servers::start_upstream(&lab, &cluster)?;
+        let rounds = if plan.dry_run { 1 } else { plan.runs };
+        hot_set_under_flood(&lab, &cluster, &plan, rounds, &mut report)?;
         return finish(&plan, report, started);
     }
     // Before bpf_stats goes on: the stats add their own clock reads to
@@ -237,6 +253,7 @@ fn main() -> Result<()> {
             );
         }
     }
+    hot_set_under_flood(&lab, &cluster, &plan, 1, &mut report)?;
     failover(&plan, &mut report)?;
     report.push(
         "xdp-program",
@@ -258,6 +275,66 @@ fn main() -> Result<()> {
     );
 
     finish(&plan, report, started)
+}
+
+/// The hot set's kernel share during a unique-name flood, `rounds` times
+/// with a fresh agent each, from the first pod (its contender, if any, has
+/// stopped by now).
+fn hot_set_under_flood(
+    lab: &Lab,
+    cluster: &Cluster,
+    plan: &Plan,
+    rounds: usize,
+    report: &mut Report,
+) -> Result<()> {
+    let flood = flood::Flood::plan(plan.quick, plan.dry_run);
+    let mut results = Vec::new();
+    for round in 0..rounds {
+        eprintln!(
+            "bench: hot set under a {}-name flood at {} qps into {} entries, run {}/{rounds}",
+            flood.names,
+            flood.qps,
+            flood.map_entries,
+            round + 1
+        );
+        results.push(flood::measure(lab, cluster, 0, &flood)?);
+    }
+    let each = |f: &dyn Fn(&nodedns_tests::client::HotSetResult) -> f64| {
+        results.iter().map(f).collect::<Vec<_>>()
+    };
+    let label = report::FLOOD_LABEL;
+    report.push(
+        label,
+        "hot_set_kernel_share",
+        "ratio",
+        each(&|r| r.kernel_share()),
+    );
+    report.push(
+        label,
+        "hot_set_answers",
+        "count",
+        each(&|r| r.hot.completed as f64),
+    );
+    report.push(label, "flood_names", "count", vec![flood.names as f64]);
+    report.push(
+        label,
+        "flood_answered",
+        "count",
+        each(&|r| r.flood.completed as f64),
+    );
+    report.push(
+        label,
+        "flood_qps",
+        "qps",
+        each(&|r| r.flood.qps.unwrap_or(0.0)),
+    );
+    report.push(
+        label,
+        "map_entries",
+        "count",
+        vec![flood.map_entries as f64],
+    );
+    Ok(())
 }
 
 fn failover(plan: &Plan, report: &mut Report) -> Result<()> {

@@ -153,6 +153,19 @@ pub fn start(
     cluster: &Cluster,
     ports: u16,
 ) -> Result<Server> {
+    start_with(lab, kind, pod_index, addr, cluster, ports, &[])
+}
+
+/// [`start`], with `extra` arguments for an agent.
+pub fn start_with(
+    lab: &Lab,
+    kind: Kind,
+    pod_index: usize,
+    addr: Ipv4Addr,
+    cluster: &Cluster,
+    ports: u16,
+    extra: &[String],
+) -> Result<Server> {
     add_address(lab, addr)?;
     let pod = lab.pod(pod_index);
     let dir = lab.log_dir().join(kind.label());
@@ -167,7 +180,8 @@ pub fn start(
             } else {
                 None
             };
-            let args = agent_args(kind, pod, addr, &manifests, bpffs.path(), ports);
+            let mut args = agent_args(kind, pod, addr, &manifests, bpffs.path(), ports);
+            args.extend_from_slice(extra);
             let daemon = start_agent(lab, kind.label(), &args)?;
             (Process::Daemon(daemon), Some(manifests), Some(bpffs), pass)
         }
