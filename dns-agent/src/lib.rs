@@ -14,6 +14,8 @@
 //!   the entries a previous agent left.
 //! - [`fastpath`]: the XDP program's loader, attachments, pins, maps and
 //!   `cleanup`.
+//! - [`health`]: what keeps the node from being served (`/healthz`) and
+//!   what the agent repaired under itself.
 //! - [`inspect`]: `dns-agent inspect`, the pinned maps decoded.
 //! - [`kernel`]: rtnetlink and the raw syscalls; all the `unsafe` code.
 //! - [`metrics`]: the shared Prometheus registry, the CoreDNS-compatible
@@ -27,6 +29,7 @@ pub mod answer;
 pub mod cli;
 pub mod cluster;
 pub mod fastpath;
+pub mod health;
 pub mod inspect;
 pub mod kernel;
 pub mod logging;

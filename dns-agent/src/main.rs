@@ -215,6 +215,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<Option<FastPath>> {
     };
     // With XDP off, the senders go unused: dropping them says so.
     if let Some(fp) = &fast_path {
+        fp.report_to(running.node_health.clone());
         xdp_metrics.set(fp.collector());
         if let Some(kernel_answers) = &kernel_answers {
             kernel_answers.kernel().set(fp.answer_counts());
@@ -322,6 +323,8 @@ impl ShutdownSignal {
 }
 
 fn cleanup(args: &CleanupCommand) -> anyhow::Result<()> {
+    // Held until the interface is gone too: no agent starts in between.
+    let _claim = fastpath::claim(&args.fastpath)?;
     fastpath::run_cleanup(&args.fastpath).context("removing XDP attachments and pins")?;
     resolver::interface::remove_all(&args.listen_interface, &args.listen)
         .context("removing the listen interface and addresses")?;

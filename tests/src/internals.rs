@@ -13,6 +13,7 @@ pub use dns_agent::fastpath::{
     AttachMode, ExitPolicy, FastPath, FastPathArgs, FastPathError, SkipReason, XdpModeArg,
     cleanup as fastpath_cleanup,
 };
+pub use dns_agent::health::{NodeHealth, Repair};
 pub use dns_agent::inspect::{inspect as fastpath_inspect, snapshot as fastpath_snapshot};
 pub use dns_agent::kernel::netlink::{Netlink, if_index};
 pub use dns_agent::metrics::coredns::Coredns;

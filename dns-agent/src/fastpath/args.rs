@@ -148,6 +148,12 @@ pub struct CleanupArgs {
     /// bpffs directory the agent pinned its maps and links in.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
     pub bpffs_path: PathBuf,
+    /// Clean up even while a running agent owns the pin directory (it
+    /// holds a lock on it): that agent loses its kernel side, and repairs
+    /// it within seconds. Without this flag cleanup refuses, naming the
+    /// agent's pid.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[cfg(test)]

@@ -8,17 +8,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 
+use dns_common::PROGRAM_NAME;
+
 use super::args::XdpModeArg;
 use super::error::FastPathError;
 use super::pins::{PinLayout, remove_pin};
 use super::selector::InterfaceSelector;
-use crate::kernel::bpf::{XdpLinkState, detach_pinned_link, read_pinned_xdp_link};
+use crate::kernel::bpf::{XdpLinkState, detach_pinned_link, pin_xdp_link_of, read_pinned_xdp_link};
 use crate::kernel::netlink::Interface;
 
 /// How the program runs on one interface.
@@ -286,16 +288,108 @@ impl Attacher {
             }
         }
         let xdp = iface.xdp;
-        let foreign = [xdp.skb, xdp.drv, xdp.hw]
-            .iter()
-            .any(|&id| id != 0 && id != program_id && id != released);
-        if foreign {
+        let others: Vec<u32> = [xdp.skb, xdp.drv, xdp.hw]
+            .into_iter()
+            .filter(|&id| id != 0 && id != program_id && id != released)
+            .collect();
+        if let [other] = others[..]
+            && is_nodedns_program(other)
+        {
+            return self.take_over_unpinned(program, iface, other, pin);
+        }
+        if !others.is_empty() {
             return Err(Skip(
                 SkipReason::ForeignProgram,
                 "another XDP program is attached".into(),
             ));
         }
         self.attach(program, iface, pin)
+    }
+
+    /// Another agent's program runs on `iface` through a link nobody
+    /// pinned here (its pins were removed, or it pinned elsewhere): pin that
+    /// link and adopt it like a pinned one, with no moment without XDP
+    /// (docs/design.md#self-repair).
+    fn take_over_unpinned(
+        &mut self,
+        program: &mut Xdp,
+        iface: &Interface,
+        other: u32,
+        pin: PathBuf,
+    ) -> Result<Attachment, Skip> {
+        match pin_xdp_link_of(iface.ifindex, other, &pin) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Skip(
+                    SkipReason::ForeignProgram,
+                    format!("{PROGRAM_NAME} (id {other}) is attached through netlink, not a link"),
+                ));
+            }
+            Err(e) => {
+                return Err(Skip(
+                    SkipReason::AttachFailed,
+                    format!("cannot take over the unpinned {PROGRAM_NAME} link: {e}"),
+                ));
+            }
+        }
+        tracing::warn!(interface = %iface.name, ifindex = iface.ifindex, old_prog = other,
+            "another agent's XDP link was not pinned here (its pins were removed?); taking it over");
+        match self.adopt(program, iface, &pin) {
+            Ok(Adopt::Adopted(att)) => Ok(att),
+            // Detached for another mode: the interface is free now.
+            Ok(Adopt::Released { .. }) => self.attach(program, iface, pin),
+            Err(e) => Err(Skip(
+                SkipReason::AttachFailed,
+                format!("cannot adopt the unpinned link: {e}"),
+            )),
+        }
+    }
+
+    /// Pins again every link we hold whose pin was removed (the pin
+    /// directory must exist). The names of the interfaces re-pinned.
+    pub fn repin(&mut self) -> Vec<String> {
+        repin_held(&mut self.attached).0
+    }
+
+    /// Whether every link we hold is pinned.
+    pub fn pins_present(&self) -> bool {
+        self.attached.values().all(|att| att.pin.exists())
+    }
+
+    /// Whether a link we hold no longer runs `program_id` on its interface
+    /// (detached from outside, or taken over): a reconcile sorts it out.
+    pub fn needs_reconcile(&self, program_id: u32) -> bool {
+        self.attached.iter().any(|(&ifindex, att)| {
+            !matches!(read_pinned_xdp_link(&att.pin),
+                Ok(Some(s)) if s.ifindex == ifindex && s.prog_id == program_id)
+        })
+    }
+
+    /// Interfaces among `ifindexes` where attaching failed, with the reason.
+    pub fn failing(&self, ifindexes: &BTreeSet<u32>) -> Vec<u32> {
+        ifindexes
+            .iter()
+            .copied()
+            .filter(|i| {
+                matches!(
+                    self.skipped.get(i),
+                    Some(SkipReason::AttachFailed | SkipReason::NativeUnsupported)
+                )
+            })
+            .collect()
+    }
+
+    /// Whether a matching interface runs another program.
+    pub fn skips_foreign(&self) -> bool {
+        self.skipped
+            .values()
+            .any(|r| *r == SkipReason::ForeignProgram)
+    }
+
+    /// Whether `ifindex` still exists as far as the last reconcile knows:
+    /// attached, or skipped.
+    pub fn knows(&self, ifindex: u32) -> bool {
+        self.attached.contains_key(&ifindex) || self.skipped.contains_key(&ifindex)
     }
 
     /// Takes over the link a previous agent pinned for `iface`, or removes
@@ -461,6 +555,60 @@ impl Attacher {
     }
 }
 
+/// A link we hold and keep pinned: an XDP attachment, or an egress link.
+pub(crate) trait HeldLink: Sized {
+    fn pin_path(&self) -> &Path;
+    /// The link, its pin, its interface's name, and how to put it together
+    /// again.
+    fn into_parts(self) -> HeldParts<Self>;
+}
+
+pub(crate) type HeldParts<T> = (FdLink, PathBuf, String, Box<dyn FnOnce(FdLink) -> T>);
+
+impl HeldLink for Attachment {
+    fn pin_path(&self) -> &Path {
+        &self.pin
+    }
+
+    fn into_parts(self) -> HeldParts<Self> {
+        let Attachment { status, link, pin } = self;
+        let (name, at) = (status.name.clone(), pin.clone());
+        (
+            link,
+            at,
+            name,
+            Box::new(move |link| Attachment { status, link, pin }),
+        )
+    }
+}
+
+/// Pins again every link of `held` whose pin was removed
+/// (docs/design.md#self-repair). The ifindexes re-pinned, and those whose
+/// link was lost (the next reconcile attaches afresh there).
+pub(crate) fn repin_held<T: HeldLink>(held: &mut BTreeMap<u32, T>) -> (Vec<String>, Vec<u32>) {
+    let lost: Vec<u32> = held
+        .iter()
+        .filter(|(_, h)| !h.pin_path().exists())
+        .map(|(&ifindex, _)| ifindex)
+        .collect();
+    let (mut repinned, mut failed) = (Vec::new(), Vec::new());
+    for ifindex in lost {
+        let (link, pin, interface, rebuild) = held.remove(&ifindex).expect("listed").into_parts();
+        match link.pin(&pin) {
+            Ok(pinned) => {
+                repinned.push(pin.display().to_string());
+                held.insert(ifindex, rebuild(FdLink::from(pinned)));
+            }
+            // The link is dropped, hence detached.
+            Err(e) => {
+                tracing::warn!(%interface, error = %e, "cannot pin a link again; attaching afresh");
+                failed.push(ifindex);
+            }
+        }
+    }
+    (repinned, failed)
+}
+
 /// Drops our hold on an attachment. With `Release::Detach` and a
 /// `program_id`, a link that now runs another program (a newer agent's) is
 /// left pinned.
@@ -505,6 +653,15 @@ fn mode_of(iface: &Interface, state: &XdpLinkState) -> Option<AttachMode> {
     } else {
         None
     }
+}
+
+/// Whether the loaded program `id` is a nodedns XDP program (of any agent,
+/// any version): named like ours.
+fn is_nodedns_program(id: u32) -> bool {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .is_some_and(|p| p.name_as_str() == Some(PROGRAM_NAME))
 }
 
 fn errno_of(e: &ProgramError) -> Option<i32> {

@@ -9,6 +9,7 @@ use std::path::Path;
 use dns_common::{EGRESS_PROGRAM_NAME, PROGRAM_NAME};
 
 use super::error::FastPathError;
+use super::owner::{DirLock, LockError};
 use super::pins::{PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
 use crate::kernel::bpf::{detach_pinned_link, read_pinned_tcx_egress_link, read_pinned_xdp_link};
 use crate::kernel::netlink;
@@ -68,6 +69,46 @@ impl fmt::Display for CleanupReport {
 pub fn run_cleanup(args: &super::args::CleanupArgs) -> Result<(), FastPathError> {
     print!("{}", cleanup(&args.bpffs_path)?);
     Ok(())
+}
+
+/// `dns-agent cleanup`'s hold on the pin directory while it cleans up:
+/// dropping it lets agents start there again.
+#[derive(Debug)]
+pub struct CleanupClaim {
+    _lock: Option<DirLock>,
+}
+
+/// Takes the pin directory from every agent before `dns-agent cleanup`
+/// touches anything (docs/design.md#self-repair): refuses while a running
+/// agent holds it, unless `--force`.
+pub fn claim(args: &super::args::CleanupArgs) -> Result<CleanupClaim, FastPathError> {
+    let root = &args.bpffs_path;
+    if !root.exists() {
+        return Ok(CleanupClaim { _lock: None });
+    }
+    check_bpffs(root)?;
+    match DirLock::exclusive(root) {
+        Ok(lock) => Ok(CleanupClaim { _lock: Some(lock) }),
+        Err(LockError::Held(pids)) => {
+            let holders = if pids.is_empty() {
+                "pid not visible from here".to_string()
+            } else {
+                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                format!("pid {}", pids.join(", pid "))
+            };
+            if args.force {
+                tracing::warn!(bpffs = %root.display(), %holders,
+                    "a running agent owns the pin directory; cleaning up anyway (--force)");
+                Ok(CleanupClaim { _lock: None })
+            } else {
+                Err(FastPathError::InUse {
+                    path: root.clone(),
+                    holders,
+                })
+            }
+        }
+        Err(LockError::Io(e)) => Err(FastPathError::io(root, e)),
+    }
 }
 
 /// Removes every link pin (detaching it, unless a running agent still holds

@@ -18,7 +18,7 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 
-use super::attach::{InterfaceStatus, Release, detach_and_unpin};
+use super::attach::{HeldLink, HeldParts, InterfaceStatus, Release, detach_and_unpin, repin_held};
 use super::pins::{PinLayout, remove_pin};
 use crate::kernel::bpf::read_pinned_tcx_egress_link;
 use crate::kernel::netlink::Interface;
@@ -138,6 +138,17 @@ impl EgressLinks {
     fn drop_unwanted(&mut self, wanted: &BTreeMap<u32, &str>, present: &BTreeSet<u32>) {
         let ifindexes: Vec<u32> = self.attached.keys().copied().collect();
         for ifindex in ifindexes {
+            let detached = matches!(read_pinned_tcx_egress_link(&self.attached[&ifindex].pin),
+                Ok(Some(s)) if s.ifindex != ifindex);
+            if detached {
+                // Detached from outside (a cleanup): forget it; the loop
+                // in `reconcile` attaches afresh.
+                let link = self.attached.remove(&ifindex).expect("present");
+                tracing::warn!(interface = %link.name, ifindex, "egress link was detached from outside; re-attaching");
+                let _ = self.map.remove(&ifindex);
+                let _ = remove_pin(&link.pin);
+                continue;
+            }
             let runs = self.runs_ours(&self.attached[&ifindex].pin);
             let gone = !present.contains(&ifindex);
             if !gone && runs && wanted.contains_key(&ifindex) {
@@ -158,6 +169,29 @@ impl EgressLinks {
                 }
             }
         }
+    }
+
+    /// Pins again every link we hold whose pin was removed (the pin
+    /// directory must exist). The pins made again.
+    pub fn repin(&mut self) -> Vec<String> {
+        let (repinned, failed) = repin_held(&mut self.attached);
+        for ifindex in failed {
+            let _ = self.map.remove(&ifindex);
+        }
+        repinned
+    }
+
+    /// Whether every link we hold is pinned.
+    pub fn pins_present(&self) -> bool {
+        self.attached.values().all(|l| l.pin.exists())
+    }
+
+    /// Whether a link we hold no longer runs our program on its interface.
+    pub fn needs_reconcile(&self) -> bool {
+        self.attached.iter().any(|(&ifindex, l)| {
+            !matches!(read_pinned_tcx_egress_link(&l.pin),
+                Ok(Some(s)) if s.ifindex == ifindex && s.prog_id == self.program_id)
+        })
     }
 
     /// Whether the pinned link still runs our program (not a newer
@@ -261,6 +295,23 @@ impl EgressLinks {
             }
             drop(link.link);
         }
+    }
+}
+
+impl HeldLink for EgressLink {
+    fn pin_path(&self) -> &Path {
+        &self.pin
+    }
+
+    fn into_parts(self) -> HeldParts<Self> {
+        let EgressLink { name, link, pin } = self;
+        let (interface, at) = (name.clone(), pin.clone());
+        (
+            link,
+            at,
+            interface,
+            Box::new(move |link| EgressLink { name, link, pin }),
+        )
     }
 }
 

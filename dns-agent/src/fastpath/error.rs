@@ -18,6 +18,14 @@ pub enum FastPathError {
         fs_type: i64,
     },
 
+    #[error(
+        "refusing to clean up {path}: a running agent owns it ({holders}). Stop the agent \
+         first (its --cleanup-on-exit or a later cleanup removes everything), or pass \
+         --force to clean up anyway (the running agent then re-creates what it needs \
+         within seconds)"
+    )]
+    InUse { path: PathBuf, holders: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -48,7 +48,9 @@ mod interface_macs;
 mod liveness;
 pub mod loader;
 mod metrics;
+mod owner;
 pub mod pins;
+mod repair;
 mod runtime;
 pub mod selector;
 mod shared;
@@ -56,7 +58,7 @@ pub mod stats;
 
 pub use args::{CleanupArgs, FastPathArgs, InspectArgs, XdpModeArg};
 pub use attach::{AttachMode, InterfaceStatus, SkipReason};
-pub use cleanup::{CleanupReport, cleanup, run_cleanup};
+pub use cleanup::{CleanupClaim, CleanupReport, claim, cleanup, run_cleanup};
 pub use error::FastPathError;
 pub use liveness::{Heartbeat, LivenessState};
 pub use runtime::{AnswersMap, ClusterDns, ExitPolicy, FastPath};

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap, MapData, RingBuf};
 use dns_common::{AnswerEntry, AnswerKey, Config, Counter, MAP_ANSWERS, MAP_CONFIG};
@@ -21,10 +21,13 @@ use super::error::FastPathError;
 use super::interface_macs::InterfaceMap;
 use super::liveness::Heartbeat;
 use super::loader::{self, build_config, open_pinned, set_cluster_dns};
-use super::pins::PinLayout;
+use super::owner::DirLock;
+use super::pins::{PINNED_MAPS, PinLayout};
+use super::repair::{self, Repairer};
 use super::selector::InterfaceSelector;
 use super::shared::{Shared, State};
 use super::{cleanup, stats};
+use crate::health::NodeHealth;
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 
 /// The kernel answers map, as promotion writes it and `inspect` reads it.
@@ -117,6 +120,15 @@ impl FastPath {
             reused_maps = ?loaded.reused, memory_bytes = ?loaded.memory,
             "XDP fast path loaded"
         );
+        let owner = take_owner(&layout)?;
+        let pinned_maps = PINNED_MAPS
+            .iter()
+            .map(|&name| {
+                MapData::from_pin(layout.map(name))
+                    .map(|data| (name, data))
+                    .map_err(|e| FastPathError::map(name, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let heartbeat = Heartbeat::new(loaded.liveness)?;
         let state = State {
             ebpf: loaded.ebpf,
@@ -140,6 +152,9 @@ impl FastPath {
             config: Mutex::new(config),
             ring: Mutex::new(Some(loaded.ring)),
             state: Mutex::new(state),
+            owner: Mutex::new(Some(owner)),
+            pinned_maps,
+            health: OnceLock::new(),
         });
         shared.lock().attach(shared.program_id, &interfaces, true);
 
@@ -173,6 +188,12 @@ impl FastPath {
 
     pub fn program_id(&self) -> u32 {
         self.shared.program_id
+    }
+
+    /// Where the follower reports what it repaired and what it cannot
+    /// (`nodedns_repairs_total`, `/healthz`). Only the first call counts.
+    pub fn report_to(&self, health: Arc<NodeHealth>) {
+        let _ = self.shared.health.set(health);
     }
 
     /// This agent's heartbeat, which the resolver beats while it serves.
@@ -343,21 +364,49 @@ impl ClusterDns {
     }
 }
 
-/// The follower thread: rescan on link events, on wake-ups and on a timer.
+/// The follower thread: rescan on link events, on wake-ups and on a timer;
+/// check the pins and links every [`repair::CHECK_INTERVAL`] and repair
+/// them (docs/design.md#self-repair).
 fn follow(shared: &Shared, mut events: LinkEvents, stop: &AtomicBool, interval: Duration) {
     /// Pause after a netlink error, so a broken socket cannot spin.
     const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+    let mut repairer = Repairer::default();
+    repairer.after_reconcile(shared);
+    let mut last_rescan = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        match events.wait(interval) {
+        let mut rescan = match events.wait(repair::CHECK_INTERVAL.min(interval)) {
             Ok(Wake::Woken) if stop.load(Ordering::SeqCst) => break,
-            Ok(_) => {}
+            Ok(Wake::Timeout) => last_rescan.elapsed() >= interval,
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for link events failed; rescanning");
                 std::thread::sleep(ERROR_BACKOFF);
+                true
             }
+        };
+        rescan |= repairer.check(shared);
+        if !rescan {
+            continue;
         }
+        last_rescan = Instant::now();
         if let Err(e) = shared.lock().reconcile(shared.program_id, false) {
             tracing::warn!(error = %e, "interface rescan failed");
+        }
+        repairer.after_reconcile(shared);
+    }
+}
+
+/// The agent's lock on its pin directory, which `dns-agent cleanup` checks.
+/// A cleanup that holds it now is short: wait for it a little.
+fn take_owner(layout: &PinLayout) -> Result<DirLock, FastPathError> {
+    const WAIT: Duration = Duration::from_secs(5);
+    const STEP: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match repair::lock_dir(layout.root()) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(STEP),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The fast path's state shared by its owner ([`super::FastPath`]), the
 //! interface follower thread and the metrics collector.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
@@ -13,7 +13,9 @@ use super::egress::EgressLinks;
 use super::error::FastPathError;
 use super::interface_macs::InterfaceMap;
 use super::liveness::Heartbeat;
+use super::owner::DirLock;
 use super::pins::PinLayout;
+use crate::health::NodeHealth;
 use crate::kernel::netlink::{self, Interface};
 
 pub(crate) struct Shared {
@@ -33,6 +35,14 @@ pub(crate) struct Shared {
     /// This agent's ring of redirected queries, until the resolver takes it.
     pub ring: Mutex<Option<RingBuf<MapData>>>,
     pub state: Mutex<State>,
+    /// This agent's shared lock on the pin directory, taken again when the
+    /// directory is made again (docs/design.md#self-repair).
+    pub owner: Mutex<Option<DirLock>>,
+    /// A descriptor of each pinned map, opened from its pin at start, to
+    /// pin it again if the pin is removed.
+    pub pinned_maps: Vec<(&'static str, MapData)>,
+    /// Where repairs and faults are reported, once the agent says.
+    pub health: OnceLock<Arc<NodeHealth>>,
 }
 
 pub(crate) struct State {

@@ -62,7 +62,10 @@ pub fn read_pinned_tcx_egress_link(path: &Path) -> io::Result<Option<XdpLinkStat
 }
 
 fn pinned_link_info(path: &Path) -> io::Result<bpf_link_info> {
-    let fd = obj_get(path)?;
+    link_info(&obj_get(path)?)
+}
+
+fn link_info(fd: &OwnedFd) -> io::Result<bpf_link_info> {
     // SAFETY: bpf_link_info is plain integers and unions of them; all-zero
     // is a valid value.
     let mut info: bpf_link_info = unsafe { mem::zeroed() };
@@ -72,6 +75,51 @@ fn pinned_link_info(path: &Path) -> io::Result<bpf_link_info> {
     attr.info.info = (&mut info as *mut bpf_link_info) as u64;
     sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info)
+}
+
+/// Finds the XDP link that runs `prog_id` on `ifindex` among every link of
+/// the system, and pins it at `path`: a link whose pin was removed while
+/// its holder still runs can be taken over like a pinned one
+/// (docs/design.md#self-repair). `Ok(false)`: there is no such link (the
+/// program was attached through netlink). aya walks link ids, but neither
+/// opens a link by id nor tells its ifindex.
+pub fn pin_xdp_link_of(ifindex: u32, prog_id: u32, path: &Path) -> io::Result<bool> {
+    let mut id = 0;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+        match sys_bpf(bpf_cmd::BPF_LINK_GET_NEXT_ID, &mut attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        // SAFETY: the kernel filled `next_id` of the union member we set.
+        id = unsafe { attr.__bindgen_anon_6.next_id };
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+        let fd = match sys_bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr) {
+            // SAFETY: a new descriptor that nothing else owns.
+            Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+            // Released since the id was listed.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let info = link_info(&fd)?;
+        if info.type_ != bpf_link_type::BPF_LINK_TYPE_XDP as u32 || info.prog_id != prog_id {
+            continue;
+        }
+        // SAFETY: for an XDP link the kernel fills the union's `xdp` member.
+        if unsafe { info.__bindgen_anon_1.xdp.ifindex } != ifindex {
+            continue;
+        }
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_4.bpf_fd = fd.as_raw_fd() as u32;
+        attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
+        sys_bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr)?;
+        return Ok(true);
+    }
 }
 
 /// Detaches the pinned link at once. Dropping the last reference would

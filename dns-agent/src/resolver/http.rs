@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::NodeHealth;
 use crate::metrics::{Exposition, Format};
 use crate::zone::Zone;
 
@@ -31,6 +32,8 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// What `/readyz` and `/healthz` look at.
 pub struct Health {
+    /// Faults of the node this agent serves (`/healthz`).
+    pub node: Arc<NodeHealth>,
     pub zone: Arc<dyn Zone>,
     /// The DNS sockets are bound and served (`/healthz`).
     pub listeners_up: AtomicBool,
@@ -73,14 +76,21 @@ impl Pages {
                 }
             }
             (Pages::Health(h), "/healthz") => {
-                if h.listeners_up.load(Ordering::Relaxed) {
-                    (StatusCode::OK, TEXT, "ok\n".into())
-                } else {
+                let faults = h.node.faults();
+                if !h.listeners_up.load(Ordering::Relaxed) {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         TEXT,
                         "listeners are not up\n".into(),
                     )
+                } else if !faults.is_empty() {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        format!("unhealthy: {}\n", faults.join("; ")),
+                    )
+                } else {
+                    (StatusCode::OK, TEXT, "ok\n".into())
                 }
             }
             (Pages::Health(h), "/readyz") => {

@@ -6,6 +6,7 @@
 use std::io;
 use std::net::IpAddr;
 
+use crate::health::{Fault, NodeHealth, Repair};
 use crate::kernel::netlink::{Netlink, if_index};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,31 @@ pub struct ListenInterface {
     /// existing link of our name, which may not be ours to delete).
     added: Vec<(u32, IpAddr)>,
     keep: bool,
+    /// Where the addresses belong, when this agent put them there (not
+    /// with `--no-create-interface`): what [`ListenInterface::repair`]
+    /// restores.
+    owned: Option<Owned>,
+}
+
+#[derive(Debug, Clone)]
+struct Owned {
+    /// The named interface, or `lo` where the kernel has no dummy links.
+    name: String,
+    on_named: bool,
+}
+
+/// The listen addresses that are not local now. A bind to the address is
+/// the cheapest exact test: the kernel refuses it (`EADDRNOTAVAIL`) exactly
+/// when no interface carries it.
+pub fn missing(addrs: &[IpAddr]) -> Vec<IpAddr> {
+    addrs
+        .iter()
+        .copied()
+        .filter(|&addr| {
+            std::net::UdpSocket::bind((addr, 0))
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EADDRNOTAVAIL))
+        })
+        .collect()
 }
 
 impl ListenInterface {
@@ -47,6 +73,7 @@ impl ListenInterface {
             link: None,
             added: Vec::new(),
             keep,
+            owned: None,
         };
         let (use_named, created) = match nl.add_dummy(name) {
             Ok(()) => {
@@ -96,6 +123,10 @@ impl ListenInterface {
         } else {
             ("lo".to_string(), if_index("lo").unwrap_or(1))
         };
+        this.owned = Some(Owned {
+            name: dev.clone(),
+            on_named: use_named,
+        });
         nl.set_up(index).map_err(|source| InterfaceError::LinkUp {
             name: dev.clone(),
             source,
@@ -122,8 +153,76 @@ impl ListenInterface {
         Ok(this)
     }
 
+    /// Makes `missing` listen addresses local again (docs/design.md#self-repair):
+    /// the dummy interface is created again if it is gone, brought up, and
+    /// the addresses added. `Ok(false)`: not ours to repair
+    /// (`--no-create-interface`: whoever configured the addresses owns them).
+    pub fn repair(&mut self, missing: &[IpAddr]) -> Result<bool, InterfaceError> {
+        let Some(owned) = self.owned.clone() else {
+            return Ok(false);
+        };
+        let mut nl = Netlink::open().map_err(InterfaceError::Netlink)?;
+        let index = match if_index(&owned.name) {
+            Some(index) => index,
+            None if owned.on_named => {
+                match nl.add_dummy(&owned.name) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(source) => {
+                        return Err(InterfaceError::CreateLink {
+                            name: owned.name,
+                            source,
+                        });
+                    }
+                }
+                let index = if_index(&owned.name).ok_or_else(|| InterfaceError::CreateLink {
+                    name: owned.name.clone(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "created but not found"),
+                })?;
+                tracing::warn!(
+                    interface = owned.name,
+                    "the listen interface was removed; created it again"
+                );
+                // Ours again, whoever made the one that was removed.
+                self.link = Some((owned.name.clone(), index));
+                self.added.clear();
+                index
+            }
+            None => {
+                return Err(InterfaceError::LinkUp {
+                    name: owned.name,
+                    source: io::Error::new(io::ErrorKind::NotFound, "no such interface"),
+                });
+            }
+        };
+        nl.set_up(index).map_err(|source| InterfaceError::LinkUp {
+            name: owned.name.clone(),
+            source,
+        })?;
+        for &addr in missing {
+            match nl.add_address(index, addr, !owned.on_named) {
+                Ok(()) => {
+                    let ours = self.link.as_ref().is_some_and(|(_, i)| *i == index);
+                    if !ours && !self.added.contains(&(index, addr)) {
+                        self.added.push((index, addr));
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(InterfaceError::AddAddress {
+                        name: owned.name,
+                        addr,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Removes what setup added (unless keeping); safe to call twice.
     pub fn cleanup(&mut self) {
+        self.owned = None;
         if self.keep {
             if self.link.is_some() || !self.added.is_empty() {
                 tracing::info!("keeping the listen interface and addresses for the next agent");
@@ -148,6 +247,63 @@ impl ListenInterface {
             if let Err(e) = nl.delete_address(index, addr) {
                 tracing::warn!(%addr, error = %e, "could not remove a listen address we added");
             }
+        }
+    }
+}
+
+/// How often the listen addresses are checked: a bind per address, so the
+/// idle cost stays near nothing.
+pub const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks the listen addresses every [`CHECK_INTERVAL`] until `cancel`,
+/// repairs what this agent put there, and reports to `/healthz` what it
+/// cannot repair (docs/design.md#self-repair).
+pub async fn watch(
+    interface: std::sync::Arc<std::sync::Mutex<ListenInterface>>,
+    addrs: Vec<IpAddr>,
+    health: std::sync::Arc<NodeHealth>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let gone = missing(&addrs);
+        if gone.is_empty() {
+            health.clear(Fault::Address);
+            continue;
+        }
+        let repaired = interface
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .repair(&gone);
+        let still = missing(&addrs);
+        match repaired {
+            Ok(true) if still.is_empty() => {
+                tracing::warn!(addresses = ?gone, "listen addresses were removed from the node; added them again");
+                health.repaired(Repair::address);
+                health.clear(Fault::Address);
+            }
+            Ok(true) => health.fault(
+                Fault::Address,
+                format!(
+                    "listen addresses {still:?} are missing and did not come back when added again"
+                ),
+            ),
+            Ok(false) => health.fault(
+                Fault::Address,
+                format!(
+                    "listen addresses {still:?} are on no interface (--no-create-interface: \
+                     whoever configured them must add them back)"
+                ),
+            ),
+            Err(e) => health.fault(
+                Fault::Address,
+                format!("listen addresses {still:?} are missing and cannot be added again: {e}"),
+            ),
         }
     }
 }

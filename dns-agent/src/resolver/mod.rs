@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::ResolverArgs;
 
+use crate::health::NodeHealth;
 use crate::metrics::coredns::Coredns;
 use crate::metrics::{Exposition, process};
 use crate::promotion::{AnswerSink, Promoter, PromotionConfig, PromotionMetrics};
@@ -113,7 +114,10 @@ pub type PromoterSlot = Arc<OnceLock<Arc<Promoter>>>;
 /// A started resolver.
 pub struct Running {
     tasks: JoinSet<()>,
-    interface: ListenInterface,
+    interface: Arc<std::sync::Mutex<ListenInterface>>,
+    /// What `/healthz` reports and `nodedns_repairs_total` counts; the
+    /// fast path reports here too.
+    pub node_health: Arc<NodeHealth>,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
 }
@@ -129,7 +133,10 @@ impl Running {
                 tracing::error!(error = %e, "resolver task panicked");
             }
         }
-        self.interface.cleanup();
+        self.interface
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cleanup();
     }
 }
 
@@ -168,6 +175,9 @@ pub async fn start(
     } else {
         ListenInterface::setup(&args.listen_interface, &args.listen, keep_interface_on_exit)?
     };
+    let interface = Arc::new(std::sync::Mutex::new(interface));
+    let node_health = Arc::new(NodeHealth::default());
+    node_health.register(&mut registry);
     let forwarder = forwarder(&args, policy, zone.clone(), metrics.clone());
     let promoter = PromoterSlot::default();
     let handler = Arc::new(Handler {
@@ -209,7 +219,14 @@ pub async fn start(
         }),
         tcp_idle: args.tcp_idle_timeout(),
     };
-    let mut tasks = serve_dns(dns, handler.clone(), &limits, &metrics, &cancel);
+    let health = Arc::new(http::Health {
+        node: node_health.clone(),
+        zone: zone.clone(),
+        listeners_up: AtomicBool::new(true),
+        taking_queries: AtomicBool::new(steering == Steering::Newest),
+        fast_path_loaded: AtomicBool::new(!matches!(sink, Sink::Later(_))),
+    });
+    let mut tasks = serve_dns(dns, handler.clone(), &limits, &metrics, &health, &cancel);
     if let Some(path) = transparent {
         // The fast path loads after the listeners; its ring and heartbeat
         // come with it.
@@ -225,12 +242,12 @@ pub async fn start(
             }
         });
     }
-    let health = Arc::new(http::Health {
-        zone: zone.clone(),
-        listeners_up: AtomicBool::new(true),
-        taking_queries: AtomicBool::new(steering == Steering::Newest),
-        fast_path_loaded: AtomicBool::new(!matches!(sink, Sink::Later(_))),
-    });
+    tasks.spawn(interface::watch(
+        interface.clone(),
+        args.listen.clone(),
+        node_health.clone(),
+        cancel.clone(),
+    ));
     let config = promotion_config(&args);
     let promotion = (zone.clone(), promoter, promotion_metrics);
     match sink {
@@ -280,6 +297,7 @@ pub async fn start(
     Ok(Running {
         tasks,
         interface,
+        node_health,
         metrics_addr,
         health_addr,
     })
@@ -467,25 +485,66 @@ fn serve_dns(
     handler: Arc<Handler>,
     limits: &listen::Limits,
     metrics: &Arc<ResolverMetrics>,
+    health: &Arc<http::Health>,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for (udp, tcp) in dns {
-        tasks.spawn(listen::serve_udp(
-            udp,
-            handler.clone(),
-            limits.clone(),
-            cancel.clone(),
-        ));
-        tasks.spawn(listen::serve_tcp(
+        let alive = ListenerAlive::new(health, cancel, "udp");
+        let udp = listen::serve_udp(udp, handler.clone(), limits.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let _alive = alive;
+            udp.await
+        });
+        let alive = ListenerAlive::new(health, cancel, "tcp");
+        let tcp = listen::serve_tcp(
             tcp,
             handler.clone(),
             limits.clone(),
             metrics.clone(),
             cancel.clone(),
-        ));
+        );
+        tasks.spawn(async move {
+            let _alive = alive;
+            tcp.await
+        });
     }
     tasks
+}
+
+/// Held by a listener task: if the task ends before the agent stops (a
+/// panic included), `/healthz` fails from then on, since that socket's
+/// share of the queries goes unanswered.
+struct ListenerAlive {
+    health: Arc<http::Health>,
+    cancel: CancellationToken,
+    transport: &'static str,
+}
+
+impl ListenerAlive {
+    fn new(
+        health: &Arc<http::Health>,
+        cancel: &CancellationToken,
+        transport: &'static str,
+    ) -> Self {
+        Self {
+            health: health.clone(),
+            cancel: cancel.clone(),
+            transport,
+        }
+    }
+}
+
+impl Drop for ListenerAlive {
+    fn drop(&mut self) {
+        if !self.cancel.is_cancelled() {
+            self.health.listeners_up.store(false, Ordering::Relaxed);
+            tracing::error!(
+                transport = self.transport,
+                "a DNS listener stopped while the agent runs: /healthz fails"
+            );
+        }
+    }
 }
 
 /// Runs the resolver until `cancel` fires.

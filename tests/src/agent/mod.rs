@@ -193,6 +193,19 @@ fn start_daemon(lab: &Lab, name: &str, args: &[String]) -> Daemon {
     daemon
 }
 
+/// `dns-agent cleanup` in `lab`'s node on its pin directory, with `args`
+/// added (`--force`, `--listen ...`): what an operator runs on a node.
+pub fn run_cleanup(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let mut cleanup = lab
+        .node()
+        .command_net_only(crate::lab::agent_binary().expect("the agent binary"));
+    cleanup
+        .args(["cleanup", "--bpffs-path"])
+        .arg(lab.bpffs())
+        .args(args);
+    cleanup.output().expect("run dns-agent cleanup")
+}
+
 /// The agent running in a lab node. Dropping it stops the agent (SIGTERM,
 /// continuing it if stopped, then SIGKILL), which with `--cleanup-on-exit`
 /// removes its pins, and prints its log if the test is failing.

@@ -13,6 +13,7 @@ mod failopen;
 mod fairness;
 mod observe;
 mod promotion;
+mod repair;
 mod restart;
 mod spoofing;
 mod start;

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, MapInfo};
@@ -16,11 +17,13 @@ use aya::programs::XdpMode;
 use dns_common::{AnswerEntry, AnswerKey, Config, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
 use nodedns_tests::client::DnsperfSummary;
 use nodedns_tests::internals::{
-    AnswerSink, AttachMode, ExitPolicy, FastPath, FastPathArgs, FastPathError, MapSink, SinkError,
-    SkipReason, XdpModeArg, build_config, fastpath_cleanup, fastpath_inspect, fastpath_snapshot,
-    new_registry,
+    AnswerSink, AttachMode, ExitPolicy, FastPath, FastPathArgs, FastPathError, MapSink, NodeHealth,
+    Repair, SinkError, SkipReason, XdpModeArg, build_config, fastpath_cleanup, fastpath_inspect,
+    fastpath_snapshot, new_registry,
 };
-use nodedns_tests::lab::{BpffsDir, LISTEN_V4, Lab, Netns, run_here, unique_suffix, wait_for};
+use nodedns_tests::lab::{
+    BpffsDir, LISTEN_V4, Lab, Netns, PassProgram, XdpAttach, run_here, unique_suffix, wait_for,
+};
 use nodedns_tests::xdp::{EntryDef, Harness, object_override};
 
 /// Bound on the interface follower catching up with a change.
@@ -309,15 +312,11 @@ fn native_mode_and_exclude() {
 #[test]
 fn foreign_xdp_program_is_left_alone_and_counted() {
     let (ns, pins) = setup(&["tfa0", "tfa1"]);
-    // Someone else's XDP program on tfa0 (any XDP program will do).
-    let mut foreign = Harness::new();
-    let program = foreign.program();
-    let foreign_id = ns
-        .enter(|| {
-            program.attach("tfa0", XdpMode::Skb).unwrap();
-            program.info().unwrap().id()
-        })
-        .unwrap();
+    // Someone else's XDP program on tfa0 (any program not named like ours:
+    // an unpinned nodedns program is taken over instead, see
+    // `unpinned_nodedns_program_is_taken_over`).
+    let foreign = PassProgram::attach(&ns, "tfa0", XdpAttach::Skb).unwrap();
+    let foreign_id = progs(&ns, "tfa0")[0] as u32;
 
     let fp = start(&ns, &args(&pins, &["tfa*"]));
     assert_eq!(names(&fp), ["tfa1"]);
@@ -724,6 +723,79 @@ fn restrict_thread_caps(caps: &[u32]) {
     // SAFETY: capset with a v3 header and two data words; affects this thread.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
     assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// An agent whose pins were removed (by a cleanup, by hand) still holds
+/// its XDP link. The next agent recognises the program as nodedns's by its
+/// name and swaps its own program into that link, as it would into a
+/// pinned one: XDP never stops running on the interface, and it is not
+/// skipped as `foreign_program` (docs/design.md#self-repair).
+#[test]
+fn unpinned_nodedns_program_is_taken_over() {
+    let (ns, pins) = setup(&["tfa0"]);
+    // An older agent's program, attached through a link nobody pinned.
+    let mut old = Harness::new();
+    let program = old.program();
+    let old_id = ns
+        .enter(|| {
+            program.attach("tfa0", XdpMode::Skb).unwrap();
+            program.info().unwrap().id()
+        })
+        .unwrap();
+    assert_eq!(progs(&ns, "tfa0"), [u64::from(old_id)]);
+
+    let fp = start(&ns, &args(&pins, &["tfa*"]));
+    assert_eq!(names(&fp), ["tfa0"], "{:?}", fp.skipped());
+    assert!(fp.interfaces()[0].adopted, "taken over, not attached anew");
+    assert_eq!(fp.skipped().get(&SkipReason::ForeignProgram), None);
+    assert_eq!(progs(&ns, "tfa0"), [u64::from(fp.program_id())]);
+    assert_eq!(
+        link_pins(&pins.path).len(),
+        1,
+        "the taken-over link is pinned"
+    );
+    // The old holder letting go leaves the link (now ours and pinned) up.
+    drop(old);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(progs(&ns, "tfa0"), [u64::from(fp.program_id())]);
+    exit_cleaning(fp, &ns, &pins, "tfa0");
+}
+
+/// `dns-agent cleanup --force` under a running fast path detaches its
+/// links and removes every pin and the directory. Within seconds the
+/// follower pins the same maps again (their entries survive), attaches XDP
+/// and the egress program again, and counts both repairs.
+#[test]
+fn removed_pins_and_detached_links_are_repaired() {
+    let (ns, pins) = setup(&["tfa0"]);
+    let fp = start(&ns, &args(&pins, &["tfa*"]));
+    let health = Arc::new(NodeHealth::default());
+    fp.report_to(health.clone());
+    let (key, entry) = a_entry("repair.example", [10, 0, 0, 7], 300);
+    MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
+
+    ns.enter(|| fastpath_cleanup(&pins.path)).unwrap().unwrap();
+    until("XDP, egress and pins back", || {
+        progs(&ns, "tfa0") == [u64::from(fp.program_id())]
+            && link_pins(&pins.path).len() == 1
+            && egress_pins(&pins.path).len() == 1
+            && pins.path.join(MAP_ANSWERS).exists()
+    });
+    assert_eq!(
+        ns.tcx_egress_programs("tfa0").unwrap(),
+        ["nodedns_egress"],
+        "the egress program runs again, once"
+    );
+    let listing = fastpath_inspect(&pins.path, false).unwrap();
+    assert!(
+        listing.contains("repair.example."),
+        "the same map, entries kept:\n{listing}"
+    );
+    until("repairs counted", || {
+        health.repairs(Repair::pins) >= 1 && health.repairs(Repair::xdp) >= 1
+    });
+    assert!(health.faults().is_empty(), "{:?}", health.faults());
+    exit_cleaning(fp, &ns, &pins, "tfa0");
 }
 
 /// The DaemonSet grants only CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN: load,
