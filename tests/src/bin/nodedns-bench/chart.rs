@@ -1,14 +1,15 @@
 //! The PNG chart: per fixed rate, server CPU per query and latency (p50 and
 //! p99) by contender, as horizontal bars with their values; then idle CPU
-//! by contender and the agent's RSS by cluster size, each with its goal as
-//! a red line.
+//! by contender and the agent's RSS by cluster size, then saturation
+//! throughput, each with its goal as a red line (the userspace path's
+//! goals come from the peers' figures).
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
-use crate::report::{IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
+use crate::report::{Goal, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
 
 const WHITE: Rgb = [255, 255, 255];
 const INK: Rgb = [30, 30, 30];
@@ -45,8 +46,10 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     let panel_h = 60 + contenders.len() * ROW;
     let idle = idle_bars(report);
     let rss = rss_bars(report);
+    let saturation = bars_of(report, "saturation_qps", 1.0, CPU, 0);
     let goals_h = 60 + idle.len().max(rss.len()).max(1) * ROW;
-    let height = 50 + rates.len().max(1) * panel_h + goals_h + 20;
+    let saturation_h = 60 + saturation.len().max(1) * ROW;
+    let height = 50 + rates.len().max(1) * panel_h + goals_h + saturation_h + 20;
     let mut canvas = Canvas::new(2 * PANEL_W + 20, height, WHITE);
     canvas.text(
         10,
@@ -96,14 +99,15 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
                 ]
             })
             .collect();
+        let goal = report.userspace_goal(&format!("cpu_per_query@{rate}"));
         panel(
             &mut canvas,
             10,
             top,
-            &format!("server CPU per query @{rate} qps"),
+            &format!("server CPU/query @{rate} qps{}", goal_note(goal)),
             &contenders,
             &cpu,
-            None,
+            goal.map(|g| g.goal),
         );
         panel(
             &mut canvas,
@@ -139,7 +143,37 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         &bars,
         Some(goal_mib),
     );
+    let top = top + goals_h;
+    let goal = report.userspace_goal("saturation_qps");
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = saturation.into_iter().unzip();
+    let title = format!("saturation qps{}", goal_note(goal));
+    panel(
+        &mut canvas,
+        10,
+        top,
+        &title,
+        &labels,
+        &bars,
+        goal.map(|g| g.goal),
+    );
     canvas.write_png(path)
+}
+
+/// " (userspace goal <= N: met)" for a panel title, when the run has it.
+fn goal_note(goal: Option<&Goal>) -> String {
+    let Some(g) = goal else {
+        return String::new();
+    };
+    let verdict = match g.met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    format!(
+        " (userspace goal {} {:.0}: {verdict})",
+        g.bound.sign(),
+        g.goal
+    )
 }
 
 const MIB: f64 = (1 << 20) as f64;

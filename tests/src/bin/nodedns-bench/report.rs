@@ -29,6 +29,34 @@ pub const RSS_GOAL_SERVICES: usize = 50_000;
 /// The agent contenders whose idle CPU the goal covers.
 pub const AGENTS: [&str; 3] = ["nodedns-xdp-skb", "nodedns-xdp-native", "nodedns-userspace"];
 
+/// The agent without XDP: issue 14's userspace-path goals are against
+/// the better peer (CPU per query) and unbound (saturation).
+pub const USERSPACE: &str = "nodedns-userspace";
+
+/// Which side of its goal a figure must be on.
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    AtMost,
+    AtLeast,
+}
+
+impl Bound {
+    fn holds(self, value: f64, goal: f64) -> bool {
+        match self {
+            Self::AtMost => value <= goal,
+            Self::AtLeast => value >= goal,
+        }
+    }
+
+    pub fn sign(self) -> &'static str {
+        match self {
+            Self::AtMost => "<=",
+            Self::AtLeast => ">=",
+        }
+    }
+}
+
 /// A figure next to its goal: `met` is None when the run did not measure
 /// it (a quick or dry run).
 #[derive(Serialize)]
@@ -38,8 +66,9 @@ pub struct Goal {
     pub metric: String,
     pub unit: String,
     pub value: Option<f64>,
-    /// The figure must be at most this.
+    /// The figure must be `bound` this.
     pub goal: f64,
+    pub bound: Bound,
     pub met: Option<bool>,
 }
 
@@ -192,8 +221,14 @@ impl Report {
     /// entries; call once every figure is in.
     pub fn evaluate_goals(&mut self) {
         let mut goals = Vec::new();
+        let med = |c: &str, m: &str| self.get(c, m).map(|e| e.median);
         let mut goal = |figure: &str, contender: &str, metric: &str, unit: &str, limit: f64| {
-            let value = self.get(contender, metric).map(|e| e.median);
+            let bound = if unit == "qps" {
+                Bound::AtLeast
+            } else {
+                Bound::AtMost
+            };
+            let value = med(contender, metric);
             goals.push(Goal {
                 figure: figure.to_string(),
                 contender: contender.to_string(),
@@ -201,7 +236,8 @@ impl Report {
                 unit: unit.to_string(),
                 value,
                 goal: limit,
-                met: value.map(|v| v <= limit),
+                bound,
+                met: value.map(|v| bound.holds(v, limit)),
             });
         };
         for agent in AGENTS {
@@ -215,7 +251,32 @@ impl Report {
             "bytes",
             RSS_GOAL_BYTES,
         );
+        for rate in self.rates() {
+            let metric = format!("cpu_per_query@{rate}");
+            if let Some(best) = self.best_peer(&metric) {
+                let figure = format!("userspace path CPU/query @{rate} qps vs the better peer");
+                goal(&figure, USERSPACE, &metric, "ns", best);
+            }
+        }
+        if let Some(unbound) = med("unbound", "saturation_qps") {
+            let figure = "userspace path saturation vs unbound";
+            goal(figure, USERSPACE, "saturation_qps", "qps", unbound);
+        }
         self.goals = goals;
+    }
+
+    /// The lower median of dnsmasq and unbound for `metric`, when both
+    /// were measured.
+    pub fn best_peer(&self, metric: &str) -> Option<f64> {
+        let [d, u] = ["dnsmasq", "unbound"].map(|p| self.get(p, metric).map(|e| e.median));
+        Some(d?.min(u?))
+    }
+
+    /// The goal on `metric` of the userspace path, if the run has one.
+    pub fn userspace_goal(&self, metric: &str) -> Option<&Goal> {
+        self.goals
+            .iter()
+            .find(|g| g.contender == USERSPACE && g.metric == metric)
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
@@ -387,14 +448,6 @@ impl Report {
                     );
                 }
             }
-            if let (Some(u), [Some(d), _]) = (med("nodedns-userspace", &m("cpu_per_query")), peers)
-            {
-                let _ = writeln!(
-                    t,
-                    "@{rate}: userspace path CPU/q {u:.0} ns <= dnsmasq {d:.0} ns: {}",
-                    verdict(u <= d)
-                );
-            }
         }
         for e in self
             .entries
@@ -415,12 +468,17 @@ impl Report {
                 "bytes" => format!("{:.1} MiB", v / (1 << 20) as f64),
                 u => format!("{v:.2} {u}"),
             };
+            let ratio = match g.value {
+                Some(v) if g.goal > 0.0 => format!(" ({:.2}x the goal)", v / g.goal),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 t,
-                "{} of {}: {} <= {}: {}",
+                "{} of {}: {} {} {}{ratio}: {}",
                 g.figure,
                 g.contender,
                 g.value.map_or("-".into(), show),
+                g.bound.sign(),
                 show(g.goal),
                 g.met.map_or("not measured", verdict)
             );
