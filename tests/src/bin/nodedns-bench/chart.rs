@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
-use crate::report::{Goal, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
+use crate::report::{Bound, Goal, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
 
 const WHITE: Rgb = [255, 255, 255];
 const INK: Rgb = [30, 30, 30];
@@ -159,7 +159,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     canvas.write_png(path)
 }
 
-/// " (userspace goal <= N: met)" for a panel title, when the run has it.
+/// " (userspace goal at most N: met)" for a panel title, when the run has it.
 fn goal_note(goal: Option<&Goal>) -> String {
     let Some(g) = goal else {
         return String::new();
@@ -169,11 +169,12 @@ fn goal_note(goal: Option<&Goal>) -> String {
         Some(false) => "NOT met",
         None => "not measured",
     };
-    format!(
-        " (userspace goal {} {:.0}: {verdict})",
-        g.bound.sign(),
-        g.goal
-    )
+    // The chart's font has no '<' or '>'.
+    let bound = match g.bound {
+        Bound::AtMost => "at most",
+        Bound::AtLeast => "at least",
+    };
+    format!(" (userspace goal {bound} {:.0}: {verdict})", g.goal)
 }
 
 const MIB: f64 = (1 << 20) as f64;
