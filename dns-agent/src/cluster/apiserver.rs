@@ -197,7 +197,7 @@ async fn run<K, T>(
             }
             Event::Apply(obj) => {
                 if let Some(info) = convert(&obj) {
-                    zone.apply([(kind.upsert)(Arc::new(info))]);
+                    zone.apply([(kind.upsert)((kind.share)(&zone, info))]);
                 }
             }
             Event::Delete(obj) => zone.apply([(kind.delete)(key_of(&obj))]),

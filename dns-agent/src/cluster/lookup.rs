@@ -301,7 +301,7 @@ impl Query<'_> {
                 ServiceKind::ClusterIp(ips) => ips.clone(),
                 ServiceKind::Headless => view
                     .published()
-                    .flat_map(|e| e.addresses.iter().copied())
+                    .flat_map(|e| e.addresses().iter().copied())
                     .collect(),
                 ServiceKind::ExternalName(_) => Vec::new(),
             };

@@ -54,7 +54,7 @@ impl Query<'_> {
             ServiceKind::Headless => {
                 let ips: Vec<IpAddr> = view
                     .published()
-                    .flat_map(|e| e.addresses.iter().copied())
+                    .flat_map(|e| e.addresses().iter().copied())
                     .collect();
                 if ips.is_empty() {
                     return self.nxdomain();
@@ -99,7 +99,7 @@ impl Query<'_> {
     fn srv_exists(&self, view: &ServiceView, wanted: impl Fn(&NamedPort) -> bool) -> bool {
         let ported = view.svc.ports.iter().any(wanted);
         match view.svc.kind {
-            ServiceKind::Headless => ported && view.published().any(|e| !e.addresses.is_empty()),
+            ServiceKind::Headless => ported && view.published().any(|e| !e.addresses().is_empty()),
             _ => ported,
         }
     }
@@ -189,7 +189,7 @@ impl Query<'_> {
         let mut ips = Vec::new();
         for ep in view.published().filter(|e| e.answers_to(host, host_ip)) {
             found = true;
-            ips.extend(ep.addresses.iter().copied());
+            ips.extend(ep.addresses().iter().copied());
         }
         if !found {
             return self.nxdomain();
@@ -208,7 +208,7 @@ fn endpoint_addresses(view: &ServiceView) -> HashMap<Box<str>, Vec<IpAddr>> {
             names
                 .entry(host)
                 .or_default()
-                .extend(ep.addresses.iter().copied());
+                .extend(ep.addresses().iter().copied());
         }
     }
     names

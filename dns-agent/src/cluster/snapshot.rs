@@ -127,6 +127,53 @@ impl PtrOwners {
     }
 }
 
+/// The reverse index, one table per address family: a slot keyed by an
+/// `IpAddr` is padded to 24 bytes, an `Ipv4Addr` key takes 4, and at 250k
+/// endpoints the slots are most of the index.
+#[derive(Debug, Clone, Default)]
+pub struct ReverseIndex {
+    v4: ShardedMap<Ipv4Addr, PtrOwners>,
+    v6: ShardedMap<Ipv6Addr, PtrOwners>,
+}
+
+impl ReverseIndex {
+    pub fn get(&self, ip: &IpAddr) -> Option<&PtrOwners> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.get(ip),
+            IpAddr::V6(ip) => self.v6.get(ip),
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut PtrOwners> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.get_mut(ip),
+            IpAddr::V6(ip) => self.v6.get_mut(ip),
+        }
+    }
+
+    pub(super) fn insert(&mut self, ip: IpAddr, owners: PtrOwners) -> Option<PtrOwners> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.insert(ip, owners),
+            IpAddr::V6(ip) => self.v6.insert(ip, owners),
+        }
+    }
+
+    pub(super) fn remove(&mut self, ip: &IpAddr) -> Option<PtrOwners> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.remove(ip),
+            IpAddr::V6(ip) => self.v6.remove(ip),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Which name under the Service a PTR target is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PtrHost<'a> {
@@ -166,8 +213,8 @@ impl ServiceView {
         if self.has_endpoint_names(mode) {
             for ep in self.published() {
                 // The schema gives PTRs to real hostnames only.
-                if ep.hostname.is_some() || mode == EndpointRecords::All {
-                    ips.extend(ep.addresses.iter().copied());
+                if ep.hostname().is_some() || mode == EndpointRecords::All {
+                    ips.extend(ep.addresses().iter().copied());
                 }
             }
         }
@@ -189,8 +236,8 @@ impl ServiceView {
         if !self.has_endpoint_names(mode) {
             return hosts;
         }
-        for ep in self.published().filter(|ep| ep.addresses.contains(ip)) {
-            hosts.push(match (&ep.hostname, mode) {
+        for ep in self.published().filter(|ep| ep.addresses().contains(ip)) {
+            hosts.push(match (ep.hostname(), mode) {
                 (Some(h), _) => PtrHost::Hostname(h),
                 (None, EndpointRecords::All) => PtrHost::Dashed,
                 (None, EndpointRecords::Headless) => continue,
@@ -222,19 +269,23 @@ impl EndpointInfo {
     /// The names this endpoint answers to under its Service: its `hostname`,
     /// else each of its addresses dashed. The first is its SRV target.
     pub fn hosts(&self) -> Vec<Box<str>> {
-        match &self.hostname {
-            Some(h) => vec![h.clone()],
-            None => self.addresses.iter().map(|ip| dashed(ip).into()).collect(),
+        match self.hostname() {
+            Some(h) => vec![h.into()],
+            None => self
+                .addresses()
+                .iter()
+                .map(|ip| dashed(ip).into())
+                .collect(),
         }
     }
 
     /// Whether `host` is one of [`Self::hosts`]; `host_ip` is
     /// `parse_dashed(host)`, parsed once for all the endpoints compared.
     pub fn answers_to(&self, host: &str, host_ip: Option<IpAddr>) -> bool {
-        match (&self.hostname, host_ip) {
-            (Some(h), _) => &**h == host,
+        match (self.hostname(), host_ip) {
+            (Some(h), _) => h == host,
             // Only the canonical spelling: `10-0-0-01` is not a name.
-            (None, Some(ip)) => self.addresses.contains(&ip) && dashed(&ip) == host,
+            (None, Some(ip)) => self.addresses().contains(&ip) && dashed(&ip) == host,
             (None, None) => false,
         }
     }
@@ -249,7 +300,7 @@ pub struct Snapshot {
     /// Number of services per namespace: `<ns>.svc.<zone>` exists (NODATA)
     /// while the namespace has at least one.
     pub namespaces: Arc<HashMap<Arc<str>, u32>>,
-    pub reverse: ShardedMap<IpAddr, PtrOwners>,
+    pub reverse: ReverseIndex,
     /// How many addresses of `reverse` lie under each label-aligned prefix
     /// strictly inside a `--reverse-cidr` zone: such a name exists (an empty
     /// non-terminal, NODATA) exactly when its count is not zero.

@@ -7,9 +7,9 @@
 //! half-applied batch; a relist is one `Replace*` change, so it never shows
 //! an empty window.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::mem::size_of;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::hosts::HostsTable;
 use super::metrics::ClusterMetrics;
-use super::model::{ApproxBytes, ObjectKey, ServiceInfo, SliceInfo};
+use super::model::{ApproxBytes, ByKey, Keyed, NamedPort, ObjectKey, ServiceInfo, SliceInfo};
 use super::reverse::interior_prefixes;
 use super::snapshot::{PtrOwners, ServiceView, Snapshot, ZoneConfig};
 use crate::zone::{Zone, ZoneLookup};
@@ -48,16 +48,53 @@ pub enum SyncSource {
 
 #[derive(Default)]
 struct Writer {
-    services: HashMap<ObjectKey, Arc<ServiceInfo>>,
-    slices: HashMap<ObjectKey, Arc<SliceInfo>>,
+    /// Sets under the objects' own keys ([`ByKey`]).
+    services: HashSet<ByKey<ServiceInfo>>,
+    slices: HashSet<ByKey<SliceInfo>>,
     /// A Service's slices, sorted by name: usually one or two, so a sorted
-    /// `Vec` (a BTreeMap node alone costs some 300 bytes per Service).
-    by_service: HashMap<ObjectKey, Vec<Arc<SliceInfo>>>,
+    /// `Vec` (a BTreeMap node alone costs some 300 bytes per Service), in a
+    /// set under the Service key the slices hold.
+    by_service: HashSet<SliceGroup>,
     working: Snapshot,
     synced: HashSet<SyncSource>,
+    /// Namespaces and port names: a few strings that every object repeats,
+    /// held once ([`Writer::intern`]).
+    strings: HashSet<Arc<str>>,
+    /// `strings.len()` after its last purge of unused strings.
+    strings_live: usize,
     object_bytes: usize,
     endpoints: usize,
     reverse_entries: usize,
+}
+
+/// The slices of one Service (never empty), in a set under the Service key
+/// they hold: the set's slot is the `Vec` alone.
+struct SliceGroup(Vec<Arc<SliceInfo>>);
+
+impl SliceGroup {
+    fn service(&self) -> &ObjectKey {
+        &self.0[0].service
+    }
+}
+
+impl std::hash::Hash for SliceGroup {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.service().hash(state)
+    }
+}
+
+impl PartialEq for SliceGroup {
+    fn eq(&self, other: &Self) -> bool {
+        self.service() == other.service()
+    }
+}
+
+impl Eq for SliceGroup {}
+
+impl std::borrow::Borrow<ObjectKey> for SliceGroup {
+    fn borrow(&self) -> &ObjectKey {
+        self.service()
+    }
 }
 
 /// The Kubernetes zone: implements [`Zone`] for the resolver.
@@ -162,21 +199,26 @@ impl ClusterZone {
     /// `Arc` of its own. A source calls this for every object it buffers or
     /// keeps, so a relist in progress and a manifests folder share the
     /// unchanged objects with the store: no second copy of the cluster.
-    pub fn share_service(&self, svc: ServiceInfo) -> Arc<ServiceInfo> {
-        let w = self.lock_writer();
-        match w.services.get(&svc.key) {
-            Some(held) if **held == svc => held.clone(),
-            _ => Arc::new(svc),
+    /// A new object's repeated strings (namespace, port names, its
+    /// Service's name) are the ones the store holds already.
+    pub fn share_service(&self, mut svc: ServiceInfo) -> Arc<ServiceInfo> {
+        let mut w = self.lock_writer();
+        if let Some(held) = held_equal(&w.services, &svc) {
+            return held;
         }
+        w.intern_names(&mut svc.key, &mut svc.ports);
+        Arc::new(svc)
     }
 
     /// [`Self::share_service`] for an EndpointSlice.
-    pub fn share_slice(&self, slice: SliceInfo) -> Arc<SliceInfo> {
-        let w = self.lock_writer();
-        match w.slices.get(&slice.key) {
-            Some(held) if **held == slice => held.clone(),
-            _ => Arc::new(slice),
+    pub fn share_slice(&self, mut slice: SliceInfo) -> Arc<SliceInfo> {
+        let mut w = self.lock_writer();
+        if let Some(held) = held_equal(&w.slices, &slice) {
+            return held;
         }
+        slice.key.namespace = w.intern(&slice.key.namespace);
+        w.intern_names(&mut slice.service, &mut slice.ports);
+        Arc::new(slice)
     }
 
     /// Approximate bytes held for cluster state (what the metric reports).
@@ -185,16 +227,63 @@ impl ClusterZone {
     }
 }
 
+/// The object `set` holds under `obj`'s key, when equal to `obj`.
+fn held_equal<T: Keyed + PartialEq>(set: &HashSet<ByKey<T>>, obj: &T) -> Option<Arc<T>> {
+    set.get(obj.key())
+        .filter(|held| *held.0 == *obj)
+        .map(|held| held.0.clone())
+}
+
 impl Writer {
+    /// The held copy of `s`, added if new. Unused strings are dropped when
+    /// the set has doubled since the last purge, so it stays bounded by
+    /// what the objects use.
+    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(held) = self.strings.get(s) {
+            return held.clone();
+        }
+        if self.strings.len() >= 2 * self.strings_live.max(64) {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.strings_live = self.strings.len();
+        }
+        self.strings.insert(s.clone());
+        s.clone()
+    }
+
+    /// The strings of a Service key and of ports, as held already.
+    fn intern_names(&mut self, service: &mut ObjectKey, ports: &mut [NamedPort]) {
+        service.namespace = self.intern(&service.namespace);
+        if let Some(name) = self.held_service_name(service) {
+            service.name = name;
+        }
+        for port in ports {
+            port.name = self.intern(&port.name);
+            port.protocol = self.intern(&port.protocol);
+        }
+    }
+
+    /// The name string of the Service `key` (or of its slices' label) as
+    /// the store holds it already.
+    fn held_service_name(&self, key: &ObjectKey) -> Option<Arc<str>> {
+        self.services
+            .get(key)
+            .map(|held| held.0.key.name.clone())
+            .or_else(|| {
+                self.by_service
+                    .get(key)
+                    .map(|group| group.0[0].service.name.clone())
+            })
+    }
+
     fn approx_bytes(&self) -> usize {
         // Object tables, the slice index, the views and the reverse index;
         // hash-table slots are counted as one key + value each.
         let views = self.working.services.len()
             * (size_of::<ServiceView>() + size_of::<ObjectKey>() + 2 * size_of::<usize>())
             + self.slices.len() * size_of::<usize>();
-        let index = (self.services.len() + 2 * self.slices.len())
-            * (size_of::<ObjectKey>() + size_of::<usize>());
-        let reverse = self.reverse_entries * (size_of::<(IpAddr, PtrOwners)>() + 8);
+        let index = (self.services.len() + self.slices.len()) * size_of::<usize>()
+            + self.by_service.len() * size_of::<SliceGroup>();
+        let reverse = self.reverse_entries * (size_of::<(Ipv4Addr, PtrOwners)>() + 8);
         let nodes = self.working.reverse_nodes.len() * (size_of::<((IpAddr, u8), u32)>() + 8);
         self.object_bytes + views + index + reverse + nodes
     }
@@ -203,8 +292,8 @@ impl Writer {
         match change {
             Change::UpsertService(svc) => self.upsert_service(svc, dirty),
             Change::DeleteService(key) => {
-                if let Some(old) = self.services.remove(&key) {
-                    self.object_bytes -= old.approx_bytes();
+                if let Some(old) = self.services.take(&key) {
+                    self.object_bytes -= old.0.approx_bytes();
                     dirty.insert(key);
                 }
             }
@@ -214,7 +303,8 @@ impl Writer {
                 let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
                 let gone: Vec<ObjectKey> = self
                     .services
-                    .keys()
+                    .iter()
+                    .map(|held| &held.0.key)
                     .filter(|k| !keep.contains(k))
                     .cloned()
                     .collect();
@@ -230,7 +320,8 @@ impl Writer {
                 let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
                 let gone: Vec<ObjectKey> = self
                     .slices
-                    .keys()
+                    .iter()
+                    .map(|held| &held.0.key)
                     .filter(|k| !keep.contains(k))
                     .cloned()
                     .collect();
@@ -246,42 +337,52 @@ impl Writer {
     }
 
     fn upsert_service(&mut self, svc: Arc<ServiceInfo>, dirty: &mut HashSet<ObjectKey>) {
-        if self.services.get(&svc.key).is_some_and(|old| *old == svc) {
+        if self.services.get(&svc.key).is_some_and(|old| old.0 == svc) {
             return;
         }
         self.object_bytes += svc.approx_bytes();
         let key = svc.key.clone();
-        if let Some(old) = self.services.insert(key.clone(), svc) {
-            self.object_bytes -= old.approx_bytes();
+        if let Some(old) = self.services.replace(ByKey(svc)) {
+            self.object_bytes -= old.0.approx_bytes();
         }
         dirty.insert(key);
     }
 
     fn upsert_slice(&mut self, slice: Arc<SliceInfo>, dirty: &mut HashSet<ObjectKey>) {
-        if self.slices.get(&slice.key).is_some_and(|old| *old == slice) {
+        if self
+            .slices
+            .get(&slice.key)
+            .is_some_and(|old| old.0 == slice)
+        {
             return;
         }
         // A slice can (in theory) be relabelled to another service.
         self.delete_slice(&slice.key.clone(), dirty);
         self.object_bytes += slice.approx_bytes();
         self.endpoints += slice.endpoints.len();
-        let set = self.by_service.entry(slice.service.clone()).or_default();
+        let mut set = self
+            .by_service
+            .take(&slice.service)
+            .map(|group| group.0)
+            .unwrap_or_default();
         let at = set.partition_point(|s| s.key.name < slice.key.name);
         set.insert(at, slice.clone());
+        set.shrink_to_fit();
+        self.by_service.insert(SliceGroup(set));
         dirty.insert(slice.service.clone());
-        self.slices.insert(slice.key.clone(), slice);
+        self.slices.insert(ByKey(slice));
     }
 
     fn delete_slice(&mut self, key: &ObjectKey, dirty: &mut HashSet<ObjectKey>) {
-        let Some(old) = self.slices.remove(key) else {
+        let Some(ByKey(old)) = self.slices.take(key) else {
             return;
         };
         self.object_bytes -= old.approx_bytes();
         self.endpoints -= old.endpoints.len();
-        if let Some(set) = self.by_service.get_mut(&old.service) {
+        if let Some(SliceGroup(mut set)) = self.by_service.take(&old.service) {
             set.retain(|s| s.key.name != old.key.name);
-            if set.is_empty() {
-                self.by_service.remove(&old.service);
+            if !set.is_empty() {
+                self.by_service.insert(SliceGroup(set));
             }
         }
         dirty.insert(old.service.clone());
@@ -308,10 +409,14 @@ impl Writer {
 
     /// Recomputes the view of one service and the indexes derived from it.
     fn rebuild(&mut self, key: &ObjectKey, cfg: &ZoneConfig) {
-        let new = self.services.get(key).map(|svc| {
+        let new = self.services.get(key).map(|held| {
             Arc::new(ServiceView {
-                svc: svc.clone(),
-                slices: self.by_service.get(key).cloned().unwrap_or_default(),
+                svc: held.0.clone(),
+                slices: self
+                    .by_service
+                    .get(key)
+                    .map(|group| group.0.clone())
+                    .unwrap_or_default(),
             })
         });
         let old = self.working.services.get(key).cloned();

@@ -3,41 +3,88 @@
 //! sorts first by path wins, whatever order the files were read in, and
 //! the duplicate is logged and counted. When the winning file drops the
 //! object, the next file's definition takes over.
+//!
+//! The index holds the objects in the `Arc`s the store holds them in, and
+//! each file's path once, so it adds pointers, not a copy of the cluster
+//! (docs/design.md#records-path, Memory).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::cluster::model::{ObjectKey, ServiceInfo, SliceInfo};
+use crate::cluster::model::{Keyed, ObjectKey, ServiceInfo, SliceInfo};
 
 /// An object a manifest defines.
-pub trait Defined: Clone + PartialEq {
+pub trait Defined: Keyed + Clone + PartialEq {
     /// For logs: `Service` or `EndpointSlice`.
     const KIND: &'static str;
-    fn key(&self) -> &ObjectKey;
 }
 
 impl Defined for ServiceInfo {
     const KIND: &'static str = "Service";
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
 }
 
 impl Defined for SliceInfo {
     const KIND: &'static str = "EndpointSlice";
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
 }
 
 /// A change of the object served under a key: the new one, or None when no
 /// file defines it any more.
-pub type Served<T> = (ObjectKey, Option<T>);
+pub type Served<T> = (ObjectKey, Option<Arc<T>>);
+
+/// One file's definition of an object.
+type Definition<T> = (Arc<Path>, Arc<T>);
+
+/// The files defining one key, sorted by path: almost always one, held
+/// inline. A set entry under the object's own key, so the index adds no
+/// copy of the key either.
+struct Definitions<T> {
+    first: Definition<T>,
+    rest: Vec<Definition<T>>,
+}
+
+impl<T> Definitions<T> {
+    fn into_vec(self) -> Vec<Definition<T>> {
+        let mut all = Vec::with_capacity(1 + self.rest.len());
+        all.push(self.first);
+        all.extend(self.rest);
+        all
+    }
+
+    fn from_vec(mut all: Vec<Definition<T>>) -> Option<Self> {
+        if all.is_empty() {
+            return None;
+        }
+        let rest = all.split_off(1);
+        let first = all.pop()?;
+        Some(Self { first, rest })
+    }
+}
+
+impl<T: Keyed> std::hash::Hash for Definitions<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.first.1.key().hash(state)
+    }
+}
+
+impl<T: Keyed> PartialEq for Definitions<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.first.1.key() == other.first.1.key()
+    }
+}
+
+impl<T: Keyed> Eq for Definitions<T> {}
+
+impl<T: Keyed> std::borrow::Borrow<ObjectKey> for Definitions<T> {
+    fn borrow(&self) -> &ObjectKey {
+        self.first.1.key()
+    }
+}
 
 /// Every definition of one kind of object, by key, then by file. Bounded by
 /// the files loaded (`--manifests-max-files`) and what they hold.
 pub struct Index<T> {
-    by_key: HashMap<ObjectKey, BTreeMap<PathBuf, T>>,
+    by_key: HashSet<Definitions<T>>,
     /// Keys defined in more than one file.
     duplicates: usize,
 }
@@ -45,15 +92,15 @@ pub struct Index<T> {
 impl<T: Defined> Default for Index<T> {
     fn default() -> Self {
         Self {
-            by_key: HashMap::new(),
+            by_key: HashSet::new(),
             duplicates: 0,
         }
     }
 }
 
 impl<T: Defined> Index<T> {
-    fn served(&self, key: &ObjectKey) -> Option<&T> {
-        self.by_key.get(key)?.values().next()
+    fn served(&self, key: &ObjectKey) -> Option<&Arc<T>> {
+        self.by_key.get(key).map(|defs| &defs.first.1)
     }
 
     /// Keys defined in more than one file now.
@@ -64,29 +111,40 @@ impl<T: Defined> Index<T> {
     /// `path` now defines `new` instead of `old` (what it defined before).
     /// Returns what is served differently, and how many keys became
     /// duplicates.
-    pub fn set_file(&mut self, path: &Path, old: &[T], new: &[T]) -> (Vec<Served<T>>, usize) {
-        let mut keys: Vec<&ObjectKey> = old.iter().chain(new).map(T::key).collect();
+    pub fn set_file(
+        &mut self,
+        path: &Arc<Path>,
+        old: &[Arc<T>],
+        new: &[Arc<T>],
+    ) -> (Vec<Served<T>>, usize) {
+        let definitions: HashMap<&ObjectKey, &Arc<T>> = new.iter().map(|o| (o.key(), o)).collect();
+        let mut keys: Vec<&ObjectKey> = old.iter().chain(new).map(|o| o.key()).collect();
         keys.sort();
         keys.dedup();
         let mut changes = Vec::new();
         let mut new_duplicates = 0;
         for key in keys {
             let before = self.served(key).cloned();
-            let was_duplicate = self.by_key.get(key).is_some_and(|f| f.len() > 1);
-            let definition = new.iter().find(|o| o.key() == key);
-            let files = self.by_key.entry(key.clone()).or_default();
-            match definition {
-                Some(object) => {
-                    files.insert(path.to_path_buf(), object.clone());
+            let definition = definitions.get(key).copied();
+            let mut files = self
+                .by_key
+                .take(key)
+                .map(Definitions::into_vec)
+                .unwrap_or_default();
+            let was_duplicate = files.len() > 1;
+            let at = files.binary_search_by(|(p, _)| (**p).cmp(path));
+            match (definition, at) {
+                (Some(object), Ok(i)) => files[i].1 = object.clone(),
+                (Some(object), Err(i)) => files.insert(i, (path.clone(), object.clone())),
+                (None, Ok(i)) => {
+                    files.remove(i);
                 }
-                None => {
-                    files.remove(path);
-                }
+                (None, Err(_)) => {}
             }
             let is_duplicate = files.len() > 1;
             if is_duplicate && !was_duplicate {
                 new_duplicates += 1;
-                let winner = files.keys().next().expect("more than one");
+                let winner = &files.first().expect("more than one").0;
                 tracing::warn!(kind = T::KIND, object = %key, files = files.len(), winner = %winner.display(),
                     "object defined in more than one manifest file: the first file by path wins, the others are ignored");
             }
@@ -95,12 +153,12 @@ impl<T: Defined> Index<T> {
                 (true, false) => self.duplicates -= 1,
                 _ => {}
             }
-            if files.is_empty() {
-                self.by_key.remove(key);
+            let after = files.first().map(|(_, object)| object.clone());
+            if let Some(defs) = Definitions::from_vec(files) {
+                self.by_key.insert(defs);
             }
-            let after = self.served(key);
-            if after != before.as_ref() {
-                changes.push((key.clone(), after.cloned()));
+            if after != before {
+                changes.push((key.clone(), after));
             }
         }
         (changes, new_duplicates)
@@ -125,13 +183,13 @@ mod tests {
     use super::*;
     use crate::cluster::model::ServiceKind;
 
-    fn svc(name: &str, ip: &str) -> ServiceInfo {
-        ServiceInfo {
+    fn svc(name: &str, ip: &str) -> Arc<ServiceInfo> {
+        Arc::new(ServiceInfo {
             key: ObjectKey::new("default", name),
             kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
             ports: Vec::new(),
             publish_not_ready: false,
-        }
+        })
     }
 
     fn served(changes: &[Served<ServiceInfo>]) -> Vec<(String, Option<String>)> {
@@ -143,7 +201,9 @@ mod tests {
 
     #[test]
     fn the_first_file_by_path_wins_whatever_the_order() {
-        let (a, b) = (Path::new("/m/a.yaml"), Path::new("/m/b.yaml"));
+        let (a, b): (Arc<Path>, Arc<Path>) =
+            (Path::new("/m/a.yaml").into(), Path::new("/m/b.yaml").into());
+        let (a, b) = (&a, &b);
         let mut index = Index::default();
         // b is read first, then a defines the same Service.
         let (changes, dup) = index.set_file(b, &[], &[svc("web", "10.0.0.2")]);
@@ -166,7 +226,8 @@ mod tests {
 
     #[test]
     fn only_what_changed_is_reported() {
-        let a = Path::new("/m/a.yaml");
+        let a: Arc<Path> = Path::new("/m/a.yaml").into();
+        let a = &a;
         let mut index = Index::default();
         let old = [svc("x", "10.0.0.1"), svc("y", "10.0.0.2")];
         index.set_file(a, &[], &old);
@@ -182,7 +243,8 @@ mod tests {
 
     #[test]
     fn duplicates_within_a_file_keep_the_first() {
-        let (kept, dropped) = first_per_key(vec![svc("w", "10.0.0.1"), svc("w", "10.0.0.2")]);
-        assert_eq!((kept, dropped), (vec![svc("w", "10.0.0.1")], 1));
+        let plain = |ip| ServiceInfo::clone(&svc("w", ip));
+        let (kept, dropped) = first_per_key(vec![plain("10.0.0.1"), plain("10.0.0.2")]);
+        assert_eq!((kept, dropped), (vec![plain("10.0.0.1")], 1));
     }
 }

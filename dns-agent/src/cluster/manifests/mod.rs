@@ -56,8 +56,11 @@ const CONFIGMAP_DATA_LINK: &str = "..data";
 struct FileState {
     /// Hash of the text last read, to skip a file that did not change.
     text_hash: u64,
-    /// The objects of the last text that parsed.
-    objects: FileObjects,
+    /// The path, shared by the index entries of the file's objects.
+    path: Arc<Path>,
+    /// The objects of the last text that parsed, in the store's `Arc`s.
+    services: Vec<Arc<ServiceInfo>>,
+    slices: Vec<Arc<SliceInfo>>,
 }
 
 pub struct ManifestsSource {
@@ -134,14 +137,14 @@ fn text_hash(text: &str) -> u64 {
 
 fn service_change((key, served): Served<ServiceInfo>) -> Change {
     match served {
-        Some(svc) => Change::UpsertService(Arc::new(svc)),
+        Some(svc) => Change::UpsertService(svc),
         None => Change::DeleteService(key),
     }
 }
 
 fn slice_change((key, served): Served<SliceInfo>) -> Change {
     match served {
-        Some(slice) => Change::UpsertSlice(Arc::new(slice)),
+        Some(slice) => Change::UpsertSlice(slice),
         None => Change::DeleteSlice(key),
     }
 }
@@ -265,7 +268,9 @@ impl ManifestsSource {
         }
         let state = self.files.entry(path.to_path_buf()).or_insert(FileState {
             text_hash: 0,
-            objects: FileObjects::default(),
+            path: path.into(),
+            services: Vec::new(),
+            slices: Vec::new(),
         });
         // Remembered whatever comes next, so that a bad text is reported
         // once, not on every event.
@@ -308,25 +313,42 @@ impl ManifestsSource {
         }
     }
 
-    /// `path` now defines `objects`: the changes of what is served.
+    /// `path` now defines `objects`: the changes of what is served. The
+    /// objects are kept in the store's `Arc`s where it holds them already
+    /// (`share_*`), so the file's state and the index add no copy.
     fn set_objects(&mut self, path: &Path, objects: FileObjects, changes: &mut Vec<Change>) {
         let (services, dropped_services) = first_per_key(objects.services);
         let (slices, dropped_slices) = first_per_key(objects.slices);
+        // Into new vectors: collecting in place would keep the parsed
+        // objects' whole allocation for the pointers.
+        let mut shared_services = Vec::with_capacity(services.len());
+        shared_services.extend(services.into_iter().map(|s| self.zone.share_service(s)));
+        let mut shared_slices = Vec::with_capacity(slices.len());
+        shared_slices.extend(slices.into_iter().map(|s| self.zone.share_slice(s)));
+        let (services, slices) = (shared_services, shared_slices);
         if dropped_services + dropped_slices > 0 {
             self.zone.metrics().error("manifests");
             tracing::warn!(path = %path.display(), duplicates = dropped_services + dropped_slices,
                 "objects defined twice in one manifest: the first definition wins");
         }
-        let old = &self.files.get(path).expect("loaded before").objects;
+        let old = self.files.get_mut(path).expect("loaded before");
+        let (old_services, old_slices) = (
+            std::mem::take(&mut old.services),
+            std::mem::take(&mut old.slices),
+        );
+        let file = old.path.clone();
         let (service_changes, dup_services) =
-            self.services.set_file(path, &old.services, &services);
-        let (slice_changes, dup_slices) = self.slices.set_file(path, &old.slices, &slices);
+            self.services.set_file(&file, &old_services, &services);
+        let (slice_changes, dup_slices) = self.slices.set_file(&file, &old_slices, &slices);
+        drop((old_services, old_slices));
         for _ in 0..dup_services + dup_slices {
             self.zone.metrics().error("manifests");
         }
         changes.extend(service_changes.into_iter().map(service_change));
         changes.extend(slice_changes.into_iter().map(slice_change));
-        self.files.get_mut(path).expect("loaded before").objects = FileObjects { services, slices };
+        let state = self.files.get_mut(path).expect("loaded before");
+        state.services = services;
+        state.slices = slices;
     }
 
     fn apply(&self, changes: Vec<Change>) {
