@@ -140,7 +140,9 @@ impl Forwarder {
         match self.cache.get(&key, now) {
             CacheLookup::Fresh { answer, prefetch } => {
                 if prefetch {
-                    self.prefetch(&key);
+                    // Refresh in the background; this client gets the cached answer.
+                    self.metrics.prefetch();
+                    let _ = self.fetch(&key);
                 }
                 Forwarded {
                     path: Path::cache_hit,
@@ -193,13 +195,6 @@ impl Forwarder {
                 }
             }
         }
-    }
-
-    /// Refreshes `key` in the background (a popular answer near expiry);
-    /// the client that asked gets the cached answer.
-    pub fn prefetch(self: &Arc<Self>, key: &CacheKey) {
-        self.metrics.prefetch();
-        let _ = self.fetch(key);
     }
 
     /// Serve `key` stale without asking upstreams until the recheck timer ends.
@@ -458,5 +453,11 @@ fn rcode_kind(rcode: ResponseCode) -> &'static str {
 }
 
 fn uncached(reply: &Message) -> CachedAnswer {
-    CachedAnswer::new(AnswerSections::from_message(reply), 0, Instant::now(), 0)
+    CachedAnswer {
+        sections: AnswerSections::from_message(reply),
+        ttl: 0,
+        stored: Instant::now(),
+        bytes: 0,
+        hits: Default::default(),
+    }
 }

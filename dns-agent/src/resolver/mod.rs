@@ -21,7 +21,6 @@ pub mod cache;
 mod chase;
 pub mod clients;
 pub mod exchange;
-mod fast;
 pub mod forwarder;
 pub mod handler;
 pub mod http;
@@ -32,7 +31,6 @@ pub mod scrub;
 pub mod tally;
 pub mod transparent;
 pub mod upstreams;
-mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,7 +186,6 @@ pub async fn start(
         forwarder,
         promoter: promoter.clone(),
         metrics: metrics.clone(),
-        hot: Default::default(),
     });
 
     // Bind everything first, then spawn, so a failure leaves nothing running.
