@@ -27,7 +27,9 @@ pub use exposition::{Exposition, Format};
 /// help text, `as` names the family, and `= expr` builds one that needs a
 /// constructor (a histogram's buckets). So one place says what each metric
 /// is. `, under "prefix"` registers them in a sub-registry; a trailing
-/// `plus { .. }` block declares plain fields, passed to the constructor.
+/// `plus { .. }` block declares plain fields, passed to the constructor,
+/// and a `state { field: Type = init, }` block after it plain fields the
+/// constructor initialises itself.
 ///
 /// ```ignore
 /// metric_families! {
@@ -67,6 +69,9 @@ macro_rules! metric_families {
         $(plus {
             $( $(#[$plain_meta:meta])* $plain_vis:vis $plain:ident: $plain_ty:ty, )*
         })?
+        $(state {
+            $( $(#[$state_meta:meta])* $state_vis:vis $state:ident: $state_ty:ty = $state_init:expr, )*
+        })?
     ) => {
         $(#[$meta])*
         $vis struct $name {
@@ -76,6 +81,7 @@ macro_rules! metric_families {
                 $field_vis $field: $ty,
             )*
             $($( $(#[$plain_meta])* $plain_vis $plain: $plain_ty, )*)?
+            $($( $(#[$state_meta])* $state_vis $state: $state_ty, )*)?
         }
 
         impl $name {
@@ -86,6 +92,7 @@ macro_rules! metric_families {
                 let families = Self {
                     $( $field: $crate::metrics::metric_families!(@new $($init)?), )*
                     $($( $plain, )*)?
+                    $($( $state: $state_init, )*)?
                 };
                 let within = $crate::metrics::metric_families!(@within registry $(, $prefix)?);
                 $(

@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -13,10 +13,16 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::metrics::ResolverMetrics;
+use super::wire::{self, WireAnswer};
 use crate::answer::AnswerSections;
 use crate::metrics::coredns::CacheKind;
 
 pub type CacheKey = (LowerName, RecordType);
+
+/// How the cache files an answer: the question's lower-case wire name and
+/// type ([`wire::key_of`]), which the fast path reads off the query
+/// without building a name.
+type WireKey = Box<[u8]>;
 
 /// Fixed overhead charged per entry on top of its records' wire size.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
@@ -36,6 +42,8 @@ pub struct CachedAnswer {
     pub stored: Instant,
     pub bytes: usize,
     pub hits: AtomicU32,
+    /// The response, encoded the first time the fast path serves it.
+    wire: OnceLock<Option<WireAnswer>>,
 }
 
 impl CachedAnswer {
@@ -66,13 +74,27 @@ impl CachedAnswer {
                 .records()
                 .map(|r| r.to_bytes().map(|b| b.len()).unwrap_or(256))
                 .sum::<usize>();
-        Some(Self {
+        Some(Self::new(sections, ttl, now, bytes))
+    }
+
+    /// An answer stored at `stored` for `ttl` seconds, charged `bytes`.
+    pub fn new(sections: AnswerSections, ttl: u32, stored: Instant, bytes: usize) -> Self {
+        Self {
             sections,
             ttl,
-            stored: now,
+            stored,
             bytes,
             hits: AtomicU32::new(0),
-        })
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// This answer encoded as the response to (`name`, `qtype`), TTLs as
+    /// stored (the fast path caps them); None if it cannot be kept so.
+    pub fn wire(&self, name: &LowerName, qtype: RecordType) -> Option<&WireAnswer> {
+        self.wire
+            .get_or_init(|| WireAnswer::encode(name, qtype, self.sections.clone(), false))
+            .as_ref()
     }
 
     pub fn expires(&self) -> Instant {
@@ -118,10 +140,10 @@ struct Slot {
 }
 
 struct Inner {
-    map: HashMap<CacheKey, Slot>,
+    map: HashMap<WireKey, Slot>,
     /// Insertion order for eviction (oldest first). A key re-inserted later
     /// leaves an outdated (key, seq) pair behind that eviction skips.
-    order: VecDeque<(CacheKey, u64)>,
+    order: VecDeque<(WireKey, u64)>,
     seq: u64,
     bytes: usize,
     /// Entries of `CacheKind::Denial` in `map`.
@@ -163,6 +185,35 @@ impl Cache {
     }
 
     pub fn get(&self, key: &CacheKey, now: Instant) -> CacheLookup {
+        self.get_wire(&wire::key_of(&key.0, key.1), now)
+    }
+
+    /// The fresh answer filed under `key` (see [`wire::key_of`]), not yet
+    /// counted ([`Self::hit`] does, once it is served); None, and nothing
+    /// counted or removed, when it is stale or missing: the full path then
+    /// looks again.
+    pub fn fresh(&self, key: &[u8], now: Instant) -> Option<Arc<CachedAnswer>> {
+        let answer = {
+            let inner = self.inner.lock().unwrap();
+            inner.map.get(key)?.answer.clone()
+        };
+        (now < answer.expires()).then_some(answer)
+    }
+
+    /// Counts a fresh hit on `answer`, as [`Self::get`] does; whether to
+    /// prefetch it now.
+    pub fn hit(&self, answer: &CachedAnswer, now: Instant) -> bool {
+        let expires = answer.expires();
+        self.metrics.cache_lookup(Some(answer.kind()));
+        let hits = answer.hits.fetch_add(1, Ordering::Relaxed) + 1;
+        self.cfg.prefetch.is_some_and(|(min_hits, percent)| {
+            let left = expires - now;
+            hits >= min_hits
+                && left.as_millis() * 100 <= answer.ttl as u128 * 1000 * percent as u128
+        })
+    }
+
+    fn get_wire(&self, key: &[u8], now: Instant) -> CacheLookup {
         let mut inner = self.inner.lock().unwrap();
         let Some(slot) = inner.map.get(key) else {
             self.metrics.cache_lookup(None);
@@ -171,13 +222,8 @@ impl Cache {
         let answer = slot.answer.clone();
         let expires = answer.expires();
         if now < expires {
-            self.metrics.cache_lookup(Some(answer.kind()));
-            let hits = answer.hits.fetch_add(1, Ordering::Relaxed) + 1;
-            let prefetch = self.cfg.prefetch.is_some_and(|(min_hits, percent)| {
-                let left = expires - now;
-                hits >= min_hits
-                    && left.as_millis() * 100 <= answer.ttl as u128 * 1000 * percent as u128
-            });
+            drop(inner);
+            let prefetch = self.hit(&answer, now);
             return CacheLookup::Fresh { answer, prefetch };
         }
         match self.cfg.stale_max_age {
@@ -197,6 +243,7 @@ impl Cache {
     /// Stores `answer`. A SERVFAIL never replaces other data, which stays
     /// available for serve-stale.
     pub fn insert(&self, key: CacheKey, answer: CachedAnswer) -> Arc<CachedAnswer> {
+        let key = wire::key_of(&key.0, key.1);
         let answer = Arc::new(answer);
         let mut inner = self.inner.lock().unwrap();
         if answer.sections.rcode == ResponseCode::ServFail
@@ -243,7 +290,7 @@ impl Cache {
         answer
     }
 
-    fn remove_locked(&self, inner: &mut Inner, key: &CacheKey) {
+    fn remove_locked(&self, inner: &mut Inner, key: &[u8]) {
         if let Some(slot) = inner.map.remove(key) {
             inner.bytes -= slot.answer.bytes;
             inner.denials -= usize::from(slot.answer.kind() == CacheKind::Denial);

@@ -140,9 +140,7 @@ impl Forwarder {
         match self.cache.get(&key, now) {
             CacheLookup::Fresh { answer, prefetch } => {
                 if prefetch {
-                    // Refresh in the background; this client gets the cached answer.
-                    self.metrics.prefetch();
-                    let _ = self.fetch(&key);
+                    self.prefetch(&key);
                 }
                 Forwarded {
                     path: Path::cache_hit,
@@ -195,6 +193,13 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Refreshes `key` in the background (a popular answer near expiry);
+    /// the client that asked gets the cached answer.
+    pub fn prefetch(self: &Arc<Self>, key: &CacheKey) {
+        self.metrics.prefetch();
+        let _ = self.fetch(key);
     }
 
     /// Serve `key` stale without asking upstreams until the recheck timer ends.
@@ -453,11 +458,5 @@ fn rcode_kind(rcode: ResponseCode) -> &'static str {
 }
 
 fn uncached(reply: &Message) -> CachedAnswer {
-    CachedAnswer {
-        sections: AnswerSections::from_message(reply),
-        ttl: 0,
-        stored: Instant::now(),
-        bytes: 0,
-        hits: Default::default(),
-    }
+    CachedAnswer::new(AnswerSections::from_message(reply), 0, Instant::now(), 0)
 }

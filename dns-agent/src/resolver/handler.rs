@@ -27,6 +27,9 @@ pub struct Handler {
     /// Set once the kernel map is there (see [`super::Sink`]).
     pub promoter: super::PromoterSlot,
     pub metrics: Arc<ResolverMetrics>,
+    /// What the fast path answers without this full path
+    /// (docs/design.md#the-userspace-fast-path).
+    pub hot: super::fast::HotAnswers,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -98,7 +101,10 @@ impl Handler {
         };
         let mut reply = response_to(&request, &q);
         let generation = *self.zone_generation.borrow();
-        let path = match self.zone.lookup(&LowerName::new(&q.name), q.query_type) {
+        let name = LowerName::new(&q.name);
+        let lookup = self.zone.lookup(&name, q.query_type);
+        self.hot.learn(&name, q.query_type, generation, &lookup);
+        let path = match lookup {
             ZoneLookup::NotOurs => self.answer_from_upstream(&q, &mut reply).await,
             ZoneLookup::Alias(alias) => {
                 self.answer_through_alias(&q, alias, generation, &mut reply)

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::clients::{Clients, ConnectionPermit};
+use super::fast::FastBuffers;
 use super::handler::{Handler, Transport};
 use super::metrics::{BoundLabels, ResolverMetrics};
 
@@ -37,6 +38,8 @@ const TCP_IO_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_BACKLOG: i32 = 1024;
 /// Socket receive buffer asked for the UDP listeners (best effort).
 const UDP_RCVBUF: usize = 4 << 20;
+/// UDP queries read per wake-up of a listener before other tasks get a turn.
+const UDP_BATCH: usize = 64;
 /// On shutdown, queued UDP queries still read and answered at most.
 const UDP_DRAIN_MAX: usize = 4096;
 /// On shutdown, how long queries in progress (forwarded upstream) may take.
@@ -192,39 +195,64 @@ pub async fn serve_udp(
     let socket = Arc::new(socket);
     let in_flight = TaskTracker::new();
     let mut buf = vec![0u8; UDP_QUERY_BUF];
-    loop {
-        let (n, peer) = tokio::select! {
+    let mut fast = FastBuffers::default();
+    'serve: loop {
+        tokio::select! {
             _ = cancel.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
+            r = socket.readable() => if let Err(e) = r {
+                tracing::debug!(error = %e, "UDP socket not readable");
+                continue;
+            },
+        };
+        // Everything queued, up to a batch, per wake-up: one poll for many
+        // queries (docs/design.md#the-userspace-fast-path).
+        let mut batch = 0;
+        while batch < UDP_BATCH {
+            batch += 1;
+            let (n, peer) = match socket.try_recv_from(&mut buf) {
                 Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "UDP receive error");
                     continue;
                 }
-            },
-        };
-        // One client at its bound is answered at once, without waiting:
-        // it must not hold up the others' queries behind it.
-        let Some(client) = limits.clients.try_query(peer.ip()) else {
-            if let Some(response) = handler.overloaded(&buf[..n], Transport::Udp, peer.is_ipv6()) {
-                let _ = socket.try_send_to(&response, peer);
+            };
+            // Answered here and now: it holds no permit, as it is never
+            // in progress while another query is read.
+            if handler.answer_fast(&buf[..n], peer.is_ipv6(), &mut fast) {
+                let _ = socket.send_to(&fast.out, peer).await;
+                continue;
             }
-            continue;
-        };
-        // Waiting here leaves further queries in the socket buffer, where
-        // the kernel drops the excess: backpressure, not an unbounded queue.
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
-            p = limits.queries.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
-        spawn_udp_query(
-            &in_flight,
-            &socket,
-            &handler,
-            buf[..n].to_vec(),
-            peer,
-            (permit, client),
-        );
+            // One client at its bound is answered at once, without waiting:
+            // it must not hold up the others' queries behind it.
+            let Some(client) = limits.clients.try_query(peer.ip()) else {
+                if let Some(response) =
+                    handler.overloaded(&buf[..n], Transport::Udp, peer.is_ipv6())
+                {
+                    let _ = socket.try_send_to(&response, peer);
+                }
+                continue;
+            };
+            // Waiting here leaves further queries in the socket buffer, where
+            // the kernel drops the excess: backpressure, not an unbounded queue.
+            let permit = tokio::select! {
+                _ = cancel.cancelled() => break 'serve,
+                p = limits.queries.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            spawn_udp_query(
+                &in_flight,
+                &socket,
+                &handler,
+                buf[..n].to_vec(),
+                peer,
+                (permit, client),
+            );
+        }
+        if batch == UDP_BATCH {
+            // A full batch: let the runtime's other tasks (answers coming
+            // back from upstream, TCP) run before the next.
+            tokio::task::yield_now().await;
+        }
     }
     drain_udp(&socket, &handler, &limits, &in_flight, &mut buf).await;
 }

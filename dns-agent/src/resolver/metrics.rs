@@ -1,8 +1,9 @@
 //! The resolver's metrics, registered on the agent's shared registry (the
 //! `nodedns_` prefix comes from the registry).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -13,7 +14,9 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use crate::metrics::coredns::{Answered, CacheKind, CorednsMetrics, Plugin, ZoneKind};
+use crate::metrics::coredns::{
+    Answered, AnsweredSeries, CacheKind, CorednsMetrics, Plugin, ZoneKind,
+};
 use crate::metrics::metric_families;
 
 /// How a query was answered. `xdp` is counted by the kernel (the loader's
@@ -145,6 +148,10 @@ metric_families! {
         /// The CoreDNS-compatible families, unless `--coredns-metrics=false`.
         pub coredns: Option<Arc<CorednsMetrics>>,
     }
+    state {
+        /// The series each kind of query updates, by [`QueryDone::series_key`].
+        series: Mutex<HashMap<u64, Arc<QuerySeries>>> = Mutex::default(),
+    }
 }
 
 /// One query answered in userspace, as the metrics see it.
@@ -164,43 +171,96 @@ pub struct QueryDone {
     pub took: Duration,
 }
 
+/// Label combinations whose series [`ResolverMetrics::query`] keeps.
+const MAX_KEPT_SERIES: usize = 1024;
+
+/// The series one kind of answered query updates.
+struct QuerySeries {
+    queries: Counter,
+    latency: Histogram,
+    coredns: Option<AnsweredSeries>,
+}
+
+impl QueryDone {
+    /// What sets the labels of every series a query updates.
+    fn series_key(&self) -> u64 {
+        (self.path as u64)
+            | u64::from(u16::from(self.qtype)) << 8
+            | u64::from(u16::from(self.rcode)) << 24
+            | u64::from(self.tcp) << 40
+            | u64::from(self.ipv6) << 41
+            | u64::from(self.dnssec_ok) << 42
+    }
+
+    fn answered(&self) -> Answered {
+        let (zone, plugin) = match self.path {
+            Path::cluster | Path::chased => (ZoneKind::Cluster, Plugin::Kubernetes),
+            Path::cache_hit | Path::stale => (ZoneKind::Forwarded, Plugin::Cache),
+            Path::forwarded => (ZoneKind::Forwarded, Plugin::Forward),
+            Path::rejected => (ZoneKind::Dropped, Plugin::Server),
+        };
+        Answered {
+            zone,
+            plugin,
+            tcp: self.tcp,
+            ipv6: self.ipv6,
+            qtype: self.qtype,
+            rcode: self.rcode,
+            dnssec_ok: self.dnssec_ok,
+            request_bytes: self.request_bytes,
+            response_bytes: self.response_bytes,
+            took: self.took,
+        }
+    }
+}
+
 impl ResolverMetrics {
     pub fn query(&self, q: &QueryDone) {
+        let series = self.series_of(q);
+        series.queries.inc();
+        series.latency.observe(q.took.as_secs_f64());
+        let Some(coredns) = &self.coredns else {
+            return;
+        };
+        if q.path == Path::stale {
+            coredns.cache_served_stale();
+        }
+        if let Some(answered) = &series.coredns {
+            answered.record(&q.answered());
+        }
+    }
+
+    /// The series queries like `q` update: found in the families the first
+    /// time, then kept (the families' label hashing costs more than the
+    /// rest of a cached answer).
+    fn series_of(&self, q: &QueryDone) -> Arc<QuerySeries> {
+        let key = q.series_key();
+        if let Some(s) = self.series.lock().unwrap().get(&key) {
+            return s.clone();
+        }
         let labels = QueryLabels {
             path: q.path,
             qtype: qtype_label(q.qtype),
             rcode: rcode_label(q.rcode),
             transport: if q.tcp { "tcp" } else { "udp" },
         };
-        self.queries.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&PathLabels { path: q.path })
-            .observe(q.took.as_secs_f64());
-        let Some(coredns) = &self.coredns else {
-            return;
-        };
-        let (zone, plugin) = match q.path {
-            Path::cluster | Path::chased => (ZoneKind::Cluster, Plugin::Kubernetes),
-            Path::cache_hit => (ZoneKind::Forwarded, Plugin::Cache),
-            Path::forwarded => (ZoneKind::Forwarded, Plugin::Forward),
-            Path::stale => {
-                coredns.cache_served_stale();
-                (ZoneKind::Forwarded, Plugin::Cache)
-            }
-            Path::rejected => (ZoneKind::Dropped, Plugin::Server),
-        };
-        coredns.answered(&Answered {
-            zone,
-            plugin,
-            tcp: q.tcp,
-            ipv6: q.ipv6,
-            qtype: q.qtype,
-            rcode: q.rcode,
-            dnssec_ok: q.dnssec_ok,
-            request_bytes: q.request_bytes,
-            response_bytes: q.response_bytes,
-            took: q.took,
+        let series = Arc::new(QuerySeries {
+            queries: self.queries.get_or_create(&labels).clone(),
+            latency: self
+                .latency
+                .get_or_create(&PathLabels { path: q.path })
+                .clone(),
+            coredns: self
+                .coredns
+                .as_ref()
+                .map(|c| c.answered_series(&q.answered())),
         });
+        let mut kept = self.series.lock().unwrap();
+        // Query types are many: past the bound, found each time.
+        if kept.len() < MAX_KEPT_SERIES {
+            kept.insert(key, series.clone());
+        }
+        series
     }
 
     /// A fresh cache hit on an answer of `kind`, or a miss (None).

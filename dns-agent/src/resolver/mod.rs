@@ -21,6 +21,7 @@ pub mod cache;
 mod chase;
 pub mod clients;
 pub mod exchange;
+mod fast;
 pub mod forwarder;
 pub mod handler;
 pub mod http;
@@ -31,6 +32,7 @@ pub mod scrub;
 pub mod tally;
 pub mod transparent;
 pub mod upstreams;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,6 +188,7 @@ pub async fn start(
         forwarder,
         promoter: promoter.clone(),
         metrics: metrics.clone(),
+        hot: Default::default(),
     });
 
     // Bind everything first, then spawn, so a failure leaves nothing running.

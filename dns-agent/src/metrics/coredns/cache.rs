@@ -42,6 +42,15 @@ struct TypeLabels {
     view: &'static str,
 }
 
+/// The series every lookup updates (their labels never change), kept so
+/// that a lookup does not hash them: handles on the families' counters.
+pub(super) struct LookupSeries {
+    requests: Counter,
+    /// By [`CacheKind`].
+    hits: [Counter; 2],
+    misses: Counter,
+}
+
 metric_families! {
     pub(super) struct CacheFamilies, registered by pub(super) fn register, under "cache" {
         /// The number of elements in the cache
@@ -82,11 +91,19 @@ impl CorednsMetrics {
     /// One lookup: a fresh hit of `kind`, or a miss (None). Stale answers
     /// are neither, as in CoreDNS; they count in [`Self::cache_served_stale`].
     pub fn cache_lookup(&self, hit: Option<CacheKind>) {
-        let c = &self.cache;
-        c.requests.get_or_create(&self.cache_labels()).inc();
+        let s = self.lookup_series.get_or_init(|| {
+            let c = &self.cache;
+            LookupSeries {
+                requests: c.requests.get_or_create(&self.cache_labels()).clone(),
+                hits: [CacheKind::Success, CacheKind::Denial]
+                    .map(|kind| c.hits.get_or_create(&self.type_labels(kind)).clone()),
+                misses: c.misses.get_or_create(&self.cache_labels()).clone(),
+            }
+        });
+        s.requests.inc();
         match hit {
-            Some(kind) => c.hits.get_or_create(&self.type_labels(kind)).inc(),
-            None => c.misses.get_or_create(&self.cache_labels()).inc(),
+            Some(kind) => s.hits[kind as usize].inc(),
+            None => s.misses.inc(),
         };
     }
 

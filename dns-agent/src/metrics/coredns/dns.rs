@@ -169,59 +169,62 @@ metric_families! {
 }
 
 impl DnsFamilies {
-    pub(super) fn answered(&self, server: &Server, a: &Answered) {
+    /// The series an answer like `a` updates (all but its sizes and time
+    /// are labels), found in the families once.
+    pub(super) fn series(&self, server: &Server, a: &Answered) -> AnsweredSeries {
         let (server, zone) = (server.server, a.zone.label(server));
         let proto = if a.tcp { "tcp" } else { "udp" };
         let plugin = a.plugin.label();
-        self.requests
-            .get_or_create(&RequestLabels {
-                server,
-                zone,
-                view: VIEW,
-                proto,
-                family: family(a.ipv6),
-                r#type: qtype_label(a.qtype),
-                plugin,
-            })
-            .inc();
-        self.responses
-            .get_or_create(&ResponseLabels {
-                server,
-                zone,
-                view: VIEW,
-                rcode: rcode_label(u16::from(a.rcode)),
-                plugin,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&DurationLabels {
-                server,
-                zone,
-                view: VIEW,
-                r#type: qtype_label(a.qtype),
-            })
-            .observe(a.took.as_secs_f64());
-        if a.dnssec_ok {
-            self.do_requests
-                .get_or_create(&ZoneLabels {
-                    server,
-                    zone,
-                    view: VIEW,
-                })
-                .inc();
-        }
         let size = SizeLabels {
             server,
             zone,
             view: VIEW,
             proto,
         };
-        self.request_size
-            .get_or_create(&size)
-            .observe(a.request_bytes as f64);
-        self.response_size
-            .get_or_create(&size)
-            .observe(a.response_bytes as f64);
+        AnsweredSeries {
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    server,
+                    zone,
+                    view: VIEW,
+                    proto,
+                    family: family(a.ipv6),
+                    r#type: qtype_label(a.qtype),
+                    plugin,
+                })
+                .clone(),
+            responses: self
+                .responses
+                .get_or_create(&ResponseLabels {
+                    server,
+                    zone,
+                    view: VIEW,
+                    rcode: rcode_label(u16::from(a.rcode)),
+                    plugin,
+                })
+                .clone(),
+            duration: self
+                .duration
+                .get_or_create(&DurationLabels {
+                    server,
+                    zone,
+                    view: VIEW,
+                    r#type: qtype_label(a.qtype),
+                })
+                .clone(),
+            do_requests: a.dnssec_ok.then(|| {
+                self.do_requests
+                    .get_or_create(&ZoneLabels {
+                        server,
+                        zone,
+                        view: VIEW,
+                    })
+                    .clone()
+            }),
+            request_size: self.request_size.get_or_create(&size).clone(),
+            response_size: self.response_size.get_or_create(&size).clone(),
+        }
     }
 
     /// `count` answers the kernel sent, of the kind `key` counts.
@@ -262,6 +265,33 @@ impl DnsFamilies {
                 r#type: key.qtype_label(),
             })
             .observe_n(0.0, count);
+    }
+}
+
+/// The series of `coredns_dns_*` one kind of userspace answer updates
+/// (the same labels): handles on the families' own counters, so what they
+/// count is exact whoever holds them.
+#[derive(Clone)]
+pub struct AnsweredSeries {
+    requests: Counter,
+    responses: Counter,
+    duration: BulkHistogram,
+    do_requests: Option<Counter>,
+    request_size: BulkHistogram,
+    response_size: BulkHistogram,
+}
+
+impl AnsweredSeries {
+    /// Counts `a`, an answer with the labels these series were found for.
+    pub fn record(&self, a: &Answered) {
+        self.requests.inc();
+        self.responses.inc();
+        self.duration.observe(a.took.as_secs_f64());
+        if let Some(c) = &self.do_requests {
+            c.inc();
+        }
+        self.request_size.observe(a.request_bytes as f64);
+        self.response_size.observe(a.response_bytes as f64);
     }
 }
 

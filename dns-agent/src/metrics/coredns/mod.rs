@@ -22,12 +22,12 @@ mod dns;
 mod forward;
 mod kernel;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::registry::Registry;
 
 pub use cache::CacheKind;
-pub use dns::{Answered, Plugin, ZoneKind, qtype_label, rcode_label};
+pub use dns::{Answered, AnsweredSeries, Plugin, ZoneKind, qtype_label, rcode_label};
 pub use kernel::{KernelAnswerSource, KernelAnswers};
 
 /// Prefix of every family here.
@@ -84,6 +84,7 @@ impl Coredns {
             cache,
             forward,
             kernel: KernelAnswers::default(),
+            lookup_series: OnceLock::new(),
         });
         Coredns { metrics, registry }
     }
@@ -96,12 +97,19 @@ pub struct CorednsMetrics {
     cache: cache::CacheFamilies,
     forward: forward::ForwardFamilies,
     kernel: KernelAnswers,
+    lookup_series: OnceLock<cache::LookupSeries>,
 }
 
 impl CorednsMetrics {
     /// A query answered in userspace.
     pub fn answered(&self, answered: &Answered) {
-        self.dns.answered(&self.server, answered);
+        self.answered_series(answered).record(answered);
+    }
+
+    /// The series [`Self::answered`] updates for answers like `answered`,
+    /// to keep and [`AnsweredSeries::record`] into directly.
+    pub fn answered_series(&self, answered: &Answered) -> AnsweredSeries {
+        self.dns.series(&self.server, answered)
     }
 
     /// Where the kernel's answer counts come from, once the fast path runs.

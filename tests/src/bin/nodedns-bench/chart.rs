@@ -1,15 +1,18 @@
 //! The PNG chart: per fixed rate, server CPU per query and latency (p50 and
 //! p99) by contender, as horizontal bars with their values; then idle CPU
-//! by contender and the agent's RSS by cluster size, and the hot set's
-//! kernel share during a unique-name flood, each with its goal as a red
-//! line.
+//! by contender and the agent's RSS by cluster size, then saturation
+//! throughput and the hot set's kernel share during a unique-name flood,
+//! each with its goal as a red line (the userspace path's goals come from
+//! the peers' figures).
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
-use crate::report::{FLOOD_LABEL, HOT_SET_GOAL, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report};
+use crate::report::{
+    Bound, FLOOD_LABEL, Goal, HOT_SET_GOAL, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report,
+};
 
 const WHITE: Rgb = [255, 255, 255];
 const INK: Rgb = [30, 30, 30];
@@ -47,10 +50,12 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     let panel_h = 60 + contenders.len() * ROW;
     let idle = idle_bars(report);
     let rss = rss_bars(report);
+    let saturation = bars_of(report, "saturation_qps", 1.0, CPU, 0);
     let goals_h = 60 + idle.len().max(rss.len()).max(1) * ROW;
     let share = bars_of(report, "hot_set_kernel_share", 100.0, SHARE, 2);
-    let share_h = 60 + share.len().max(1) * ROW;
-    let height = 50 + rates.len().max(1) * panel_h + goals_h + share_h + 20;
+    // Saturation and the flood's share side by side, in one row.
+    let last_h = 60 + saturation.len().max(share.len()).max(1) * ROW;
+    let height = 50 + rates.len().max(1) * panel_h + goals_h + last_h + 20;
     let mut canvas = Canvas::new(2 * PANEL_W + 20, height, WHITE);
     canvas.text(
         10,
@@ -100,14 +105,15 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
                 ]
             })
             .collect();
+        let goal = report.userspace_goal(&format!("cpu_per_query@{rate}"));
         panel(
             &mut canvas,
             10,
             top,
-            &format!("server CPU per query @{rate} qps"),
+            &format!("server CPU/query @{rate} qps{}", goal_note(goal)),
             &contenders,
             &cpu,
-            None,
+            goal.map(|g| g.goal),
         );
         panel(
             &mut canvas,
@@ -144,6 +150,18 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         Some(goal_mib),
     );
     let top = top + goals_h;
+    let goal = report.userspace_goal("saturation_qps");
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = saturation.into_iter().unzip();
+    let title = format!("saturation qps{}", goal_note(goal));
+    panel(
+        &mut canvas,
+        10,
+        top,
+        &title,
+        &labels,
+        &bars,
+        goal.map(|g| g.goal),
+    );
     let names = report
         .get(FLOOD_LABEL, "flood_names")
         .map_or(0.0, |e| e.median);
@@ -155,7 +173,7 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     );
     panel(
         &mut canvas,
-        10,
+        PANEL_W + 10,
         top,
         &title,
         &labels,
@@ -163,6 +181,24 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         Some(HOT_SET_GOAL * 100.0),
     );
     canvas.write_png(path)
+}
+
+/// " (userspace goal at most N: met)" for a panel title, when the run has it.
+fn goal_note(goal: Option<&Goal>) -> String {
+    let Some(g) = goal else {
+        return String::new();
+    };
+    let verdict = match g.met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    // The chart's font has no '<' or '>'.
+    let bound = match g.bound {
+        Bound::AtMost => "at most",
+        Bound::AtLeast => "at least",
+    };
+    format!(" (userspace goal {bound} {:.0}: {verdict})", g.goal)
 }
 
 const MIB: f64 = (1 << 20) as f64;

@@ -5,7 +5,9 @@
 //! Flags: `--quick` (about 3 minutes), `--dry-run` (start every contender,
 //! one query each, write the summary; no load), `--runs N`, `--out DIR`,
 //! `--failover-only` (only the fail-open time, `--runs` rounds),
-//! `--flood-only` (only the hot set under a flood, `--runs` rounds).
+//! `--flood-only` (only the hot set under a flood, `--runs` rounds),
+//! `--userspace-only` (the userspace path against the peers: fixed rates
+//! and saturation, nothing else).
 
 mod chart;
 mod cluster;
@@ -53,6 +55,9 @@ struct Plan {
     failover_only: bool,
     /// Measure the hot set under a flood alone (`--flood-only`).
     flood_only: bool,
+    /// Only the userspace agent and the peers, only the load figures
+    /// (`--userspace-only`).
+    userspace_only: bool,
     out: PathBuf,
 }
 
@@ -60,18 +65,19 @@ impl Plan {
     fn from_args() -> Result<Self> {
         let mut args = std::env::args().skip(1);
         let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
-        let (mut failover_only, mut flood_only) = (false, false);
+        let (mut failover_only, mut flood_only, mut userspace_only) = (false, false, false);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--dry-run" => dry_run = true,
                 "--failover-only" => failover_only = true,
                 "--flood-only" => flood_only = true,
+                "--userspace-only" => userspace_only = true,
                 "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
                 "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
                 "-h" | "--help" => {
                     println!(
-                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only]"
+                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only] [--userspace-only]"
                     );
                     std::process::exit(0);
                 }
@@ -93,6 +99,7 @@ impl Plan {
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
                 failover_only,
                 flood_only,
+                userspace_only,
                 out,
             }
         } else {
@@ -110,6 +117,7 @@ impl Plan {
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
                 failover_only,
                 flood_only,
+                userspace_only,
                 out,
             }
         })
@@ -153,8 +161,10 @@ fn main() -> Result<()> {
     }
     // Before bpf_stats goes on: the stats add their own clock reads to
     // every run, TestRun included.
-    eprintln!("bench: XDP microbenchmark");
-    let micro = microbench::run(plan.quick || plan.dry_run);
+    let micro = (!plan.userspace_only).then(|| {
+        eprintln!("bench: XDP microbenchmark");
+        microbench::run(plan.quick || plan.dry_run)
+    });
     let _stats = cpu::BpfStats::enable()?;
     let cluster = Cluster::new(SERVICES);
     // One pod per contender, plus one for the memory runs.
@@ -164,6 +174,9 @@ fn main() -> Result<()> {
     let _upstream = servers::start_upstream(&lab, &cluster)?;
     let mut contenders = Vec::new();
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
+        if plan.userspace_only && kind.has_xdp() {
+            continue;
+        }
         let addr = Ipv4Addr::new(169, 254, 20, 21 + i as u8);
         eprintln!("bench: starting {} at {addr}", kind.label());
         let server = servers::start(&lab, kind, i, addr, &cluster, i as u16)?;
@@ -175,6 +188,11 @@ fn main() -> Result<()> {
         contenders.push((server, prog));
     }
     let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
+    if plan.userspace_only && !plan.dry_run {
+        warm(&lab, &contenders, &query_file)?;
+        rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        return finish(&plan, report, started);
+    }
     if plan.dry_run {
         // Every contender already answered a cluster name; check the
         // forwarding path too.
@@ -255,25 +273,15 @@ fn main() -> Result<()> {
     }
     hot_set_under_flood(&lab, &cluster, &plan, 1, &mut report)?;
     failover(&plan, &mut report)?;
-    report.push(
-        "xdp-program",
-        "testrun_hit",
-        "ns",
-        vec![micro.hit_ns as f64],
-    );
-    report.push(
-        "xdp-program",
-        "testrun_miss",
-        "ns",
-        vec![micro.miss_ns as f64],
-    );
-    report.push(
-        "xdp-program",
-        "testrun_pass",
-        "ns",
-        vec![micro.pass_ns as f64],
-    );
-
+    if let Some(micro) = micro {
+        for (metric, ns) in [
+            ("testrun_hit", micro.hit_ns),
+            ("testrun_miss", micro.miss_ns),
+            ("testrun_pass", micro.pass_ns),
+        ] {
+            report.push("xdp-program", metric, "ns", vec![ns as f64]);
+        }
+    }
     finish(&plan, report, started)
 }
 

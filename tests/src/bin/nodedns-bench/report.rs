@@ -34,6 +34,34 @@ pub const FLOOD_LABEL: &str = "nodedns-flood";
 /// The agent contenders whose idle CPU the goal covers.
 pub const AGENTS: [&str; 3] = ["nodedns-xdp-skb", "nodedns-xdp-native", "nodedns-userspace"];
 
+/// The agent without XDP: issue 14's userspace-path goals are against
+/// the better peer (CPU per query) and unbound (saturation).
+pub const USERSPACE: &str = "nodedns-userspace";
+
+/// Which side of its goal a figure must be on.
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    AtMost,
+    AtLeast,
+}
+
+impl Bound {
+    fn holds(self, value: f64, goal: f64) -> bool {
+        match self {
+            Self::AtMost => value <= goal,
+            Self::AtLeast => value >= goal,
+        }
+    }
+
+    pub fn sign(self) -> &'static str {
+        match self {
+            Self::AtMost => "<=",
+            Self::AtLeast => ">=",
+        }
+    }
+}
+
 /// A figure next to its goal: `met` is None when the run did not measure
 /// it (a quick or dry run).
 #[derive(Serialize)]
@@ -43,9 +71,9 @@ pub struct Goal {
     pub metric: String,
     pub unit: String,
     pub value: Option<f64>,
-    /// The figure must be at most this (or at least, with `at_least`).
+    /// The figure must be `bound` this.
     pub goal: f64,
-    pub at_least: bool,
+    pub bound: Bound,
     pub met: Option<bool>,
 }
 
@@ -198,22 +226,25 @@ impl Report {
     /// entries; call once every figure is in.
     pub fn evaluate_goals(&mut self) {
         let mut goals = Vec::new();
-        let mut bound =
-            |figure: &str, contender: &str, metric: &str, unit: &str, limit: f64, at_least| {
-                let value = self.get(contender, metric).map(|e| e.median);
-                goals.push(Goal {
-                    figure: figure.to_string(),
-                    contender: contender.to_string(),
-                    metric: metric.to_string(),
-                    unit: unit.to_string(),
-                    value,
-                    goal: limit,
-                    at_least,
-                    met: value.map(|v| if at_least { v >= limit } else { v <= limit }),
-                });
-            };
+        let med = |c: &str, m: &str| self.get(c, m).map(|e| e.median);
         let mut goal = |figure: &str, contender: &str, metric: &str, unit: &str, limit: f64| {
-            bound(figure, contender, metric, unit, limit, false)
+            // Throughput and shares are floors; costs are ceilings.
+            let bound = if unit == "qps" || unit == "ratio" {
+                Bound::AtLeast
+            } else {
+                Bound::AtMost
+            };
+            let value = med(contender, metric);
+            goals.push(Goal {
+                figure: figure.to_string(),
+                contender: contender.to_string(),
+                metric: metric.to_string(),
+                unit: unit.to_string(),
+                value,
+                goal: limit,
+                bound,
+                met: value.map(|v| bound.holds(v, limit)),
+            });
         };
         for agent in AGENTS {
             goal("idle CPU", agent, "idle_cpu", "ms/s", IDLE_CPU_GOAL);
@@ -226,26 +257,53 @@ impl Report {
             "bytes",
             RSS_GOAL_BYTES,
         );
-        let flood = |m: &str| self.get(FLOOD_LABEL, m).map_or(0.0, |e| e.median);
-        bound(
-            &format!(
-                "hot-set kernel share during a {:.0}k unique-name flood at {:.0} qps",
-                flood("flood_names") / 1000.0,
-                flood("flood_qps")
-            ),
+        let flood = |m: &str| med(FLOOD_LABEL, m).unwrap_or(0.0);
+        let figure = format!(
+            "hot-set kernel share during a {:.0}k unique-name flood at {:.0} qps",
+            flood("flood_names") / 1000.0,
+            flood("flood_qps")
+        );
+        goal(
+            &figure,
             FLOOD_LABEL,
             "hot_set_kernel_share",
             "ratio",
             HOT_SET_GOAL,
-            true,
         );
+        for rate in self.rates() {
+            let metric = format!("cpu_per_query@{rate}");
+            if let Some(best) = self.best_peer(&metric) {
+                let figure = format!("userspace path CPU/query @{rate} qps vs the better peer");
+                goal(&figure, USERSPACE, &metric, "ns", best);
+            }
+        }
+        if let Some(unbound) = med("unbound", "saturation_qps") {
+            let figure = "userspace path saturation vs unbound";
+            goal(figure, USERSPACE, "saturation_qps", "qps", unbound);
+        }
         if self.dry_run {
             // A token flood: it runs the harness, too small to judge by.
-            if let Some(g) = goals.last_mut() {
-                g.met = None;
+            for g in goals.iter_mut() {
+                if g.metric == "hot_set_kernel_share" {
+                    g.met = None;
+                }
             }
         }
         self.goals = goals;
+    }
+
+    /// The lower median of dnsmasq and unbound for `metric`, when both
+    /// were measured.
+    pub fn best_peer(&self, metric: &str) -> Option<f64> {
+        let [d, u] = ["dnsmasq", "unbound"].map(|p| self.get(p, metric).map(|e| e.median));
+        Some(d?.min(u?))
+    }
+
+    /// The goal on `metric` of the userspace path, if the run has one.
+    pub fn userspace_goal(&self, metric: &str) -> Option<&Goal> {
+        self.goals
+            .iter()
+            .find(|g| g.contender == USERSPACE && g.metric == metric)
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
@@ -417,14 +475,6 @@ impl Report {
                     );
                 }
             }
-            if let (Some(u), [Some(d), _]) = (med("nodedns-userspace", &m("cpu_per_query")), peers)
-            {
-                let _ = writeln!(
-                    t,
-                    "@{rate}: userspace path CPU/q {u:.0} ns <= dnsmasq {d:.0} ns: {}",
-                    verdict(u <= d)
-                );
-            }
         }
         for e in self
             .entries
@@ -446,13 +496,17 @@ impl Report {
                 "ratio" => format!("{:.2}%", v * 100.0),
                 u => format!("{v:.2} {u}"),
             };
+            let ratio = match g.value {
+                Some(v) if g.goal > 0.0 => format!(" ({:.2}x the goal)", v / g.goal),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 t,
-                "{} of {}: {} {} {}: {}",
+                "{} of {}: {} {} {}{ratio}: {}",
                 g.figure,
                 g.contender,
                 g.value.map_or("-".into(), show),
-                if g.at_least { ">=" } else { "<=" },
+                g.bound.sign(),
                 show(g.goal),
                 g.met.map_or("not measured", verdict)
             );
