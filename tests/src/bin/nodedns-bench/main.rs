@@ -7,7 +7,9 @@
 //! `--failover-only` (only the fail-open time, `--runs` rounds),
 //! `--flood-only` (only the hot set under a flood, `--runs` rounds),
 //! `--userspace-only` (the userspace path against the peers: fixed rates
-//! and saturation, nothing else).
+//! and saturation, nothing else), `--memory-only` (only the agent's RSS,
+//! peak RSS, idle CPU and map memory at each cluster size, `--runs`
+//! rounds), `--sizes N,N..` (the memory runs' cluster sizes).
 
 mod chart;
 mod cluster;
@@ -58,6 +60,8 @@ struct Plan {
     /// Only the userspace agent and the peers, only the load figures
     /// (`--userspace-only`).
     userspace_only: bool,
+    /// Only the memory runs, `runs` rounds of each size (`--memory-only`).
+    memory_only: bool,
     out: PathBuf,
 }
 
@@ -66,6 +70,7 @@ impl Plan {
         let mut args = std::env::args().skip(1);
         let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
         let (mut failover_only, mut flood_only, mut userspace_only) = (false, false, false);
+        let (mut memory_only, mut sizes) = (false, None);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
@@ -73,11 +78,19 @@ impl Plan {
                 "--failover-only" => failover_only = true,
                 "--flood-only" => flood_only = true,
                 "--userspace-only" => userspace_only = true,
+                "--memory-only" => memory_only = true,
+                "--sizes" => {
+                    let list = args
+                        .next()
+                        .context("--sizes needs a list like 1000,50000")?;
+                    let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                    sizes = Some(parsed.context("--sizes needs a list like 1000,50000")?);
+                }
                 "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
                 "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
                 "-h" | "--help" => {
                     println!(
-                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only] [--userspace-only]"
+                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only] [--userspace-only] [--memory-only] [--sizes N,N..]"
                     );
                     std::process::exit(0);
                 }
@@ -94,12 +107,13 @@ impl Plan {
                 seconds: 5,
                 saturation_seconds: 4,
                 idle_window: std::time::Duration::from_secs(5),
-                memory_sizes: vec![1_000, 10_000],
+                memory_sizes: sizes.unwrap_or_else(|| vec![1_000, 10_000]),
                 propagation_rounds: 3,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
                 failover_only,
                 flood_only,
                 userspace_only,
+                memory_only,
                 out,
             }
         } else {
@@ -112,12 +126,13 @@ impl Plan {
                 saturation_seconds: 8,
                 // Long enough to catch the agent's 30 s timers.
                 idle_window: std::time::Duration::from_secs(30),
-                memory_sizes: vec![1_000, 10_000, 50_000, 100_000],
+                memory_sizes: sizes.unwrap_or_else(|| vec![1_000, 10_000, 50_000, 100_000]),
                 propagation_rounds: 7,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
                 failover_only,
                 flood_only,
                 userspace_only,
+                memory_only,
                 out,
             }
         })
@@ -157,6 +172,23 @@ fn main() -> Result<()> {
         let _upstream = servers::start_upstream(&lab, &cluster)?;
         let rounds = if plan.dry_run { 1 } else { plan.runs };
         hot_set_under_flood(&lab, &cluster, &plan, rounds, &mut report)?;
+        return finish(&plan, report, started);
+    }
+    if plan.memory_only {
+        let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
+        let lab = Lab::new(1).context("create the lab (needs root)")?;
+        let _upstream = servers::start_upstream(&lab, &Cluster::new(SERVICES))?;
+        let (sizes, rounds) = if plan.dry_run {
+            (vec![1_000], 1)
+        } else {
+            (plan.memory_sizes.clone(), plan.runs)
+        };
+        let mut runs = Vec::new();
+        for round in 0..rounds {
+            eprintln!("bench: memory round {}/{rounds}", round + 1);
+            runs.extend(memory::measure(&lab, 0, &sizes, round)?);
+        }
+        push_memory(&mut report, &sizes, &runs);
         return finish(&plan, report, started);
     }
     // Before bpf_stats goes on: the stats add their own clock reads to
@@ -256,21 +288,8 @@ fn main() -> Result<()> {
         plan.memory_sizes.clone()
     };
     drop(contenders);
-    for m in memory::measure(&lab, Kind::ALL.len(), &memory_sizes)? {
-        let label = report::memory_label(m.services);
-        report.push(&label, "agent_rss", "bytes", vec![m.rss_bytes as f64]);
-        report.push(&label, "agent_rss_peak", "bytes", vec![m.hwm_bytes as f64]);
-        report.push(&label, "idle_cpu", "ms/s", vec![m.idle_ms_per_s]);
-        report.push(&label, "bpf_map_memory", "bytes", vec![m.map_bytes as f64]);
-        for (map, bytes) in &m.maps {
-            report.push(
-                &label,
-                &format!("bpf_map_{map}"),
-                "bytes",
-                vec![*bytes as f64],
-            );
-        }
-    }
+    let runs = memory::measure(&lab, Kind::ALL.len(), &memory_sizes, 0)?;
+    push_memory(&mut report, &memory_sizes, &runs);
     hot_set_under_flood(&lab, &cluster, &plan, 1, &mut report)?;
     failover(&plan, &mut report)?;
     if let Some(micro) = micro {
@@ -283,6 +302,51 @@ fn main() -> Result<()> {
         }
     }
     finish(&plan, report, started)
+}
+
+/// The memory figures of `runs` (any number of rounds), per size.
+fn push_memory(report: &mut Report, sizes: &[usize], runs: &[memory::Memory]) {
+    for &n in sizes {
+        let at: Vec<&memory::Memory> = runs.iter().filter(|m| m.services == n).collect();
+        let label = report::memory_label(n);
+        let each = |f: &dyn Fn(&memory::Memory) -> f64| at.iter().map(|m| f(m)).collect();
+        report.push(&label, "agent_rss", "bytes", each(&|m| m.rss_bytes as f64));
+        report.push(
+            &label,
+            "agent_rss_peak",
+            "bytes",
+            each(&|m| m.hwm_bytes as f64),
+        );
+        report.push(
+            &label,
+            "agent_rss_anon",
+            "bytes",
+            each(&|m| m.anon_bytes as f64),
+        );
+        report.push(
+            &label,
+            "agent_rss_file",
+            "bytes",
+            each(&|m| m.file_bytes as f64),
+        );
+        report.push(&label, "idle_cpu", "ms/s", each(&|m| m.idle_ms_per_s));
+        report.push(
+            &label,
+            "bpf_map_memory",
+            "bytes",
+            each(&|m| m.map_bytes as f64),
+        );
+        let Some(first) = at.first() else { continue };
+        for (map, _) in &first.maps {
+            let bytes = |m: &memory::Memory| {
+                m.maps
+                    .iter()
+                    .find(|(name, _)| name == map)
+                    .map_or(0.0, |(_, b)| *b as f64)
+            };
+            report.push(&label, &format!("bpf_map_{map}"), "bytes", each(&bytes));
+        }
+    }
 }
 
 /// The hot set's kernel share during a unique-name flood, `rounds` times

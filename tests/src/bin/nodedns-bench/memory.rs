@@ -23,15 +23,22 @@ pub struct Memory {
     pub rss_bytes: u64,
     /// The peak RSS, loading included.
     pub hwm_bytes: u64,
+    /// The parts of `rss_bytes`: heap and stacks, then pages of the
+    /// binary and its libraries.
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
     pub idle_ms_per_s: f64,
     pub map_bytes: u64,
     pub maps: Vec<(String, u64)>,
 }
 
-/// Starts one XDP agent per size on `pod`, one after the other.
-pub fn measure(lab: &Lab, pod: usize, sizes: &[usize]) -> Result<Vec<Memory>> {
+/// Starts one XDP agent per size on `pod`, one after the other. `round`
+/// numbers repeated calls in one lab: each agent gets its own address and
+/// ports.
+pub fn measure(lab: &Lab, pod: usize, sizes: &[usize], round: usize) -> Result<Vec<Memory>> {
     let mut out = Vec::new();
     for (i, &n) in sizes.iter().enumerate() {
+        let i = round * sizes.len() + i;
         let cluster = Cluster::with_endpoints(n, ENDPOINTS_PER_SERVICE);
         let addr = Ipv4Addr::new(169, 254, 20, 40 + i as u8);
         eprintln!(
@@ -50,6 +57,8 @@ pub fn measure(lab: &Lab, pod: usize, sizes: &[usize]) -> Result<Vec<Memory>> {
             services: n,
             rss_bytes: cpu::rss_bytes(server.pid())?,
             hwm_bytes: cpu::status_bytes(server.pid(), "VmHWM")?,
+            anon_bytes: cpu::status_bytes(server.pid(), "RssAnon")?,
+            file_bytes: cpu::status_bytes(server.pid(), "RssFile")?,
             idle_ms_per_s: idle as f64 / 1e6 / IDLE_WINDOW.as_secs_f64(),
             map_bytes: maps.iter().map(|(_, b)| b).sum(),
             maps,
