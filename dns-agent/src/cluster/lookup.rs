@@ -298,7 +298,7 @@ impl Query<'_> {
         let key = &self.cfg.dns_service;
         if let Some(view) = self.snap.services.get(key) {
             let ips: Vec<IpAddr> = match &view.svc.kind {
-                ServiceKind::ClusterIp(ips) => ips.clone(),
+                ServiceKind::ClusterIp(ips) => ips.to_vec(),
                 ServiceKind::Headless => view
                     .published()
                     .flat_map(|e| e.addresses().iter().copied())

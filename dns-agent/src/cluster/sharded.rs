@@ -48,6 +48,15 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         self.shards[Self::shard_of(key)].get(key)
     }
 
+    /// The key as the map holds it, with its value.
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shards[Self::shard_of(key)].get_key_value(key)
+    }
+
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let shard = Arc::make_mut(&mut self.shards[Self::shard_of(&key)]);
         let old = shard.insert(key, value);

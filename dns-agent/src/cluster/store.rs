@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,7 +20,7 @@ use super::hosts::HostsTable;
 use super::metrics::ClusterMetrics;
 use super::model::{ApproxBytes, ByKey, Keyed, NamedPort, ObjectKey, ServiceInfo, SliceInfo};
 use super::reverse::interior_prefixes;
-use super::snapshot::{PtrOwners, ServiceView, Snapshot, ZoneConfig};
+use super::snapshot::{ServiceView, SliceList, Snapshot, ZoneConfig};
 use crate::zone::{Zone, ZoneLookup};
 
 /// One change to cluster state, from any source. Objects come in `Arc`s
@@ -64,12 +64,11 @@ struct Writer {
     strings_live: usize,
     object_bytes: usize,
     endpoints: usize,
-    reverse_entries: usize,
 }
 
 /// The slices of one Service (never empty), in a set under the Service key
-/// they hold: the set's slot is the `Vec` alone.
-struct SliceGroup(Vec<Arc<SliceInfo>>);
+/// they hold: the set's slot is the list alone.
+struct SliceGroup(SliceList);
 
 impl SliceGroup {
     fn service(&self) -> &ObjectKey {
@@ -271,7 +270,7 @@ impl Writer {
             .or_else(|| {
                 self.by_service
                     .get(key)
-                    .map(|group| group.0[0].service.name.clone())
+                    .map(|group| group.service().name.clone())
             })
     }
 
@@ -279,11 +278,11 @@ impl Writer {
         // Object tables, the slice index, the views and the reverse index;
         // hash-table slots are counted as one key + value each.
         let views = self.working.services.len()
-            * (size_of::<ServiceView>() + size_of::<ObjectKey>() + 2 * size_of::<usize>())
+            * (size_of::<ServiceView>() + 4 * size_of::<usize>())
             + self.slices.len() * size_of::<usize>();
         let index = (self.services.len() + self.slices.len()) * size_of::<usize>()
             + self.by_service.len() * size_of::<SliceGroup>();
-        let reverse = self.reverse_entries * (size_of::<(Ipv4Addr, PtrOwners)>() + 8);
+        let reverse = self.working.reverse.heap_bytes();
         let nodes = self.working.reverse_nodes.len() * (size_of::<((IpAddr, u8), u32)>() + 8);
         self.object_bytes + views + index + reverse + nodes
     }
@@ -363,12 +362,11 @@ impl Writer {
         let mut set = self
             .by_service
             .take(&slice.service)
-            .map(|group| group.0)
+            .map(|group| group.0.to_vec())
             .unwrap_or_default();
         let at = set.partition_point(|s| s.key.name < slice.key.name);
         set.insert(at, slice.clone());
-        set.shrink_to_fit();
-        self.by_service.insert(SliceGroup(set));
+        self.by_service.insert(SliceGroup(set.into()));
         dirty.insert(slice.service.clone());
         self.slices.insert(ByKey(slice));
     }
@@ -379,10 +377,11 @@ impl Writer {
         };
         self.object_bytes -= old.approx_bytes();
         self.endpoints -= old.endpoints.len();
-        if let Some(SliceGroup(mut set)) = self.by_service.take(&old.service) {
+        if let Some(SliceGroup(set)) = self.by_service.take(&old.service) {
+            let mut set = set.to_vec();
             set.retain(|s| s.key.name != old.key.name);
             if !set.is_empty() {
-                self.by_service.insert(SliceGroup(set));
+                self.by_service.insert(SliceGroup(set.into()));
             }
         }
         dirty.insert(old.service.clone());
@@ -426,33 +425,16 @@ impl Writer {
         let mode = cfg.endpoint_records;
         if let Some(old) = &old {
             for ip in old.ptr_addresses(mode) {
-                let Some(owners) = self.working.reverse.get(&ip) else {
-                    continue;
-                };
-                match owners.without(key) {
-                    Some(rest) => {
-                        self.working.reverse.insert(ip, rest);
-                    }
-                    None => {
-                        self.working.reverse.remove(&ip);
-                        self.count_nodes(cfg, &ip, false);
-                    }
+                if self.working.reverse.remove(&ip, key) {
+                    self.count_nodes(cfg, &ip, false);
                 }
-                self.reverse_entries -= 1;
             }
         }
         if let Some(new) = &new {
             for ip in new.ptr_addresses(mode) {
-                match self.working.reverse.get_mut(&ip) {
-                    Some(owners) => owners.push(new.svc.clone()),
-                    None => {
-                        self.working
-                            .reverse
-                            .insert(ip, PtrOwners::One(new.svc.clone()));
-                        self.count_nodes(cfg, &ip, true);
-                    }
+                if self.working.reverse.add(ip, new.svc.clone()) {
+                    self.count_nodes(cfg, &ip, true);
                 }
-                self.reverse_entries += 1;
             }
         }
         let namespaces = Arc::make_mut(&mut self.working.namespaces);
@@ -470,7 +452,7 @@ impl Writer {
         }
         match new {
             Some(view) => {
-                self.working.services.insert(key.clone(), view);
+                self.working.services.insert(view);
             }
             None => {
                 self.working.services.remove(key);

@@ -36,18 +36,20 @@ pub type Served<T> = (ObjectKey, Option<Arc<T>>);
 type Definition<T> = (Arc<Path>, Arc<T>);
 
 /// The files defining one key, sorted by path: almost always one, held
-/// inline. A set entry under the object's own key, so the index adds no
-/// copy of the key either.
+/// inline, the others behind one pointer (a set slot of 32 bytes, not 48).
+/// A set entry under the object's own key, so the index adds no copy of
+/// the key either.
 struct Definitions<T> {
     first: Definition<T>,
-    rest: Vec<Definition<T>>,
+    rest: Option<Box<Vec<Definition<T>>>>,
 }
 
 impl<T> Definitions<T> {
     fn into_vec(self) -> Vec<Definition<T>> {
-        let mut all = Vec::with_capacity(1 + self.rest.len());
+        let rest = self.rest.map_or_else(Vec::new, |rest| *rest);
+        let mut all = Vec::with_capacity(1 + rest.len());
         all.push(self.first);
-        all.extend(self.rest);
+        all.extend(rest);
         all
     }
 
@@ -57,6 +59,7 @@ impl<T> Definitions<T> {
         }
         let rest = all.split_off(1);
         let first = all.pop()?;
+        let rest = (!rest.is_empty()).then(|| Box::new(rest));
         Some(Self { first, rest })
     }
 }
@@ -186,8 +189,8 @@ mod tests {
     fn svc(name: &str, ip: &str) -> Arc<ServiceInfo> {
         Arc::new(ServiceInfo {
             key: ObjectKey::new("default", name),
-            kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
-            ports: Vec::new(),
+            kind: ServiceKind::ClusterIp([ip.parse().unwrap()].into()),
+            ports: Box::default(),
             publish_not_ready: false,
         })
     }

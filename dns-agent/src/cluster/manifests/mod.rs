@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use parse::{FileObjects, MAX_FILE_BYTES, ManifestError, ReadError, is_manifest, parse_file};
 
 use super::ClusterError;
-use super::model::{ServiceInfo, SliceInfo};
+use super::model::{ObjectKey, ServiceInfo, SliceInfo};
 use super::store::{Change, ClusterZone, SyncSource};
 use index::{Index, Served, first_per_key};
 
@@ -323,8 +323,20 @@ impl ManifestsSource {
         // objects' whole allocation for the pointers.
         let mut shared_services = Vec::with_capacity(services.len());
         shared_services.extend(services.into_iter().map(|s| self.zone.share_service(s)));
+        // A slice of a Service in the same file holds that Service's name
+        // string (the store's own, when it holds the Service already).
+        let names: HashMap<&ObjectKey, &Arc<str>> = shared_services
+            .iter()
+            .map(|s| (&s.key, &s.key.name))
+            .collect();
         let mut shared_slices = Vec::with_capacity(slices.len());
-        shared_slices.extend(slices.into_iter().map(|s| self.zone.share_slice(s)));
+        shared_slices.extend(slices.into_iter().map(|mut slice| {
+            if let Some(name) = names.get(&slice.service) {
+                slice.service.name = Arc::clone(name);
+            }
+            self.zone.share_slice(slice)
+        }));
+        drop(names);
         let (services, slices) = (shared_services, shared_slices);
         if dropped_services + dropped_slices > 0 {
             self.zone.metrics().error("manifests");
