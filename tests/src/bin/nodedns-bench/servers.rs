@@ -144,20 +144,9 @@ pub fn start_upstream(lab: &Lab, cluster: &Cluster) -> Result<Dnsmasq> {
         .context("start the upstream")
 }
 
-/// Starts contender `kind` at `addr`, queried from `pod`.
+/// Starts contender `kind` at `addr`, queried from `pod`, with `extra`
+/// arguments for an agent.
 pub fn start(
-    lab: &Lab,
-    kind: Kind,
-    pod_index: usize,
-    addr: Ipv4Addr,
-    cluster: &Cluster,
-    ports: u16,
-) -> Result<Server> {
-    start_with(lab, kind, pod_index, addr, cluster, ports, &[])
-}
-
-/// [`start`], with `extra` arguments for an agent.
-pub fn start_with(
     lab: &Lab,
     kind: Kind,
     pod_index: usize,
