@@ -41,6 +41,10 @@ type Definition<T> = (Arc<Path>, Arc<T>);
 /// the key either.
 struct Definitions<T> {
     first: Definition<T>,
+    #[expect(
+        clippy::box_collection,
+        reason = "one thin pointer in every slot for a list that is almost always absent"
+    )]
     rest: Option<Box<Vec<Definition<T>>>>,
 }
 

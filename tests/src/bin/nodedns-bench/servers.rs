@@ -163,6 +163,12 @@ pub fn start(
     let (process, manifests, bpffs, pass) = match kind {
         Kind::XdpSkb | Kind::XdpNative | Kind::AgentNoXdp => {
             let manifests = dir.join("manifests");
+            // An earlier agent of this kind may have left a bigger cluster's
+            // files there (the memory runs go back to small sizes).
+            if manifests.exists() {
+                std::fs::remove_dir_all(&manifests)
+                    .with_context(|| format!("remove {}", manifests.display()))?;
+            }
             cluster.write_manifests(&manifests)?;
             let bpffs = BpffsDir::create()?;
             let pass = if kind == Kind::XdpNative {
