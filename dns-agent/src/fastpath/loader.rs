@@ -14,10 +14,10 @@ use dns_common::answer_counters::ANSWER_COUNTERS;
 use dns_common::failopen::FLOWS_CAPACITY;
 use dns_common::hot_samples::HOT_SLOTS;
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey,
-    FlowValue, InterfaceMacs, Liveness, MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
-    MAP_EGRESS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INTERFACES, MAP_LIVENESS, MAP_RING,
-    MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerSlot, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey, FlowValue,
+    IndexValue, InterfaceMacs, Liveness, MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_EGRESS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INDEX, MAP_INTERFACES, MAP_LIVENESS, MAP_RING,
+    MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME, slots_for,
 };
 
 use super::error::FastPathError;
@@ -33,14 +33,25 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 6] {
+/// The maps that only make sense together: the index names slots of the
+/// answers array, so one is reused only with the other.
+const ANSWER_MAPS: [&str; 2] = [MAP_INDEX, MAP_ANSWERS];
+
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 7] {
     [
         MapSpec {
-            name: MAP_ANSWERS,
-            types: &[MapType::Hash, MapType::LruHash],
-            key_size: size_of::<AnswerKey>() as u32,
-            value_size: size_of::<AnswerEntry>() as u32,
+            name: MAP_INDEX,
+            types: &[MapType::Hash],
+            key_size: size_of::<u64>() as u32,
+            value_size: size_of::<IndexValue>() as u32,
             max_entries: answer_entries,
+        },
+        MapSpec {
+            name: MAP_ANSWERS,
+            types: &[MapType::Array],
+            key_size: 4,
+            value_size: size_of::<AnswerSlot>() as u32,
+            max_entries: slots_for(answer_entries),
         },
         MapSpec {
             name: MAP_COUNTERS,
@@ -119,6 +130,9 @@ pub(crate) struct Loaded {
     /// Maps a previous agent pinned, reused as they are (their entries
     /// survive).
     pub reused: Vec<&'static str>,
+    /// The half of the answers array this agent writes
+    /// (`Config::slot_half`).
+    pub slot_half: u8,
     /// Kernel memory of each pinned map (`memlock` in fdinfo), in bytes.
     pub memory: Vec<(&'static str, u64)>,
 }
@@ -208,9 +222,22 @@ pub(crate) fn load(
     let specs = map_specs(answer_entries);
     let mut reused = Vec::new();
     let mut created = Vec::new();
+    // The index and the answers array go together: when either does not
+    // fit (or is missing), both are made anew.
+    let answers_fit = ANSWER_MAPS.iter().all(|name| {
+        let spec = specs.iter().find(|s| s.name == *name).expect("a spec");
+        MapInfo::from_pin(layout.map(name)).is_ok_and(|info| spec.mismatch(&info).is_none())
+    });
     for spec in &specs {
         let path = layout.map(spec.name);
         if !path.exists() {
+            created.push(spec.name);
+            continue;
+        }
+        if !answers_fit && ANSWER_MAPS.contains(&spec.name) {
+            tracing::warn!(map = spec.name, path = %path.display(),
+                "pinned answer maps do not fit together; replacing them (their entries are re-synced)");
+            remove_pin(&path)?;
             created.push(spec.name);
             continue;
         }
@@ -234,7 +261,15 @@ pub(crate) fn load(
         }
     }
 
-    let result = load_pinned(object, layout, answer_entries, config);
+    // A previous agent's answers stay: it may still be writing its half of
+    // the slots (docs/design.md#torn-reads), so this agent takes the other.
+    let mut config = *config;
+    config.slot_half = if answers_fit {
+        previous_half(layout).map_or(0, |h| 1 - (h & 1))
+    } else {
+        0
+    };
+    let result = load_pinned(object, layout, answer_entries, &config);
     if result.is_err() {
         // Leave the directory as it was: drop only pins this attempt made.
         for name in &created {
@@ -247,6 +282,7 @@ pub(crate) fn load(
     }
     let mut loaded = result?;
     loaded.reused = reused;
+    loaded.slot_half = config.slot_half;
     loaded.memory = PINNED_MAPS
         .iter()
         .map(|name| (*name, map_memory(&layout.map(name)).unwrap_or(0)))
@@ -265,7 +301,8 @@ fn load_pinned(
         .map(|name| (*name, layout.map(name)))
         .collect();
     let mut loader = EbpfLoader::new();
-    loader.map_max_entries(MAP_ANSWERS, answer_entries);
+    loader.map_max_entries(MAP_INDEX, answer_entries);
+    loader.map_max_entries(MAP_ANSWERS, slots_for(answer_entries));
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
@@ -329,8 +366,16 @@ fn load_pinned(
         liveness: take_array_data(&mut ebpf, MAP_LIVENESS)?,
         ebpf,
         reused: Vec::new(),
+        slot_half: config.slot_half,
         memory: Vec::new(),
     })
+}
+
+/// The slot half the agent that wrote the pinned config writes, if there
+/// is one.
+fn previous_half(layout: &PinLayout) -> Option<u8> {
+    let config: Array<MapData, Config> = open_pinned(layout, MAP_CONFIG).ok()?;
+    config.get(&0, 0).ok().map(|c| c.slot_half)
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>

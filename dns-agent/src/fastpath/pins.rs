@@ -1,7 +1,8 @@
 //! What lives under the pin directory, and the bpffs checks.
 //!
 //! ```text
-//! <bpffs-path>/NODEDNS_ANSWERS     hash map, AnswerKey -> AnswerEntry
+//! <bpffs-path>/NODEDNS_INDEX       hash map, question key hash (u64) -> IndexValue (slot)
+//! <bpffs-path>/NODEDNS_ANSWERS     array of AnswerSlot (question + answer), by slot
 //! <bpffs-path>/NODEDNS_COUNTERS    per-CPU array of u64, indexed by Counter
 //! <bpffs-path>/NODEDNS_CONFIG      array of one Config
 //! <bpffs-path>/NODEDNS_FLOWS       LRU hash, FlowKey -> FlowValue (failed-open flows)
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use dns_common::{
     MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES,
+    MAP_INDEX,
 };
 
 use super::error::FastPathError;
@@ -35,7 +37,8 @@ const LINK_PREFIX: &str = "xdp-if";
 const EGRESS_LINK_PREFIX: &str = "tc-if";
 
 /// The maps the fast path pins, by name.
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 7] = [
+    MAP_INDEX,
     MAP_ANSWERS,
     MAP_COUNTERS,
     MAP_ANSWER_COUNTS,

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, HashMap, MapData, RingBuf};
-use dns_common::{AnswerEntry, AnswerKey, Config, Counter, MAP_ANSWERS, MAP_CONFIG};
+use aya::maps::{Array, MapData, RingBuf};
+use dns_common::{Config, Counter, MAP_ANSWERS, MAP_CONFIG, MAP_INDEX};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
@@ -30,8 +30,8 @@ use super::{cleanup, stats};
 use crate::health::NodeHealth;
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 
-/// The kernel answers map, as promotion writes it and `inspect` reads it.
-pub type AnswersMap = HashMap<MapData, AnswerKey, AnswerEntry>;
+/// The kernel answers (index and slots), as promotion writes them.
+pub type AnswersMap = super::slots::AnswerTable<MapData>;
 
 /// What happens to the kernel side when the fast path stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl FastPath {
 
         let mut loaded = loader::load(&object, &layout, args.map_entries, &config)?;
         let debug_log = DebugLog::start(&mut loaded.ebpf);
-        let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
+        let answers_reader = open_pinned(&layout, MAP_INDEX)?;
         let capacity = args.map_entries;
         tracing::info!(
             bpffs = %layout.root().display(), program_id = loaded.program_id, capacity,
@@ -144,6 +144,7 @@ impl FastPath {
             layout,
             program_id: loaded.program_id,
             capacity,
+            slot_half: loaded.slot_half,
             memory: loaded.memory,
             counters: loaded.counters,
             answer_counts: loaded.answer_counts,
@@ -180,10 +181,17 @@ impl FastPath {
         }))
     }
 
-    /// A descriptor of its own on the answers map, for a writer (promotion's
-    /// `MapSink`) that must not wait for the readers here.
+    /// Descriptors of its own on the answer maps, for the one writer
+    /// (promotion's `MapSink`), which must not wait for the readers here.
+    /// It writes this agent's half of the slots (docs/design.md#torn-reads).
     pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
-        open_pinned(&self.shared.layout, MAP_ANSWERS)
+        let layout = &self.shared.layout;
+        Ok(super::slots::AnswerTable::open(
+            open_pinned(layout, MAP_INDEX)?,
+            open_pinned(layout, MAP_ANSWERS)?,
+            self.shared.capacity,
+            self.shared.slot_half,
+        ))
     }
 
     pub fn program_id(&self) -> u32 {
