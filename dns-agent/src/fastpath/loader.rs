@@ -21,6 +21,7 @@ use dns_common::{
 };
 
 use super::error::FastPathError;
+use super::owner::DirLock;
 use super::pins::{PINNED_MAPS, PinLayout, remove_pin};
 
 /// The shape a pinned map must have to be reused.
@@ -131,8 +132,13 @@ pub(crate) struct Loaded {
     /// survive).
     pub reused: Vec<&'static str>,
     /// The half of the answers array this agent writes
-    /// (`Config::slot_half`).
+    /// (`Config::slot_half`), its lock, held for the agent's life, and when
+    /// it was taken.
     pub slot_half: u8,
+    pub slot_lock: Option<(DirLock, std::time::Instant)>,
+    /// The index and the answers array were made by this load (nothing
+    /// has read them yet).
+    pub answers_fresh: bool,
     /// Kernel memory of each pinned map (`memlock` in fdinfo), in bytes.
     pub memory: Vec<(&'static str, u64)>,
 }
@@ -264,12 +270,25 @@ pub(crate) fn load(
     // A previous agent's answers stay: it may still be writing its half of
     // the slots (docs/design.md#torn-reads), so this agent takes the other.
     let mut config = *config;
-    config.slot_half = if answers_fit {
+    let preferred = if answers_fit {
         previous_half(layout).map_or(0, |h| 1 - (h & 1))
     } else {
         0
     };
-    let result = load_pinned(object, layout, answer_entries, &config);
+    let slot_lock = [preferred, 1 - preferred].into_iter().find_map(|half| {
+        DirLock::exclusive(&layout.slot_lock_dir(half))
+            .ok()
+            .map(|lock| (half, lock, std::time::Instant::now()))
+    });
+    let result = match slot_lock {
+        Some((half, _, _)) => {
+            config.slot_half = half;
+            load_pinned(object, layout, answer_entries, &config)
+        }
+        None => Err(FastPathError::SlotHalvesTaken {
+            path: layout.root().to_path_buf(),
+        }),
+    };
     if result.is_err() {
         // Leave the directory as it was: drop only pins this attempt made.
         for name in &created {
@@ -277,12 +296,15 @@ pub(crate) fn load(
         }
         if !root_existed {
             let _ = fs::remove_dir(layout.links_dir());
+            let _ = fs::remove_dir(layout.slot_lock_dir(0));
+            let _ = fs::remove_dir(layout.slot_lock_dir(1));
             let _ = fs::remove_dir(layout.root());
         }
     }
     let mut loaded = result?;
+    loaded.answers_fresh = !answers_fit;
     loaded.reused = reused;
-    loaded.slot_half = config.slot_half;
+    loaded.slot_lock = slot_lock.map(|(_, lock, at)| (lock, at));
     loaded.memory = PINNED_MAPS
         .iter()
         .map(|name| (*name, map_memory(&layout.map(name)).unwrap_or(0)))
@@ -367,6 +389,8 @@ fn load_pinned(
         ebpf,
         reused: Vec::new(),
         slot_half: config.slot_half,
+        slot_lock: None,
+        answers_fresh: false,
         memory: Vec::new(),
     })
 }

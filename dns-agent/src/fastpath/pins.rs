@@ -33,6 +33,9 @@ use super::error::FastPathError;
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
 /// Sub-directory holding one pinned link per attached interface.
 const LINKS_DIR: &str = "links";
+/// Directories whose exclusive `flock` says which agent writes which half
+/// of the answer slots (docs/design.md#torn-reads).
+const SLOT_LOCK_DIRS: [&str; 2] = ["slots-0", "slots-1"];
 const LINK_PREFIX: &str = "xdp-if";
 const EGRESS_LINK_PREFIX: &str = "tc-if";
 
@@ -67,6 +70,11 @@ impl PinLayout {
 
     pub fn links_dir(&self) -> PathBuf {
         self.root.join(LINKS_DIR)
+    }
+
+    /// The lock directory of slot half `half` (0 or 1).
+    pub fn slot_lock_dir(&self, half: u8) -> PathBuf {
+        self.root.join(SLOT_LOCK_DIRS[usize::from(half & 1)])
     }
 
     pub fn link(&self, ifindex: u32) -> PathBuf {
@@ -116,8 +124,10 @@ impl PinLayout {
     /// Checks the directory is (or will be) on bpffs and creates it.
     pub fn ensure(&self) -> Result<(), FastPathError> {
         check_bpffs(&self.root)?;
-        let dir = self.links_dir();
-        fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))
+        for dir in [self.links_dir(), self.slot_lock_dir(0), self.slot_lock_dir(1)] {
+            fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))?;
+        }
+        Ok(())
     }
 }
 

@@ -145,6 +145,8 @@ impl FastPath {
             program_id: loaded.program_id,
             capacity,
             slot_half: loaded.slot_half,
+            slot_lock: loaded.slot_lock,
+            answers_fresh: loaded.answers_fresh,
             memory: loaded.memory,
             counters: loaded.counters,
             answer_counts: loaded.answer_counts,
@@ -186,6 +188,13 @@ impl FastPath {
     /// It writes this agent's half of the slots (docs/design.md#torn-reads).
     pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
         let layout = &self.shared.layout;
+        // Reused slots: the half's previous writer may have taken some out
+        // of the index just before it let go of the lock.
+        if let (false, Some((_, locked_at))) = (self.shared.answers_fresh, &self.shared.slot_lock)
+        {
+            let grace = Duration::from_nanos(dns_common::SLOT_GRACE_NS);
+            std::thread::sleep(grace.saturating_sub(locked_at.elapsed()));
+        }
         Ok(super::slots::AnswerTable::open(
             open_pinned(layout, MAP_INDEX)?,
             open_pinned(layout, MAP_ANSWERS)?,

@@ -22,8 +22,12 @@ pub(crate) struct Shared {
     pub layout: PinLayout,
     pub program_id: u32,
     pub capacity: u32,
-    /// The half of the answer slots this agent writes.
+    /// The half of the answer slots this agent writes, and its lock (held
+    /// until the agent exits) with when it was taken.
     pub slot_half: u8,
+    pub slot_lock: Option<(DirLock, std::time::Instant)>,
+    /// The answer maps were made by this agent's load.
+    pub answers_fresh: bool,
     pub memory: Vec<(&'static str, u64)>,
     pub counters: PerCpuArray<MapData, u64>,
     /// The answers sent, by kind (`dns_common::answer_counters`).

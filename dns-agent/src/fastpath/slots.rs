@@ -10,9 +10,10 @@
 //!    [`SLOT_GRACE_NS`], far longer than any program run, before it is
 //!    written again.
 //!
-//! Each agent writes only its half of the array ([`AnswerTable::open`]):
-//! during a hand-over the previous agent, still running, writes the other
-//! half, so the two never write a slot the other may have published.
+//! Each agent writes only its half of the array, which it holds an
+//! exclusive lock on for its whole life (`fastpath::loader`): during a
+//! hand-over the previous agent, still running, writes the other half, so
+//! the two never write a slot the other may have published.
 
 use std::borrow::{Borrow, BorrowMut};
 use std::collections::{HashSet, VecDeque};
@@ -125,8 +126,11 @@ pub struct AnswerTable<T> {
 
 impl<T: Borrow<MapData> + BorrowMut<MapData>> AnswerTable<T> {
     /// Takes over the index and slots as they are, writing `half` (0 or 1)
-    /// of the slots. Slots of that half the index does not name cool first:
-    /// a previous writer may have just taken them out.
+    /// of the slots: those the index does not name are free. The caller
+    /// makes sure no other writer took one of them out within the grace
+    /// period (`FastPath::open_answers` waits it out after taking the
+    /// half's lock). Slots of the half the index names stay out of use
+    /// until this writer itself takes them out of the index.
     pub fn open(
         index: HashMap<T, u64, IndexValue>,
         slots: Array<T, AnswerSlot>,
@@ -140,33 +144,26 @@ impl<T: Borrow<MapData> + BorrowMut<MapData>> AnswerTable<T> {
             .filter_map(Result::ok)
             .filter_map(|(_, v)| v.slot())
             .collect();
-        let now = Instant::now();
-        let cooling = mine
-            .clone()
-            .filter(|s| !named.contains(s))
-            .map(|s| (now, s))
-            .collect();
+        // Popped from the end: the lowest slots first.
+        let free = mine.clone().rev().filter(|s| !named.contains(s)).collect();
         Self {
             index,
             slots,
             capacity,
             mine,
-            free: Vec::new(),
-            cooling,
+            free,
+            cooling: VecDeque::new(),
             grace: Duration::from_nanos(SLOT_GRACE_NS),
         }
     }
 
-    /// Without the initial cooling: for fresh maps no program has read
-    /// (tests), every slot of the half is free at once.
+    /// For maps no one else writes (tests): the first half.
     pub fn fresh(
         index: HashMap<T, u64, IndexValue>,
         slots: Array<T, AnswerSlot>,
         capacity: u32,
     ) -> Self {
-        let mut table = Self::open(index, slots, capacity, 0);
-        table.free = table.cooling.drain(..).map(|(_, s)| s).rev().collect();
-        table
+        Self::open(index, slots, capacity, 0)
     }
 
     pub fn capacity(&self) -> u32 {
