@@ -232,6 +232,8 @@ impl<T: Borrow<MapData> + BorrowMut<MapData>> AnswerTable<T> {
         let mut value = AnswerSlot::zeroed();
         value.key = *key;
         value.entry = *entry;
+        // The slot is published under this hash, whatever the entry says.
+        value.entry.key_hash = hash;
         if let Err(e) = self.slots.set(slot, value, 0) {
             self.free.push(slot); // never published
             return Err(TableError::map(e));

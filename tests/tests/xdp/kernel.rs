@@ -142,9 +142,6 @@ fn torn_or_corrupt_entries_pass() {
     let (k, good) = d.encode();
     let mut bad: Vec<dns_common::AnswerEntry> = Vec::new();
     let mut e = good;
-    e.key_hash ^= 1;
-    bad.push(e);
-    let mut e = good;
     e.body_len = 600;
     bad.push(e);
     let mut e = good;
@@ -171,6 +168,11 @@ fn torn_or_corrupt_entries_pass() {
     let mut slot = dns_common::AnswerSlot::zeroed();
     slot.key = other;
     slot.entry = good;
+    xdp.insert_raw(good.key_hash, 7, &slot);
+    xdp.expect_pass(&q, Counter::PassInvalidEntry);
+    // This question, but the entry says another hash.
+    slot.key = k;
+    slot.entry.key_hash ^= 1;
     xdp.insert_raw(good.key_hash, 7, &slot);
     xdp.expect_pass(&q, Counter::PassInvalidEntry);
     let (index, _) = xdp.answers().maps_mut();
