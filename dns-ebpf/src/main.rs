@@ -5,8 +5,8 @@
 //! transparent mode, to a cluster DNS address) → the checks that the
 //! node's stack would take the frame too (source address and port,
 //! destination MAC of this interface) → DNS query (header, one question,
-//! optional OPT) → a UDP checksum the stack would accept → map lookup →
-//! validated copy of the entry → answer written in place. Any doubt on the
+//! optional OPT) → a UDP checksum the stack would accept → index lookup →
+//! the slot checked to hold this question → answer written in place. Any doubt on the
 //! way is XDP_PASS with a counter saying why: the stack then does what it
 //! would have done, and userspace answers what it takes.
 //!
@@ -26,7 +26,7 @@
 //! egress program (`egress.rs`) gives the replies of failed-open
 //! listen-address queries their source back.
 //!
-//! Keeping the verifier's work bounded. It processes about VERIFIED_K
+//! Keeping the verifier's work bounded. It processes about 59k
 //! instructions for this program on kernel 6.18 (the limit is 1M;
 //! `tests/tests/xdp/verifier.rs` prints the figure and holds a budget, and
 //! CONTRIBUTING says how to see where the work goes). What costs is not

@@ -25,8 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use dns_common::{
-    MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES,
-    MAP_INDEX,
+    MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INDEX,
 };
 
 use super::error::FastPathError;
@@ -124,7 +123,11 @@ impl PinLayout {
     /// Checks the directory is (or will be) on bpffs and creates it.
     pub fn ensure(&self) -> Result<(), FastPathError> {
         check_bpffs(&self.root)?;
-        for dir in [self.links_dir(), self.slot_lock_dir(0), self.slot_lock_dir(1)] {
+        for dir in [
+            self.links_dir(),
+            self.slot_lock_dir(0),
+            self.slot_lock_dir(1),
+        ] {
             fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))?;
         }
         Ok(())

@@ -190,8 +190,7 @@ impl FastPath {
         let layout = &self.shared.layout;
         // Reused slots: the half's previous writer may have taken some out
         // of the index just before it let go of the lock.
-        if let (false, Some((_, locked_at))) = (self.shared.answers_fresh, &self.shared.slot_lock)
-        {
+        if let (false, Some((_, locked_at))) = (self.shared.answers_fresh, &self.shared.slot_lock) {
             let grace = Duration::from_nanos(dns_common::SLOT_GRACE_NS);
             std::thread::sleep(grace.saturating_sub(locked_at.elapsed()));
         }

@@ -46,10 +46,7 @@ pub fn read_answer_counts<T: Borrow<MapData>>(
 /// Entries in the answers index, walking its keys (at most `capacity` steps:
 /// a key deleted under the walk restarts it, so under heavy churn this is
 /// an estimate).
-pub fn count_entries<T: Borrow<MapData>>(
-    map: &HashMap<T, u64, IndexValue>,
-    capacity: u32,
-) -> u64 {
+pub fn count_entries<T: Borrow<MapData>>(map: &HashMap<T, u64, IndexValue>, capacity: u32) -> u64 {
     map.keys()
         .take(capacity as usize)
         .filter(Result::is_ok)

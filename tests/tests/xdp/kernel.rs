@@ -177,7 +177,11 @@ fn torn_or_corrupt_entries_pass() {
     xdp.expect_pass(&q, Counter::PassInvalidEntry);
     let (index, _) = xdp.answers().maps_mut();
     index
-        .insert(good.key_hash, dns_common::IndexValue { slot: 7, check: 7 }, 0)
+        .insert(
+            good.key_hash,
+            dns_common::IndexValue { slot: 7, check: 7 },
+            0,
+        )
         .unwrap();
     xdp.expect_pass(&q, Counter::PassInvalidEntry);
     xdp.insert(&k, &good);

@@ -190,7 +190,8 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     );
     let top = top + last_h;
     let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = ratios.into_iter().unzip();
-    let title = format!("kernel path: peers' CPU/query over its own (goal {KERNEL_RATIO_GOAL:.0}x)");
+    let title =
+        format!("kernel path: peers' CPU/query over its own (goal {KERNEL_RATIO_GOAL:.0}x)");
     panel(
         &mut canvas,
         10,

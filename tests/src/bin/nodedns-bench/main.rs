@@ -183,7 +183,8 @@ fn main() -> Result<()> {
     let _upstream = servers::start_upstream(&lab, &cluster)?;
     let mut contenders = Vec::new();
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
-        if (plan.userspace_only && kind.has_xdp()) || (plan.kernel_only && kind == Kind::AgentNoXdp) {
+        if (plan.userspace_only && kind.has_xdp()) || (plan.kernel_only && kind == Kind::AgentNoXdp)
+        {
             continue;
         }
         let addr = Ipv4Addr::new(169, 254, 20, 21 + i as u8);
