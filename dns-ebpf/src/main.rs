@@ -335,7 +335,7 @@ struct Served<'a> {
 /// its remaining lifetime gives.
 #[inline(always)]
 fn serve(scratch: &Scratch, hash: u64) -> Result<Served<'static>, Counter> {
-    let value = INDEX.get_ptr(&hash).ok_or(Counter::Miss)?;
+    let value = INDEX.get_ptr(hash).ok_or(Counter::Miss)?;
     let slot = entry::slot_of(value)?;
     let slot = ANSWERS.get(slot).ok_or(Counter::PassInvalidEntry)?;
     let e = entry::verify(slot, scratch, hash)?;

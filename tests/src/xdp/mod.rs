@@ -101,9 +101,8 @@ impl Harness {
         if let Err(e) = prog.load() {
             panic!("the verifier rejected nodedns_xdp: {e}\n{e:?}");
         }
-        let take = |ebpf: &mut Ebpf, name| {
-            aya::maps::Map::from(ebpf.take_map(name).unwrap_or_else(|| panic!("map {name}")))
-        };
+        let take =
+            |ebpf: &mut Ebpf, name| ebpf.take_map(name).unwrap_or_else(|| panic!("map {name}"));
         let index = HashMap::try_from(take(&mut ebpf, MAP_INDEX)).unwrap();
         let slots = Array::try_from(take(&mut ebpf, MAP_ANSWERS)).unwrap();
         let answers = Some(AnswerTable::fresh(index, slots, answers));
