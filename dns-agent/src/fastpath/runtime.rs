@@ -145,7 +145,7 @@ impl FastPath {
             program_id: loaded.program_id,
             capacity,
             slot_half: loaded.slot_half,
-            slot_lock: loaded.slot_lock,
+            slot_lock: Mutex::new(loaded.slot_lock),
             answers_fresh: loaded.answers_fresh,
             memory: loaded.memory,
             counters: loaded.counters,
@@ -190,7 +190,8 @@ impl FastPath {
         let layout = &self.shared.layout;
         // Reused slots: the half's previous writer may have taken some out
         // of the index just before it let go of the lock.
-        if let (false, Some((_, locked_at))) = (self.shared.answers_fresh, &self.shared.slot_lock) {
+        let locked_at = lock(&self.shared.slot_lock).as_ref().map(|(_, at)| *at);
+        if let (false, Some(locked_at)) = (self.shared.answers_fresh, locked_at) {
             let grace = Duration::from_nanos(dns_common::SLOT_GRACE_NS);
             std::thread::sleep(grace.saturating_sub(locked_at.elapsed()));
         }

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     /// The half of the answer slots this agent writes, and its lock (held
     /// until the agent exits) with when it was taken.
     pub slot_half: u8,
-    pub slot_lock: Option<(DirLock, std::time::Instant)>,
+    pub slot_lock: Mutex<Option<(DirLock, std::time::Instant)>>,
     /// The answer maps were made by this agent's load.
     pub answers_fresh: bool,
     pub memory: Vec<(&'static str, u64)>,
