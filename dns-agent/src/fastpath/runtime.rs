@@ -146,6 +146,7 @@ impl FastPath {
             capacity,
             slot_half: loaded.slot_half,
             slot_lock: Mutex::new(loaded.slot_lock),
+            answers_table: Mutex::new(None),
             answers_fresh: loaded.answers_fresh,
             memory: loaded.memory,
             counters: loaded.counters,
@@ -183,10 +184,22 @@ impl FastPath {
         }))
     }
 
-    /// Descriptors of its own on the answer maps, for the one writer
-    /// (promotion's `MapSink`), which must not wait for the readers here.
-    /// It writes this agent's half of the slots (docs/design.md#torn-reads).
-    pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
+    /// The answer maps' writer (promotion's `MapSink`), on descriptors of
+    /// its own so it does not wait for the readers here. It writes this
+    /// agent's half of the slots (docs/design.md#torn-reads); there is one
+    /// per agent, shared by every caller, so that one list of free and
+    /// cooling slots covers every write.
+    pub fn open_answers(&self) -> Result<Arc<Mutex<AnswersMap>>, FastPathError> {
+        let mut table = lock(&self.shared.answers_table);
+        if let Some(t) = table.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Mutex::new(self.new_answers_table()?));
+        *table = Some(t.clone());
+        Ok(t)
+    }
+
+    fn new_answers_table(&self) -> Result<AnswersMap, FastPathError> {
         let layout = &self.shared.layout;
         // Reused slots: the half's previous writer may have taken some out
         // of the index just before it let go of the lock.

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub slot_lock: Mutex<Option<(DirLock, std::time::Instant)>>,
     /// The answer maps were made by this agent's load.
     pub answers_fresh: bool,
+    /// The one writer of the answer maps, once opened.
+    pub answers_table: Mutex<Option<Arc<Mutex<super::AnswersMap>>>>,
     pub memory: Vec<(&'static str, u64)>,
     pub counters: PerCpuArray<MapData, u64>,
     /// The answers sent, by kind (`dns_common::answer_counters`).

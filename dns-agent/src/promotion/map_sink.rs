@@ -1,7 +1,7 @@
 //! [`AnswerSink`] over the pinned answers map of a running fast path.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aya::maps::{MapData, MapError, PerCpuArray};
 use dns_common::hot_samples::{HOT_CURSOR, HOT_RING, ring_slot};
@@ -17,7 +17,7 @@ use crate::fastpath::{AnswersMap, FastPath, FastPathError};
 /// or the new one (docs/design.md#torn-reads); the mutex serialises this
 /// process's writers, which share the free slots.
 pub struct MapSink {
-    map: Mutex<AnswersMap>,
+    map: Arc<Mutex<AnswersMap>>,
     capacity: u32,
     /// The kernel's hit samples, and how many each CPU had taken when they
     /// were last read; `None` when the pins have no rings.
@@ -71,7 +71,7 @@ impl MapSink {
             }
         };
         Ok(Self {
-            map: Mutex::new(fast_path.open_answers()?),
+            map: fast_path.open_answers()?,
             capacity: fast_path.capacity(),
             samples,
         })
