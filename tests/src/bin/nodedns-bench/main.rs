@@ -191,7 +191,7 @@ fn main() -> Result<()> {
         eprintln!("bench: starting {} at {addr}", kind.label());
         let server = servers::start(&lab, kind, i, addr, &cluster, i as u16)?;
         let prog = if kind.has_xdp() {
-            Some(cpu::xdp_prog_id(lab.node(), lab.pod(i).node_ifname())?)
+            Some(cpu::wait_xdp_prog_id(lab.node(), lab.pod(i).node_ifname())?)
         } else {
             None
         };
