@@ -84,6 +84,19 @@ impl Metrics {
         self.sum("nodedns_xdp_packets_total", &[("outcome", "hit")])
     }
 
+    /// What promotion did with the kernel map, for a report:
+    /// `map: admitted {..}, rejected {..}, evicted {..}, N hit samples, N agings`.
+    pub fn map_line(&self) -> String {
+        format!(
+            "map: admitted {:?}, rejected {:?}, evicted {:?}, {} hit samples, {} agings",
+            self.sum_by("nodedns_map_admitted_total", "reason"),
+            self.sum_by("nodedns_map_rejected_total", "reason"),
+            self.sum_by("nodedns_map_evictions_total", "reason"),
+            self.sum("nodedns_map_hit_samples_total", &[]),
+            self.sum("nodedns_map_frequency_agings_total", &[]),
+        )
+    }
+
     /// The query and XDP samples that are not zero, for failure messages.
     pub fn queries_table(&self) -> String {
         self.samples

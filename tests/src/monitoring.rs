@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::repo::deploy_dir;
+use crate::repo::{deploy_dir, deploy_documents};
 
 pub fn monitoring_dir() -> PathBuf {
     deploy_dir().join("monitoring")
@@ -15,13 +15,7 @@ pub fn monitoring_dir() -> PathBuf {
 
 /// Every YAML document of `deploy/monitoring/<file>`.
 pub fn documents(file: &str) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(monitoring_dir().join(file)).expect("read a monitoring file");
-    serde_saphyr::from_multiple::<Value>(&text)
-        .expect("monitoring YAML parses")
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect()
+    deploy_documents(&format!("monitoring/{file}"))
 }
 
 /// The PrometheusRule's rule groups, as a Prometheus rules file (JSON is

@@ -49,6 +49,17 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// The files a kustomization (one of [`deploy_documents`]) lists under
+/// `resources`.
+pub fn kustomize_resources(kustomization: &serde_json::Value) -> Vec<&str> {
+    kustomization["resources"]
+        .as_array()
+        .expect("a resources list")
+        .iter()
+        .map(|r| r.as_str().expect("a resource path"))
+        .collect()
+}
+
 /// Every YAML document of `deploy/<file>`, as JSON values (empty documents
 /// left out).
 pub fn deploy_documents(file: &str) -> Vec<serde_json::Value> {

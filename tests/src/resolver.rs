@@ -159,6 +159,16 @@ impl TestResolver {
         let resolver = Self::start(&[up.addr], extra).await;
         (up, resolver)
     }
+
+    /// [`Self::with_hostile_upstream`] without extra flags, its zone
+    /// holding Service `name` of namespace `default` at `ip`.
+    pub async fn with_service(name: &str, ip: Ipv4Addr) -> (HostileUpstream, Self) {
+        let (up, resolver) = Self::with_hostile_upstream(&[]).await;
+        resolver
+            .zone
+            .set_a(&format!("{name}.default.svc.cluster.local."), ip);
+        (up, resolver)
+    }
 }
 
 impl<Z: Zone> TestResolver<Z> {

@@ -143,12 +143,8 @@ mod tests {
     fn waits_double_to_the_cap_and_stay_there() {
         let mut r = Retry::new("services");
         let t = Instant::now();
-        let mut bases = Vec::new();
-        for _ in 0..10 {
-            let wait = r.error(t).wait;
-            bases.push(wait);
-        }
-        for (i, w) in bases.iter().enumerate() {
+        let waits: Vec<Duration> = (0..10).map(|_| r.error(t).wait).collect();
+        for (i, w) in waits.iter().enumerate() {
             let base = BACKOFF_FIRST.saturating_mul(1 << i).min(BACKOFF_MAX);
             assert!(
                 *w >= base / 2 && *w <= base,

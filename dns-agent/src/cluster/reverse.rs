@@ -293,38 +293,25 @@ mod tests {
 
     #[test]
     fn cidrs_become_zones_rounded_in() {
-        let cfg = ZoneConfig::new(
-            "cluster.local",
-            30,
-            vec![
-                "10.96.0.0/12".parse().unwrap(),
-                "fd00:10:96::/112".parse().unwrap(),
-                "10.244.0.0/16".parse().unwrap(),
-            ],
-        )
-        .unwrap();
+        let cfg = crate::cluster::tests::cluster_local(&[
+            "10.96.0.0/12",
+            "fd00:10:96::/112",
+            "10.244.0.0/16",
+        ]);
         let zone_of = |s: &str| {
             let n = rn(s);
             n.zone(&cfg).map(|l| n.ancestor(l).to_string())
         };
-        assert_eq!(
-            zone_of("96.10.in-addr.arpa."),
-            Some("96.10.in-addr.arpa.".into())
-        );
-        assert_eq!(
-            zone_of("1.2.111.10.in-addr.arpa."),
-            Some("111.10.in-addr.arpa.".into())
-        );
-        assert_eq!(zone_of("1.2.112.10.in-addr.arpa."), None);
-        assert_eq!(zone_of("10.in-addr.arpa."), None);
-        assert_eq!(
-            zone_of("x.96.10.in-addr.arpa."),
-            Some("96.10.in-addr.arpa.".into())
-        );
-        assert_eq!(
-            zone_of("5.244.10.in-addr.arpa."),
-            Some("244.10.in-addr.arpa.".into())
-        );
+        for (name, zone) in [
+            ("96.10.in-addr.arpa.", Some("96.10.in-addr.arpa.")),
+            ("1.2.111.10.in-addr.arpa.", Some("111.10.in-addr.arpa.")),
+            ("1.2.112.10.in-addr.arpa.", None),
+            ("10.in-addr.arpa.", None),
+            ("x.96.10.in-addr.arpa.", Some("96.10.in-addr.arpa.")),
+            ("5.244.10.in-addr.arpa.", Some("244.10.in-addr.arpa.")),
+        ] {
+            assert_eq!(zone_of(name).as_deref(), zone, "{name}");
+        }
         assert_eq!(
             zone_of("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa."),
             Some("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa.".into()),

@@ -234,6 +234,16 @@ fn held_equal<T: Keyed + PartialEq>(set: &HashSet<ByKey<T>>, obj: &T) -> Option<
         .map(|held| held.0.clone())
 }
 
+/// The keys `set` holds that `list` (a relist) no longer has.
+fn missing_from<T: Keyed>(set: &HashSet<ByKey<T>>, list: &[Arc<T>]) -> Vec<ObjectKey> {
+    let keep: HashSet<&ObjectKey> = list.iter().map(|o| o.key()).collect();
+    set.iter()
+        .map(|held| held.0.key())
+        .filter(|k| !keep.contains(k))
+        .cloned()
+        .collect()
+}
+
 impl Writer {
     /// The held copy of `s`, added if new. Unused strings are dropped when
     /// the set has doubled since the last purge, so it stays bounded by
@@ -300,16 +310,7 @@ impl Writer {
             Change::UpsertSlice(slice) => self.upsert_slice(slice, dirty),
             Change::DeleteSlice(key) => self.delete_slice(&key, dirty),
             Change::ReplaceServices(list) => {
-                let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
-                let gone: Vec<ObjectKey> = self
-                    .services
-                    .iter()
-                    .map(|held| &held.0.key)
-                    .filter(|k| !keep.contains(k))
-                    .cloned()
-                    .collect();
-                drop(keep);
-                for key in gone {
+                for key in missing_from(&self.services, &list) {
                     self.apply_one(Change::DeleteService(key), dirty);
                 }
                 for svc in list {
@@ -317,16 +318,7 @@ impl Writer {
                 }
             }
             Change::ReplaceSlices(list) => {
-                let keep: HashSet<&ObjectKey> = list.iter().map(|s| &s.key).collect();
-                let gone: Vec<ObjectKey> = self
-                    .slices
-                    .iter()
-                    .map(|held| &held.0.key)
-                    .filter(|k| !keep.contains(k))
-                    .cloned()
-                    .collect();
-                drop(keep);
-                for key in gone {
+                for key in missing_from(&self.slices, &list) {
                     self.delete_slice(&key, dirty);
                 }
                 for slice in list {

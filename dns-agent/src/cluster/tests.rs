@@ -144,17 +144,14 @@ fn conformance_fixture() -> Vec<Change> {
     changes
 }
 
+/// `cluster.local`, TTL 30, with reverse zones for `cidrs`.
+pub(super) fn cluster_local(cidrs: &[&str]) -> ZoneConfig {
+    let cidrs = cidrs.iter().map(|c| c.parse().unwrap()).collect();
+    ZoneConfig::new("cluster.local", 30, cidrs).unwrap()
+}
+
 fn config() -> ZoneConfig {
-    let mut cfg = ZoneConfig::new(
-        "cluster.local",
-        30,
-        vec![
-            "10.96.0.0/12".parse().unwrap(),
-            "10.244.0.0/16".parse().unwrap(),
-            "fd00:244::/64".parse().unwrap(),
-        ],
-    )
-    .unwrap();
+    let mut cfg = cluster_local(&["10.96.0.0/12", "10.244.0.0/16", "fd00:244::/64"]);
     cfg.ns_addresses = vec!["169.254.20.10".parse().unwrap()];
     cfg
 }
@@ -175,6 +172,11 @@ fn zone_with(tune: impl FnOnce(&mut ZoneConfig)) -> ClusterZone {
 
 fn q(zone: &ClusterZone, name: &str, qtype: RecordType) -> ZoneLookup {
     zone.lookup(&LowerName::from(Name::from_ascii(name).unwrap()), qtype)
+}
+
+/// [`summary`] of the zone's answer to `name` `qtype`.
+fn ask(zone: &ClusterZone, name: &str, qtype: RecordType) -> (ResponseCode, Vec<String>) {
+    summary(q(zone, name, qtype))
 }
 
 /// (rcode, sorted rdata strings); negative answers must carry the SOA.
@@ -213,7 +215,7 @@ const FAIL: ResponseCode = ResponseCode::ServFail;
 #[track_caller]
 fn check_rows(zone: &ClusterZone, rows: Vec<(String, RecordType, ResponseCode, Vec<&str>)>) {
     for (name, qtype, rcode, want) in rows {
-        let got = summary(q(zone, &name, qtype));
+        let got = ask(zone, &name, qtype);
         assert_eq!(
             got,
             (rcode, want.iter().map(|s| s.to_string()).collect()),
@@ -394,7 +396,7 @@ fn before_the_first_sync_cluster_names_are_not_ready() {
     zone.mark_synced(SyncSource::EndpointSlices);
     assert!(zone.is_ready());
     assert_eq!(
-        summary(q(&zone, "web.default.svc.cluster.local.", RecordType::A)).1,
+        ask(&zone, "web.default.svc.cluster.local.", RecordType::A).1,
         ["10.96.0.10"]
     );
 }
@@ -407,18 +409,15 @@ fn changes_update_names_reverse_and_namespaces() {
     assert!(changes.has_changed().unwrap());
     changes.mark_unchanged();
     assert_eq!(
-        summary(q(&zone, "web.default.svc.cluster.local.", RecordType::A)).0,
+        ask(&zone, "web.default.svc.cluster.local.", RecordType::A).0,
         NX
     );
     assert_eq!(
-        summary(q(&zone, "10.0.96.10.in-addr.arpa.", RecordType::PTR)).0,
+        ask(&zone, "10.0.96.10.in-addr.arpa.", RecordType::PTR).0,
         NX
     );
     zone.apply([Change::DeleteService(ObjectKey::new("other", "api"))]);
-    assert_eq!(
-        summary(q(&zone, "other.svc.cluster.local.", RecordType::A)).0,
-        NX
-    );
+    assert_eq!(ask(&zone, "other.svc.cluster.local.", RecordType::A).0, NX);
     // An endpoint turning ready appears; its slice deleted, it goes away.
     zone.apply([Change::UpsertSlice(slice(json!({
         "metadata": {"name": "db-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "db"}},
@@ -426,34 +425,24 @@ fn changes_update_names_reverse_and_namespaces() {
         "endpoints": [{"addresses": ["10.244.1.6"], "hostname": "db-1"}]
     })))]);
     assert_eq!(
-        summary(q(
-            &zone,
-            "db-1.db.default.svc.cluster.local.",
-            RecordType::A
-        ))
-        .1,
+        ask(&zone, "db-1.db.default.svc.cluster.local.", RecordType::A).1,
         ["10.244.1.6"]
     );
     assert_eq!(
-        summary(q(&zone, "6.1.244.10.in-addr.arpa.", RecordType::PTR)).1,
+        ask(&zone, "6.1.244.10.in-addr.arpa.", RecordType::PTR).1,
         ["db-1.db.default.svc.cluster.local."]
     );
     assert_eq!(
-        summary(q(&zone, "5.1.244.10.in-addr.arpa.", RecordType::PTR)).0,
+        ask(&zone, "5.1.244.10.in-addr.arpa.", RecordType::PTR).0,
         NX
     );
     zone.apply([Change::DeleteSlice(ObjectKey::new("default", "db-abc"))]);
     assert_eq!(
-        summary(q(
-            &zone,
-            "db-1.db.default.svc.cluster.local.",
-            RecordType::A
-        ))
-        .0,
+        ask(&zone, "db-1.db.default.svc.cluster.local.", RecordType::A).0,
         NX
     );
     assert_eq!(
-        summary(q(&zone, "db.default.svc.cluster.local.", RecordType::AAAA)).1,
+        ask(&zone, "db.default.svc.cluster.local.", RecordType::AAAA).1,
         ["fd00:244::5"]
     );
     // A no-op batch publishes nothing.
@@ -507,20 +496,14 @@ fn custom_hosts_are_exact_and_authoritative() {
         HostsTable::parse("192.168.1.5 nas.lab nas-alias.lab # comment\nfd00::5 nas.lab\n")
             .unwrap(),
     );
+    assert_eq!(ask(&zone, "NAS.lab.", RecordType::A).1, ["192.168.1.5"]);
+    assert_eq!(ask(&zone, "nas.lab.", RecordType::AAAA).1, ["fd00::5"]);
     assert_eq!(
-        summary(q(&zone, "NAS.lab.", RecordType::A)).1,
+        ask(&zone, "nas-alias.lab.", RecordType::A).1,
         ["192.168.1.5"]
     );
     assert_eq!(
-        summary(q(&zone, "nas.lab.", RecordType::AAAA)).1,
-        ["fd00::5"]
-    );
-    assert_eq!(
-        summary(q(&zone, "nas-alias.lab.", RecordType::A)).1,
-        ["192.168.1.5"]
-    );
-    assert_eq!(
-        summary(q(&zone, "5.1.168.192.in-addr.arpa.", RecordType::PTR)).1,
+        ask(&zone, "5.1.168.192.in-addr.arpa.", RecordType::PTR).1,
         ["nas.lab."]
     );
     assert_eq!(q(&zone, "other.lab.", RecordType::A), ZoneLookup::NotOurs);
@@ -849,7 +832,7 @@ fn additional_sections_hold_complete_rrsets() {
                 .map(|r| r.data.to_string())
                 .collect();
             added.sort();
-            let (_, direct) = summary(q(&zone, &owner.to_string(), rtype));
+            let (_, direct) = ask(&zone, &owner.to_string(), rtype);
             assert_eq!(added, direct, "{name} {qtype}: additional {owner} {rtype}");
         }
         // Every address RRset of every target is there (A and AAAA).
@@ -859,7 +842,7 @@ fn additional_sections_hold_complete_rrsets() {
             _ => None,
         }) {
             for rtype in [A, AAAA] {
-                let (_, direct) = summary(q(&zone, &target.to_string(), rtype));
+                let (_, direct) = ask(&zone, &target.to_string(), rtype);
                 let added = a
                     .additionals
                     .iter()
@@ -882,16 +865,12 @@ fn pod_records_can_be_disabled() {
         "fd00-1--5.x.pod.cluster.local.",
     ] {
         for qtype in [A, AAAA] {
-            assert_eq!(
-                summary(q(&zone, name, qtype)),
-                (NX, vec![]),
-                "{name} {qtype}"
-            );
+            assert_eq!(ask(&zone, name, qtype), (NX, vec![]), "{name} {qtype}");
         }
     }
     // Services are not affected.
     assert_eq!(
-        summary(q(&zone, "web.default.svc.cluster.local.", A)).1,
+        ask(&zone, "web.default.svc.cluster.local.", A).1,
         ["10.96.0.10"]
     );
 }
@@ -935,7 +914,7 @@ fn the_nameserver_falls_back_to_our_own_address() {
         .collect();
     assert_eq!(glue, ["ns.dns.cluster.local. 169.254.20.10"]);
     assert_eq!(
-        summary(q(&zone, "ns.dns.cluster.local.", RecordType::A)).1,
+        ask(&zone, "ns.dns.cluster.local.", RecordType::A).1,
         ["169.254.20.10"]
     );
 }
@@ -943,19 +922,22 @@ fn the_nameserver_falls_back_to_our_own_address() {
 /// Custom hosts inside a reverse zone make the names above them exist.
 #[test]
 fn custom_hosts_count_in_reverse_zones() {
+    use RecordType::PTR;
     let zone = ready_zone();
-    assert_eq!(
-        summary(q(&zone, "9.244.10.in-addr.arpa.", RecordType::PTR)).0,
-        NX
-    );
+    let above = "9.244.10.in-addr.arpa.".to_string();
+    check_rows(&zone, vec![(above.clone(), PTR, NX, vec![])]);
     zone.set_hosts(HostsTable::parse("10.244.9.9 gw.lab.example\n").unwrap());
-    assert_eq!(
-        summary(q(&zone, "9.244.10.in-addr.arpa.", RecordType::PTR)),
-        (OK, vec![])
-    );
-    assert_eq!(
-        summary(q(&zone, "9.9.244.10.in-addr.arpa.", RecordType::PTR)).1,
-        ["gw.lab.example."]
+    check_rows(
+        &zone,
+        vec![
+            (above, PTR, OK, vec![]),
+            (
+                "9.9.244.10.in-addr.arpa.".into(),
+                PTR,
+                OK,
+                vec!["gw.lab.example."],
+            ),
+        ],
     );
 }
 
@@ -964,7 +946,7 @@ fn custom_hosts_count_in_reverse_zones() {
 #[test]
 fn reverse_empty_non_terminals_follow_changes() {
     let zone = ready_zone();
-    let ent = |name: &str| summary(q(&zone, name, RecordType::PTR)).0;
+    let ent = |name: &str| ask(&zone, name, RecordType::PTR).0;
     assert_eq!(ent("5.96.10.in-addr.arpa."), OK);
     zone.apply([Change::DeleteService(ObjectKey::new("other", "api"))]);
     assert_eq!(ent("5.96.10.in-addr.arpa."), NX);

@@ -18,9 +18,9 @@ use dns_common::PROGRAM_NAME;
 
 use super::args::XdpModeArg;
 use super::error::FastPathError;
-use super::pins::{PinLayout, remove_pin};
+use super::pins::{LinkKind, PinLayout, detach_and_unpin, remove_pin, sweep_link_pins};
 use super::selector::InterfaceSelector;
-use crate::kernel::bpf::{XdpLinkState, detach_pinned_link, pin_xdp_link_of, read_pinned_xdp_link};
+use crate::kernel::bpf::{XdpLinkState, pin_xdp_link_of, read_pinned_xdp_link};
 use crate::kernel::netlink::Interface;
 
 /// How the program runs on one interface.
@@ -521,30 +521,18 @@ impl Attacher {
                 return;
             }
         };
-        for (ifindex, pin) in pins {
-            if self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex) {
-                continue;
-            }
-            let state = read_pinned_xdp_link(&pin);
-            let defunct =
-                !matches!(state, Ok(Some(XdpLinkState { ifindex: i, .. })) if i == ifindex);
-            let unselected = by_index
-                .get(&ifindex)
-                .is_none_or(|i| !self.selector.matches(&i.name));
-            let removed = if defunct {
-                remove_pin(&pin).map(drop)
-            } else if startup && unselected {
-                // Selected by an earlier configuration: take it off now,
-                // even if the old agent still holds it.
-                detach_and_unpin(&pin)
-            } else {
-                continue;
-            };
-            tracing::info!(pin = %pin.display(), defunct, "removed XDP link pin");
-            if let Err(e) = removed {
-                tracing::warn!(error = %e, "cannot remove XDP link pin");
-            }
-        }
+        // A link selected by an earlier configuration comes off at startup.
+        sweep_link_pins(
+            pins,
+            LinkKind::Xdp,
+            |ifindex| self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex),
+            |ifindex| {
+                startup
+                    && by_index
+                        .get(&ifindex)
+                        .is_none_or(|i| !self.selector.matches(&i.name))
+            },
+        );
     }
 
     /// Releases every attachment (on shutdown).
@@ -627,21 +615,6 @@ fn release(att: Attachment, how: Release, program_id: Option<u32>) {
         }
     }
     drop(link);
-}
-
-/// Detaches a pinned link now, then removes its pin.
-pub(crate) fn detach_and_unpin(pin: &std::path::Path) -> Result<(), FastPathError> {
-    match detach_pinned_link(pin) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(FastPathError::Link {
-                path: pin.to_path_buf(),
-                reason: format!("detach: {e}"),
-            });
-        }
-    }
-    remove_pin(pin).map(drop)
 }
 
 /// The mode the pinned link runs in, from the interface's XDP programs.

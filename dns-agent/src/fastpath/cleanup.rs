@@ -10,8 +10,8 @@ use dns_common::{EGRESS_PROGRAM_NAME, PROGRAM_NAME};
 
 use super::error::FastPathError;
 use super::owner::{DirLock, LockError};
-use super::pins::{PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
-use crate::kernel::bpf::{detach_pinned_link, read_pinned_tcx_egress_link, read_pinned_xdp_link};
+use super::pins::{LinkKind, PINNED_MAPS, PinLayout, check_bpffs, remove_pin};
+use crate::kernel::bpf::detach_pinned_link;
 use crate::kernel::netlink;
 
 /// What [`cleanup`] removed and what it could not.
@@ -127,20 +127,20 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
             .find(|i| i.ifindex == ifindex)
             .map(|i| i.name.clone())
     };
-    for (ifindex, pin) in layout.pinned_links()? {
-        let live = matches!(read_pinned_xdp_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
-        if remove_link(&pin, live)? {
-            report
-                .links
-                .push((ifindex, live.then(|| name_of(ifindex)).flatten()));
-        }
-    }
-    for (ifindex, pin) in layout.pinned_egress_links()? {
-        let live = matches!(read_pinned_tcx_egress_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
-        if remove_link(&pin, live)? {
-            report
-                .egress_links
-                .push((ifindex, live.then(|| name_of(ifindex)).flatten()));
+    let links = [
+        (LinkKind::Xdp, layout.pinned_links()?, &mut report.links),
+        (
+            LinkKind::Egress,
+            layout.pinned_egress_links()?,
+            &mut report.egress_links,
+        ),
+    ];
+    for (kind, pins, removed) in links {
+        for (ifindex, pin) in pins {
+            let live = kind.runs_on(&pin, ifindex);
+            if remove_link(&pin, live)? {
+                removed.push((ifindex, live.then(|| name_of(ifindex)).flatten()));
+            }
         }
     }
     for map in PINNED_MAPS {

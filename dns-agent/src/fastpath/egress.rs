@@ -18,8 +18,8 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 
-use super::attach::{HeldLink, HeldParts, InterfaceStatus, Release, detach_and_unpin, repin_held};
-use super::pins::{PinLayout, remove_pin};
+use super::attach::{HeldLink, HeldParts, InterfaceStatus, Release, repin_held};
+use super::pins::{LinkKind, PinLayout, detach_and_unpin, remove_pin, sweep_link_pins};
 use crate::kernel::bpf::read_pinned_tcx_egress_link;
 use crate::kernel::netlink::Interface;
 
@@ -260,24 +260,12 @@ impl EgressLinks {
     /// Removes pins of links the kernel already detached (interface gone)
     /// and, at startup, of interfaces our XDP program does not run on.
     fn sweep_pins(&mut self, wanted: &BTreeMap<u32, &str>, startup: bool) {
-        for (ifindex, pin) in self.pinned() {
-            if self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex) {
-                continue;
-            }
-            let defunct =
-                !matches!(read_pinned_tcx_egress_link(&pin), Ok(Some(s)) if s.ifindex == ifindex);
-            let removed = if defunct {
-                remove_pin(&pin).map(drop)
-            } else if startup && !wanted.contains_key(&ifindex) {
-                detach_and_unpin(&pin)
-            } else {
-                continue;
-            };
-            tracing::info!(pin = %pin.display(), defunct, "removed egress link pin");
-            if let Err(e) = removed {
-                tracing::warn!(error = %e, "cannot remove egress link pin");
-            }
-        }
+        sweep_link_pins(
+            self.pinned(),
+            LinkKind::Egress,
+            |ifindex| self.attached.contains_key(&ifindex) || self.yielded.contains(&ifindex),
+            |ifindex| startup && !wanted.contains_key(&ifindex),
+        );
     }
 
     /// Releases every attachment (on shutdown). With `Release::Detach`, a

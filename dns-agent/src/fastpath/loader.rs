@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use aya::maps::{Array, HashMap, MapData, MapInfo, MapType, PerCpuArray, RingBuf};
-use aya::programs::{SchedClassifier, Xdp};
+use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use dns_common::answer_counters::ANSWER_COUNTERS;
 use dns_common::failopen::FLOWS_CAPACITY;
@@ -348,30 +348,15 @@ fn load_pinned(
         }
     }
 
-    let program: &mut Xdp = ebpf
-        .program_mut(PROGRAM_NAME)
-        .ok_or(FastPathError::MissingProgram)?
-        .try_into()
-        .map_err(|e| FastPathError::Program(Box::new(e)))?;
-    program
-        .load()
-        .map_err(|e| FastPathError::Program(Box::new(e)))?;
-    let program_id = program
-        .info()
-        .map_err(|e| FastPathError::Program(Box::new(e)))?
-        .id();
-    let egress: &mut SchedClassifier = ebpf
-        .program_mut(EGRESS_PROGRAM_NAME)
-        .ok_or(FastPathError::MissingProgram)?
-        .try_into()
-        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?;
-    egress
-        .load()
-        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?;
-    let egress_program_id = egress
-        .info()
-        .map_err(|e| FastPathError::EgressProgram(Box::new(e)))?
-        .id();
+    let program_id = load_program(&mut ebpf, PROGRAM_NAME, FastPathError::Program, |p| {
+        <&mut Xdp>::try_from(p)?.load()
+    })?;
+    let egress_program_id = load_program(
+        &mut ebpf,
+        EGRESS_PROGRAM_NAME,
+        FastPathError::EgressProgram,
+        |p| <&mut SchedClassifier>::try_from(p)?.load(),
+    )?;
 
     let mut config_map: Array<MapData, Config> = take(&mut ebpf, MAP_CONFIG)?;
     config_map
@@ -400,6 +385,22 @@ fn load_pinned(
 fn previous_half(layout: &PinLayout) -> Option<u8> {
     let config: Array<MapData, Config> = open_pinned(layout, MAP_CONFIG).ok()?;
     config.get(&0, 0).ok().map(|c| c.slot_half)
+}
+
+/// Loads program `name` into the kernel with `load` (its type's own load),
+/// and returns the id the kernel gave it; `error` wraps what went wrong.
+fn load_program(
+    ebpf: &mut Ebpf,
+    name: &str,
+    error: fn(Box<ProgramError>) -> FastPathError,
+    load: impl FnOnce(&mut Program) -> Result<(), ProgramError>,
+) -> Result<u32, FastPathError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(FastPathError::MissingProgram)?;
+    load(program).map_err(|e| error(Box::new(e)))?;
+    let info = program.info().map_err(|e| error(Box::new(e)))?;
+    Ok(info.id())
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, FastPathError>

@@ -29,6 +29,7 @@ use dns_common::{
 };
 
 use super::error::FastPathError;
+use crate::kernel::bpf::{detach_pinned_link, read_pinned_tcx_egress_link, read_pinned_xdp_link};
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
 /// Sub-directory holding one pinned link per attached interface.
 const LINKS_DIR: &str = "links";
@@ -162,6 +163,78 @@ pub fn remove_pin(path: &Path) -> Result<bool, FastPathError> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(FastPathError::io(path, e)),
+    }
+}
+
+/// Detaches a pinned link now, then removes its pin.
+pub(crate) fn detach_and_unpin(pin: &Path) -> Result<(), FastPathError> {
+    match detach_pinned_link(pin) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(FastPathError::Link {
+                path: pin.to_path_buf(),
+                reason: format!("detach: {e}"),
+            });
+        }
+    }
+    remove_pin(pin).map(drop)
+}
+
+/// The two kinds of link the fast path pins under `links/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkKind {
+    Xdp,
+    Egress,
+}
+
+impl LinkKind {
+    /// Whether the link pinned at `pin` still runs on `ifindex`: the kernel
+    /// detaches a link whose interface went away, and its pin stays.
+    pub(crate) fn runs_on(self, pin: &Path, ifindex: u32) -> bool {
+        match self {
+            Self::Xdp => matches!(read_pinned_xdp_link(pin), Ok(Some(s)) if s.ifindex == ifindex),
+            Self::Egress => {
+                matches!(read_pinned_tcx_egress_link(pin), Ok(Some(s)) if s.ifindex == ifindex)
+            }
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Xdp => "XDP link",
+            Self::Egress => "egress link",
+        }
+    }
+}
+
+/// Removes the stale ones of `pins` (links of `kind`), except those `held`
+/// (ours, by ifindex): a pin whose link the kernel already detached, and
+/// one `unwanted` where the agent no longer runs, detached now even if an
+/// old agent still holds it (docs/design.md#hand-over).
+pub(crate) fn sweep_link_pins(
+    pins: Vec<(u32, PathBuf)>,
+    kind: LinkKind,
+    held: impl Fn(u32) -> bool,
+    unwanted: impl Fn(u32) -> bool,
+) {
+    let what = kind.label();
+    for (ifindex, pin) in pins {
+        if held(ifindex) {
+            continue;
+        }
+        let defunct = !kind.runs_on(&pin, ifindex);
+        let removed = if defunct {
+            remove_pin(&pin).map(drop)
+        } else if unwanted(ifindex) {
+            detach_and_unpin(&pin)
+        } else {
+            continue;
+        };
+        tracing::info!(pin = %pin.display(), defunct, "removed {what} pin");
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "cannot remove {what} pin");
+        }
     }
 }
 

@@ -24,8 +24,8 @@ pub use exposition::{Exposition, Format};
 
 /// Declares a struct of metric families and the constructor that makes each
 /// family empty and registers it: a field's doc comment is its Prometheus
-/// help text, `as` names the family, and `= expr` builds one that needs a
-/// constructor (a histogram's buckets). So one place says what each metric
+/// help text, the field's name is the family's unless `as` names it, and
+/// `= expr` builds one that needs a constructor (a histogram's buckets). So one place says what each metric
 /// is. `, under "prefix"` registers them in a sub-registry; a trailing
 /// `plus { .. }` block declares plain fields, passed to the constructor,
 /// and a `state { field: Type = init, }` block after it plain fields the
@@ -36,13 +36,18 @@ pub use exposition::{Exposition, Format};
 ///     /// The struct's docs.
 ///     pub struct Families, registered by pub fn register, under "cache" {
 ///         /// The count of cache hits
-///         pub hits: Counter as "hits",
+///         pub hits: Counter,
 ///         /// Time to answer
 ///         latency: Family<L, Histogram, Buckets> as "duration_seconds"
 ///             = Family::new_with_constructor(Buckets),
 ///     }
 /// }
 /// ```
+///
+/// `registered later by pub fn register` declares the families only (the
+/// struct derives what it needs, usually `Default` and `Clone`) and a
+/// `register(&self, registry)` that registers clones of them, for a struct
+/// that exists before the registry does.
 macro_rules! metric_families {
     (@new) => {
         Default::default()
@@ -50,11 +55,46 @@ macro_rules! metric_families {
     (@new $init:expr) => {
         $init
     };
+    (@name $field:ident) => {
+        stringify!($field)
+    };
+    (@name $field:ident $metric:literal) => {
+        $metric
+    };
     (@within $registry:ident) => {
         $registry
     };
     (@within $registry:ident, $prefix:literal) => {
         $registry.sub_registry_with_prefix($prefix)
+    };
+    (@register $families:ident into $within:expr, $( $field:ident as $metric:expr, $help:expr; )*) => {{
+        let within = $within;
+        $( within.register($metric, $help.trim(), $families.$field.clone()); )*
+    }};
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident,
+        registered later by $reg_vis:vis fn $reg:ident $(, under $prefix:literal)? {
+            $(
+                #[doc = $help:literal]
+                $(#[doc = $more:literal])*
+                $field_vis:vis $field:ident: $ty:ty $(as $metric:literal)?,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( #[doc = $help] $(#[doc = $more])* $field_vis $field: $ty, )*
+        }
+
+        impl $name {
+            $reg_vis fn $reg(&self, registry: &mut $crate::metrics::Registry) {
+                $crate::metrics::metric_families!(@register self
+                    into $crate::metrics::metric_families!(@within registry $(, $prefix)?),
+                    $( $field as $crate::metrics::metric_families!(@name $field $($metric)?),
+                        concat!($help $(, $more)*); )*);
+            }
+        }
     };
     (
         $(#[$meta:meta])*
@@ -63,7 +103,7 @@ macro_rules! metric_families {
             $(
                 #[doc = $help:literal]
                 $(#[doc = $more:literal])*
-                $field_vis:vis $field:ident: $ty:ty as $metric:literal $(= $init:expr)?,
+                $field_vis:vis $field:ident: $ty:ty $(as $metric:literal)? $(= $init:expr)?,
             )*
         }
         $(plus {
@@ -75,11 +115,7 @@ macro_rules! metric_families {
     ) => {
         $(#[$meta])*
         $vis struct $name {
-            $(
-                #[doc = $help]
-                $(#[doc = $more])*
-                $field_vis $field: $ty,
-            )*
+            $( #[doc = $help] $(#[doc = $more])* $field_vis $field: $ty, )*
             $($( $(#[$plain_meta])* $plain_vis $plain: $plain_ty, )*)?
             $($( $(#[$state_meta])* $state_vis $state: $state_ty, )*)?
         }
@@ -94,14 +130,10 @@ macro_rules! metric_families {
                     $($( $plain, )*)?
                     $($( $state: $state_init, )*)?
                 };
-                let within = $crate::metrics::metric_families!(@within registry $(, $prefix)?);
-                $(
-                    within.register(
-                        $metric,
-                        concat!($help $(, $more)*).trim(),
-                        families.$field.clone(),
-                    );
-                )*
+                $crate::metrics::metric_families!(@register families
+                    into $crate::metrics::metric_families!(@within registry $(, $prefix)?),
+                    $( $field as $crate::metrics::metric_families!(@name $field $($metric)?),
+                        concat!($help $(, $more)*); )*);
                 families
             }
         }

@@ -304,6 +304,25 @@ mod tests {
         }
     }
 
+    /// `answers` to `q` `qtype` (NOERROR), encoded.
+    fn encode_answers(
+        q: &Name,
+        qtype: RecordType,
+        answers: &[Record],
+    ) -> Result<(AnswerKey, AnswerEntry), EncodeError> {
+        encode(&spec(
+            q,
+            qtype,
+            &sections(ResponseCode::NoError, answers, &[]),
+        ))
+    }
+
+    /// [`encode_answers`], decoded again.
+    fn round_trip(q: &Name, qtype: RecordType, answers: &[Record]) -> DecodedEntry {
+        let (key, entry) = encode_answers(q, qtype, answers).unwrap();
+        decode(&key, &entry).unwrap()
+    }
+
     fn spec<'a>(qname: &'a Name, qtype: RecordType, sections: &'a AnswerSections) -> EntrySpec<'a> {
         EntrySpec {
             qname,
@@ -334,12 +353,7 @@ mod tests {
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 1)))),
             Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))),
         ];
-        let (key, entry) = encode(&spec(
-            &q,
-            RecordType::A,
-            &sections(ResponseCode::NoError, &answers, &[]),
-        ))
-        .unwrap();
+        let (key, entry) = encode_answers(&q, RecordType::A, &answers).unwrap();
         // Two A records with the owner compressed to 0xC00C: 16 bytes each.
         assert_eq!(entry.body_len, 32);
         assert_eq!(&entry.body[..2], &[0xc0, 0x0c]);
@@ -383,26 +397,14 @@ mod tests {
                 RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
             ),
         ];
-        let (key, entry) = encode(&spec(
-            &q,
-            RecordType::AAAA,
-            &sections(ResponseCode::NoError, &answers, &[]),
-        ))
-        .unwrap();
-        let d = decode(&key, &entry).unwrap();
+        let d = round_trip(&q, RecordType::AAAA, &answers);
         assert_eq!(d.sections.answers[0].data, answers[0].data);
         assert_eq!(d.sections.answers[1].name, answers[1].name);
 
         let q = name("_http._tcp.web.default.svc.cluster.local.");
         let srv = SRV::new(0, 100, 80, name("web.default.svc.cluster.local."));
         let answers = [Record::from_rdata(q.clone(), 30, RData::SRV(srv))];
-        let (key, entry) = encode(&spec(
-            &q,
-            RecordType::SRV,
-            &sections(ResponseCode::NoError, &answers, &[]),
-        ))
-        .unwrap();
-        let d = decode(&key, &entry).unwrap();
+        let d = round_trip(&q, RecordType::SRV, &answers);
         assert_eq!(d.sections.answers[0].data, answers[0].data);
     }
 
@@ -425,11 +427,7 @@ mod tests {
             .map(|i| Record::from_rdata(q.clone(), 30, RData::A(A(Ipv4Addr::from(i)))))
             .collect();
         assert!(matches!(
-            encode(&spec(
-                &q,
-                RecordType::A,
-                &sections(ResponseCode::NoError, &many, &[])
-            )),
+            encode_answers(&q, RecordType::A, &many),
             Err(EncodeError::TooManyRecords { .. })
         ));
 
@@ -439,11 +437,7 @@ mod tests {
             })
             .collect();
         assert!(matches!(
-            encode(&spec(
-                &q,
-                RecordType::AAAA,
-                &sections(ResponseCode::NoError, &big, &[])
-            )),
+            encode_answers(&q, RecordType::AAAA, &big),
             Err(EncodeError::BodyTooLarge { .. })
         ));
     }
@@ -456,12 +450,7 @@ mod tests {
             30,
             RData::A(A(Ipv4Addr::new(1, 2, 3, 4))),
         )];
-        let (key, entry) = encode(&spec(
-            &q,
-            RecordType::A,
-            &sections(ResponseCode::NoError, &answers, &[]),
-        ))
-        .unwrap();
+        let (key, entry) = encode_answers(&q, RecordType::A, &answers).unwrap();
         let mut torn = entry;
         torn.key_hash += 1;
         assert!(decode(&key, &torn).is_err());

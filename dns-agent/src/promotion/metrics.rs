@@ -5,7 +5,8 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+
+use crate::metrics::{Registry, metric_families};
 
 /// What became of an entry a previous agent left in the kernel map. The
 /// metric (`map_adopted`) keeps the name users already chart.
@@ -92,98 +93,40 @@ pub struct EvictLabels {
     pub reason: EvictReason,
 }
 
-pub struct PromotionMetrics {
-    pub map_entries: Gauge,
-    pub map_capacity: Gauge,
-    pub map_writes: Counter,
-    pub map_admitted: Family<AdmitLabels, Counter>,
-    pub map_rejected: Family<RejectLabels, Counter>,
-    pub map_evictions: Family<EvictLabels, Counter>,
-    pub map_hit_samples: Counter,
-    pub map_frequency_agings: Counter,
-    pub map_frequency_bytes: Gauge,
-    pub map_encode_skipped: Counter,
-    pub map_write_errors: Counter,
-    pub map_adopted: Family<InheritLabels, Counter>,
+metric_families! {
+    pub struct PromotionMetrics, registered by fn register {
+        /// Answers the agent installed in the kernel map
+        pub map_entries: Gauge,
+        /// Capacity of the kernel answers map
+        pub map_capacity: Gauge,
+        /// Kernel map entries written
+        pub map_writes: Counter,
+        /// New answers written to the kernel map, by reason
+        pub map_admitted: Family<AdmitLabels, Counter>,
+        /// New answers left to userspace because the kernel map is full of more frequent ones, by
+        /// reason
+        pub map_rejected: Family<RejectLabels, Counter>,
+        /// Kernel map entries evicted to make room for a more frequent answer, by reason
+        pub map_evictions: Family<EvictLabels, Counter>,
+        /// Samples of kernel hits read to keep hot entries in the map
+        pub map_hit_samples: Counter,
+        /// Times the question frequency sketch was halved
+        pub map_frequency_agings: Counter,
+        /// Memory of the question frequency sketch
+        pub map_frequency_bytes: Gauge,
+        /// Answers not promoted because they do not fit a kernel entry
+        pub map_encode_skipped: Counter,
+        /// Kernel map writes that failed
+        pub map_write_errors: Counter,
+        /// Kernel map entries left by a previous agent, by what became of them at start
+        pub map_adopted: Family<InheritLabels, Counter>,
+    }
 }
 
 impl PromotionMetrics {
+    /// The families, registered, with every reason's series from zero.
     pub fn new(registry: &mut Registry) -> Self {
-        let m = Self {
-            map_entries: Gauge::default(),
-            map_capacity: Gauge::default(),
-            map_writes: Counter::default(),
-            map_admitted: Family::default(),
-            map_rejected: Family::default(),
-            map_evictions: Family::default(),
-            map_hit_samples: Counter::default(),
-            map_frequency_agings: Counter::default(),
-            map_frequency_bytes: Gauge::default(),
-            map_encode_skipped: Counter::default(),
-            map_write_errors: Counter::default(),
-            map_adopted: Family::default(),
-        };
-        let r = registry;
-        r.register(
-            "map_entries",
-            "Answers the agent installed in the kernel map",
-            m.map_entries.clone(),
-        );
-        r.register(
-            "map_capacity",
-            "Capacity of the kernel answers map",
-            m.map_capacity.clone(),
-        );
-        r.register(
-            "map_writes",
-            "Kernel map entries written",
-            m.map_writes.clone(),
-        );
-        r.register(
-            "map_admitted",
-            "New answers written to the kernel map, by reason",
-            m.map_admitted.clone(),
-        );
-        r.register(
-            "map_rejected",
-            "New answers left to userspace because the kernel map is full of more frequent ones, by reason",
-            m.map_rejected.clone(),
-        );
-        r.register(
-            "map_evictions",
-            "Kernel map entries evicted to make room for a more frequent answer, by reason",
-            m.map_evictions.clone(),
-        );
-        r.register(
-            "map_hit_samples",
-            "Samples of kernel hits read to keep hot entries in the map",
-            m.map_hit_samples.clone(),
-        );
-        r.register(
-            "map_frequency_agings",
-            "Times the question frequency sketch was halved",
-            m.map_frequency_agings.clone(),
-        );
-        r.register(
-            "map_frequency_bytes",
-            "Memory of the question frequency sketch",
-            m.map_frequency_bytes.clone(),
-        );
-        r.register(
-            "map_encode_skipped",
-            "Answers not promoted because they do not fit a kernel entry",
-            m.map_encode_skipped.clone(),
-        );
-        r.register(
-            "map_write_errors",
-            "Kernel map writes that failed",
-            m.map_write_errors.clone(),
-        );
-        r.register(
-            "map_adopted",
-            "Kernel map entries left by a previous agent, by what became of them at start",
-            m.map_adopted.clone(),
-        );
+        let m = Self::register(registry);
         // Every reason from zero, so each series exists (and rates start)
         // before the first event.
         for reason in [AdmitReason::room, AdmitReason::hotter] {

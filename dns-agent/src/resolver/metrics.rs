@@ -97,52 +97,52 @@ metric_families! {
     /// its own, `crate::promotion::PromotionMetrics`).
     pub struct ResolverMetrics, registered by pub fn new {
         /// DNS queries answered in userspace, by path, qtype, rcode and transport
-        pub queries: Family<QueryLabels, Counter> as "queries",
+        pub queries: Family<QueryLabels, Counter>,
         /// Time to answer a query in userspace, by path
         pub latency: Family<PathLabels, Histogram, LatencyBuckets> as "query_duration_seconds"
             = Family::new_with_constructor(LatencyBuckets),
         /// Answers in the forwarding cache
-        pub cache_entries: Gauge as "cache_entries",
+        pub cache_entries: Gauge,
         /// Approximate bytes held by the forwarding cache
-        pub cache_bytes: Gauge as "cache_bytes",
+        pub cache_bytes: Gauge,
         /// Forwarding cache hits (fresh data)
-        pub cache_hits: Counter as "cache_hits",
+        pub cache_hits: Counter,
         /// Forwarding cache misses
-        pub cache_misses: Counter as "cache_misses",
+        pub cache_misses: Counter,
         /// Cache entries evicted to stay within capacity
-        pub cache_evictions: Counter as "cache_evictions",
+        pub cache_evictions: Counter,
         /// Background refreshes of popular entries before expiry
-        pub cache_prefetches: Counter as "cache_prefetches",
+        pub cache_prefetches: Counter,
         /// Queries that joined an identical upstream query in flight
         pub coalesced: Counter as "coalesced_queries",
         /// Queries sent to each upstream
-        pub upstream_queries: Family<UpstreamLabels, Counter> as "upstream_queries",
+        pub upstream_queries: Family<UpstreamLabels, Counter>,
         /// Failed upstream exchanges, by upstream and kind (timeout, io, servfail, refused, ...)
-        pub upstream_errors: Family<ErrorLabels, Counter> as "upstream_errors",
+        pub upstream_errors: Family<ErrorLabels, Counter>,
         /// Upstream replies dropped as invalid (wrong id, wrong question, wrong case, not a
         /// response, garbage)
         pub upstream_rejected: Family<RejectLabels, Counter> as "upstream_rejected_replies",
         /// Queries answered SERVFAIL because too many upstream queries were in flight, by bound
         /// (total, zone, upstream)
-        pub upstream_overload: Family<BoundLabels, Counter> as "upstream_overload",
+        pub upstream_overload: Family<BoundLabels, Counter>,
         /// Upstream queries asked again over TCP, by upstream and reason (truncated,
         /// spoof_suspected)
-        pub upstream_tcp_fallbacks: Family<FallbackLabels, Counter> as "upstream_tcp_fallbacks",
+        pub upstream_tcp_fallbacks: Family<FallbackLabels, Counter>,
         /// Upstream queries that got --upstream-spoof-threshold replies not matching them
         /// (possible spoofing), by upstream
-        pub upstream_spoof_suspected: Family<UpstreamLabels, Counter> as "upstream_spoof_suspected",
+        pub upstream_spoof_suspected: Family<UpstreamLabels, Counter>,
         /// Records dropped from upstream replies as out of bailiwick or unrelated to the
         /// question, by section
         pub upstream_scrubbed: Family<SectionLabels, Counter> as "upstream_scrubbed_records",
         /// Client queries answered SERVFAIL because their source address had too many in
         /// flight (bound=queries)
-        pub client_limited: Family<BoundLabels, Counter> as "client_limited",
+        pub client_limited: Family<BoundLabels, Counter>,
         /// Open client TCP connections
-        pub tcp_connections: Gauge as "tcp_connections",
+        pub tcp_connections: Gauge,
         /// Client TCP connections closed at once, by bound (total, client)
-        pub tcp_refused: Family<BoundLabels, Counter> as "tcp_refused",
+        pub tcp_refused: Family<BoundLabels, Counter>,
         /// Idle client TCP connections closed to make room near --tcp-max-connections
-        pub tcp_reclaimed: Counter as "tcp_reclaimed",
+        pub tcp_reclaimed: Counter,
     }
     plus {
         /// The CoreDNS-compatible families, unless `--coredns-metrics=false`.

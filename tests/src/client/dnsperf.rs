@@ -2,7 +2,7 @@
 //! block it prints at the end of a run, parsed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::lab::{Daemon, Lab, LabError, Netns, Result};
@@ -74,6 +74,14 @@ impl DnsperfRun {
         DnsperfSummary::parse(&daemon.log())
             .ok_or_else(|| LabError::Other(format!("no dnsperf summary:\n{}", daemon.log())))
     }
+}
+
+/// Writes a names file for dnsperf.
+pub(super) fn write_names(path: &Path, text: String) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| LabError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    })
 }
 
 #[derive(Clone, Debug, Default)]

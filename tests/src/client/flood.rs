@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::{DnsperfRun, DnsperfSummary};
+use super::{DnsperfRun, DnsperfSummary, write_names as write};
 use crate::lab::{Lab, LabError, Netns, Result};
 
 /// Seconds dnsperf waits for an answer.
@@ -108,11 +108,4 @@ impl HotSetFlood {
             kernel_hits: after.saturating_sub(before),
         })
     }
-}
-
-fn write(path: &std::path::Path, text: String) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| LabError::Io {
-        what: format!("write {}", path.display()),
-        source,
-    })
 }

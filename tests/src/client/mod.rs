@@ -6,6 +6,7 @@
 mod dnsperf;
 mod flood;
 mod hosts;
+mod hot_cold;
 mod reply;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,9 +16,11 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
+use dnsperf::write_names;
 pub use dnsperf::{DnsperfRun, DnsperfSummary};
 pub use flood::{HotSetFlood, HotSetResult};
 pub use hosts::Hosts;
+pub use hot_cold::{HotColdLoad, HotColdRuns};
 pub use reply::{Record, Reply};
 
 /// How long the in-process client waits for a UDP reply.

@@ -40,6 +40,22 @@ impl Netns {
             name,
             etc_dir: None,
         };
+        // No duplicate address detection on the interfaces created here.
+        // While an interface's link-local address is tentative (about 1-2 s
+        // after it comes up) the kernel sends no neighbour solicitation for
+        // a packet it forwards, so the first forwarded IPv6 packets wait
+        // seconds for the neighbour: a lab artefact (a node's interfaces
+        // are up long before its pods ask), which made fail-open replies
+        // through the ClusterIP miss the clients' 2 s timeout.
+        netns.run(
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )?;
         netns.ip(&["link", "set", "lo", "up"])?;
         Ok(netns)
     }

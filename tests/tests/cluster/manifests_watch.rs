@@ -4,6 +4,7 @@
 //! wins, the file limit refuses with an error and a metric, and with
 //! 20,000 files a change reads one file, not the folder.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
@@ -30,13 +31,20 @@ fn a_of(zone: &ClusterZone, name: &str) -> Vec<String> {
     )
 }
 
-async fn start(dir: &std::path::Path, extra: impl FnOnce(&mut ClusterArgs)) -> ClusterSources {
+/// The sources serving manifests folder `dir` (keep them: dropped, they
+/// stop), synced, and their zone.
+async fn start(
+    dir: &std::path::Path,
+    extra: impl FnOnce(&mut ClusterArgs),
+) -> (ClusterSources, Arc<ClusterZone>) {
     let mut args = ClusterArgs {
         manifests: Some(dir.to_path_buf()),
         ..ClusterArgs::default()
     };
     extra(&mut args);
-    ClusterSources::start_synced(&args, DEADLINE).await
+    let sources = ClusterSources::start_synced(&args, DEADLINE).await;
+    let zone = sources.handle.zone.clone();
+    (sources, zone)
 }
 
 async fn wait_a(zone: &ClusterZone, name: &str, want: &[&str]) {
@@ -61,8 +69,7 @@ async fn an_emptied_or_broken_file_keeps_its_objects_until_it_parses() {
     let scratch = TempDir::create().unwrap();
     let file = scratch.path().join("web.yaml");
     std::fs::write(&file, service("web", "10.96.1.1")).unwrap();
-    let sources = start(scratch.path(), |_| {}).await;
-    let zone = sources.handle.zone.clone();
+    let (_sources, zone) = start(scratch.path(), |_| {}).await;
     assert_eq!(a_of(&zone, "web"), ["10.96.1.1"]);
 
     // Truncated in place, as a writer does before it writes: kept.
@@ -89,8 +96,7 @@ async fn a_duplicate_across_files_is_counted_and_the_first_file_wins() {
     let scratch = TempDir::create().unwrap();
     let dir = scratch.path();
     write_atomic(&dir.join("b.yaml"), &service("dup", "10.96.2.2")).unwrap();
-    let sources = start(dir, |_| {}).await;
-    let zone = sources.handle.zone.clone();
+    let (_sources, zone) = start(dir, |_| {}).await;
     assert_eq!(a_of(&zone, "dup"), ["10.96.2.2"]);
     // a.yaml sorts first: its definition wins, though it came later.
     write_atomic(&dir.join("a.yaml"), &service("dup", "10.96.2.1")).unwrap();
@@ -116,8 +122,7 @@ async fn the_file_limit_refuses_with_an_error_and_a_metric() {
         )
         .unwrap();
     }
-    let sources = start(dir, |a| a.manifests_max_files = 3).await;
-    let zone = sources.handle.zone.clone();
+    let (_sources, zone) = start(dir, |a| a.manifests_max_files = 3).await;
     let m = zone.metrics();
     assert_eq!(
         (m.manifest_files.get(), m.manifest_files_refused.get()),
@@ -155,12 +160,11 @@ async fn with_20k_files_a_change_reads_one_file() {
         .unwrap();
     }
     let started = Instant::now();
-    let sources = start(dir, |_| {}).await;
+    let (_sources, zone) = start(dir, |_| {}).await;
     println!(
         "manifests: first sync of {FILES} files in {:?}",
         started.elapsed()
     );
-    let zone = sources.handle.zone.clone();
     let m = zone.metrics();
     assert_eq!(m.manifest_files.get(), FILES as i64, "no silent limit");
     let reads = m.manifest_reads.get();

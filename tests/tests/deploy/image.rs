@@ -19,13 +19,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nodedns_tests::client::{DnsperfRun, Reply};
+use nodedns_tests::client::{HotColdLoad, HotColdRuns, Reply};
 use nodedns_tests::container::{self, Container, IMAGE_TAG, image_label, run_once};
 use nodedns_tests::daemonset::{self, AgentPod, Node};
 use nodedns_tests::fakeapi::NodeApi;
 use nodedns_tests::fakeapi::fixtures::{SCALE_ENDPOINTS_PER_SERVICE, scale_cluster};
 use nodedns_tests::http::http_get;
-use nodedns_tests::lab::{BpffsDir, Daemon, Lab, Netns, pin_files, wait_for};
+use nodedns_tests::lab::{BpffsDir, Lab, Netns, pin_files, wait_for};
 use nodedns_tests::metrics::Metrics;
 use nodedns_tests::repo::{WEB, WEB_V4, deploy_documents, examples_dir};
 use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec, EXAMPLE_ANSWER, EXAMPLE_ZONE};
@@ -381,10 +381,10 @@ fn image_serves_hands_over_and_cleans_up_as_the_daemonset_runs_it() {
     let grace = Duration::from_secs(d.pod.termination_grace_secs);
     assert_eq!(first.stop(grace).unwrap(), 0, "agent 1 exits cleanly");
     assert!(
-        load.iter_mut().all(|(_, daemon)| daemon.is_running()),
+        load.running(),
         "the load ended before the hand-over did: raise LOAD_SECS"
     );
-    let [hot, cold] = load.map(|(run, mut daemon)| run.finish(&mut daemon).unwrap());
+    let (hot, cold) = load.finish().unwrap();
     println!(
         "hand-over under load:\n  {}\n  {}",
         hot.line("hot"),
@@ -432,49 +432,29 @@ fn image_serves_hands_over_and_cleans_up_as_the_daemonset_runs_it() {
     );
 }
 
-/// dnsperf from pod 0: hot names over and over, and cold names once each
-/// (NXDOMAINs of the cluster zone and external names through the node's
-/// upstream), which only userspace answers.
-fn start_load(d: &Deployment, server: &str) -> [(DnsperfRun, Daemon); 2] {
-    let dir = d.lab.log_dir();
-    let hot: String = [
-        (WEB, "A"),
-        (WEB, "AAAA"),
-        ("kubernetes.default.svc.cluster.local", "A"),
-        ("cart.shop.svc.cluster.local", "A"),
-        (
-            "web.default.svc.cluster.local.default.svc.cluster.local",
-            "A",
-        ),
-    ]
-    .iter()
-    .map(|(n, t)| format!("{n} {t}\n"))
-    .collect();
-    let cold: String = (0..COLD_QPS * LOAD_SECS)
-        .map(|i| match i % 2 {
-            0 => format!("c{i}.nx.default.svc.cluster.local A\n"),
-            _ => format!("c{i}.{EXAMPLE_ZONE} A\n"),
-        })
-        .collect();
-    [("hot", hot, HOT_QPS, false), ("cold", cold, COLD_QPS, true)].map(
-        |(what, names, qps, once)| {
-            let file = dir.join(format!("{what}.txt"));
-            std::fs::write(&file, names).unwrap();
-            let run = DnsperfRun {
-                server: server.to_string(),
-                names: file,
-                qps,
-                secs: LOAD_SECS,
-                timeout_secs: PERF_TIMEOUT_SECS,
-                clients: 8,
-                once,
-            };
-            let daemon = run
-                .start(&d.lab, d.lab.pod(0).netns(), &format!("dnsperf-{what}"))
-                .unwrap();
-            (run, daemon)
-        },
-    )
+/// dnsperf from pod 0: hot names over and over, and cold names once each,
+/// which only userspace answers.
+fn start_load(d: &Deployment, server: &str) -> HotColdRuns {
+    HotColdLoad {
+        server: server.to_string(),
+        hot: &[
+            (WEB, "A"),
+            (WEB, "AAAA"),
+            ("kubernetes.default.svc.cluster.local", "A"),
+            ("cart.shop.svc.cluster.local", "A"),
+            (
+                "web.default.svc.cluster.local.default.svc.cluster.local",
+                "A",
+            ),
+        ],
+        hot_qps: HOT_QPS,
+        cold_qps: COLD_QPS,
+        secs: LOAD_SECS,
+        timeout_secs: PERF_TIMEOUT_SECS,
+        clients: 8,
+    }
+    .start(&d.lab, d.lab.pod(0).netns(), "")
+    .unwrap()
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use nodedns_tests::repo::{deploy_dir, deploy_documents as documents};
+use nodedns_tests::repo::{deploy_dir, deploy_documents as documents, kustomize_resources};
 use serde_json::Value;
 
 const MANIFESTS: &[&str] = &[
@@ -48,12 +48,7 @@ fn manifests_validate_against_kubernetes_schemas() {
 #[test]
 fn kustomization_lists_every_manifest() {
     let k = documents("kustomization.yaml").remove(0);
-    let resources: Vec<&str> = k["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let resources = kustomize_resources(&k);
     for m in MANIFESTS {
         assert!(resources.contains(m), "kustomization.yaml misses {m}");
     }

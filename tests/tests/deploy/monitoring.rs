@@ -9,7 +9,7 @@ use nodedns_tests::lab::TempDir;
 use nodedns_tests::monitoring::{
     dashboard, dashboard_exprs, documents, metric_names, rule_exprs, rules_file,
 };
-use nodedns_tests::repo::deploy_dir;
+use nodedns_tests::repo::{deploy_dir, kustomize_resources};
 use serde_json::Value;
 
 /// `promtool check rules` on `rules` (a rules file as JSON); panics with
@@ -126,13 +126,10 @@ fn dashboard_panels_query_the_agent() {
 #[test]
 fn monitoring_is_its_own_kustomization() {
     let k = documents("kustomization.yaml").remove(0);
-    let resources: Vec<&str> = k["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(resources, ["servicemonitor.yaml", "prometheusrule.yaml"]);
+    assert_eq!(
+        kustomize_resources(&k),
+        ["servicemonitor.yaml", "prometheusrule.yaml"]
+    );
     assert_eq!(
         k["configMapGenerator"][0]["files"][0].as_str(),
         Some("nodedns-dashboard.json")

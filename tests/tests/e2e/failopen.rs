@@ -379,12 +379,7 @@ fn with_manifests_the_cluster_ip_is_served_only_when_given() {
     assert_eq!(agent.inspect().counter("intercepted"), 0);
 }
 
-// Known failure, under investigation: in the full e2e tier (not alone) the
-// IPv6 UDP query to the ClusterIP after SIGKILL gets no reply although the
-// stand-in answers it (seen in every full run since the 2026-12-02 merges).
-// Run it with `--ignored`; it must not stay ignored.
 #[test]
-#[ignore = "known failure in the full tier: IPv6 UDP via the ClusterIP after SIGKILL (see comment)"]
 fn sigkill_fails_open_to_the_service_and_a_new_agent_takes_over() {
     let c = Cluster::new();
     let mut agent = spec().start(&c.lab, "agent-1");

@@ -533,13 +533,7 @@ fn unique_name_flood_leaves_the_hot_set_to_the_kernel() {
         .expect("run dnsperf (apt-get install dnsperf)");
     let metrics = setup.metrics();
     println!("e2e: {}", result.line());
-    println!(
-        "e2e: map: admitted {:?}, rejected {:?}, evicted {:?}, {} hit samples",
-        metrics.sum_by("nodedns_map_admitted_total", "reason"),
-        metrics.sum_by("nodedns_map_rejected_total", "reason"),
-        metrics.sum_by("nodedns_map_evictions_total", "reason"),
-        metrics.sum("nodedns_map_hit_samples_total", &[]),
-    );
+    println!("e2e: {}", metrics.map_line());
     assert_eq!(
         result.hot.failed() + result.flood.failed(),
         0,

@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use nodedns_tests::agent::AgentSpec;
-use nodedns_tests::client::{DnsperfRun, DnsperfSummary};
-use nodedns_tests::lab::{Daemon, LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary, pin_files};
-use nodedns_tests::upstream::{EXAMPLE_ZONE, NODE_UPSTREAM, start_node_upstream};
+use nodedns_tests::client::{DnsperfSummary, HotColdLoad, HotColdRuns};
+use nodedns_tests::lab::{LISTEN_V4, LISTEN_V6, Lab, Pod, Signal, agent_binary, pin_files};
+use nodedns_tests::upstream::{NODE_UPSTREAM, start_node_upstream};
 
 /// Length of each dnsperf run, in seconds.
 const RUN_SECS: u64 = 8;
@@ -57,52 +57,21 @@ const HOT: &[(&str, &str)] = &[
     ("web.default.svc.cluster.local.svc.cluster.local", "A"),
 ];
 
-/// A hot and a cold dnsperf running side by side from one pod.
-struct Load {
-    hot: (DnsperfRun, Daemon),
-    cold: (DnsperfRun, Daemon),
-}
-
-impl Load {
-    fn start(lab: &Lab, pod: &Pod, case: &str) -> Self {
-        let dir = lab.log_dir();
-        let hot: String = HOT.iter().map(|(n, t)| format!("{n} {t}\n")).collect();
-        // Each cold name once: half NXDOMAIN in the cluster zone, half
-        // external names the agent forwards to dnsmasq.
-        let cold: String = (0..COLD_QPS * RUN_SECS)
-            .map(|i| match i % 2 {
-                0 => format!("c{case}{i}.nx.default.svc.cluster.local A\n"),
-                _ => format!("c{case}{i}.{EXAMPLE_ZONE} A\n"),
-            })
-            .collect();
-        let perf = |what: &str, names: String, qps: u64, once: bool| {
-            let file = dir.join(format!("{what}-{case}.txt"));
-            std::fs::write(&file, names).unwrap();
-            let run = DnsperfRun {
-                server: LISTEN_V4.to_string(),
-                names: file,
-                qps,
-                secs: RUN_SECS,
-                timeout_secs: PERF_TIMEOUT_SECS,
-                clients: PERF_CLIENTS,
-                once,
-            };
-            let daemon = run
-                .start(lab, pod.netns(), &format!("dnsperf-{what}-{case}"))
-                .expect("start dnsperf (apt-get install dnsperf)");
-            (run, daemon)
-        };
-        Self {
-            hot: perf("hot", hot, HOT_QPS, false),
-            cold: perf("cold", cold, COLD_QPS, true),
-        }
+/// A hot and a cold dnsperf running side by side from one pod: each cold
+/// name once, half NXDOMAIN in the cluster zone, half external names the
+/// agent forwards to dnsmasq.
+fn start_load(lab: &Lab, pod: &Pod, case: &str) -> HotColdRuns {
+    HotColdLoad {
+        server: LISTEN_V4.to_string(),
+        hot: HOT,
+        hot_qps: HOT_QPS,
+        cold_qps: COLD_QPS,
+        secs: RUN_SECS,
+        timeout_secs: PERF_TIMEOUT_SECS,
+        clients: PERF_CLIENTS,
     }
-
-    /// Waits for both runs to finish and parses their summaries.
-    fn finish(mut self) -> (DnsperfSummary, DnsperfSummary) {
-        let result = |(run, daemon): &mut (DnsperfRun, Daemon)| run.finish(daemon).unwrap();
-        (result(&mut self.hot), result(&mut self.cold))
-    }
+    .start(lab, pod.netns(), case)
+    .expect("start dnsperf (apt-get install dnsperf)")
 }
 
 /// What the node must look like whatever agent runs: one XDP program on the
@@ -155,7 +124,7 @@ fn restarts_keep_hot_names_answered() {
 
     // A: rolling update. The new agent binds next to the old one before the
     // old one gets SIGTERM.
-    let load = Load::start(&lab, pod, "a");
+    let load = start_load(&lab, pod, "a");
     std::thread::sleep(RESTART_AT);
     // The same flags, HTTP ports included, as a DaemonSet's surge pod has.
     let mut second = spec.start(&lab, "agent-2");
@@ -180,17 +149,17 @@ fn restarts_keep_hot_names_answered() {
         status.success(),
         "agent 1 exits cleanly on SIGTERM: {status}"
     );
-    let (hot_a, cold_a) = load.finish();
+    let (hot_a, cold_a) = load.finish().unwrap();
     report("A (rolling update: start #2, SIGTERM #1)", &hot_a, &cold_a);
     assert_adopted(&lab, &pins, "the rolling update");
 
     // B: crash. SIGKILL, nothing runs for CRASH_GAP, then a new agent.
-    let load = Load::start(&lab, pod, "b");
+    let load = start_load(&lab, pod, "b");
     std::thread::sleep(RESTART_AT);
     second.kill();
     std::thread::sleep(CRASH_GAP);
     let mut third = spec.start(&lab, "agent-3");
-    let (hot_b, cold_b) = load.finish();
+    let (hot_b, cold_b) = load.finish().unwrap();
     report("B (SIGKILL, new agent 1 s later)", &hot_b, &cold_b);
     assert_adopted(&lab, &pins, "the crash");
 

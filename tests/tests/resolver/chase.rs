@@ -75,10 +75,11 @@ impl Setup {
             .unwrap_or_else(|| panic!("no reply to {qname} {qtype}"))
     }
 
-    /// `qname` A, whose reply must have `rcode` and the answer section
-    /// `want` (as [`answers`] prints it).
-    async fn ask_a(&self, qname: &str, rcode: ResponseCode, want: &[&str]) -> Message {
-        let m = self.ask(qname, RecordType::A).await;
+    /// `<service>.default.svc.cluster.local.` A, whose reply must have
+    /// `rcode` and the answer section `want` (as [`answers`] prints it).
+    async fn ask_a(&self, service: &str, rcode: ResponseCode, want: &[&str]) -> Message {
+        let qname = format!("{service}.default.svc.cluster.local.");
+        let m = self.ask(&qname, RecordType::A).await;
         assert_eq!(m.metadata.response_code, rcode, "{qname}: {m:?}");
         assert_eq!(answers(&m), want, "{qname}");
         m
@@ -100,13 +101,7 @@ async fn external_targets_are_forwarded_cached_and_promoted() {
         "ext.default.svc.cluster.local. CNAME host.example.",
         "host.example. A 192.0.2.1",
     ];
-    let m = s
-        .ask_a(
-            "ext.default.svc.cluster.local.",
-            ResponseCode::NoError,
-            &chain,
-        )
-        .await;
+    let m = s.ask_a("ext", ResponseCode::NoError, &chain).await;
     assert!(m.metadata.authoritative, "AA: the query name is ours");
     assert!(
         m.answers.iter().all(|r| r.ttl == UPSTREAM_TTL),
@@ -155,13 +150,7 @@ async fn the_rcode_is_the_last_names_and_failures_are_servfail() {
     let s = Setup::start().await;
     // RFC 6604: NXDOMAIN for the target, with the CNAME that led there.
     let chain = ["gone.default.svc.cluster.local. CNAME nxhost.example."];
-    let m = s
-        .ask_a(
-            "gone.default.svc.cluster.local.",
-            ResponseCode::NXDomain,
-            &chain,
-        )
-        .await;
+    let m = s.ask_a("gone", ResponseCode::NXDomain, &chain).await;
     assert!(
         m.authorities
             .iter()
@@ -170,12 +159,7 @@ async fn the_rcode_is_the_last_names_and_failures_are_servfail() {
     );
     // An upstream that fails: SERVFAIL, not a CNAME alone.
     s.upstream.set(Behavior::ServFail);
-    s.ask_a(
-        "failing.default.svc.cluster.local.",
-        ResponseCode::ServFail,
-        &[],
-    )
-    .await;
+    s.ask_a("failing", ResponseCode::ServFail, &[]).await;
 }
 
 /// A target whose upstream chain leads back into the cluster zone: the
@@ -189,12 +173,7 @@ async fn a_chain_back_into_the_zone_is_finished_by_the_zone() {
         "shadow.example. CNAME web.default.svc.cluster.local.",
         "web.default.svc.cluster.local. A 10.96.0.10",
     ];
-    s.ask_a(
-        "back.default.svc.cluster.local.",
-        ResponseCode::NoError,
-        &chain,
-    )
-    .await;
+    s.ask_a("back", ResponseCode::NoError, &chain).await;
 }
 
 /// RFC 4343 §4.1: the owner names keep the query's spelling (real `dig`:

@@ -12,11 +12,7 @@ use nodedns_tests::resolver::TestResolver;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]
 async fn dnsperf_cache_and_cluster_mix() {
-    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
-    r.zone.set_a(
-        "web.default.svc.cluster.local.",
-        Ipv4Addr::new(10, 96, 0, 10),
-    );
+    let (up, r) = TestResolver::with_service("web", Ipv4Addr::new(10, 96, 0, 10)).await;
     let scratch = TempDir::create().unwrap();
     let data = scratch.path().join("queries.txt");
     let mut lines = String::new();

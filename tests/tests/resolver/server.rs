@@ -24,11 +24,7 @@ fn entry(sink: &MemorySink, qname: &str, qtype: RecordType) -> Option<dns_common
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_zone_is_authoritative_and_never_forwarded() {
-    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
-    r.zone.set_a(
-        "web.default.svc.cluster.local.",
-        Ipv4Addr::new(10, 96, 0, 10),
-    );
+    let (up, r) = TestResolver::with_service("web", Ipv4Addr::new(10, 96, 0, 10)).await;
 
     let d = dig_at(r.addr, "web.default.svc.cluster.local", "A", &[]).await;
     assert_eq!(d.status, "NOERROR", "{}", d.raw);
@@ -126,11 +122,7 @@ async fn big_headless_answer_is_truncated_over_udp_and_whole_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_data_never_shadows_the_cluster_zone() {
-    let (up, r) = TestResolver::with_hostile_upstream(&[]).await;
-    r.zone.set_a(
-        "db.default.svc.cluster.local.",
-        Ipv4Addr::new(10, 96, 0, 20),
-    );
+    let (up, r) = TestResolver::with_service("db", Ipv4Addr::new(10, 96, 0, 20)).await;
     // The hostile upstream answers everything, including cluster names, but
     // only the zone's answer may be served for them.
     let d = dig_at(r.addr, "DB.Default.Svc.Cluster.Local", "A", &[]).await;

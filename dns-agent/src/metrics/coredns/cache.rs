@@ -54,19 +54,19 @@ pub(super) struct LookupSeries {
 metric_families! {
     pub(super) struct CacheFamilies, registered by pub(super) fn register, under "cache" {
         /// The number of elements in the cache
-        entries: Family<TypeLabels, Gauge> as "entries",
+        entries: Family<TypeLabels, Gauge>,
         /// The count of cache requests
-        requests: Family<CacheLabels, Counter> as "requests",
+        requests: Family<CacheLabels, Counter>,
         /// The count of cache hits
-        hits: Family<TypeLabels, Counter> as "hits",
+        hits: Family<TypeLabels, Counter>,
         /// The count of cache misses. Deprecated, derive misses from cache hits/requests counters
-        misses: Family<CacheLabels, Counter> as "misses",
+        misses: Family<CacheLabels, Counter>,
         /// The number of times the cache has prefetched a cached item
-        prefetch: Family<CacheLabels, Counter> as "prefetch",
+        prefetch: Family<CacheLabels, Counter>,
         /// The number of requests served from stale cache entries
-        served_stale: Family<CacheLabels, Counter> as "served_stale",
+        served_stale: Family<CacheLabels, Counter>,
         /// The count of cache evictions
-        evictions: Family<TypeLabels, Counter> as "evictions",
+        evictions: Family<TypeLabels, Counter>,
     }
 }
 

@@ -149,10 +149,10 @@ metric_families! {
     pub(super) struct DnsFamilies, registered by pub(super) fn register, under "dns" {
         /// Counter of DNS requests made per zone, protocol and family (plugin="xdp": answered by
         /// the kernel)
-        requests: Family<RequestLabels, Counter> as "requests",
+        requests: Family<RequestLabels, Counter>,
         /// Counter of response status codes, by the plugin that wrote the response (xdp: the
         /// kernel)
-        responses: Family<ResponseLabels, Counter> as "responses",
+        responses: Family<ResponseLabels, Counter>,
         /// Histogram of the time (in seconds) each request took per zone and type (kernel answers
         /// in the first bucket)
         duration: Family<DurationLabels, BulkHistogram, Buckets> as "request_duration_seconds"
@@ -164,7 +164,7 @@ metric_families! {
         response_size: Family<SizeLabels, BulkHistogram, Buckets> as "response_size_bytes"
             = Family::new_with_constructor(Buckets(&SIZE_BUCKETS)),
         /// Counter of DNS requests with DO bit set per zone (userspace answers only)
-        do_requests: Family<ZoneLabels, Counter> as "do_requests",
+        do_requests: Family<ZoneLabels, Counter>,
     }
 }
 

@@ -46,19 +46,19 @@ impl MetricConstructor<BulkHistogram> for TimeBuckets {
 metric_families! {
     pub(super) struct ForwardFamilies, registered by pub(super) fn register, under "forward" {
         /// Counter of requests made per upstream
-        requests: Family<ToLabels, Counter> as "requests",
+        requests: Family<ToLabels, Counter>,
         /// Counter of responses received per upstream
-        responses: Family<RcodeToLabels, Counter> as "responses",
+        responses: Family<RcodeToLabels, Counter>,
         /// Histogram of the time each request took
         duration: Family<RcodeToLabels, BulkHistogram, TimeBuckets> as "request_duration_seconds"
             = Family::new_with_constructor(TimeBuckets),
         /// Counter of the number of failed healthchecks (exchanges without a reply)
-        healthcheck_failures: Family<ToLabels, Counter> as "healthcheck_failures",
+        healthcheck_failures: Family<ToLabels, Counter>,
         /// Counter of the number of complete failures of the healthchecks (every upstream marked
         /// down)
-        healthcheck_broken: Counter as "healthcheck_broken",
+        healthcheck_broken: Counter,
         /// Counter of the number of queries rejected because the concurrent queries were at maximum
-        max_concurrent_rejects: Counter as "max_concurrent_rejects",
+        max_concurrent_rejects: Counter,
     }
 }
 

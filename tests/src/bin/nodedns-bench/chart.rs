@@ -134,82 +134,50 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         );
     }
     let top = 50 + rates.len().max(1) * panel_h;
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = idle.into_iter().unzip();
     let title = format!("idle CPU ms/s (goal {IDLE_CPU_GOAL})");
-    panel(
-        &mut canvas,
-        10,
-        top,
-        &title,
-        &labels,
-        &bars,
-        Some(IDLE_CPU_GOAL),
-    );
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = rss.into_iter().unzip();
+    panel_of(&mut canvas, 10, top, &title, idle, Some(IDLE_CPU_GOAL));
     let goal_mib = RSS_GOAL_BYTES / MIB;
     let title = format!("agent RSS MiB (goal {goal_mib:.0} at 50k svc)");
-    panel(
-        &mut canvas,
-        PANEL_W + 10,
-        top,
-        &title,
-        &labels,
-        &bars,
-        Some(goal_mib),
-    );
+    panel_of(&mut canvas, PANEL_W + 10, top, &title, rss, Some(goal_mib));
     let top = top + goals_h;
     let goal = report.userspace_goal("saturation_qps");
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = saturation.into_iter().unzip();
     let title = format!("saturation qps{}", goal_note(goal));
-    panel(
+    panel_of(
         &mut canvas,
         10,
         top,
         &title,
-        &labels,
-        &bars,
+        saturation,
         goal.map(|g| g.goal),
     );
     let names = report
         .get(FLOOD_LABEL, "flood_names")
         .map_or(0.0, |e| e.median);
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = share.into_iter().unzip();
     let title = format!(
         "hot set answered by the kernel, % ({:.0}k-name flood, goal {:.0})",
         names / 1000.0,
         HOT_SET_GOAL * 100.0
     );
-    panel(
-        &mut canvas,
-        PANEL_W + 10,
-        top,
-        &title,
-        &labels,
-        &bars,
-        Some(HOT_SET_GOAL * 100.0),
-    );
+    let goal = Some(HOT_SET_GOAL * 100.0);
+    panel_of(&mut canvas, PANEL_W + 10, top, &title, share, goal);
     let top = top + last_h;
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = ratios.into_iter().unzip();
     let title =
         format!("kernel path: peers' CPU/query over its own (goal {KERNEL_RATIO_GOAL:.0}x)");
-    panel(
+    panel_of(
         &mut canvas,
         10,
         top,
         &title,
-        &labels,
-        &bars,
+        ratios,
         Some(KERNEL_RATIO_GOAL),
     );
-    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = hit.into_iter().unzip();
     let title = format!("XDP hit in TestRun, ns (goal {KERNEL_HIT_GOAL:.0})");
-    panel(
+    panel_of(
         &mut canvas,
         PANEL_W + 10,
         top,
         &title,
-        &labels,
-        &bars,
+        hit,
         Some(KERNEL_HIT_GOAL),
     );
     canvas.write_png(path)
@@ -288,6 +256,19 @@ fn bars_of(
             ))
         })
         .collect()
+}
+
+/// [`panel`] of labelled rows, as [`bars_of`] makes them.
+fn panel_of(
+    canvas: &mut Canvas,
+    x: usize,
+    y: usize,
+    title: &str,
+    rows: Vec<(String, Vec<Bar>)>,
+    goal: Option<f64>,
+) {
+    let (labels, bars): (Vec<String>, Vec<Vec<Bar>>) = rows.into_iter().unzip();
+    panel(canvas, x, y, title, &labels, &bars, goal);
 }
 
 /// Bars scaled to the largest value (or the goal, if larger); the goal,

@@ -73,18 +73,6 @@ impl Drop for BpfStats {
     }
 }
 
-/// Id of the XDP program attached to `ifname` in `netns`, waiting for the
-/// attachment: an agent answers from userspace before its fast path has
-/// loaded (the verifier takes seconds on a busy machine).
-pub fn wait_xdp_prog_id(netns: &Netns, ifname: &str) -> Result<u32> {
-    let attached = nodedns_tests::lab::wait_for(
-        &format!("an XDP program on {ifname}"),
-        std::time::Duration::from_secs(30),
-        || xdp_prog_id(netns, ifname).ok(),
-    );
-    attached.or_else(|_| xdp_prog_id(netns, ifname))
-}
-
 /// Id of the XDP program attached to `ifname` in `netns`.
 pub fn xdp_prog_id(netns: &Netns, ifname: &str) -> Result<u32> {
     let ids: Vec<u64> = netns

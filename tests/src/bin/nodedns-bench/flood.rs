@@ -59,7 +59,7 @@ impl Flood {
 /// Runs the flood against a fresh XDP agent queried from `pod`.
 pub fn measure(lab: &Lab, cluster: &Cluster, pod: usize, flood: &Flood) -> Result<HotSetResult> {
     let extra = ["--map-entries".to_string(), flood.map_entries.to_string()];
-    let server = servers::start_with(lab, Kind::XdpSkb, pod, ADDR, cluster, PORTS, &extra)?;
+    let server = servers::start(lab, Kind::XdpSkb, pod, ADDR, cluster, PORTS, &extra)?;
     let bpffs = server.bpffs.as_ref().context("the agent pins its maps")?;
     let counters = XdpCounters::open(bpffs.path())?;
     let hot = cluster
@@ -86,14 +86,7 @@ pub fn measure(lab: &Lab, cluster: &Cluster, pod: usize, flood: &Flood) -> Resul
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9300 + PORTS));
     if let Ok(Ok((200, body))) = lab.node().enter(|| http_get(addr, "/metrics")) {
         let m = Metrics::parse(&body);
-        eprintln!(
-            "bench: map: admitted {:?}, rejected {:?}, evicted {:?}, {} hit samples, {} agings",
-            m.sum_by("nodedns_map_admitted_total", "reason"),
-            m.sum_by("nodedns_map_rejected_total", "reason"),
-            m.sum_by("nodedns_map_evictions_total", "reason"),
-            m.sum("nodedns_map_hit_samples_total", &[]),
-            m.sum("nodedns_map_frequency_agings_total", &[]),
-        );
+        eprintln!("bench: {}", m.map_line());
         eprintln!(
             "bench: kernel: {:?}",
             m.sum_by("nodedns_xdp_packets_total", "outcome")

@@ -189,9 +189,9 @@ fn main() -> Result<()> {
         }
         let addr = Ipv4Addr::new(169, 254, 20, 21 + i as u8);
         eprintln!("bench: starting {} at {addr}", kind.label());
-        let server = servers::start(&lab, kind, i, addr, &cluster, i as u16)?;
+        let server = servers::start(&lab, kind, i, addr, &cluster, i as u16, &[])?;
         let prog = if kind.has_xdp() {
-            Some(cpu::wait_xdp_prog_id(lab.node(), lab.pod(i).node_ifname())?)
+            Some(cpu::xdp_prog_id(lab.node(), lab.pod(i).node_ifname())?)
         } else {
             None
         };

@@ -38,7 +38,7 @@ pub fn measure(lab: &Lab, pod: usize, sizes: &[usize]) -> Result<Vec<Memory>> {
             "bench: memory with {n} services and {} endpoints",
             n * ENDPOINTS_PER_SERVICE
         );
-        let server = servers::start(lab, Kind::XdpSkb, pod, addr, &cluster, 40 + i as u16)
+        let server = servers::start(lab, Kind::XdpSkb, pod, addr, &cluster, 40 + i as u16, &[])
             .with_context(|| format!("start an agent with {n} services"))?;
         std::thread::sleep(SETTLE);
         let before = cpu::threads_ns(server.pid())?;

@@ -1,11 +1,12 @@
 //! Starting the contenders and the local upstream in the lab's node netns,
 //! each pinned to the server CPU, and checking that each one answers.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nodedns_tests::http::http_get;
 use nodedns_tests::lab::{BpffsDir, Daemon, Lab, PassProgram, Pod, agent_binary, wait_for};
 use nodedns_tests::upstream::{Dnsmasq, DnsmasqSpec};
 
@@ -144,20 +145,9 @@ pub fn start_upstream(lab: &Lab, cluster: &Cluster) -> Result<Dnsmasq> {
         .context("start the upstream")
 }
 
-/// Starts contender `kind` at `addr`, queried from `pod`.
+/// Starts contender `kind` at `addr`, queried from `pod`, with `extra`
+/// arguments for an agent.
 pub fn start(
-    lab: &Lab,
-    kind: Kind,
-    pod_index: usize,
-    addr: Ipv4Addr,
-    cluster: &Cluster,
-    ports: u16,
-) -> Result<Server> {
-    start_with(lab, kind, pod_index, addr, cluster, ports, &[])
-}
-
-/// [`start`], with `extra` arguments for an agent.
-pub fn start_with(
     lab: &Lab,
     kind: Kind,
     pod_index: usize,
@@ -223,7 +213,41 @@ pub fn start_with(
         _pass: pass,
     };
     wait_ready(lab, &mut server, cluster)?;
+    if server.bpffs.is_some() {
+        wait_agent_ready(lab, &mut server, ports)?;
+    }
     Ok(server)
+}
+
+/// An agent's `/healthz` and `/readyz`, on the node's loopback.
+fn health_addr(ports: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9400 + ports))
+}
+
+/// Waits for an agent's `/readyz`: its userspace resolver answers before
+/// its fast path is loaded and attached, and the bench reads the attached
+/// program's id next.
+fn wait_agent_ready(lab: &Lab, server: &mut Server, ports: u16) -> Result<()> {
+    let health = health_addr(ports);
+    let ready = wait_for(
+        &format!("{} /readyz to return 200", server.kind.label()),
+        READY_TIMEOUT,
+        || {
+            if !server.process.daemon_mut().is_running() {
+                return Some(false);
+            }
+            let status = lab.node().enter(|| http_get(health, "/readyz")).ok()?;
+            (status.ok()?.0 == 200).then_some(true)
+        },
+    );
+    match ready {
+        Ok(true) => Ok(()),
+        _ => bail!(
+            "{} was not ready within {READY_TIMEOUT:?}; its log:\n{}",
+            server.kind.label(),
+            server.process.daemon().log_tail()
+        ),
+    }
 }
 
 pub fn agent_args(
@@ -247,7 +271,7 @@ pub fn agent_args(
         "--cleanup-on-exit".into(),
         format!("--ttl={CLUSTER_TTL}"),
         format!("--metrics-addr=127.0.0.1:{}", 9300 + ports),
-        format!("--health-addr=127.0.0.1:{}", 9400 + ports),
+        format!("--health-addr={}", health_addr(ports)),
     ]
 }
 
