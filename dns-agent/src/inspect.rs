@@ -7,10 +7,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use aya::maps::{HashMap, MapData, MapInfo, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapInfo, PerCpuArray};
 use dns_common::hot_samples::{HOT_CURSOR, HOT_SAMPLE_EVERY, HOT_SLOTS};
 use dns_common::{
-    AnswerEntry, AnswerKey, ENTRY_FLAG_AUTHORITATIVE, MAP_ANSWERS, MAP_COUNTERS, MAP_HOT_SAMPLES,
+    AnswerEntry, AnswerKey, AnswerSlot, ENTRY_FLAG_AUTHORITATIVE, IndexValue, MAP_ANSWERS,
+    MAP_COUNTERS, MAP_HOT_SAMPLES, MAP_INDEX,
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Record, RecordType};
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::fastpath::args::{InspectArgs, MAX_ANSWER_ENTRIES};
 use crate::fastpath::loader::open_pinned;
 use crate::fastpath::pins::{PinLayout, check_bpffs};
-use crate::fastpath::{FastPathError, stats};
+use crate::fastpath::{FastPathError, slots, stats};
 use crate::promotion::encoding as entry;
 
 /// Most entries `inspect` reads: the largest map `--map-entries` allows.
@@ -88,20 +89,19 @@ pub fn snapshot(bpffs_path: &Path) -> Result<Snapshot, FastPathError> {
         });
     }
     check_bpffs(layout.root())?;
-    let answers: HashMap<MapData, AnswerKey, AnswerEntry> = open_pinned(&layout, MAP_ANSWERS)?;
+    let index: HashMap<MapData, u64, IndexValue> = open_pinned(&layout, MAP_INDEX)?;
+    let slots: Array<MapData, AnswerSlot> = open_pinned(&layout, MAP_ANSWERS)?;
     let counters: PerCpuArray<MapData, u64> = open_pinned(&layout, MAP_COUNTERS)?;
-    let capacity = MapInfo::from_pin(layout.map(MAP_ANSWERS))
-        .map_err(|e| FastPathError::map(MAP_ANSWERS, e))?
+    let capacity = MapInfo::from_pin(layout.map(MAP_INDEX))
+        .map_err(|e| FastPathError::map(MAP_INDEX, e))?
         .max_entries();
     let now = entry::boot_time_ns();
     let mut by_hash = std::collections::HashMap::new();
-    let mut entries: Vec<EntryView> = answers
-        .iter()
-        .take(MAX_LISTED)
-        .filter_map(Result::ok)
-        .map(|(key, entry)| {
-            let v = view(&key, &entry, now);
-            by_hash.insert(entry.key_hash, (v.name.clone(), v.qtype.clone()));
+    let mut entries: Vec<EntryView> = slots::published(&index, &slots, MAX_LISTED)
+        .into_iter()
+        .map(|slot| {
+            let v = view(&slot.key, &slot.entry, now);
+            by_hash.insert(slot.entry.key_hash, (v.name.clone(), v.qtype.clone()));
             v
         })
         .collect();

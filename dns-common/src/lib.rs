@@ -34,13 +34,34 @@ pub const MAX_CLUSTER_DNS_ADDRS: usize = 4;
 pub const EDNS_UDP_SIZE: u16 = 1232;
 /// Default capacity of the answers map, in entries.
 pub const DEFAULT_ANSWER_ENTRIES: u32 = 16_384;
+
+/// Slots of the answers array for an index of `entries` entries: two
+/// halves, one per writer during a hand-over, each with a slot per entry
+/// plus an eighth more (at least 64) for slots cooling down after a
+/// rewrite, which may not be written again within [`SLOT_GRACE_NS`]
+/// (docs/design.md#torn-reads).
+pub const fn slots_for(entries: u32) -> u32 {
+    let spare = entries / 8;
+    let half = entries.saturating_add(if spare < 64 { 64 } else { spare });
+    half.saturating_mul(2)
+}
+
+/// How long a slot taken out of the index stays unwritten: far longer than
+/// any run of the XDP program, which found it through the index within
+/// that run (docs/design.md#torn-reads).
+pub const SLOT_GRACE_NS: u64 = 1_000_000_000;
 /// Capacity of the interfaces map: interfaces of the node the kernel path
 /// knows the MAC addresses of.
 pub const MAX_INTERFACES: u32 = 4096;
 
 /// Map names, as they appear in the object file, in `bpftool map show` and
 /// as pin file names under the agent's bpffs directory.
+/// The answers: an array of [`AnswerSlot`]s, written only while no index
+/// entry names them (docs/design.md#torn-reads).
 pub const MAP_ANSWERS: &str = "NODEDNS_ANSWERS";
+/// The index: `hash::key_hash` of a question (`u64`) -> [`IndexValue`],
+/// the slot holding its answer.
+pub const MAP_INDEX: &str = "NODEDNS_INDEX";
 pub const MAP_COUNTERS: &str = "NODEDNS_COUNTERS";
 pub const MAP_CONFIG: &str = "NODEDNS_CONFIG";
 /// Per-CPU counters of the answers the kernel sent ([`answer_counters`]).
@@ -95,9 +116,9 @@ impl AnswerKey {
 /// `AnswerEntry::flags` bit: the answer is authoritative (AA=1).
 pub const ENTRY_FLAG_AUTHORITATIVE: u8 = 1;
 
-/// Value of the answers map: a ready-made response body plus what the kernel
-/// needs to finish it (counts, rcode, TTL positions and the checksum of the
-/// body).
+/// An answer: a ready-made response body plus what the kernel needs to
+/// finish it (counts, rcode, TTL positions and the checksum of the body).
+/// The kernel finds it in an [`AnswerSlot`].
 ///
 /// The body's names compress to the question with pointer `0xC00C`; the
 /// response is `header | question (echoed) | body | OPT (if the query had one)`.
@@ -105,18 +126,17 @@ pub const ENTRY_FLAG_AUTHORITATIVE: u8 = 1;
 /// remaining lifetime at each offset in `ttl_offsets`.
 ///
 /// # Torn reads
-/// The agent may replace or delete an entry while the kernel reads it, and a
-/// preallocated hash map reuses freed elements at once
-/// (docs/design.md#torn-reads). The kernel therefore copies the value and
-/// answers only when `key_hash` and `tail_hash` both equal the hash of the
-/// question it parsed, `generation` equals `tail_generation`, and the body
-/// sums to `body_sum`.
+/// A slot is never written while the kernel may read it (the agent writes a
+/// fresh slot, then points the index at it, and writes the old slot again
+/// only after [`SLOT_GRACE_NS`]), so the kernel reads the slot in place,
+/// without a copy or a check sum (docs/design.md#torn-reads).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct AnswerEntry {
     /// `hash::key_hash` of the key this entry was written for.
     pub key_hash: u64,
-    /// Written anew by every update (agent-wide counter).
+    /// Written anew by every update (agent-wide counter; not read by the
+    /// kernel).
     pub generation: u64,
     /// `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`) after which the
     /// entry must not be served.
@@ -124,7 +144,9 @@ pub struct AnswerEntry {
     /// The record TTL: the served TTL is `min(max_ttl, remaining lifetime)`.
     pub max_ttl: u32,
     /// Ones' complement sum (`hash::ones_sum`) of `body[..body_len]` with the
-    /// TTL fields zero, as if the body started at an even offset.
+    /// TTL fields zero, as if the body started at an even offset: the
+    /// kernel adds it to the answer's UDP checksum instead of summing the
+    /// body.
     pub body_sum: u32,
     /// RCODE of the answer (0 NOERROR, 3 NXDOMAIN).
     pub rcode: u8,
@@ -136,16 +158,12 @@ pub struct AnswerEntry {
     pub arcount: u16,
     pub body_len: u16,
     pub ttl_count: u16,
-    /// Explicit padding (zero) so `ttl_offsets` and the tail stay aligned
-    /// without hidden bytes.
+    /// Explicit padding (zero) so `ttl_offsets` stays aligned without
+    /// hidden bytes.
     pub _pad: u32,
     /// Offsets, relative to the body, of each 32-bit TTL field.
     pub ttl_offsets: [u16; MAX_TTLS],
     pub body: [u8; MAX_BODY_LEN],
-    /// Must equal `generation`.
-    pub tail_generation: u64,
-    /// Must equal `key_hash`.
-    pub tail_hash: u64,
 }
 
 impl AnswerEntry {
@@ -166,8 +184,56 @@ impl AnswerEntry {
             _pad: 0,
             ttl_offsets: [0; MAX_TTLS],
             body: [0; MAX_BODY_LEN],
-            tail_generation: 0,
-            tail_hash: 0,
+        }
+    }
+}
+
+/// Value of the answers array: the question an answer is for, which the
+/// kernel compares with the one it parsed (so a key hash shared by two
+/// questions falls through to userspace, never to the wrong answer), and the
+/// answer. The name sits at a 4-byte boundary so the kernel compares words.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AnswerSlot {
+    pub key: AnswerKey,
+    /// Explicit padding (zero): the entry is 8-aligned.
+    pub _pad: u32,
+    pub entry: AnswerEntry,
+}
+
+impl AnswerSlot {
+    pub const fn zeroed() -> Self {
+        Self {
+            key: AnswerKey::zeroed(),
+            _pad: 0,
+            entry: AnswerEntry::zeroed(),
+        }
+    }
+}
+
+/// Value of the index: the [`AnswerSlot`] holding a question's answer.
+/// `check` is `!slot`: a value read while a recycled index element is being
+/// written (a preallocated hash map reuses freed elements at once) is
+/// either whole or fails the check (docs/design.md#torn-reads).
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IndexValue {
+    pub slot: u32,
+    pub check: u32,
+}
+
+impl IndexValue {
+    pub const fn new(slot: u32) -> Self {
+        Self { slot, check: !slot }
+    }
+
+    /// The slot, if the value is whole.
+    #[inline(always)]
+    pub const fn slot(self) -> Option<u32> {
+        if self.check == !self.slot {
+            Some(self.slot)
+        } else {
+            None
         }
     }
 }
@@ -184,7 +250,10 @@ pub struct Config {
     pub v6_count: u8,
     /// Non-zero: the kernel answers; zero: it passes everything (counted).
     pub enabled: u8,
-    pub _pad0: u8,
+    /// The half of the answers array (0 or 1) the agent that wrote this
+    /// config writes; the next agent takes the other one. Not read by the
+    /// kernel (docs/design.md#torn-reads).
+    pub slot_half: u8,
     /// Listen port, host byte order.
     pub port: u16,
     /// UDP payload size advertised in the answer's OPT record.
@@ -211,7 +280,7 @@ impl Config {
             v4_count: 0,
             v6_count: 0,
             enabled: 0,
-            _pad0: 0,
+            slot_half: 0,
             port: 0,
             edns_udp_size: 0,
             cluster_v4_addrs: [0; MAX_CLUSTER_DNS_ADDRS],
@@ -243,6 +312,8 @@ mod pod {
     // integers with no padding (checked by the layout tests).
     unsafe impl aya::Pod for super::AnswerKey {}
     unsafe impl aya::Pod for super::AnswerEntry {}
+    unsafe impl aya::Pod for super::AnswerSlot {}
+    unsafe impl aya::Pod for super::IndexValue {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::InterfaceMacs {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -268,16 +339,35 @@ mod tests {
 
     #[test]
     fn entry_layout_has_no_padding() {
-        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 5 + 4 + 2 * MAX_TTLS + MAX_BODY_LEN + 8 * 2;
+        let fields = 8 * 3 + 4 * 2 + 1 + 1 + 2 * 5 + 4 + 2 * MAX_TTLS + MAX_BODY_LEN;
         assert_eq!(size_of::<AnswerEntry>(), fields);
         assert_eq!(align_of::<AnswerEntry>(), 8);
         assert_eq!(offset_of!(AnswerEntry, rcode), 32);
         assert_eq!(offset_of!(AnswerEntry, ttl_offsets), 48);
         assert_eq!(offset_of!(AnswerEntry, body), 48 + 2 * MAX_TTLS);
+    }
+
+    #[test]
+    fn slot_layout_has_no_padding() {
         assert_eq!(
-            offset_of!(AnswerEntry, tail_generation),
-            48 + 2 * MAX_TTLS + MAX_BODY_LEN
+            size_of::<AnswerSlot>(),
+            size_of::<AnswerKey>() + 4 + size_of::<AnswerEntry>()
         );
+        assert_eq!(offset_of!(AnswerSlot, key) + offset_of!(AnswerKey, name), 4);
+        assert_eq!(offset_of!(AnswerSlot, entry), 136);
+        assert_eq!(size_of::<IndexValue>(), 8);
+    }
+
+    #[test]
+    fn index_value_detects_a_mix_of_two() {
+        let (a, b) = (IndexValue::new(7), IndexValue::new(0x0102_0304));
+        assert_eq!(a.slot(), Some(7));
+        let mixed = IndexValue {
+            slot: b.slot,
+            check: a.check,
+        };
+        assert_eq!(mixed.slot(), None);
+        assert!(slots_for(16_384) == 36_864 && slots_for(100) == 328);
     }
 
     #[test]

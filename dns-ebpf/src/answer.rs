@@ -5,7 +5,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes};
 use aya_ebpf::programs::XdpContext;
-use dns_common::{AnswerEntry, Counter, ENTRY_FLAG_AUTHORITATIVE};
+use dns_common::{AnswerEntry, Counter, ENTRY_FLAG_AUTHORITATIVE, MAX_TTLS};
 
 use crate::csum::{fold, shift_odd, udp_finish};
 use crate::dns::{DNS_HDR_LEN, DnsHdr, OPT_LEN, Query};
@@ -26,6 +26,8 @@ pub struct Reply<'a> {
     pub query: &'a Query,
     pub entry: &'a AnswerEntry,
     pub body_len: usize,
+    /// The value of every TTL field of the body.
+    pub ttl: u32,
     /// Body checksum with the TTLs filled in, body-relative parity.
     pub body_sum: u16,
     /// Pseudo-header sum without the length.
@@ -130,7 +132,9 @@ fn write_header(ctx: &XdpContext, dns_off: usize, r: &Reply<'_>) -> Result<(u16,
     Ok((flags, sum))
 }
 
-/// The entry's records, after the echoed question.
+/// The entry's records, after the echoed question: stored straight from
+/// the slot (docs/design.md#torn-reads), then the TTL written into each
+/// TTL field (`entry::ttl_sum` checked the offsets against the body).
 #[inline(always)]
 fn write_body(ctx: &XdpContext, body_off: usize, r: &Reply<'_>) -> Result<(), Counter> {
     let body_len = r.body_len;
@@ -150,6 +154,24 @@ fn write_body(ctx: &XdpContext, body_off: usize, r: &Reply<'_>) -> Result<(), Co
     };
     if rc != 0 {
         return Err(Counter::PassHelperFailed);
+    }
+    let ttl = r.ttl.to_be_bytes();
+    let count = crate::entry::ttl_count_of(r.entry);
+    let mut i = 0;
+    while i < MAX_TTLS {
+        if i >= count {
+            break;
+        }
+        let off = r.entry.ttl_offsets[i] as usize & (dns_common::MAX_BODY_LEN - 1);
+        let p = ptr_at::<[u8; 4]>(ctx, body_off + off).ok_or(Counter::PassHelperFailed)?;
+        let p = p as *mut u8;
+        unsafe {
+            *p = ttl[0];
+            *p.add(1) = ttl[1];
+            *p.add(2) = ttl[2];
+            *p.add(3) = ttl[3];
+        }
+        i += 1;
     }
     Ok(())
 }

@@ -5,10 +5,17 @@
 //! transparent mode, to a cluster DNS address) → the checks that the
 //! node's stack would take the frame too (source address and port,
 //! destination MAC of this interface) → DNS query (header, one question,
-//! optional OPT) → a UDP checksum the stack would accept → map lookup →
-//! validated copy of the entry → answer written in place. Any doubt on the
+//! optional OPT) → a UDP checksum the stack would accept → index lookup →
+//! the slot checked to hold this question → answer written in place. Any doubt on the
 //! way is XDP_PASS with a counter saying why: the stack then does what it
 //! would have done, and userspace answers what it takes.
+//!
+//! The lookup (docs/design.md#torn-reads): the question's 64-bit key hash
+//! finds a slot number in the index, the slot must hold exactly the parsed
+//! question, and the answer is sent from the slot in place: the agent never
+//! writes a slot the index may name to a running program, so there is no
+//! copy and no check sum; the answer's checksum adds the body sum the agent
+//! stored to the TTLs' share.
 //!
 //! What the kernel does not answer (docs/design.md#transparent-mode,
 //! docs/design.md#fail-open): to a listen address it goes to the stack
@@ -19,7 +26,7 @@
 //! egress program (`egress.rs`) gives the replies of failed-open
 //! listen-address queries their source back.
 //!
-//! Keeping the verifier's work bounded. It processes about 54k
+//! Keeping the verifier's work bounded. It processes about 59k
 //! instructions for this program on kernel 6.18 (the limit is 1M;
 //! `tests/tests/xdp/verifier.rs` prints the figure and holds a budget, and
 //! CONTRIBUTING says how to see where the work goes). What costs is not
@@ -62,8 +69,8 @@ use aya_ebpf::programs::XdpContext;
 use dns_common::answer_counters::{ANSWER_COUNTERS, answer_counter_index};
 use dns_common::hot_samples::{HOT_CURSOR, HOT_SLOTS, ring_slot, sampled};
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, InterfaceMacs,
-    MAX_INTERFACES,
+    AnswerEntry, AnswerSlot, Config, Counter, DEFAULT_ANSWER_ENTRIES, EDNS_UDP_SIZE, IndexValue,
+    InterfaceMacs, MAX_INTERFACES, slots_for,
 };
 
 use crate::answer::Reply;
@@ -77,10 +84,15 @@ use crate::udp::{UDP_LEN, Udp};
 // export names are the map names the loader and the pins use
 // (`dns_common::MAP_*`).
 
-/// The answers; the loader sets the real capacity at load time.
+/// The answers, one per slot; the loader sets the real size at load time
+/// (`dns_common::slots_for` the index's capacity).
 #[btf_map(name = "NODEDNS_ANSWERS")]
-static ANSWERS: HashMap<AnswerKey, AnswerEntry, { DEFAULT_ANSWER_ENTRIES as usize }> =
-    HashMap::new();
+static ANSWERS: Array<AnswerSlot, { slots_for(DEFAULT_ANSWER_ENTRIES) as usize }> = Array::new();
+
+/// Question key hash -> the slot of its answer; the loader sets the real
+/// capacity at load time.
+#[btf_map(name = "NODEDNS_INDEX")]
+static INDEX: HashMap<u64, IndexValue, { DEFAULT_ANSWER_ENTRIES as usize }> = HashMap::new();
 
 #[btf_map(name = "NODEDNS_COUNTERS")]
 static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
@@ -243,6 +255,7 @@ fn try_answer<const V6: bool>(
         query: &query,
         entry: served.entry,
         body_len: served.body_len,
+        ttl: served.ttl,
         body_sum: served.body_sum,
         pseudo_sum: ip.pseudo_sum,
         edns_udp_size: if cfg.edns_udp_size == 0 {
@@ -311,23 +324,23 @@ fn sent_to_us(ctx: &XdpContext) -> Result<(), Counter> {
 struct Served<'a> {
     entry: &'a AnswerEntry,
     body_len: usize,
+    /// The TTL every TTL field gets.
+    ttl: u32,
     /// Body checksum with the TTLs filled in.
     body_sum: u16,
 }
 
-/// Looks the key in `scratch` up, copies the entry into scratch, checks
-/// the copy belongs to the question hashed to `hash` and is still alive,
-/// and writes its remaining lifetime into every TTL.
+/// Looks the question hashed to `hash` up: its slot through the index, the
+/// slot checked to hold this very question and still alive, and the TTL
+/// its remaining lifetime gives.
 #[inline(always)]
-fn serve(scratch: &mut Scratch, hash: u64) -> Result<Served<'_>, Counter> {
-    // By reference on purpose: by value would copy the 132-byte key onto
-    // the BPF stack first.
-    #[allow(clippy::needless_borrows_for_generic_args)]
-    let value = ANSWERS.get_ptr(&scratch.key).ok_or(Counter::Miss)?;
-    let copy = &mut scratch.entry as *mut AnswerEntry;
-    let body_len = entry::copy_head(copy, value, hash)?;
+fn serve(scratch: &Scratch, hash: u64) -> Result<Served<'static>, Counter> {
+    let value = INDEX.get_ptr(hash).ok_or(Counter::Miss)?;
+    let slot = entry::slot_of(value)?;
+    let slot = ANSWERS.get(slot).ok_or(Counter::PassInvalidEntry)?;
+    let e = entry::verify(slot, scratch, hash)?;
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let (expires, max_ttl) = unsafe { ((*copy).expires_ns, (*copy).max_ttl) };
+    let (expires, max_ttl) = (e.expires_ns, e.max_ttl);
     if now >= expires {
         return Err(Counter::Expired);
     }
@@ -337,14 +350,18 @@ fn serve(scratch: &mut Scratch, hash: u64) -> Result<Served<'_>, Counter> {
     } else {
         max_ttl
     };
-    let body_len = entry::copy_rest(copy, value, body_len, hash)?;
-    let e = unsafe { &mut *copy };
-    let ttl_sum = entry::patch_ttls(e, body_len, ttl)?;
+    let body_len = entry::body_len_of(e)?;
+    let ttl_sum = entry::ttl_sum(e, body_len, ttl)?;
+    let body_sum = e.body_sum;
+    if body_sum > 0xffff {
+        return Err(Counter::PassInvalidEntry);
+    }
     let body_len = entry::body_len_of(e)?;
     Ok(Served {
         entry: e,
         body_len,
-        body_sum: csum::fold(e.body_sum as u64 + ttl_sum as u64),
+        ttl,
+        body_sum: csum::fold(body_sum as u64 + ttl_sum as u64),
     })
 }
 

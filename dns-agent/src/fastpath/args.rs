@@ -11,8 +11,9 @@ pub const DEFAULT_BPFFS_PATH: &str = "/sys/fs/bpf/nodedns";
 /// Host-side pod interfaces of common CNIs: plain veth (bridge, ptp, flannel),
 /// Calico, Cilium, the CNI bridge plugin, AWS VPC CNI and GKE.
 pub const DEFAULT_INTERFACES: &[&str] = &["veth*", "cali*", "lxc*", "cni*", "eni*", "gke*"];
-/// Upper bound of `--map-entries`: about 210 MiB of kernel memory (the
-/// preallocated hash map costs 840 bytes per entry on kernel 6.18).
+/// Upper bound of `--map-entries`: about 450 MiB of kernel memory (the
+/// index and the answer slots cost about 1.8 KB per entry on kernel 6.18,
+/// docs/design.md#map-memory).
 pub const MAX_ANSWER_ENTRIES: u32 = 262_144;
 /// Default safety-net rescan of interfaces, in seconds (link events are the
 /// main trigger).
@@ -63,8 +64,8 @@ pub struct FastPathArgs {
     #[arg(long, env = "NODEDNS_BPFFS_PATH", value_name = "DIR", default_value = DEFAULT_BPFFS_PATH)]
     pub bpffs_path: PathBuf,
 
-    /// Capacity of the kernel answers map, in entries: about 840 bytes of
-    /// kernel memory each, preallocated (13 MiB for the default 16384).
+    /// Capacity of the kernel answers map, in entries: about 1.8 KB of
+    /// kernel memory each, preallocated (28 MiB for the default 16384).
     #[arg(
         long,
         env = "NODEDNS_MAP_ENTRIES",

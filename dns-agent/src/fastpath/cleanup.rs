@@ -149,6 +149,8 @@ pub fn cleanup(bpffs_path: &Path) -> Result<CleanupReport, FastPathError> {
         }
     }
     remove_dir(&layout.links_dir())?;
+    remove_dir(&layout.slot_lock_dir(0))?;
+    remove_dir(&layout.slot_lock_dir(1))?;
     report.removed_dir = remove_dir(layout.root())?;
     report.still_attached = wait_detached()?;
     Ok(report)
@@ -177,6 +179,8 @@ pub(crate) fn remove_if_unused(layout: &PinLayout) -> Result<(), FastPathError> 
         remove_pin(&layout.map(map))?;
     }
     remove_dir(&layout.links_dir())?;
+    remove_dir(&layout.slot_lock_dir(0))?;
+    remove_dir(&layout.slot_lock_dir(1))?;
     remove_dir(layout.root())?;
     tracing::info!(bpffs = %layout.root().display(), "XDP fast path cleaned up");
     Ok(())

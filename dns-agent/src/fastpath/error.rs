@@ -9,6 +9,12 @@ use dns_common::{EGRESS_PROGRAM_NAME, MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, P
 #[derive(Debug, thiserror::Error)]
 pub enum FastPathError {
     #[error(
+        "two agents already write the kernel answers under {path} (each holds a slot half's \
+         lock): stop one of them first"
+    )]
+    SlotHalvesTaken { path: PathBuf },
+
+    #[error(
         "{path} is not on a bpffs mount ({found} is {fs_type:#x}): mount one with \
          `mount -t bpf bpf /sys/fs/bpf`, or pass a --bpffs-path on a bpffs"
     )]

@@ -14,13 +14,14 @@ use dns_common::answer_counters::ANSWER_COUNTERS;
 use dns_common::failopen::FLOWS_CAPACITY;
 use dns_common::hot_samples::HOT_SLOTS;
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey,
-    FlowValue, InterfaceMacs, Liveness, MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
-    MAP_EGRESS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INTERFACES, MAP_LIVENESS, MAP_RING,
-    MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME,
+    AnswerSlot, Config, Counter, EDNS_UDP_SIZE, EGRESS_PROGRAM_NAME, FlowKey, FlowValue,
+    IndexValue, InterfaceMacs, Liveness, MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_EGRESS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INDEX, MAP_INTERFACES, MAP_LIVENESS, MAP_RING,
+    MAX_CLUSTER_DNS_ADDRS, MAX_LISTEN_ADDRS, PROGRAM_NAME, slots_for,
 };
 
 use super::error::FastPathError;
+use super::owner::DirLock;
 use super::pins::{PINNED_MAPS, PinLayout, remove_pin};
 
 /// The shape a pinned map must have to be reused.
@@ -33,14 +34,25 @@ pub(crate) struct MapSpec {
     pub max_entries: u32,
 }
 
-pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 6] {
+/// The maps that only make sense together: the index names slots of the
+/// answers array, so one is reused only with the other.
+const ANSWER_MAPS: [&str; 2] = [MAP_INDEX, MAP_ANSWERS];
+
+pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 7] {
     [
         MapSpec {
-            name: MAP_ANSWERS,
-            types: &[MapType::Hash, MapType::LruHash],
-            key_size: size_of::<AnswerKey>() as u32,
-            value_size: size_of::<AnswerEntry>() as u32,
+            name: MAP_INDEX,
+            types: &[MapType::Hash],
+            key_size: size_of::<u64>() as u32,
+            value_size: size_of::<IndexValue>() as u32,
             max_entries: answer_entries,
+        },
+        MapSpec {
+            name: MAP_ANSWERS,
+            types: &[MapType::Array],
+            key_size: 4,
+            value_size: size_of::<AnswerSlot>() as u32,
+            max_entries: slots_for(answer_entries),
         },
         MapSpec {
             name: MAP_COUNTERS,
@@ -119,6 +131,14 @@ pub(crate) struct Loaded {
     /// Maps a previous agent pinned, reused as they are (their entries
     /// survive).
     pub reused: Vec<&'static str>,
+    /// The half of the answers array this agent writes
+    /// (`Config::slot_half`), its lock, held for the agent's life, and when
+    /// it was taken.
+    pub slot_half: u8,
+    pub slot_lock: Option<(DirLock, std::time::Instant)>,
+    /// The index and the answers array were made by this load (nothing
+    /// has read them yet).
+    pub answers_fresh: bool,
     /// Kernel memory of each pinned map (`memlock` in fdinfo), in bytes.
     pub memory: Vec<(&'static str, u64)>,
 }
@@ -208,9 +228,22 @@ pub(crate) fn load(
     let specs = map_specs(answer_entries);
     let mut reused = Vec::new();
     let mut created = Vec::new();
+    // The index and the answers array go together: when either does not
+    // fit (or is missing), both are made anew.
+    let answers_fit = ANSWER_MAPS.iter().all(|name| {
+        let spec = specs.iter().find(|s| s.name == *name).expect("a spec");
+        MapInfo::from_pin(layout.map(name)).is_ok_and(|info| spec.mismatch(&info).is_none())
+    });
     for spec in &specs {
         let path = layout.map(spec.name);
         if !path.exists() {
+            created.push(spec.name);
+            continue;
+        }
+        if !answers_fit && ANSWER_MAPS.contains(&spec.name) {
+            tracing::warn!(map = spec.name, path = %path.display(),
+                "pinned answer maps do not fit together; replacing them (their entries are re-synced)");
+            remove_pin(&path)?;
             created.push(spec.name);
             continue;
         }
@@ -234,7 +267,28 @@ pub(crate) fn load(
         }
     }
 
-    let result = load_pinned(object, layout, answer_entries, config);
+    // A previous agent's answers stay: it may still be writing its half of
+    // the slots (docs/design.md#torn-reads), so this agent takes the other.
+    let mut config = *config;
+    let preferred = if answers_fit {
+        previous_half(layout).map_or(0, |h| 1 - (h & 1))
+    } else {
+        0
+    };
+    let slot_lock = [preferred, 1 - preferred].into_iter().find_map(|half| {
+        DirLock::exclusive(&layout.slot_lock_dir(half))
+            .ok()
+            .map(|lock| (half, lock, std::time::Instant::now()))
+    });
+    let result = match slot_lock {
+        Some((half, _, _)) => {
+            config.slot_half = half;
+            load_pinned(object, layout, answer_entries, &config)
+        }
+        None => Err(FastPathError::SlotHalvesTaken {
+            path: layout.root().to_path_buf(),
+        }),
+    };
     if result.is_err() {
         // Leave the directory as it was: drop only pins this attempt made.
         for name in &created {
@@ -242,11 +296,15 @@ pub(crate) fn load(
         }
         if !root_existed {
             let _ = fs::remove_dir(layout.links_dir());
+            let _ = fs::remove_dir(layout.slot_lock_dir(0));
+            let _ = fs::remove_dir(layout.slot_lock_dir(1));
             let _ = fs::remove_dir(layout.root());
         }
     }
     let mut loaded = result?;
+    loaded.answers_fresh = !answers_fit;
     loaded.reused = reused;
+    loaded.slot_lock = slot_lock.map(|(_, lock, at)| (lock, at));
     loaded.memory = PINNED_MAPS
         .iter()
         .map(|name| (*name, map_memory(&layout.map(name)).unwrap_or(0)))
@@ -265,7 +323,8 @@ fn load_pinned(
         .map(|name| (*name, layout.map(name)))
         .collect();
     let mut loader = EbpfLoader::new();
-    loader.map_max_entries(MAP_ANSWERS, answer_entries);
+    loader.map_max_entries(MAP_INDEX, answer_entries);
+    loader.map_max_entries(MAP_ANSWERS, slots_for(answer_entries));
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
@@ -314,8 +373,18 @@ fn load_pinned(
         liveness: take_array_data(&mut ebpf, MAP_LIVENESS)?,
         ebpf,
         reused: Vec::new(),
+        slot_half: config.slot_half,
+        slot_lock: None,
+        answers_fresh: false,
         memory: Vec::new(),
     })
+}
+
+/// The slot half the agent that wrote the pinned config writes, if there
+/// is one.
+fn previous_half(layout: &PinLayout) -> Option<u8> {
+    let config: Array<MapData, Config> = open_pinned(layout, MAP_CONFIG).ok()?;
+    config.get(&0, 0).ok().map(|c| c.slot_half)
 }
 
 /// Loads program `name` into the kernel with `load` (its type's own load),

@@ -4,8 +4,8 @@
 //! counters, and `cleanup`.
 //!
 //! Pins (see [`pins`]) under `--bpffs-path` (default `/sys/fs/bpf/nodedns`):
-//! `NODEDNS_ANSWERS`, `NODEDNS_COUNTERS`, `NODEDNS_CONFIG` and
-//! `links/xdp-if<ifindex>`; `bpftool map dump pinned <dir>/NODEDNS_ANSWERS`
+//! `NODEDNS_INDEX`, `NODEDNS_ANSWERS`, `NODEDNS_COUNTERS`, `NODEDNS_CONFIG`
+//! and `links/xdp-if<ifindex>`; `bpftool map dump pinned <dir>/NODEDNS_ANSWERS`
 //! decodes them: the maps are BTF-defined (`#[btf_map]`), so key and value
 //! print as named fields. Maps pinned by an older agent (same layout, no
 //! BTF) are still reused; bpftool shows those in hex until they are
@@ -54,6 +54,7 @@ mod repair;
 mod runtime;
 pub mod selector;
 mod shared;
+pub mod slots;
 pub mod stats;
 
 pub use args::{CleanupArgs, FastPathArgs, InspectArgs, XdpModeArg};

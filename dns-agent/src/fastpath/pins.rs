@@ -1,7 +1,8 @@
 //! What lives under the pin directory, and the bpffs checks.
 //!
 //! ```text
-//! <bpffs-path>/NODEDNS_ANSWERS     hash map, AnswerKey -> AnswerEntry
+//! <bpffs-path>/NODEDNS_INDEX       hash map, question key hash (u64) -> IndexValue (slot)
+//! <bpffs-path>/NODEDNS_ANSWERS     array of AnswerSlot (question + answer), by slot
 //! <bpffs-path>/NODEDNS_COUNTERS    per-CPU array of u64, indexed by Counter
 //! <bpffs-path>/NODEDNS_CONFIG      array of one Config
 //! <bpffs-path>/NODEDNS_FLOWS       LRU hash, FlowKey -> FlowValue (failed-open flows)
@@ -24,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use dns_common::{
-    MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES,
+    MAP_ANSWER_COUNTS, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_FLOWS, MAP_HOT_SAMPLES, MAP_INDEX,
 };
 
 use super::error::FastPathError;
@@ -32,11 +33,15 @@ use crate::kernel::bpf::{detach_pinned_link, read_pinned_tcx_egress_link, read_p
 use crate::kernel::fs::{BPF_FS_MAGIC, fs_type};
 /// Sub-directory holding one pinned link per attached interface.
 const LINKS_DIR: &str = "links";
+/// Directories whose exclusive `flock` says which agent writes which half
+/// of the answer slots (docs/design.md#torn-reads).
+const SLOT_LOCK_DIRS: [&str; 2] = ["slots-0", "slots-1"];
 const LINK_PREFIX: &str = "xdp-if";
 const EGRESS_LINK_PREFIX: &str = "tc-if";
 
 /// The maps the fast path pins, by name.
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 7] = [
+    MAP_INDEX,
     MAP_ANSWERS,
     MAP_COUNTERS,
     MAP_ANSWER_COUNTS,
@@ -65,6 +70,11 @@ impl PinLayout {
 
     pub fn links_dir(&self) -> PathBuf {
         self.root.join(LINKS_DIR)
+    }
+
+    /// The lock directory of slot half `half` (0 or 1).
+    pub fn slot_lock_dir(&self, half: u8) -> PathBuf {
+        self.root.join(SLOT_LOCK_DIRS[usize::from(half & 1)])
     }
 
     pub fn link(&self, ifindex: u32) -> PathBuf {
@@ -114,8 +124,14 @@ impl PinLayout {
     /// Checks the directory is (or will be) on bpffs and creates it.
     pub fn ensure(&self) -> Result<(), FastPathError> {
         check_bpffs(&self.root)?;
-        let dir = self.links_dir();
-        fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))
+        for dir in [
+            self.links_dir(),
+            self.slot_lock_dir(0),
+            self.slot_lock_dir(1),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| FastPathError::io(dir, e))?;
+        }
+        Ok(())
     }
 }
 

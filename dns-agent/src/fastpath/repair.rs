@@ -122,6 +122,21 @@ fn repin(shared: &Shared, state: &mut State) -> Result<Vec<String>, FastPathErro
             *owner = Some(lock_dir(layout.root())?);
         }
     }
+    {
+        // The half of the answer slots this agent writes stays locked
+        // (docs/design.md#torn-reads).
+        let dir = layout.slot_lock_dir(shared.slot_half);
+        let mut slot = lock(&shared.slot_lock);
+        if let Some((held, _)) = slot.as_mut()
+            && !held.covers(&dir)
+        {
+            match DirLock::exclusive(&dir) {
+                Ok(again) => *held = again,
+                Err(_) => tracing::warn!(dir = %dir.display(),
+                    "another agent holds this agent's half of the answer slots"),
+            }
+        }
+    }
     let mut made = Vec::new();
     for (name, map) in &shared.pinned_maps {
         let path = layout.map(name);

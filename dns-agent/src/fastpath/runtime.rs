@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, HashMap, MapData, RingBuf};
-use dns_common::{AnswerEntry, AnswerKey, Config, Counter, MAP_ANSWERS, MAP_CONFIG};
+use aya::maps::{Array, MapData, RingBuf};
+use dns_common::{Config, Counter, MAP_ANSWERS, MAP_CONFIG, MAP_INDEX};
 
 use super::args::{FastPathArgs, XdpModeArg};
 use super::attach::{Attacher, InterfaceStatus, Release, SkipReason};
@@ -30,8 +30,8 @@ use super::{cleanup, stats};
 use crate::health::NodeHealth;
 use crate::kernel::netlink::{self, LinkEvents, Wake, Waker};
 
-/// The kernel answers map, as promotion writes it and `inspect` reads it.
-pub type AnswersMap = HashMap<MapData, AnswerKey, AnswerEntry>;
+/// The kernel answers (index and slots), as promotion writes them.
+pub type AnswersMap = super::slots::AnswerTable<MapData>;
 
 /// What happens to the kernel side when the fast path stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl FastPath {
 
         let mut loaded = loader::load(&object, &layout, args.map_entries, &config)?;
         let debug_log = DebugLog::start(&mut loaded.ebpf);
-        let answers_reader = open_pinned(&layout, MAP_ANSWERS)?;
+        let answers_reader = open_pinned(&layout, MAP_INDEX)?;
         let capacity = args.map_entries;
         tracing::info!(
             bpffs = %layout.root().display(), program_id = loaded.program_id, capacity,
@@ -144,6 +144,10 @@ impl FastPath {
             layout,
             program_id: loaded.program_id,
             capacity,
+            slot_half: loaded.slot_half,
+            slot_lock: Mutex::new(loaded.slot_lock),
+            answers_table: Mutex::new(None),
+            answers_fresh: loaded.answers_fresh,
             memory: loaded.memory,
             counters: loaded.counters,
             answer_counts: loaded.answer_counts,
@@ -180,10 +184,36 @@ impl FastPath {
         }))
     }
 
-    /// A descriptor of its own on the answers map, for a writer (promotion's
-    /// `MapSink`) that must not wait for the readers here.
-    pub fn open_answers(&self) -> Result<AnswersMap, FastPathError> {
-        open_pinned(&self.shared.layout, MAP_ANSWERS)
+    /// The answer maps' writer (promotion's `MapSink`), on descriptors of
+    /// its own so it does not wait for the readers here. It writes this
+    /// agent's half of the slots (docs/design.md#torn-reads); there is one
+    /// per agent, shared by every caller, so that one list of free and
+    /// cooling slots covers every write.
+    pub fn open_answers(&self) -> Result<Arc<Mutex<AnswersMap>>, FastPathError> {
+        let mut table = lock(&self.shared.answers_table);
+        if let Some(t) = table.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Mutex::new(self.new_answers_table()?));
+        *table = Some(t.clone());
+        Ok(t)
+    }
+
+    fn new_answers_table(&self) -> Result<AnswersMap, FastPathError> {
+        let layout = &self.shared.layout;
+        // Reused slots: the half's previous writer may have taken some out
+        // of the index just before it let go of the lock.
+        let locked_at = lock(&self.shared.slot_lock).as_ref().map(|(_, at)| *at);
+        if let (false, Some(locked_at)) = (self.shared.answers_fresh, locked_at) {
+            let grace = Duration::from_nanos(dns_common::SLOT_GRACE_NS);
+            std::thread::sleep(grace.saturating_sub(locked_at.elapsed()));
+        }
+        Ok(super::slots::AnswerTable::open(
+            open_pinned(layout, MAP_INDEX)?,
+            open_pinned(layout, MAP_ANSWERS)?,
+            self.shared.capacity,
+            self.shared.slot_half,
+        ))
     }
 
     pub fn program_id(&self) -> u32 {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, Xdp};
-use dns_common::{AnswerEntry, AnswerKey, Config, EGRESS_PROGRAM_NAME, PROGRAM_NAME};
+use dns_common::{Config, EGRESS_PROGRAM_NAME, IndexValue, PROGRAM_NAME};
 
 use super::attach::Attacher;
 use super::egress::EgressLinks;
@@ -22,13 +22,21 @@ pub(crate) struct Shared {
     pub layout: PinLayout,
     pub program_id: u32,
     pub capacity: u32,
+    /// The half of the answer slots this agent writes, and its lock (held
+    /// until the agent exits) with when it was taken.
+    pub slot_half: u8,
+    pub slot_lock: Mutex<Option<(DirLock, std::time::Instant)>>,
+    /// The answer maps were made by this agent's load.
+    pub answers_fresh: bool,
+    /// The one writer of the answer maps, once opened.
+    pub answers_table: Mutex<Option<Arc<Mutex<super::AnswersMap>>>>,
     pub memory: Vec<(&'static str, u64)>,
     pub counters: PerCpuArray<MapData, u64>,
     /// The answers sent, by kind (`dns_common::answer_counters`).
     pub answer_counts: PerCpuArray<MapData, u64>,
-    /// A second descriptor of the answers map for reads, so walking it does
-    /// not hold up the sink's writers.
-    pub answers: HashMap<MapData, AnswerKey, AnswerEntry>,
+    /// A second descriptor of the answers index for reads, so walking it
+    /// does not hold up the sink's writers.
+    pub answers: HashMap<MapData, u64, IndexValue>,
     pub heartbeat: Heartbeat,
     /// The config the program runs with, as last written.
     pub config: Mutex<Config>,

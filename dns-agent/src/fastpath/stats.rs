@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use dns_common::answer_counters::{ANSWER_COUNTERS, AnswerCounterKey};
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWER_COUNTS, MAP_COUNTERS};
+use dns_common::{Counter, IndexValue, MAP_ANSWER_COUNTS, MAP_COUNTERS};
 
 use super::error::FastPathError;
 
@@ -43,13 +43,10 @@ pub fn read_answer_counts<T: Borrow<MapData>>(
     Ok(counts)
 }
 
-/// Entries in the answers map, walking its keys (at most `capacity` steps:
+/// Entries in the answers index, walking its keys (at most `capacity` steps:
 /// a key deleted under the walk restarts it, so under heavy churn this is
 /// an estimate).
-pub fn count_entries<T: Borrow<MapData>>(
-    map: &HashMap<T, AnswerKey, AnswerEntry>,
-    capacity: u32,
-) -> u64 {
+pub fn count_entries<T: Borrow<MapData>>(map: &HashMap<T, u64, IndexValue>, capacity: u32) -> u64 {
     map.keys()
         .take(capacity as usize)
         .filter(Result::is_ok)

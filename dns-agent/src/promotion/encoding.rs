@@ -189,9 +189,7 @@ fn entry(key: &AnswerKey, spec: &EntrySpec<'_>, rcode: u8, body: &Body) -> Answe
     let record_ttl = sections.records().map(|r| r.ttl).min();
     let mut entry = AnswerEntry::zeroed();
     entry.key_hash = hash;
-    entry.tail_hash = hash;
     entry.generation = spec.generation;
-    entry.tail_generation = spec.generation;
     entry.expires_ns = spec.expires_boot_ns;
     entry.max_ttl = record_ttl.map_or(spec.max_ttl, |t| t.min(spec.max_ttl));
     entry.body_sum = u32::from(ones_sum(&body.bytes));
@@ -238,13 +236,8 @@ pub fn decode(key: &AnswerKey, entry: &AnswerEntry) -> Result<DecodedEntry, Enco
         ));
     }
     let hash = key_hash(&key.name[..name_len], key.qtype);
-    if entry.key_hash != hash
-        || entry.tail_hash != hash
-        || entry.generation != entry.tail_generation
-    {
-        return Err(EncodeError::Corrupt(
-            "hash or generation does not match the key",
-        ));
+    if entry.key_hash != hash {
+        return Err(EncodeError::Corrupt("hash does not match the key"));
     }
     let body = &entry.body[..body_len];
     if u32::from(ones_sum(body)) != entry.body_sum {
@@ -450,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn decode_rejects_torn_entries() {
+    fn decode_rejects_corrupt_entries() {
         let q = name("web.example.");
         let answers = [Record::from_rdata(
             q.clone(),
@@ -459,7 +452,7 @@ mod tests {
         )];
         let (key, entry) = encode_answers(&q, RecordType::A, &answers).unwrap();
         let mut torn = entry;
-        torn.tail_generation += 1;
+        torn.key_hash += 1;
         assert!(decode(&key, &torn).is_err());
         let mut torn = entry;
         torn.body[15] ^= 1;

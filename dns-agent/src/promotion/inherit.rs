@@ -295,7 +295,7 @@ mod tests {
             sink.put(k, e).unwrap();
         }
         let (k, mut torn) = old_entry("torn.example.", Ipv4Addr::new(192, 0, 2, 3), false, 60);
-        torn.tail_generation += 1;
+        torn.key_hash += 1;
         sink.put(&k, &torn).unwrap();
 
         let zone = Arc::new(Services {

@@ -1,7 +1,7 @@
 //! [`AnswerSink`] over the pinned answers map of a running fast path.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use aya::maps::{MapData, MapError, PerCpuArray};
 use dns_common::hot_samples::{HOT_CURSOR, HOT_RING, ring_slot};
@@ -9,16 +9,15 @@ use dns_common::{AnswerEntry, AnswerKey, MAP_HOT_SAMPLES};
 
 use super::sink::{AnswerSink, SinkError};
 use crate::fastpath::loader::open_pinned;
+use crate::fastpath::slots::TableError;
 use crate::fastpath::{AnswersMap, FastPath, FastPathError};
 
-/// `BPF_ANY`: create or replace.
-const BPF_ANY: u64 = 0;
-
-/// The kernel answers map. Updates are single `bpf(2)` calls, atomic per
-/// entry for the XDP reader (which still validates what it copies); the
-/// mutex only serialises this process's writers around aya's `&mut` API.
+/// The kernel answers (index and slots, `fastpath::slots`): a write is a
+/// fresh slot, then one index update, so the XDP reader sees the old answer
+/// or the new one (docs/design.md#torn-reads); the mutex serialises this
+/// process's writers, which share the free slots.
 pub struct MapSink {
-    map: Mutex<AnswersMap>,
+    map: Arc<Mutex<AnswersMap>>,
     capacity: u32,
     /// The kernel's hit samples, and how many each CPU had taken when they
     /// were last read; `None` when the pins have no rings.
@@ -72,40 +71,27 @@ impl MapSink {
             }
         };
         Ok(Self {
-            map: Mutex::new(fast_path.open_answers()?),
+            map: fast_path.open_answers()?,
             capacity: fast_path.capacity(),
             samples,
         })
-    }
-
-    fn errno(e: &MapError) -> Option<i32> {
-        match e {
-            MapError::SyscallError(s) => s.io_error.raw_os_error(),
-            _ => None,
-        }
     }
 }
 
 impl AnswerSink for MapSink {
     fn put(&self, key: &AnswerKey, entry: &AnswerEntry) -> Result<(), SinkError> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(key, entry, BPF_ANY)
-            .map_err(|e| match Self::errno(&e) {
-                // A full hash map answers E2BIG; a non-preallocated one ENOMEM.
-                Some(libc::E2BIG | libc::ENOMEM) => SinkError::Full {
-                    capacity: self.capacity,
-                },
-                _ => SinkError::Map(e.to_string()),
-            })
+        let mut table = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        table.put(key, entry).map_err(|e| match e {
+            TableError::Full => SinkError::Full {
+                capacity: self.capacity,
+            },
+            e => SinkError::Map(e.to_string()),
+        })
     }
 
     fn delete(&self, key: &AnswerKey) -> Result<(), SinkError> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match map.remove(key) {
-            Ok(()) => Ok(()),
-            Err(e) if Self::errno(&e) == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(SinkError::Map(e.to_string())),
-        }
+        let mut table = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        table.delete(key).map_err(|e| SinkError::Map(e.to_string()))
     }
 
     fn capacity(&self) -> u32 {
@@ -113,36 +99,13 @@ impl AnswerSink for MapSink {
     }
 
     fn existing_keys(&self) -> Vec<AnswerKey> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let capacity = self.capacity as usize;
-        // When the key a walk stands on is deleted under it, the kernel
-        // starts over from the first bucket: skip keys seen before, and
-        // bound the steps so concurrent churn cannot keep the walk going.
-        let mut seen = HashSet::with_capacity(capacity.min(4096));
-        let mut keys = Vec::new();
-        for key in map.keys().take(capacity.saturating_mul(2)) {
-            match key {
-                Ok(key) => {
-                    if seen.insert(key) {
-                        keys.push(key);
-                        if keys.len() >= capacity {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, listed = keys.len(),
-                        "walking the kernel answers map failed; adopting what was listed");
-                    break;
-                }
-            }
-        }
-        keys
+        let table = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        table.keys()
     }
 
     fn read(&self, key: &AnswerKey) -> Option<AnswerEntry> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key, 0).ok()
+        let table = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        table.read(key)
     }
 
     fn hit_samples(&self) -> Vec<u64> {

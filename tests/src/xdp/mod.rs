@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
+use dns_agent::fastpath::slots::AnswerTable;
 use dns_common::{
-    AnswerEntry, AnswerKey, Config, Counter, EDNS_UDP_SIZE, InterfaceMacs, MAP_ANSWERS, MAP_CONFIG,
-    MAP_COUNTERS, MAP_INTERFACES, PROGRAM_NAME,
+    AnswerEntry, AnswerKey, AnswerSlot, Config, Counter, EDNS_UDP_SIZE, IndexValue, InterfaceMacs,
+    MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS, MAP_INDEX, MAP_INTERFACES, PROGRAM_NAME, slots_for,
 };
 
 pub use check::check_answer;
@@ -58,6 +59,9 @@ pub fn object_override() -> Option<PathBuf> {
 /// listening on [`SERVER_V4`] and [`SERVER_V6`], port 53.
 pub struct Harness {
     pub ebpf: Ebpf,
+    /// The answers index and slots, written as the agent writes them
+    /// (`dns_agent::fastpath::slots`); `None` once taken.
+    answers: Option<AnswerTable<MapData>>,
 }
 
 /// One run: the verdict and the frame as the program left it.
@@ -85,7 +89,8 @@ impl Harness {
             loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
         }
         let mut ebpf = loader
-            .map_max_entries(MAP_ANSWERS, answers)
+            .map_max_entries(MAP_INDEX, answers)
+            .map_max_entries(MAP_ANSWERS, slots_for(answers))
             .load(&bytes)
             .unwrap_or_else(|e| panic!("loading the XDP object failed: {e:?}"));
         let prog: &mut Xdp = ebpf
@@ -96,7 +101,12 @@ impl Harness {
         if let Err(e) = prog.load() {
             panic!("the verifier rejected nodedns_xdp: {e}\n{e:?}");
         }
-        let mut harness = Self { ebpf };
+        let take =
+            |ebpf: &mut Ebpf, name| ebpf.take_map(name).unwrap_or_else(|| panic!("map {name}"));
+        let index = HashMap::try_from(take(&mut ebpf, MAP_INDEX)).unwrap();
+        let slots = Array::try_from(take(&mut ebpf, MAP_ANSWERS)).unwrap();
+        let answers = Some(AnswerTable::fresh(index, slots, answers));
+        let mut harness = Self { ebpf, answers };
         harness.set_config(default_config());
         // BPF_PROG_TEST_RUN runs the program as if on the loopback device
         // of the caller's namespace; the frames go to SERVER_MAC. (An
@@ -134,12 +144,32 @@ impl Harness {
         map.set(0, cfg, 0).unwrap();
     }
 
-    pub fn answers(&mut self) -> HashMap<&mut MapData, AnswerKey, AnswerEntry> {
-        HashMap::try_from(self.ebpf.map_mut(MAP_ANSWERS).unwrap()).unwrap()
+    /// Publishes `entry` for `key` as the agent does (a fresh slot, then
+    /// the index).
+    pub fn insert(&mut self, key: &AnswerKey, entry: &AnswerEntry) {
+        self.answers().put(key, entry).unwrap();
     }
 
-    pub fn insert(&mut self, key: &AnswerKey, entry: &AnswerEntry) {
-        self.answers().insert(key, entry, 0).unwrap();
+    pub fn remove(&mut self, key: &AnswerKey) {
+        self.answers().delete(key).unwrap();
+    }
+
+    /// The answers table (panics once taken).
+    pub fn answers(&mut self) -> &mut AnswerTable<MapData> {
+        self.answers.as_mut().expect("the answers table was taken")
+    }
+
+    /// Takes the answers table out, for a writer on another thread.
+    pub fn take_answers(&mut self) -> AnswerTable<MapData> {
+        self.answers.take().expect("the answers table was taken")
+    }
+
+    /// Writes `slot` into slot number `n` and points the index entry
+    /// `hash` at it, unchecked: for slots the agent would never write.
+    pub fn insert_raw(&mut self, hash: u64, n: u32, slot: &AnswerSlot) {
+        let (index, slots) = self.answers().maps_mut();
+        slots.set(n, slot, 0).unwrap();
+        index.insert(hash, IndexValue::new(n), 0).unwrap();
     }
 
     /// Encodes `def` and puts it into the answers map.

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, MapInfo};
 use aya::programs::XdpMode;
-use dns_common::{AnswerEntry, AnswerKey, Config, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS};
+use dns_agent::fastpath::slots::{hash_of, read_slot};
+use dns_common::{
+    AnswerEntry, AnswerKey, AnswerSlot, Config, IndexValue, MAP_ANSWERS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_INDEX, slots_for,
+};
 use nodedns_tests::client::DnsperfSummary;
 use nodedns_tests::internals::{
     AnswerSink, AttachMode, ExitPolicy, FastPath, FastPathArgs, FastPathError, MapSink, NodeHealth,
@@ -154,9 +158,18 @@ fn a_entry(name: &str, addr: [u8; 4], ttl: u32) -> (AnswerKey, AnswerEntry) {
     def.encode()
 }
 
-fn pinned_answers(dir: &Path) -> HashMap<MapData, AnswerKey, AnswerEntry> {
+/// The entry the pinned index and slots publish for `key`, as the kernel
+/// would find it.
+fn pinned_entry(dir: &Path, key: &AnswerKey) -> Option<AnswerEntry> {
+    let data = MapData::from_pin(dir.join(MAP_INDEX)).unwrap();
+    let index: HashMap<MapData, u64, IndexValue> =
+        HashMap::try_from(aya::maps::Map::from_map_data(data).unwrap()).unwrap();
     let data = MapData::from_pin(dir.join(MAP_ANSWERS)).unwrap();
-    HashMap::try_from(aya::maps::Map::from_map_data(data).unwrap()).unwrap()
+    let slots: Array<MapData, AnswerSlot> =
+        Array::try_from(aya::maps::Map::from_map_data(data).unwrap()).unwrap();
+    let hash = hash_of(key);
+    let slot = read_slot(&slots, hash, index.get(&hash, 0).ok()?)?;
+    (slot.key == *key).then_some(slot.entry)
 }
 
 fn bpftool(args: &[&str]) -> String {
@@ -175,7 +188,7 @@ fn load_pins_maps_and_writes_config() {
     let (ns, pins) = setup(&[]);
     let fp = start(&ns, &args(&pins, &["nomatch*"]));
 
-    for map in [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG] {
+    for map in [MAP_INDEX, MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG] {
         assert!(pins.path.join(map).exists(), "{map} is pinned");
         let out = bpftool(&[
             "-j",
@@ -193,8 +206,13 @@ fn load_pins_maps_and_writes_config() {
     assert_eq!(config, config_without_cluster_dns());
     assert_eq!(config.v4_addrs[0].to_ne_bytes(), [169, 254, 20, 10]);
 
+    let index = MapInfo::from_pin(pins.path.join(MAP_INDEX)).unwrap();
+    assert_eq!(index.max_entries(), dns_common::DEFAULT_ANSWER_ENTRIES);
     let answers = MapInfo::from_pin(pins.path.join(MAP_ANSWERS)).unwrap();
-    assert_eq!(answers.max_entries(), dns_common::DEFAULT_ANSWER_ENTRIES);
+    assert_eq!(
+        answers.max_entries(),
+        slots_for(dns_common::DEFAULT_ANSWER_ENTRIES)
+    );
     let memory: u64 = fp.memory().iter().map(|(_, b)| b).sum();
     println!(
         "map kernel memory at default capacity: {:?} (total {memory} bytes)",
@@ -238,7 +256,7 @@ fn second_load_adopts_pinned_maps() {
         "same map adopted"
     );
     assert_eq!(second.entry_count(), 1, "entries survive the restart");
-    assert!(pinned_answers(&pins.path).get(&key, 0).is_ok());
+    assert!(pinned_entry(&pins.path, &key).is_some());
     second.shutdown().unwrap();
 
     // Another capacity does not fit: the map is replaced, not reused.
@@ -247,7 +265,9 @@ fn second_load_adopts_pinned_maps() {
     let third = start(&ns, &smaller);
     let info = MapInfo::from_pin(pins.path.join(MAP_ANSWERS)).unwrap();
     assert_ne!(info.id(), map_id);
-    assert_eq!(info.max_entries(), 64);
+    assert_eq!(info.max_entries(), slots_for(64));
+    let index = MapInfo::from_pin(pins.path.join(MAP_INDEX)).unwrap();
+    assert_eq!(index.max_entries(), 64);
     assert_eq!(third.entry_count(), 0);
 }
 
@@ -386,7 +406,7 @@ fn keep_on_exit_then_adopt_without_duplicates() {
         .count();
     assert_eq!(ours, 1, "exactly one XDP link runs either program: {links}");
     assert!(
-        pinned_answers(&pins.path).get(&key, 0).is_ok(),
+        pinned_entry(&pins.path, &key).is_some(),
         "entries survive the hand-over"
     );
 
@@ -408,8 +428,8 @@ fn cleanup_removes_everything() {
     assert_eq!(report.egress_links.len(), 2);
     assert_eq!(
         report.maps.len(),
-        6,
-        "answers, counters, answer counts, hot samples, config, flows"
+        7,
+        "index, answers, counters, answer counts, hot samples, config, flows"
     );
     assert!(report.removed_dir);
     assert!(report.still_attached.is_empty(), "{report}");
@@ -442,9 +462,8 @@ fn sink_put_delete_full() {
     sink.delete(&entries[0].0).unwrap();
     sink.put(&entries[4].0, &entries[4].1).unwrap();
     assert_eq!(fp.entry_count(), 4);
-    let answers = pinned_answers(&pins.path);
-    assert!(answers.get(&entries[0].0, 0).is_err());
-    assert!(answers.get(&entries[4].0, 0).is_ok());
+    assert!(pinned_entry(&pins.path, &entries[0].0).is_none());
+    assert!(pinned_entry(&pins.path, &entries[4].0).is_some());
 }
 
 #[test]
@@ -480,29 +499,43 @@ fn inspect_and_metrics() {
         "web.default.svc.cluster.local. A 10.0.0.7"
     );
 
-    // bpftool reads the pins; the maps are BTF-defined, so it decodes the
-    // key and value into named fields instead of printing hex.
+    // bpftool reads the pins, as the README shows: the index names each
+    // question's slot, the slot holds the question and the answer. The maps
+    // are BTF-defined, so it decodes them into named fields, not hex.
+    let index = pins.path.join(MAP_INDEX);
     let answers = pins.path.join(MAP_ANSWERS);
     let show = bpftool(&["map", "show", "pinned", answers.to_str().unwrap()]);
     println!("{show}");
     assert!(show.contains("NODEDNS_ANSWERS"), "{show}");
-    let dump = bpftool(&["-j", "map", "dump", "pinned", answers.to_str().unwrap()]);
+    let dump = bpftool(&["-j", "map", "dump", "pinned", index.to_str().unwrap()]);
     let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
     assert_eq!(dump.as_array().unwrap().len(), 2, "{dump}");
     println!("{dump:#}");
     for entry in dump.as_array().unwrap() {
-        let formatted = &entry["formatted"];
-        assert_eq!(formatted["key"]["qtype"], 1, "A query key: {entry:#}");
+        let slot = entry["formatted"]["value"]["slot"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("index value lacks slot: {entry:#}"));
+        let key: Vec<String> = (slot as u32)
+            .to_le_bytes()
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        let mut args = vec!["-j", "map", "lookup", "pinned", answers.to_str().unwrap()];
+        args.push("key");
+        args.extend(key.iter().map(String::as_str));
+        let found: serde_json::Value = serde_json::from_str(&bpftool(&args)).unwrap();
+        let value = &found["formatted"]["value"];
+        assert_eq!(value["key"]["qtype"], 1, "A query key: {found:#}");
         for field in ["name_len", "name"] {
             assert!(
-                formatted["key"].get(field).is_some(),
-                "key lacks {field}: {entry:#}"
+                value["key"].get(field).is_some(),
+                "slot key lacks {field}: {found:#}"
             );
         }
         for field in ["key_hash", "expires_ns", "max_ttl", "rcode", "body"] {
             assert!(
-                formatted["value"].get(field).is_some(),
-                "value lacks {field}: {entry:#}"
+                value["entry"].get(field).is_some(),
+                "slot entry lacks {field}: {found:#}"
             );
         }
     }
@@ -931,9 +964,11 @@ fn map_btf_id(pin: &Path) -> u64 {
 
 #[test]
 fn upgrade_adopts_maps_pinned_without_btf() {
-    // An agent from before the BTF-defined maps left maps of the same shape
-    // but without BTF: they are adopted as they are (bpftool dumps them in
-    // hex until they are next replaced), and the program loads against them.
+    // An agent from before the BTF-defined maps left maps without BTF:
+    // those of the same shape are adopted as they are (bpftool dumps them in
+    // hex until they are next replaced), and the program loads against
+    // them. Its answers map, a hash by whole question from before the
+    // index and slots, does not fit: the answers start fresh, cleanly.
     let (ns, pins) = setup(&[]);
     std::fs::create_dir_all(&pins.path).unwrap();
     let legacy = [
@@ -975,11 +1010,19 @@ fn upgrade_adopts_maps_pinned_without_btf() {
     let answers = pins.path.join(MAP_ANSWERS);
     let legacy_id = MapInfo::from_pin(&answers).unwrap().id();
 
+    let counters = pins.path.join(MAP_COUNTERS);
+    let counters_id = MapInfo::from_pin(&counters).unwrap().id();
+
     let fp = start(&ns, &args(&pins, &["nomatch*"]));
     assert_eq!(
+        MapInfo::from_pin(&counters).unwrap().id(),
+        counters_id,
+        "the legacy counters are adopted"
+    );
+    assert_ne!(
         MapInfo::from_pin(&answers).unwrap().id(),
         legacy_id,
-        "the legacy map is adopted"
+        "the old answers map is replaced"
     );
     let (key, entry) = a_entry("web.default.svc.cluster.local", [10, 0, 0, 7], 30);
     MapSink::open(&fp).unwrap().put(&key, &entry).unwrap();
@@ -994,7 +1037,7 @@ fn upgrade_adopts_maps_pinned_without_btf() {
     // A fresh directory gets BTF-described maps.
     let fresh = Pins::new();
     let fp = start(&ns, &args(&fresh, &["nomatch*"]));
-    for name in [MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG] {
+    for name in [MAP_INDEX, MAP_ANSWERS, MAP_COUNTERS, MAP_CONFIG] {
         assert_ne!(map_btf_id(&fresh.path.join(name)), 0, "{name} carries BTF");
     }
     fp.shutdown().unwrap();

@@ -1,7 +1,12 @@
 //! Races map updates against lookups: a writer flips one name between two
-//! answers of different lengths (delete + re-insert, and overwrite) while
-//! the program answers queries for it. Every answer must be exactly one of
-//! the two versions, never a mix; passes are fine. Needs root.
+//! answers of different lengths (delete + re-insert, and overwrite) with
+//! the agent's write protocol (`dns_agent::fastpath::slots`: a fresh slot,
+//! then the index; a slot taken out cools for a second before it is
+//! written again) as fast as it can, while churning other names so the
+//! preallocated index recycles its elements at once, and while the program
+//! answers queries for the name. Every answer must be exactly one of the
+//! two versions, never a mix; passes are fine (a rewrite finding no cooled
+//! slot takes the name out of the index until the next one). Needs root.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -9,8 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, MapData};
-use dns_common::{AnswerEntry, AnswerKey, Counter, MAP_ANSWERS};
+use dns_common::Counter;
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, RecordType};
@@ -20,8 +24,10 @@ use nodedns_tests::xdp::{EntryDef, Harness, XDP_PASS, XDP_TX, query_frame};
 
 const NAME: &str = "flip.default.svc.cluster.local.";
 const RUN_FOR: Duration = Duration::from_secs(3);
-/// Other keys the writer churns so freed elements get reused at once.
+/// Other keys the writer churns so freed index elements get reused at once.
 const CHURN_KEYS: u32 = 64;
+/// Index capacity: slots enough for thousands of rewrites a second.
+const CAPACITY: u32 = 8192;
 
 fn version(n: u8) -> EntryDef {
     EntryDef::new(
@@ -39,7 +45,7 @@ fn addrs(msg: &Message) -> BTreeSet<String> {
 
 #[test]
 fn concurrent_updates_never_produce_a_mixed_answer() {
-    let mut xdp = Harness::with_capacity(256);
+    let mut xdp = Harness::with_capacity(CAPACITY);
     let short = version(1);
     let long = version(7);
     let expected: Vec<BTreeSet<String>> = [&short, &long]
@@ -52,15 +58,15 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
                 .collect()
         })
         .collect();
-    let (key, _) = short.encode();
-    let mut map: HashMap<MapData, AnswerKey, AnswerEntry> =
-        HashMap::try_from(xdp.ebpf.take_map(MAP_ANSWERS).unwrap()).unwrap();
-    map.insert(key, short.encode().1, 0).unwrap();
+    let (key, entry) = short.encode();
+    let mut map = xdp.take_answers();
+    map.put(&key, &entry).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (stop, writes) = (stop.clone(), writes.clone());
+        let (stop, writes, published) = (stop.clone(), writes.clone(), published.clone());
         std::thread::spawn(move || {
             let mut generation = 1u64;
             let mut churn = 0u32;
@@ -70,21 +76,25 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
                     let mut d = EntryDef::new(NAME, RecordType::A, def.sections.answers.clone());
                     d.generation = generation;
                     let (k, e) = d.encode();
-                    if generation.is_multiple_of(2) {
-                        map.insert(k, e, 0).unwrap();
-                    } else {
-                        let _ = map.remove(&k);
-                        map.insert(k, e, 0).unwrap();
+                    if !generation.is_multiple_of(2) {
+                        map.delete(&k).unwrap();
                     }
-                    // Free and reuse other elements too.
+                    // No cooled slot is fine: the name passes until the
+                    // next write finds one.
+                    if map.put(&k, &e).is_ok() {
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Free and reuse other index elements too.
                     let other = EntryDef::new(
                         &format!("churn{}.cluster.local.", churn % CHURN_KEYS),
                         RecordType::A,
                         vec![],
                     );
                     let (ok, oe) = other.encode();
-                    let _ = map.remove(&ok);
-                    map.insert(ok, oe, 0).unwrap();
+                    map.delete(&ok).unwrap();
+                    if map.put(&ok, &oe).is_ok() {
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
                     churn += 1;
                     writes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -122,8 +132,10 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let c = xdp.counters();
+    let published = published.load(Ordering::Relaxed);
     println!(
-        "race: {answered} answered ({} short, {} long), {passed} passed ({} miss, {} invalid entry), {} writes",
+        "race: {answered} answered ({} short, {} long), {passed} passed ({} miss, {} invalid entry), \
+         {} rewrites of the name, {published} slots published",
         seen[0],
         seen[1],
         c[Counter::Miss as usize],
@@ -133,5 +145,10 @@ fn concurrent_updates_never_produce_a_mixed_answer() {
     assert!(
         seen[0] > 0 && seen[1] > 0,
         "both versions must have been served"
+    );
+    let half = u64::from(dns_common::slots_for(CAPACITY) / 2);
+    assert!(
+        published > half,
+        "the writer must have reused cooled slots ({published} published, {half} slots)"
     );
 }

@@ -3,7 +3,8 @@
 //! by contender and the agent's RSS by cluster size, then saturation
 //! throughput and the hot set's kernel share during a unique-name flood,
 //! each with its goal as a red line (the userspace path's goals come from
-//! the peers' figures).
+//! the peers' figures); last the kernel path's goals: how many times below
+//! the better peer its CPU per query is, and one hit's cost in TestRun.
 
 use std::path::Path;
 
@@ -11,7 +12,8 @@ use anyhow::Result;
 
 use crate::png::{Canvas, Rgb};
 use crate::report::{
-    Bound, FLOOD_LABEL, Goal, HOT_SET_GOAL, IDLE_CPU_GOAL, RSS_GOAL_BYTES, Report,
+    Bound, FLOOD_LABEL, Goal, HOT_SET_GOAL, IDLE_CPU_GOAL, KERNEL_HIT_GOAL, KERNEL_PATHS,
+    KERNEL_RATIO_GOAL, RSS_GOAL_BYTES, Report, XDP_PROGRAM, peer_ratio_metric,
 };
 
 const WHITE: Rgb = [255, 255, 255];
@@ -55,7 +57,13 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     let share = bars_of(report, "hot_set_kernel_share", 100.0, SHARE, 2);
     // Saturation and the flood's share side by side, in one row.
     let last_h = 60 + saturation.len().max(share.len()).max(1) * ROW;
-    let height = 50 + rates.len().max(1) * panel_h + goals_h + last_h + 20;
+    let ratios = kernel_ratio_bars(report);
+    let hit = bars_of(report, "testrun_hit", 1.0, CPU, 0)
+        .into_iter()
+        .filter(|(c, _)| c == XDP_PROGRAM)
+        .collect::<Vec<_>>();
+    let kernel_h = 60 + ratios.len().max(hit.len()).max(1) * ROW;
+    let height = 50 + rates.len().max(1) * panel_h + goals_h + last_h + kernel_h + 20;
     let mut canvas = Canvas::new(2 * PANEL_W + 20, height, WHITE);
     canvas.text(
         10,
@@ -152,7 +160,46 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
     );
     let goal = Some(HOT_SET_GOAL * 100.0);
     panel_of(&mut canvas, PANEL_W + 10, top, &title, share, goal);
+    let top = top + last_h;
+    let title =
+        format!("kernel path: peers' CPU/query over its own (goal {KERNEL_RATIO_GOAL:.0}x)");
+    panel_of(
+        &mut canvas,
+        10,
+        top,
+        &title,
+        ratios,
+        Some(KERNEL_RATIO_GOAL),
+    );
+    let title = format!("XDP hit in TestRun, ns (goal {KERNEL_HIT_GOAL:.0})");
+    panel_of(
+        &mut canvas,
+        PANEL_W + 10,
+        top,
+        &title,
+        hit,
+        Some(KERNEL_HIT_GOAL),
+    );
     canvas.write_png(path)
+}
+
+/// The kernel paths' ratio to the better peer, one row per path and rate.
+fn kernel_ratio_bars(report: &Report) -> Vec<(String, Vec<Bar>)> {
+    let mut rows = Vec::new();
+    for rate in report.rates() {
+        for xdp in KERNEL_PATHS {
+            if let Some(e) = report.get(xdp, &peer_ratio_metric(&rate)) {
+                let label = format!("{} @{rate}", xdp.trim_start_matches("nodedns-"));
+                let bar = Bar {
+                    value: e.median,
+                    color: CPU,
+                    text: format!("{:.1}x", e.median),
+                };
+                rows.push((label, vec![bar]));
+            }
+        }
+    }
+    rows
 }
 
 /// " (userspace goal at most N: met)" for a panel title, when the run has it.

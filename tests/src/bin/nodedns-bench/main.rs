@@ -7,9 +7,11 @@
 //! `--failover-only` (only the fail-open time, `--runs` rounds),
 //! `--flood-only` (only the hot set under a flood, `--runs` rounds),
 //! `--userspace-only` (the userspace path against the peers: fixed rates
-//! and saturation, nothing else), `--memory-only` (only the agent's RSS,
-//! peak RSS, idle CPU and map memory at each cluster size, `--runs`
-//! rounds), `--sizes N,N..` (the memory runs' cluster sizes).
+//! and saturation, nothing else), `--kernel-only` (the kernel paths
+//! against the peers: the XDP microbenchmark and the fixed rates, nothing
+//! else), `--memory-only` (only the agent's RSS, peak RSS, idle CPU and
+//! map memory at each cluster size, `--runs` rounds), `--sizes N,N..`
+//! (the memory runs' cluster sizes).
 
 mod chart;
 mod cluster;
@@ -62,6 +64,9 @@ struct Plan {
     userspace_only: bool,
     /// Only the memory runs, `runs` rounds of each size (`--memory-only`).
     memory_only: bool,
+    /// Only the kernel paths and the peers, only the microbenchmark and
+    /// the fixed rates (`--kernel-only`).
+    kernel_only: bool,
     out: PathBuf,
 }
 
@@ -71,6 +76,7 @@ impl Plan {
         let (mut quick, mut dry_run, mut runs, mut out) = (false, false, None, None);
         let (mut failover_only, mut flood_only, mut userspace_only) = (false, false, false);
         let (mut memory_only, mut sizes) = (false, None);
+        let mut kernel_only = false;
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
@@ -86,11 +92,12 @@ impl Plan {
                     let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
                     sizes = Some(parsed.context("--sizes needs a list like 1000,50000")?);
                 }
+                "--kernel-only" => kernel_only = true,
                 "--runs" => runs = Some(args.next().context("--runs needs a number")?.parse()?),
                 "--out" => out = Some(PathBuf::from(args.next().context("--out needs a folder")?)),
                 "-h" | "--help" => {
                     println!(
-                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only] [--userspace-only] [--memory-only] [--sizes N,N..]"
+                        "nodedns-bench [--quick] [--dry-run] [--runs N] [--out DIR] [--failover-only] [--flood-only] [--userspace-only] [--kernel-only] [--memory-only] [--sizes N,N..]"
                     );
                     std::process::exit(0);
                 }
@@ -114,6 +121,7 @@ impl Plan {
                 flood_only,
                 userspace_only,
                 memory_only,
+                kernel_only,
                 out,
             }
         } else {
@@ -133,6 +141,7 @@ impl Plan {
                 flood_only,
                 userspace_only,
                 memory_only,
+                kernel_only,
                 out,
             }
         })
@@ -206,7 +215,8 @@ fn main() -> Result<()> {
     let _upstream = servers::start_upstream(&lab, &cluster)?;
     let mut contenders = Vec::new();
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
-        if plan.userspace_only && kind.has_xdp() {
+        if (plan.userspace_only && kind.has_xdp()) || (plan.kernel_only && kind == Kind::AgentNoXdp)
+        {
             continue;
         }
         let addr = Ipv4Addr::new(169, 254, 20, 21 + i as u8);
@@ -223,6 +233,12 @@ fn main() -> Result<()> {
     if plan.userspace_only && !plan.dry_run {
         warm(&lab, &contenders, &query_file)?;
         rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        return finish(&plan, report, started);
+    }
+    if plan.kernel_only && !plan.dry_run {
+        warm(&lab, &contenders, &query_file)?;
+        fixed_rates(&lab, &plan, &contenders, &query_file, &mut report)?;
+        push_micro(&mut report, micro);
         return finish(&plan, report, started);
     }
     if plan.dry_run {
@@ -292,16 +308,21 @@ fn main() -> Result<()> {
     push_memory(&mut report, &memory_sizes, &runs);
     hot_set_under_flood(&lab, &cluster, &plan, 1, &mut report)?;
     failover(&plan, &mut report)?;
+    push_micro(&mut report, micro);
+    finish(&plan, report, started)
+}
+
+/// The XDP microbenchmark's figures, when it ran.
+fn push_micro(report: &mut Report, micro: Option<microbench::Figures>) {
     if let Some(micro) = micro {
         for (metric, ns) in [
             ("testrun_hit", micro.hit_ns),
             ("testrun_miss", micro.miss_ns),
             ("testrun_pass", micro.pass_ns),
         ] {
-            report.push("xdp-program", metric, "ns", vec![ns as f64]);
+            report.push(report::XDP_PROGRAM, metric, "ns", vec![ns as f64]);
         }
     }
-    finish(&plan, report, started)
 }
 
 /// The memory figures of `runs` (any number of rounds), per size.
@@ -476,6 +497,29 @@ fn rates_and_saturation(
     file: &std::path::Path,
     report: &mut Report,
 ) -> Result<()> {
+    fixed_rates(lab, plan, contenders, file, report)?;
+    let load = Load {
+        rate: None,
+        seconds: plan.saturation_seconds,
+        passes: None,
+        verbose: false,
+        file,
+    };
+    let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
+    for ((server, _), s) in contenders.iter().zip(&samples) {
+        report.add_saturation(server.kind.label(), s);
+    }
+    Ok(())
+}
+
+/// The fixed rates of the plan.
+fn fixed_rates(
+    lab: &Lab,
+    plan: &Plan,
+    contenders: &[(Server, Option<u32>)],
+    file: &std::path::Path,
+    report: &mut Report,
+) -> Result<()> {
     for &rate in &plan.rates {
         let load = Load {
             rate: Some(rate),
@@ -488,17 +532,6 @@ fn rates_and_saturation(
         for ((server, _), s) in contenders.iter().zip(&samples) {
             report.add_fixed_rate(server.kind.label(), rate, s);
         }
-    }
-    let load = Load {
-        rate: None,
-        seconds: plan.saturation_seconds,
-        passes: None,
-        verbose: false,
-        file,
-    };
-    let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
-    for ((server, _), s) in contenders.iter().zip(&samples) {
-        report.add_saturation(server.kind.label(), s);
     }
     Ok(())
 }
