@@ -54,27 +54,9 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 7] {
             value_size: size_of::<AnswerSlot>() as u32,
             max_entries: slots_for(answer_entries),
         },
-        MapSpec {
-            name: MAP_COUNTERS,
-            types: &[MapType::PerCpuArray],
-            key_size: 4,
-            value_size: 8,
-            max_entries: Counter::COUNT,
-        },
-        MapSpec {
-            name: MAP_ANSWER_COUNTS,
-            types: &[MapType::PerCpuArray],
-            key_size: 4,
-            value_size: 8,
-            max_entries: ANSWER_COUNTERS,
-        },
-        MapSpec {
-            name: MAP_HOT_SAMPLES,
-            types: &[MapType::PerCpuArray],
-            key_size: 4,
-            value_size: 8,
-            max_entries: HOT_SLOTS,
-        },
+        MapSpec::per_cpu_counters(MAP_COUNTERS, Counter::COUNT),
+        MapSpec::per_cpu_counters(MAP_ANSWER_COUNTS, ANSWER_COUNTERS),
+        MapSpec::per_cpu_counters(MAP_HOT_SAMPLES, HOT_SLOTS),
         MapSpec {
             name: MAP_CONFIG,
             types: &[MapType::Array],
@@ -93,6 +75,17 @@ pub(crate) fn map_specs(answer_entries: u32) -> [MapSpec; 7] {
 }
 
 impl MapSpec {
+    /// A per-CPU array of `entries` 64-bit counters.
+    const fn per_cpu_counters(name: &'static str, entries: u32) -> Self {
+        Self {
+            name,
+            types: &[MapType::PerCpuArray],
+            key_size: 4,
+            value_size: 8,
+            max_entries: entries,
+        }
+    }
+
     /// Why `info` does not fit this spec, if it does not.
     pub(crate) fn mismatch(&self, info: &MapInfo) -> Option<(&'static str, u32, u32)> {
         let map_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);

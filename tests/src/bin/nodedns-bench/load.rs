@@ -66,6 +66,20 @@ pub struct Load<'a> {
     pub file: &'a Path,
 }
 
+impl<'a> Load<'a> {
+    /// `seconds` of `file` at `rate` (no limit: `None`), quiet, with no
+    /// limit on passes.
+    pub fn at(file: &'a Path, rate: Option<u32>, seconds: u32) -> Self {
+        Self {
+            rate,
+            seconds,
+            passes: None,
+            verbose: false,
+            file,
+        }
+    }
+}
+
 pub fn run(lab: &Lab, server: &Server, xdp_prog: Option<u32>, load: &Load) -> Result<Sample> {
     let counters = match (&server.bpffs, xdp_prog) {
         (Some(dir), Some(_)) => Some(XdpCounters::open(dir.path())?),

@@ -105,10 +105,29 @@ impl Plan {
             }
         }
         let out = out.unwrap_or_else(|| target_dir().join("bench"));
+        let full = Self {
+            quick,
+            dry_run,
+            runs: runs.unwrap_or(5),
+            rates: vec![20_000, 50_000],
+            seconds: 10,
+            saturation_seconds: 8,
+            // Long enough to catch the agent's 30 s timers.
+            idle_window: std::time::Duration::from_secs(30),
+            memory_sizes: sizes
+                .clone()
+                .unwrap_or_else(|| vec![1_000, 10_000, 50_000, 100_000]),
+            propagation_rounds: 7,
+            failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
+            failover_only,
+            flood_only,
+            userspace_only,
+            memory_only,
+            kernel_only,
+            out,
+        };
         Ok(if quick {
             Self {
-                quick,
-                dry_run,
                 runs: runs.unwrap_or(3),
                 rates: vec![20_000],
                 seconds: 5,
@@ -117,33 +136,10 @@ impl Plan {
                 memory_sizes: sizes.unwrap_or_else(|| vec![1_000, 10_000]),
                 propagation_rounds: 3,
                 failover_rounds: failover_rounds(dry_run, failover_only, runs, 3),
-                failover_only,
-                flood_only,
-                userspace_only,
-                memory_only,
-                kernel_only,
-                out,
+                ..full
             }
         } else {
-            Self {
-                quick,
-                dry_run,
-                runs: runs.unwrap_or(5),
-                rates: vec![20_000, 50_000],
-                seconds: 10,
-                saturation_seconds: 8,
-                // Long enough to catch the agent's 30 s timers.
-                idle_window: std::time::Duration::from_secs(30),
-                memory_sizes: sizes.unwrap_or_else(|| vec![1_000, 10_000, 50_000, 100_000]),
-                propagation_rounds: 7,
-                failover_rounds: failover_rounds(dry_run, failover_only, runs, 5),
-                failover_only,
-                flood_only,
-                userspace_only,
-                memory_only,
-                kernel_only,
-                out,
-            }
+            full
         })
     }
 }
@@ -232,12 +228,12 @@ fn main() -> Result<()> {
     let mut report = Report::new(plan.quick, plan.dry_run, SERVICES);
     if plan.userspace_only && !plan.dry_run {
         warm(&lab, &contenders, &query_file)?;
-        rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        measure_rates(&lab, &plan, &contenders, &query_file, &mut report, true)?;
         return finish(&plan, report, started);
     }
     if plan.kernel_only && !plan.dry_run {
         warm(&lab, &contenders, &query_file)?;
-        fixed_rates(&lab, &plan, &contenders, &query_file, &mut report)?;
+        measure_rates(&lab, &plan, &contenders, &query_file, &mut report, false)?;
         push_micro(&mut report, micro);
         return finish(&plan, report, started);
     }
@@ -262,7 +258,7 @@ fn main() -> Result<()> {
     } else {
         idle_cpu(&contenders, plan.idle_window, &mut report)?;
         warm(&lab, &contenders, &query_file)?;
-        rates_and_saturation(&lab, &plan, &contenders, &query_file, &mut report)?;
+        measure_rates(&lab, &plan, &contenders, &query_file, &mut report, true)?;
         for (server, _) in &contenders {
             if let (Some(dir), true) = (&server.bpffs, server.kind.has_xdp()) {
                 let counters = counters::XdpCounters::open(dir.path())?;
@@ -478,59 +474,39 @@ fn warm(lab: &Lab, contenders: &[(Server, Option<u32>)], file: &std::path::Path)
     for (server, prog) in contenders {
         eprintln!("bench: warming {}", server.kind.label());
         let load = Load {
-            rate: Some(10_000),
-            seconds: 20,
             passes: Some(2),
-            verbose: false,
-            file,
+            ..Load::at(file, Some(10_000), 20)
         };
         load::run(lab, server, *prog, &load)?;
     }
     Ok(())
 }
 
-/// The fixed rates of the plan, then saturation (no rate limit).
-fn rates_and_saturation(
+/// The fixed rates of the plan, then, with `saturation`, the saturation
+/// runs (no rate limit).
+fn measure_rates(
     lab: &Lab,
     plan: &Plan,
     contenders: &[(Server, Option<u32>)],
     file: &std::path::Path,
     report: &mut Report,
-) -> Result<()> {
-    fixed_rates(lab, plan, contenders, file, report)?;
-    let load = Load {
-        rate: None,
-        seconds: plan.saturation_seconds,
-        passes: None,
-        verbose: false,
-        file,
-    };
-    let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
-    for ((server, _), s) in contenders.iter().zip(&samples) {
-        report.add_saturation(server.kind.label(), s);
-    }
-    Ok(())
-}
-
-/// The fixed rates of the plan.
-fn fixed_rates(
-    lab: &Lab,
-    plan: &Plan,
-    contenders: &[(Server, Option<u32>)],
-    file: &std::path::Path,
-    report: &mut Report,
+    saturation: bool,
 ) -> Result<()> {
     for &rate in &plan.rates {
         let load = Load {
-            rate: Some(rate),
-            seconds: plan.seconds,
-            passes: None,
             verbose: true,
-            file,
+            ..Load::at(file, Some(rate), plan.seconds)
         };
         let samples = interleaved(lab, plan, contenders, &format!("{rate} qps"), &load)?;
         for ((server, _), s) in contenders.iter().zip(&samples) {
             report.add_fixed_rate(server.kind.label(), rate, s);
+        }
+    }
+    if saturation {
+        let load = Load::at(file, None, plan.saturation_seconds);
+        let samples = interleaved(lab, plan, contenders, "saturation", &load)?;
+        for ((server, _), s) in contenders.iter().zip(&samples) {
+            report.add_saturation(server.kind.label(), s);
         }
     }
     Ok(())

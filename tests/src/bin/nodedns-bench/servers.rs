@@ -235,22 +235,30 @@ fn health_addr(ports: u16) -> SocketAddr {
 /// program's id next.
 fn wait_agent_ready(lab: &Lab, server: &mut Server, ports: u16) -> Result<()> {
     let health = health_addr(ports);
-    let ready = wait_for(
-        &format!("{} /readyz to return 200", server.kind.label()),
-        READY_TIMEOUT,
-        || {
-            if !server.process.daemon_mut().is_running() {
-                return Some(false);
-            }
-            let status = lab.node().enter(|| http_get(health, "/readyz")).ok()?;
-            (status.ok()?.0 == 200).then_some(true)
-        },
-    );
-    match ready {
+    wait_until(server, "/readyz to return 200", || {
+        let status = lab.node().enter(|| http_get(health, "/readyz")).ok()?;
+        (status.ok()?.0 == 200).then_some(())
+    })
+}
+
+/// Polls `check` until it holds, for at most [`READY_TIMEOUT`]; fails at
+/// once if the server exits, with its log.
+fn wait_until(
+    server: &mut Server,
+    what: &str,
+    mut check: impl FnMut() -> Option<()>,
+) -> Result<()> {
+    let label = server.kind.label();
+    let done = wait_for(&format!("{label}: {what}"), READY_TIMEOUT, || {
+        if !server.process.daemon_mut().is_running() {
+            return Some(false);
+        }
+        check().map(|()| true)
+    });
+    match done {
         Ok(true) => Ok(()),
         _ => bail!(
-            "{} was not ready within {READY_TIMEOUT:?}; its log:\n{}",
-            server.kind.label(),
+            "{label}: gave up waiting for {what} after {READY_TIMEOUT:?}; its log:\n{}",
             server.process.daemon().log_tail()
         ),
     }
@@ -309,23 +317,8 @@ pub fn wait_ready(lab: &Lab, server: &mut Server, cluster: &Cluster) -> Result<(
     let (name, want) = (probe.fqdn(), probe.v4.to_string());
     let pod = lab.pod(server.pod);
     let at = format!("@{}", server.addr);
-    let answered = wait_for(
-        &format!("{} to answer {name}", server.kind.label()),
-        READY_TIMEOUT,
-        || {
-            if !server.process.daemon_mut().is_running() {
-                return Some(false);
-            }
-            let reply = pod.dig(&[&at, &name, "A"]).ok()?;
-            (reply.rdata("A") == [want.as_str()]).then_some(true)
-        },
-    );
-    match answered {
-        Ok(true) => Ok(()),
-        _ => bail!(
-            "{} did not answer {name} within {READY_TIMEOUT:?}; its log:\n{}",
-            server.kind.label(),
-            server.process.daemon().log_tail()
-        ),
-    }
+    wait_until(server, &format!("an answer to {name}"), || {
+        let reply = pod.dig(&[&at, &name, "A"]).ok()?;
+        (reply.rdata("A") == [want.as_str()]).then_some(())
+    })
 }
