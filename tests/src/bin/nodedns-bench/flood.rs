@@ -16,9 +16,7 @@ use crate::cluster::Cluster;
 use crate::counters::XdpCounters;
 use crate::servers::{self, Kind};
 
-/// The flood's agent's address and port offset (metrics and health): not
-/// one the memory runs' agents took (169.254.20.40 on, one per size) in
-/// the same lab.
+/// The flood's agent's address and port offset (metrics and health).
 const ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 60);
 const PORTS: u16 = 20;
 /// Services in the hot set, and how often it is asked.

@@ -97,6 +97,9 @@ pub struct Server {
     pub manifests: Option<PathBuf>,
     pub bpffs: Option<BpffsDir>,
     _pass: Option<PassProgram>,
+    /// The node namespace whose `lo` holds `addr`: released on drop, so a
+    /// later server of the same lab may take the address again.
+    node: String,
 }
 
 impl Server {
@@ -114,10 +117,18 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        let addr = format!("{}/32", self.addr);
+        let removed = std::process::Command::new("ip")
+            .args(["-n", &self.node, "addr", "del", &addr, "dev", "lo"])
+            .status();
+        if !matches!(removed, Ok(s) if s.success()) {
+            eprintln!("bench: could not remove {addr} from the node's lo: {removed:?}");
+        }
     }
 }
 
-/// Adds `addr/32` to the node's `lo` (removed with the lab's netns).
+/// Adds `addr/32` to the node's `lo` (a server's is removed when it is
+/// dropped; the rest go with the lab's netns).
 pub fn add_address(lab: &Lab, addr: Ipv4Addr) -> Result<()> {
     lab.node()
         .ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"])
@@ -217,6 +228,7 @@ pub fn start(
         manifests,
         bpffs,
         _pass: pass,
+        node: lab.node().name().to_string(),
     };
     wait_ready(lab, &mut server, cluster)?;
     if server.bpffs.is_some() {
